@@ -1,0 +1,42 @@
+"""Load facegate's ONNX models for the peers (onnxruntime, OpenCV) with the same load-time fixes tract needs.
+
+onnxruntime rejects two things in the OpenCV Zoo int8bq files: a `block_size` attribute on per-tensor
+DequantizeLinear nodes (YuNet's biases), and graph inputs that no node reads (SFace). Both are fixed on the
+protobuf in memory; nothing is written to disk.
+"""
+import os
+
+import onnx
+import onnxruntime as ort
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MODELS = os.environ.get("FACEGATE_MODELS", os.path.join(HERE, "..", "..", "models"))
+YUNET = os.path.join(MODELS, "face_detection_yunet_2023mar_int8bq.onnx")
+SFACE = os.path.join(MODELS, "face_recognition_sface_2021dec_int8bq.onnx")
+
+
+def fixed_model_bytes(path):
+    model = onnx.load(path)
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type != "DequantizeLinear" or len(node.input) < 2:
+            continue
+        scale = inits.get(node.input[1])
+        if scale is not None and len(scale.dims) <= 1 and (not scale.dims or scale.dims[0] == 1):
+            keep = [a for a in node.attribute if a.name != "block_size"]
+            del node.attribute[:]
+            node.attribute.extend(keep)
+    used = {i for n in graph.node for i in n.input}
+    keep_inputs = [i for i in graph.input if i.name in used]
+    del graph.input[:]
+    graph.input.extend(keep_inputs)
+    return model.SerializeToString()
+
+
+def session(path, threads=1):
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(fixed_model_bytes(path), opts, providers=["CPUExecutionProvider"])

@@ -1,0 +1,120 @@
+//! Capture: where frames enter facegate.
+//!
+//! Owns the [`Frame`] type (RGB pixels that are zeroized when dropped), the [`FrameSource`] trait with its
+//! real camera ([`camera`], behind the `camera` feature) and the replay source ([`replay`]) used off the Pi,
+//! and safe decoding of image files and camera buffers ([`decode`]). It must never write a frame anywhere:
+//! no file, no log line, no network.
+
+pub mod decode;
+pub mod replay;
+
+#[cfg(feature = "camera")]
+pub mod camera;
+
+use std::fmt;
+
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+pub use decode::{decode_bytes, decode_file, DecodeError, DecodeLimits};
+pub use replay::ReplaySource;
+
+/// One picture in RGB, 8 bits per channel, rows top to bottom. The pixels are wiped when the frame is
+/// dropped, and `Debug` shows only the size.
+#[derive(ZeroizeOnDrop)]
+pub struct Frame {
+    #[zeroize(skip)]
+    width: u32,
+    #[zeroize(skip)]
+    height: u32,
+    rgb: Vec<u8>,
+}
+
+impl Frame {
+    /// Wraps an RGB buffer of exactly `width * height * 3` bytes.
+    pub fn from_rgb(width: u32, height: u32, rgb: Vec<u8>) -> Result<Self, CaptureError> {
+        let expected = u64::from(width) * u64::from(height) * 3;
+        if width == 0 || height == 0 {
+            let mut rgb = rgb;
+            rgb.zeroize();
+            return Err(CaptureError::Empty);
+        }
+        if rgb.len() as u64 != expected {
+            let got = rgb.len();
+            let mut rgb = rgb;
+            rgb.zeroize();
+            return Err(CaptureError::BadBuffer { width, height, got });
+        }
+        Ok(Self { width, height, rgb })
+    }
+
+    /// Width in pixels.
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+
+    /// Height in pixels.
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+
+    /// The RGB bytes, row-major.
+    pub fn rgb(&self) -> &[u8] {
+        &self.rgb
+    }
+
+    /// The pixel at (x, y) as `[r, g, b]`; callers keep x < width and y < height.
+    #[inline]
+    pub fn pixel(&self, x: u32, y: u32) -> [u8; 3] {
+        let i = (y as usize * self.width as usize + x as usize) * 3;
+        [self.rgb[i], self.rgb[i + 1], self.rgb[i + 2]]
+    }
+}
+
+impl fmt::Debug for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Frame").field("width", &self.width).field("height", &self.height).finish_non_exhaustive()
+    }
+}
+
+/// Errors of a frame source.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    /// A frame with no pixels.
+    #[error("the frame is empty (0 pixels)")]
+    Empty,
+    /// A pixel buffer whose length does not fit its size.
+    #[error("a {width}x{height} RGB frame needs {} bytes, got {got}", u64::from(*width) * u64::from(*height) * 3)]
+    BadBuffer {
+        /// Claimed width.
+        width: u32,
+        /// Claimed height.
+        height: u32,
+        /// Bytes received.
+        got: usize,
+    },
+    /// An image that could not be decoded.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The replay folder holds no image that decodes.
+    #[error("no decodable image in {0}; point the replay source at a folder of JPEG/PNG photos")]
+    NoImages(std::path::PathBuf),
+    /// The camera could not be opened or read.
+    #[error(
+        "camera: {0}; check that it is plugged in, that /dev/video* exists and that this user is in the video group"
+    )]
+    Camera(String),
+}
+
+/// Anything that yields frames: a camera, or a folder replayed in a loop.
+pub trait FrameSource: Send {
+    /// Blocks until the next frame is ready.
+    fn next_frame(&mut self) -> Result<Frame, CaptureError>;
+
+    /// A short description for logs (never contains pixels).
+    fn describe(&self) -> String;
+
+    /// For a replay, the file the last frame came from; a camera has none.
+    fn last_file(&self) -> Option<&std::path::Path> {
+        None
+    }
+}

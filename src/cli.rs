@@ -1,0 +1,269 @@
+//! The command line: argument parsing (clap) and one function per subcommand.
+//!
+//! Owns what each command prints. It prints geometry, scores, verdicts and counts; it never prints or writes
+//! an image, a crop or an embedding value.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+
+use crate::capture::{decode_file, DecodeLimits};
+use crate::config::{Config, RawConfig, Threshold};
+use crate::detect;
+use crate::eval::{self, EvalReport, EvalRequest, FMR_TARGETS};
+use crate::pipeline::FacePipeline;
+
+/// facegate: a privacy-first face gate. Faces are matched only against residents who consented; nothing
+/// image-like is ever written.
+#[derive(Debug, Parser)]
+#[command(name = "facegate", version, about, long_about = None)]
+pub struct Cli {
+    /// Config file (TOML); defaults apply to anything it leaves out.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Folder holding the model files (overrides the config).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub models: Option<PathBuf>,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Detect faces in images: boxes, scores and landmark counts. Never writes an image.
+    Detect {
+        /// Image files.
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// One JSON object per image instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare the largest face of two images: cosine similarity and the verdict.
+    Compare {
+        /// First image.
+        a: PathBuf,
+        /// Second image.
+        b: PathBuf,
+        /// Cosine threshold (default: the configured `matching.threshold`).
+        #[arg(long)]
+        threshold: Option<f32>,
+    },
+    /// Evaluate detection and verification on a labelled photo folder.
+    Eval(EvalArgs),
+    /// Replay a folder (or read a camera) through the vision path, printing a decision per frame.
+    Demo(crate::demo::DemoArgs),
+}
+
+/// `facegate eval` arguments.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Folder with `person_*` sub-folders of photos.
+    #[arg(long, value_name = "DIR")]
+    pub faces: PathBuf,
+    /// Score only the pairs listed in this CSV (path_a,path_b,same,protocol); default: all pairs.
+    #[arg(long, value_name = "FILE")]
+    pub pairs: Option<PathBuf>,
+    /// Keep only pairs whose protocol starts with this.
+    #[arg(long, value_name = "PREFIX", default_value = "")]
+    pub protocol: String,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Worker threads for embedding (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
+    let mut config = match &cli.config {
+        Some(path) => RawConfig::read(path)?.validate()?,
+        None => RawConfig::default().validate()?,
+    };
+    if let Some(models) = cli.models {
+        config.models_dir = models;
+    }
+    match cli.command {
+        Command::Detect { images, json } => detect_command(&config, &images, json),
+        Command::Compare { a, b, threshold } => compare_command(&config, &a, &b, threshold),
+        Command::Eval(args) => eval_command(&config, &args),
+        Command::Demo(args) => crate::demo::run_demo(&config, &args),
+    }
+}
+
+fn load_pipeline(config: &Config) -> Result<FacePipeline> {
+    FacePipeline::load(&config.models_dir, config.pipeline).context("loading the face models")
+}
+
+fn detect_command(config: &Config, images: &[PathBuf], as_json: bool) -> Result<std::process::ExitCode> {
+    let detector =
+        detect::Detector::load(&config.models_dir, config.pipeline.detector).context("loading the face detector")?;
+    let mut failed = 0usize;
+    for path in images {
+        let outcome = decode_file(path, DecodeLimits::default())
+            .map_err(anyhow::Error::from)
+            .and_then(|frame| Ok((frame.width(), frame.height(), detector.detect(&frame)?)));
+        match outcome {
+            Ok((width, height, faces)) => {
+                if as_json {
+                    let faces_json: Vec<_> = faces
+                        .iter()
+                        .map(|f| {
+                            json!({
+                                "box": [f.bbox.x, f.bbox.y, f.bbox.width, f.bbox.height],
+                                "score": f.score,
+                                "landmarks": f.landmarks.len(),
+                            })
+                        })
+                        .collect();
+                    println!(
+                        "{}",
+                        json!({"image": path.display().to_string(), "width": width, "height": height,
+                               "faces": faces_json.len(), "detections": faces_json})
+                    );
+                } else {
+                    println!("{}: {width}x{height}, {} face(s)", path.display(), faces.len());
+                    for (i, f) in faces.iter().enumerate() {
+                        println!(
+                            "  face {}: box x={:.1} y={:.1} w={:.1} h={:.1}  score {:.3}  landmarks {}",
+                            i + 1,
+                            f.bbox.x,
+                            f.bbox.y,
+                            f.bbox.width,
+                            f.bbox.height,
+                            f.score,
+                            f.landmarks.len()
+                        );
+                    }
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                if as_json {
+                    println!("{}", json!({"image": path.display().to_string(), "error": format!("{e:#}")}));
+                } else {
+                    eprintln!("{}: error: {e:#}", path.display());
+                }
+            }
+        }
+    }
+    Ok(if failed == 0 { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE })
+}
+
+fn compare_command(config: &Config, a: &Path, b: &Path, threshold: Option<f32>) -> Result<std::process::ExitCode> {
+    let threshold = match threshold {
+        Some(t) => Threshold::new(t).with_context(|| format!("--threshold {t} is not a cosine in (-1, 1)"))?,
+        None => config.match_threshold,
+    };
+    let pipeline = load_pipeline(config)?;
+    let read = |p: &Path| pipeline.read_file(p, DecodeLimits::default()).with_context(|| format!("{}", p.display()));
+    let (first, second) = (read(a)?, read(b)?);
+    for (path, reading) in [(a, &first), (b, &second)] {
+        if reading.n_faces > 1 {
+            eprintln!("note: {} has {} faces; using the largest", path.display(), reading.n_faces);
+        }
+    }
+    let cosine = first.embedding.cosine(&second.embedding);
+    let same = cosine >= threshold.get();
+    println!(
+        "cosine {cosine:.4}  threshold {:.3}  verdict: {}",
+        threshold.get(),
+        if same { "same person" } else { "different people" }
+    );
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn eval_command(config: &Config, args: &EvalArgs) -> Result<std::process::ExitCode> {
+    if let Some(threads) = args.threads {
+        // Only fails if a global pool already exists, which is harmless.
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build_global();
+    }
+    let pipeline = Arc::new(load_pipeline(config)?);
+    let request = EvalRequest {
+        faces_dir: args.faces.clone(),
+        pairs_file: args.pairs.clone(),
+        protocol_prefix: args.protocol.clone(),
+        limits: DecodeLimits::default(),
+    };
+    let bar = indicatif::ProgressBar::new(0);
+    if std::io::stderr().is_terminal() {
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:40}] {pos}/{len} images ({per_sec}, eta {eta})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+    } else {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let report = eval::evaluate(&pipeline, &request, &|n| bar.set_length(n as u64), &|| bar.inc(1))?;
+    bar.finish_and_clear();
+    if args.json {
+        println!("{}", report_json(&report));
+    } else {
+        print_report(&report);
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// The JSON form of an evaluation report (rates as fractions).
+pub fn report_json(report: &EvalReport) -> serde_json::Value {
+    let mut fnmr_at_fmr = serde_json::Map::new();
+    for point in &report.metrics.operating_points {
+        fnmr_at_fmr.insert(fmr_key(point.target_fmr), json!({"fnmr": point.fnmr, "threshold": point.threshold}));
+    }
+    json!({
+        "images": report.images,
+        "detected": report.detected,
+        "genuine_pairs": report.genuine_pairs,
+        "impostor_pairs": report.impostor_pairs,
+        "eer": report.metrics.eer,
+        "eer_threshold": report.metrics.eer_threshold,
+        "accuracy": report.metrics.accuracy,
+        "accuracy_threshold": report.metrics.accuracy_threshold,
+        "fnmr_at_fmr": fnmr_at_fmr,
+        "failures": report.failures,
+    })
+}
+
+fn fmr_key(target: f64) -> String {
+    FMR_TARGETS
+        .iter()
+        .zip(["1e-3", "1e-4", "1e-5"])
+        .find(|(t, _)| (**t - target).abs() < f64::EPSILON)
+        .map_or_else(|| format!("{target:e}"), |(_, k)| (*k).to_owned())
+}
+
+fn print_report(report: &EvalReport) {
+    #[allow(clippy::cast_precision_loss)]
+    let detected_pct = 100.0 * report.detected as f64 / report.images.max(1) as f64;
+    println!("images          {}", report.images);
+    println!("detected        {} ({detected_pct:.2} %)", report.detected);
+    for (reason, count) in &report.failures {
+        println!("  failed: {reason}: {count}");
+    }
+    println!("genuine pairs   {}", report.genuine_pairs);
+    println!("impostor pairs  {}", report.impostor_pairs);
+    println!("EER             {:.3} %  (threshold {:.3})", 100.0 * report.metrics.eer, report.metrics.eer_threshold);
+    for point in &report.metrics.operating_points {
+        println!(
+            "FNMR @ FMR {:<5} {:.3} %  (threshold {:.3}, FMR reached {:.2e})",
+            fmr_key(point.target_fmr),
+            100.0 * point.fnmr,
+            point.threshold,
+            point.fmr
+        );
+    }
+    println!(
+        "accuracy        {:.3} %  (best threshold {:.3})",
+        100.0 * report.metrics.accuracy,
+        report.metrics.accuracy_threshold
+    );
+}

@@ -1,0 +1,247 @@
+//! Configuration: the TOML file as written ([`RawConfig`]) and the validated settings the code uses
+//! ([`Config`]).
+//!
+//! Owns defaults and validation: a bad value is refused at start with the key and the reason. It reads the
+//! config file and nothing else; it never writes.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::detect::DetectorConfig;
+use crate::pipeline::PipelineConfig;
+
+/// Cosine threshold for a 1:1 verification when none is configured. Chosen from `facegate eval` on the
+/// development photos: about FMR 1e-4 for SFace (see README, "Accuracy").
+pub const DEFAULT_MATCH_THRESHOLD: f32 = 0.42;
+
+/// A configuration value that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read config file {path}: {reason}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("config file {path} is not valid: {reason}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (names the key and line).
+        reason: String,
+    },
+    /// A key holds a value outside its range.
+    #[error("config key `{key}`: {reason}")]
+    Invalid {
+        /// The dotted key.
+        key: &'static str,
+        /// What is wrong and what is allowed.
+        reason: String,
+    },
+}
+
+/// The file as written; every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[models]`
+    #[serde(default)]
+    pub models: RawModels,
+    /// `[detector]`
+    #[serde(default)]
+    pub detector: RawDetector,
+    /// `[matching]`
+    #[serde(default)]
+    pub matching: RawMatching,
+    /// `[capture]`
+    #[serde(default)]
+    pub capture: RawCapture,
+}
+
+/// `[models]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModels {
+    /// Folder holding the ONNX files.
+    pub dir: Option<PathBuf>,
+}
+
+/// `[detector]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDetector {
+    /// Minimum detector score.
+    pub score_threshold: Option<f32>,
+    /// NMS IoU.
+    pub nms_iou: Option<f32>,
+    /// Longest side of the detector's working picture.
+    pub max_side: Option<u32>,
+    /// Smallest face width embedded, in pixels.
+    pub min_face_px: Option<f32>,
+}
+
+/// `[matching]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatching {
+    /// Cosine threshold for 1:1 verification.
+    pub threshold: Option<f32>,
+}
+
+/// `[capture]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCapture {
+    /// `"replay"` or `"camera"`.
+    pub source: Option<String>,
+    /// Folder replayed by the replay source.
+    pub replay_dir: Option<PathBuf>,
+    /// V4L2 device index of the camera.
+    pub camera_index: Option<u32>,
+    /// Frames per second to pace the source at.
+    pub fps: Option<f32>,
+}
+
+/// Where frames come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CaptureConfig {
+    /// A folder of photos in a loop.
+    Replay {
+        /// The folder.
+        dir: PathBuf,
+    },
+    /// A V4L2 camera.
+    Camera {
+        /// `/dev/videoN`.
+        index: u32,
+    },
+}
+
+/// A cosine threshold, validated to lie in (-1, 1).
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
+pub struct Threshold(f32);
+
+impl Threshold {
+    /// Validates a threshold.
+    pub fn new(value: f32) -> Option<Self> {
+        (value.is_finite() && value > -1.0 && value < 1.0).then_some(Self(value))
+    }
+
+    /// The value.
+    pub fn get(self) -> f32 {
+        self.0
+    }
+}
+
+/// Validated settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Folder holding the ONNX files.
+    pub models_dir: PathBuf,
+    /// Vision path settings.
+    pub pipeline: PipelineConfig,
+    /// 1:1 verification threshold.
+    pub match_threshold: Threshold,
+    /// Frame source.
+    pub capture: CaptureConfig,
+    /// Pace of the frame source.
+    pub fps: f32,
+}
+
+impl RawConfig {
+    /// Parses TOML text.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), reason: e.to_string() })
+    }
+
+    /// Reads and parses a file.
+    pub fn read(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Read { path: path.to_path_buf(), reason: e.to_string() })?;
+        Self::parse(&text, path)
+    }
+
+    /// Applies defaults and checks every value.
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let defaults = PipelineConfig::default();
+        let score_threshold = self.detector.score_threshold.unwrap_or(defaults.detector.score_threshold);
+        if !(score_threshold > 0.0 && score_threshold < 1.0) {
+            return Err(invalid("detector.score_threshold", format!("{score_threshold} is not in (0, 1)")));
+        }
+        let nms_iou = self.detector.nms_iou.unwrap_or(defaults.detector.nms_iou);
+        if !(nms_iou > 0.0 && nms_iou <= 1.0) {
+            return Err(invalid("detector.nms_iou", format!("{nms_iou} is not in (0, 1]")));
+        }
+        let max_side = self.detector.max_side.unwrap_or(defaults.detector.max_side);
+        if !(64..=4096).contains(&max_side) {
+            return Err(invalid("detector.max_side", format!("{max_side} is not in 64..=4096 pixels")));
+        }
+        let min_face_px = self.detector.min_face_px.unwrap_or(defaults.min_face_px);
+        if !(min_face_px.is_finite() && (0.0..=1000.0).contains(&min_face_px)) {
+            return Err(invalid("detector.min_face_px", format!("{min_face_px} is not in 0..=1000 pixels")));
+        }
+        let threshold = self.matching.threshold.unwrap_or(DEFAULT_MATCH_THRESHOLD);
+        let match_threshold = Threshold::new(threshold)
+            .ok_or_else(|| invalid("matching.threshold", format!("{threshold} is not a cosine in (-1, 1)")))?;
+        let capture = match self.capture.source.as_deref().unwrap_or("replay") {
+            "replay" => CaptureConfig::Replay {
+                dir: self.capture.replay_dir.unwrap_or_else(|| PathBuf::from("../shared/faces")),
+            },
+            "camera" => CaptureConfig::Camera { index: self.capture.camera_index.unwrap_or(0) },
+            other => return Err(invalid("capture.source", format!("{other:?} is not \"replay\" or \"camera\""))),
+        };
+        let fps = self.capture.fps.unwrap_or(15.0);
+        if !(fps > 0.0 && fps <= 120.0) {
+            return Err(invalid("capture.fps", format!("{fps} is not in (0, 120]")));
+        }
+        Ok(Config {
+            models_dir: self.models.dir.unwrap_or_else(crate::model::default_models_dir),
+            pipeline: PipelineConfig {
+                detector: DetectorConfig { score_threshold, nms_iou, max_side, ..defaults.detector },
+                min_face_px,
+            },
+            match_threshold,
+            capture,
+            fps,
+        })
+    }
+}
+
+fn invalid(key: &'static str, reason: String) -> ConfigError {
+    ConfigError::Invalid { key, reason }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        RawConfig::parse(text, Path::new("test.toml"))?.validate()
+    }
+
+    #[test]
+    fn an_empty_file_gives_the_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.match_threshold.get(), DEFAULT_MATCH_THRESHOLD);
+        assert!(matches!(c.capture, CaptureConfig::Replay { .. }));
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (text, key) in [
+            ("[matching]\nthreshold = 1.5", "matching.threshold"),
+            ("[detector]\nscore_threshold = 0", "detector.score_threshold"),
+            ("[capture]\nsource = \"ftp\"", "capture.source"),
+            ("[capture]\nfps = -3", "capture.fps"),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(err.to_string().contains(key), "{text}: {err}");
+        }
+        let err = parse("[matching]\nthreshhold = 0.4").unwrap_err();
+        assert!(err.to_string().contains("threshhold"), "{err}");
+    }
+}

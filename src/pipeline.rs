@@ -1,0 +1,128 @@
+//! The per-frame vision path: frame -> detect -> pick the person in front -> quality gate -> align -> embed.
+//!
+//! Owns the choice of face (the largest, with the count of others reported) and the minimum face size below
+//! which no embedding is attempted. It holds the loaded models; it keeps no frame and writes nothing.
+
+use std::path::Path;
+
+use crate::align;
+use crate::capture::{decode_file, DecodeError, DecodeLimits, Frame};
+use crate::detect::{self, DetectError, Detector, DetectorConfig, FaceDetection};
+use crate::embed::{EmbedError, Embedder, Embedding};
+
+/// Settings of the vision path.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PipelineConfig {
+    /// Detector settings.
+    pub detector: DetectorConfig,
+    /// Faces whose box is narrower than this (frame pixels) are reported but not embedded.
+    pub min_face_px: f32,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        // SFace works on 112 px crops; below ~40 px the eyes span a handful of pixels and matching is noise.
+        Self { detector: DetectorConfig::default(), min_face_px: 40.0 }
+    }
+}
+
+/// Why a frame gave no embedding.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// Nothing above the detector's threshold.
+    #[error("no face found")]
+    NoFace,
+    /// The face is there but too small to recognise.
+    #[error(
+        "the face is too small ({width_px:.0} px wide, at least {min_px:.0} px needed); come closer to the camera"
+    )]
+    FaceTooSmall {
+        /// Width of the largest face.
+        width_px: f32,
+        /// The minimum.
+        min_px: f32,
+    },
+    /// The landmarks do not define a usable alignment.
+    #[error("the face's landmarks are degenerate; cannot align")]
+    Unalignable,
+    /// The detector failed.
+    #[error(transparent)]
+    Detect(#[from] DetectError),
+    /// The embedder failed.
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+}
+
+/// What the vision path read from one frame.
+#[derive(Debug)]
+pub struct FaceReading {
+    /// How many faces the detector found.
+    pub n_faces: usize,
+    /// The face that was embedded (the largest).
+    pub face: FaceDetection,
+    /// Its embedding.
+    pub embedding: Embedding,
+}
+
+/// Errors of [`FacePipeline::read_file`]: the file, or the face in it.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadFileError {
+    /// The file is not a usable image.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The image holds no usable face.
+    #[error(transparent)]
+    Face(#[from] PipelineError),
+}
+
+/// Both models, loaded and optimised once; `&self` methods, so one instance serves every thread.
+#[derive(Debug)]
+pub struct FacePipeline {
+    detector: Detector,
+    embedder: Embedder,
+    config: PipelineConfig,
+}
+
+impl FacePipeline {
+    /// Loads and checks both models from `models_dir`.
+    pub fn load(models_dir: &Path, config: PipelineConfig) -> Result<Self, PipelineError> {
+        Ok(Self {
+            detector: Detector::load(models_dir, config.detector)?,
+            embedder: Embedder::load(models_dir)?,
+            config,
+        })
+    }
+
+    /// The detector, for callers that only need boxes.
+    pub fn detector(&self) -> &Detector {
+        &self.detector
+    }
+
+    /// The embedder, for callers that align themselves.
+    pub fn embedder(&self) -> &Embedder {
+        &self.embedder
+    }
+
+    /// The settings in use.
+    pub fn config(&self) -> PipelineConfig {
+        self.config
+    }
+
+    /// Detects, picks the largest face, checks its size, aligns and embeds it.
+    pub fn read(&self, frame: &Frame) -> Result<FaceReading, PipelineError> {
+        let faces = self.detector.detect(frame)?;
+        let face = detect::largest(&faces).ok_or(PipelineError::NoFace)?.clone();
+        if face.bbox.width < self.config.min_face_px {
+            return Err(PipelineError::FaceTooSmall { width_px: face.bbox.width, min_px: self.config.min_face_px });
+        }
+        let aligned = align::align(frame, &face.landmarks).ok_or(PipelineError::Unalignable)?;
+        let embedding = self.embedder.embed(&aligned)?;
+        Ok(FaceReading { n_faces: faces.len(), face, embedding })
+    }
+
+    /// Decodes an image file and reads the face in it.
+    pub fn read_file(&self, path: &Path, limits: DecodeLimits) -> Result<FaceReading, ReadFileError> {
+        let frame = decode_file(path, limits)?;
+        Ok(self.read(&frame)?)
+    }
+}
