@@ -300,26 +300,24 @@ fn dequantize_node(graph: &pb::GraphProto, node: &pb::NodeProto) -> std::result:
     let scale_dims: Vec<usize> = scale.dims.iter().map(|&d| usize::try_from(d).unwrap_or(0)).collect();
 
     let mut out = Vec::with_capacity(x_values.len());
+    let mut coords = vec![0usize; rank];
     for (i, &q) in x_values.iter().enumerate() {
-        let s_idx = if scale_values.len() == 1 {
-            0
-        } else if block_size == 0 {
+        let s_idx = match (scale_values.len(), block_size) {
+            (1, _) => 0,
             // Per-axis: one scale per index along `axis`.
-            (i / inner.max(1)) % axis_len.max(1)
-        } else {
-            // Blocked: same shape as x except `axis`, which is divided by the block size.
-            let mut idx = [0usize; 8];
-            let mut rem = i;
-            for d in (0..rank).rev() {
-                idx[d] = rem % dims[d].max(1);
-                rem /= dims[d].max(1);
+            (_, 0) => (i / inner.max(1)) % axis_len.max(1),
+            // Blocked: the scale has x's shape with `axis` divided by the block size.
+            (_, block) => {
+                let mut rem = i;
+                for (c, &d) in coords.iter_mut().zip(&dims).rev() {
+                    *c = rem % d.max(1);
+                    rem /= d.max(1);
+                }
+                if let Some(c) = coords.get_mut(axis) {
+                    *c /= block;
+                }
+                coords.iter().enumerate().fold(0, |flat, (d, &c)| flat * scale_dims.get(d).copied().unwrap_or(1) + c)
             }
-            idx[axis] /= block_size;
-            let mut flat = 0;
-            for d in 0..rank {
-                flat = flat * scale_dims.get(d).copied().unwrap_or(1) + idx[d];
-            }
-            flat
         };
         let s = *scale_values.get(s_idx).ok_or("scale index out of range")?;
         let z = *zero_values.get(s_idx).ok_or("zero point index out of range")?;

@@ -1,5 +1,6 @@
 //! The vision path on real models and real photos: the detector's reference decoding, alignment, embedding
 //! separation, and the defined behaviour for every kind of bad input.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

