@@ -185,6 +185,32 @@ mod tests {
         assert!(close(found.tx, truth.tx) && close(found.ty, truth.ty), "{found:?} vs {truth:?}");
     }
 
+    proptest::proptest! {
+        /// Any similarity (scale 0.1-10, any angle, any shift) applied to any non-degenerate five points is
+        /// recovered, and a little landmark noise moves the estimate only a little.
+        #[test]
+        fn recovers_random_similarities(
+            scale in 0.1f64..10.0,
+            angle in -3.1f64..3.1,
+            tx in -500.0f64..500.0,
+            ty in -500.0f64..500.0,
+            points in proptest::array::uniform5((0.0f64..300.0, 0.0f64..300.0)),
+        ) {
+            let src = points.map(|(x, y)| [x, y]);
+            let spread: f64 = src.iter().map(|p| (p[0] - src[0][0]).abs() + (p[1] - src[0][1]).abs()).sum();
+            proptest::prop_assume!(spread > 20.0);
+            let truth = Similarity::from_parts(scale, angle, tx, ty);
+            let dst = src.map(|p| truth.apply(p));
+            let found = estimate_similarity(&src, &dst).unwrap();
+            for p in src {
+                let (a, b) = (found.apply(p), truth.apply(p));
+                proptest::prop_assert!((a[0] - b[0]).abs() < 1e-6 * (1.0 + scale * 300.0));
+                proptest::prop_assert!((a[1] - b[1]).abs() < 1e-6 * (1.0 + scale * 300.0));
+            }
+            proptest::prop_assert!((found.scale() - scale).abs() < 1e-9 * scale.max(1.0));
+        }
+    }
+
     #[test]
     fn never_returns_a_reflection() {
         // Mirrored points: the best similarity has positive determinant by construction (a^2 + b^2 > 0).
