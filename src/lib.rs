@@ -17,5 +17,7 @@ pub mod demo;
 pub mod detect;
 pub mod embed;
 pub mod eval;
+pub mod matching;
 pub mod model;
 pub mod pipeline;
+pub mod protect;

@@ -1,0 +1,296 @@
+//! Match: a protected probe against the gallery of live protected templates, 1:N, in memory.
+//!
+//! Pure: no I/O, no clock. The gallery is one contiguous, zeroized matrix (a row per enrolled resident) so a
+//! scan streams memory at full speed. The threshold follows a target false-positive identification rate for
+//! the current gallery size (FPIR ~ N x FMR), and a decision needs agreement over several frames. An unknown
+//! face gets "no match", never "the closest resident".
+
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::embed::EMBEDDING_DIM;
+use crate::protect::{ProtectedTemplate, TransformId};
+
+/// A slot in the gallery (the store maps it to a resident; matching never sees identities).
+pub type Slot = u32;
+
+/// Why a template cannot join the gallery.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum GalleryError {
+    /// Made under another transform key than the gallery's.
+    #[error("the template was made under transform {found:?}, the gallery uses {expected:?}; re-enrol under the current key")]
+    WrongTransform {
+        /// The gallery's transform.
+        expected: TransformId,
+        /// The template's.
+        found: TransformId,
+    },
+}
+
+/// The live templates, one row each.
+pub struct Gallery {
+    transform: TransformId,
+    slots: Vec<Slot>,
+    matrix: Zeroizing<Vec<f32>>,
+}
+
+impl std::fmt::Debug for Gallery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gallery").field("transform", &self.transform).field("len", &self.slots.len()).finish()
+    }
+}
+
+/// The best candidate of a scan.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Candidate {
+    /// Its slot.
+    pub slot: Slot,
+    /// Its cosine.
+    pub score: f32,
+}
+
+impl Gallery {
+    /// An empty gallery for templates of one transform.
+    pub fn new(transform: TransformId) -> Self {
+        Self { transform, slots: Vec::new(), matrix: Zeroizing::new(Vec::new()) }
+    }
+
+    /// The transform its templates use.
+    pub fn transform(&self) -> TransformId {
+        self.transform
+    }
+
+    /// Number of templates.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// True when nobody is enrolled.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Adds (or replaces) the template of a slot.
+    pub fn insert(&mut self, slot: Slot, template: &ProtectedTemplate) -> Result<(), GalleryError> {
+        if template.transform() != self.transform {
+            return Err(GalleryError::WrongTransform { expected: self.transform, found: template.transform() });
+        }
+        self.remove(slot);
+        if self.matrix.capacity() < self.matrix.len() + EMBEDDING_DIM {
+            // Grow by copying into a new zeroized buffer: a plain Vec growth would free the old rows unwiped.
+            let mut grown = Zeroizing::new(Vec::with_capacity((self.matrix.len() + EMBEDDING_DIM) * 2));
+            grown.extend_from_slice(&self.matrix);
+            self.matrix = grown;
+        }
+        self.matrix.extend_from_slice(template.as_slice());
+        self.slots.push(slot);
+        Ok(())
+    }
+
+    /// Removes a slot's template at once, wiping its row. Returns whether it was there.
+    pub fn remove(&mut self, slot: Slot) -> bool {
+        let Some(idx) = self.slots.iter().position(|&s| s == slot) else { return false };
+        let last = self.slots.len() - 1;
+        if idx != last {
+            let (head, tail) = self.matrix.split_at_mut(last * EMBEDDING_DIM);
+            head[idx * EMBEDDING_DIM..(idx + 1) * EMBEDDING_DIM].copy_from_slice(&tail[..EMBEDDING_DIM]);
+        }
+        self.matrix[last * EMBEDDING_DIM..].zeroize();
+        self.matrix.truncate(last * EMBEDDING_DIM);
+        self.slots.swap_remove(idx);
+        true
+    }
+
+    /// The best-scoring template for a probe, if the gallery is not empty. Does not apply a threshold.
+    pub fn best(&self, probe: &ProtectedTemplate) -> Option<Candidate> {
+        if probe.transform() != self.transform {
+            return None;
+        }
+        let p = probe.as_slice();
+        let mut best: Option<Candidate> = None;
+        for (row, &slot) in self.matrix.chunks_exact(EMBEDDING_DIM).zip(&self.slots) {
+            let score = dot(row, p);
+            if best.is_none_or(|b| score > b.score) {
+                best = Some(Candidate { slot, score });
+            }
+        }
+        best
+    }
+
+    /// The slot the probe matches at `threshold`, or `None` ("no match", never the nearest resident).
+    pub fn identify(&self, probe: &ProtectedTemplate, threshold: f32) -> Option<Candidate> {
+        self.best(probe).filter(|c| c.score >= threshold)
+    }
+}
+
+/// Dot product over eight independent accumulators, which the compiler turns into SIMD.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    for (ca, cb) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        for i in 0..8 {
+            acc[i] += ca[i] * cb[i];
+        }
+    }
+    acc.iter().sum()
+}
+
+/// Per-comparison false-match rate against the cosine threshold reaching it, for SFace on the development
+/// photos (`facegate eval --faces ../shared/faces`: 3.1 M impostor pairs). Sorted by decreasing FMR.
+pub const SFACE_CALIBRATION: [(f64, f32); 3] = [(1e-3, 0.356), (1e-4, 0.414), (1e-5, 0.464)];
+
+/// The cosine threshold that keeps the chance a stranger matches anyone below `target_fpir` for a gallery of
+/// `gallery_size`: per comparison FMR = FPIR / N, interpolated in log10(FMR) between calibration points and
+/// extrapolated linearly beyond them; never below the loosest calibrated threshold, whatever the gallery.
+pub fn threshold_for_fpir(target_fpir: f64, gallery_size: usize, calibration: &[(f64, f32)]) -> f32 {
+    #[allow(clippy::cast_precision_loss)]
+    let fmr = (target_fpir / gallery_size.max(1) as f64).clamp(1e-12, 1.0);
+    let x = fmr.log10();
+    let Some(first) = calibration.first() else { return 0.99 };
+    if calibration.len() == 1 {
+        return first.1;
+    }
+    // Find the segment around x (calibration is sorted by decreasing FMR, i.e. decreasing log10).
+    let n = calibration.len();
+    let segment = calibration.windows(2).find(|w| x <= w[0].0.log10() && x >= w[1].0.log10()).map_or_else(
+        || {
+            if x > first.0.log10() {
+                [calibration[0], calibration[1]]
+            } else {
+                [calibration[n - 2], calibration[n - 1]]
+            }
+        },
+        |w| [w[0], w[1]],
+    );
+    let (x0, y0) = (segment[0].0.log10(), f64::from(segment[0].1));
+    let (x1, y1) = (segment[1].0.log10(), f64::from(segment[1].1));
+    let y = y0 + (x - x0) * (y1 - y0) / (x1 - x0);
+    #[allow(clippy::cast_possible_truncation)]
+    let threshold = y as f32;
+    // Never looser than the loosest calibrated point, however small the gallery.
+    threshold.clamp(first.1, 0.99)
+}
+
+/// Requires the same resident in `required` of the last `window` frames before opening.
+#[derive(Clone, Debug)]
+pub struct FrameAgreement {
+    required: usize,
+    window: usize,
+    recent: std::collections::VecDeque<Option<Slot>>,
+}
+
+impl FrameAgreement {
+    /// `required` of `window` frames (both at least 1; `required` is capped at `window`).
+    pub fn new(required: usize, window: usize) -> Self {
+        let window = window.max(1);
+        Self { required: required.clamp(1, window), window, recent: std::collections::VecDeque::with_capacity(window) }
+    }
+
+    /// Feeds one frame's outcome (the matched slot, or `None`); returns the slot once agreement is reached,
+    /// and then starts over so one approach opens the door once.
+    pub fn observe(&mut self, outcome: Option<Slot>) -> Option<Slot> {
+        if self.recent.len() == self.window {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(outcome);
+        let slot = outcome?;
+        let votes = self.recent.iter().filter(|o| **o == Some(slot)).count();
+        if votes >= self.required {
+            self.recent.clear();
+            Some(slot)
+        } else {
+            None
+        }
+    }
+
+    /// Forgets everything (a new person at the gate).
+    pub fn reset(&mut self) {
+        self.recent.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn template(axis: usize, transform: TransformId) -> ProtectedTemplate {
+        let mut v = [0.0f32; EMBEDDING_DIM];
+        v[axis] = 1.0;
+        ProtectedTemplate::from_values(&v, transform).unwrap()
+    }
+
+    fn mixed(a: usize, b: usize, wa: f32, transform: TransformId) -> ProtectedTemplate {
+        let mut v = [0.0f32; EMBEDDING_DIM];
+        v[a] = wa;
+        v[b] = (1.0 - wa * wa).sqrt();
+        ProtectedTemplate::from_values(&v, transform).unwrap()
+    }
+
+    #[test]
+    fn identifies_the_right_slot_and_refuses_strangers() {
+        let t = TransformId(1);
+        let mut g = Gallery::new(t);
+        for slot in 0..10 {
+            g.insert(slot, &template(slot as usize, t)).unwrap();
+        }
+        let probe = mixed(4, 50, 0.8, t);
+        assert_eq!(g.identify(&probe, 0.5).map(|c| c.slot), Some(4));
+        // A stranger close to nobody: no match, even though someone is "closest".
+        let stranger = mixed(4, 50, 0.3, t);
+        assert!(g.best(&stranger).is_some());
+        assert_eq!(g.identify(&stranger, 0.5), None);
+    }
+
+    #[test]
+    fn removal_takes_effect_at_once_and_keeps_the_others() {
+        let t = TransformId(1);
+        let mut g = Gallery::new(t);
+        for slot in 0..5 {
+            g.insert(slot, &template(slot as usize, t)).unwrap();
+        }
+        assert!(g.remove(1));
+        assert!(!g.remove(1));
+        assert_eq!(g.identify(&template(1, t), 0.5), None);
+        for slot in [0, 2, 3, 4] {
+            assert_eq!(g.identify(&template(slot as usize, t), 0.5).map(|c| c.slot), Some(slot));
+        }
+        assert_eq!(g.len(), 4);
+    }
+
+    #[test]
+    fn a_template_of_another_transform_is_refused() {
+        let mut g = Gallery::new(TransformId(1));
+        assert!(matches!(g.insert(0, &template(0, TransformId(2))), Err(GalleryError::WrongTransform { .. })));
+        assert_eq!(g.best(&template(0, TransformId(2))), None);
+    }
+
+    #[test]
+    fn the_threshold_rises_with_the_gallery() {
+        let t = |n| threshold_for_fpir(1e-3, n, &SFACE_CALIBRATION);
+        assert!((t(1) - 0.356).abs() < 1e-6);
+        assert!((t(10) - 0.414).abs() < 1e-4);
+        assert!((t(100) - 0.464).abs() < 1e-4);
+        assert!(t(1000) > 0.5 && t(1000) < 0.53, "{}", t(1000));
+        assert!(t(100) < t(1000) && t(1000) < t(100_000));
+        assert!((threshold_for_fpir(1.0, 1, &SFACE_CALIBRATION) - 0.356).abs() < 1e-6);
+    }
+
+    #[test]
+    fn agreement_needs_the_same_resident_in_enough_frames() {
+        let mut a = FrameAgreement::new(2, 3);
+        assert_eq!(a.observe(Some(7)), None);
+        assert_eq!(a.observe(Some(8)), None);
+        assert_eq!(a.observe(Some(7)), Some(7));
+        assert_eq!(a.observe(Some(7)), None, "starts over after opening");
+        assert_eq!(a.observe(None), None);
+        assert_eq!(a.observe(None), None);
+        assert_eq!(a.observe(Some(7)), None, "the earlier vote has left the window");
+    }
+
+    #[test]
+    fn dot_matches_the_naive_sum() {
+        let a: Vec<f32> = (0..EMBEDDING_DIM).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..EMBEDDING_DIM).map(|i| (i as f32 * 0.11).cos()).collect();
+        let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        assert!((dot(&a, &b) - naive).abs() < 1e-4);
+    }
+}
