@@ -1,0 +1,563 @@
+//! Store: the embedded SQLite database (rusqlite, bundled SQLite), the only module that touches it.
+//!
+//! Owns the schema and its migrations, WAL mode, and the transactions that keep the invariants: a sealed
+//! template exists only beside a live consent and a wrapped data key; revocation deletes key, template and
+//! PIN in one transaction and chains an audit event; `secure_delete` and a WAL checkpoint leave no shredded
+//! key in free pages. It stores pseudonymous ids, consent records, wrapped keys and sealed templates, never
+//! an image, a plaintext embedding or a record of who passed the gate.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use sha2::{Digest, Sha256};
+
+use crate::protect::{self, AeadKey, ProtectedTemplate, SealError, Sealed, TemplateContext, TransformId};
+
+/// Errors of the store; each says what happened and, where there is one, what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite refused (corrupt file, disk full, locked...).
+    #[error("database {path}: {reason}")]
+    Database {
+        /// The database file.
+        path: PathBuf,
+        /// SQLite's message.
+        reason: String,
+    },
+    /// The file is newer than this program.
+    #[error("database schema version {found} is newer than this facegate understands ({supported}); upgrade facegate")]
+    TooNew {
+        /// Found version.
+        found: i64,
+        /// Highest supported.
+        supported: i64,
+    },
+    /// No such resident.
+    #[error("no resident {0}")]
+    UnknownResident(String),
+    /// Enrolment without a live consent record.
+    #[error("resident {0} has no live consent for face entry; record their separate consent first")]
+    NoConsent(String),
+    /// A sealed row that does not open (wrong master key, tampering, a swapped row).
+    #[error("the sealed data of resident {resident} does not open: {source}")]
+    Sealed {
+        /// The resident whose row failed.
+        resident: String,
+        /// The reason.
+        source: SealError,
+    },
+}
+
+/// Result alias for this module.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Schema versions, applied in order (index + 1 = version).
+const MIGRATIONS: &[&str] = &[r"
+CREATE TABLE residents (
+    id TEXT PRIMARY KEY,
+    unit_label TEXT,
+    created_at INTEGER NOT NULL,
+    moved_out_at INTEGER
+);
+CREATE TABLE consent_records (
+    id INTEGER PRIMARY KEY,
+    resident_id TEXT NOT NULL REFERENCES residents(id),
+    notice_version TEXT NOT NULL,
+    notice_sha256 TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    granted_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+CREATE TABLE wrapped_keys (
+    resident_id TEXT PRIMARY KEY REFERENCES residents(id),
+    nonce BLOB NOT NULL,
+    ciphertext BLOB NOT NULL
+);
+CREATE TABLE sealed_templates (
+    resident_id TEXT PRIMARY KEY REFERENCES wrapped_keys(resident_id),
+    version INTEGER NOT NULL,
+    transform_id INTEGER NOT NULL,
+    nonce BLOB NOT NULL,
+    ciphertext BLOB NOT NULL,
+    enrolled_at INTEGER NOT NULL,
+    last_used_at INTEGER NOT NULL
+);
+CREATE TABLE audit_log (
+    seq INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    prev_hash BLOB NOT NULL,
+    hash BLOB NOT NULL
+);
+"];
+
+/// A consent to face entry, as given (separately from any other terms).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsentRecord {
+    /// Version of the notice shown.
+    pub notice_version: String,
+    /// sha256 (hex) of the exact notice text shown.
+    pub notice_sha256: String,
+    /// The purpose consented to.
+    pub purpose: String,
+    /// How it was given (gate, kiosk, portal...).
+    pub channel: String,
+    /// When (Unix seconds).
+    pub granted_at: i64,
+}
+
+/// What a revocation destroyed, for the resident to keep.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevocationReceipt {
+    /// The resident.
+    pub resident_id: String,
+    /// When (Unix seconds).
+    pub revoked_at: i64,
+    /// What was deleted.
+    pub deleted: Vec<&'static str>,
+    /// The audit chain hash of the revocation event, hex: a code the resident can have checked later.
+    pub verification_code: String,
+}
+
+/// The templates that opened, and a clear error for each row that did not.
+#[derive(Debug)]
+pub struct LiveTemplates {
+    /// Resident id and template, by resident id.
+    pub templates: Vec<(String, ProtectedTemplate)>,
+    /// One error per row that failed to open; the other rows stay usable.
+    pub failures: Vec<StoreError>,
+}
+
+/// The database.
+#[derive(Debug)]
+pub struct Store {
+    path: PathBuf,
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database.
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path).map_err(|e| db_err(path, &e))?;
+        let store = Self { path: path.to_path_buf(), conn };
+        store
+            .conn
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+                 PRAGMA secure_delete = ON;",
+            )
+            .map_err(|e| store.err(&e))?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn err(&self, e: &rusqlite::Error) -> StoreError {
+        db_err(&self.path, e)
+    }
+
+    fn migrate(&self) -> Result<()> {
+        let version: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| self.err(&e))?;
+        let supported = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+        if version > supported {
+            return Err(StoreError::TooNew { found: version, supported });
+        }
+        for (idx, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(version).unwrap_or(0)) {
+            let next = idx + 1;
+            self.conn
+                .execute_batch(&format!("BEGIN IMMEDIATE; {sql} PRAGMA user_version = {next}; COMMIT;"))
+                .map_err(|e| self.err(&e))?;
+        }
+        Ok(())
+    }
+
+    /// Runs SQLite's own consistency check; `Ok(())` when it reports "ok".
+    pub fn integrity_check(&self) -> Result<()> {
+        let report: String =
+            self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).map_err(|e| self.err(&e))?;
+        if report == "ok" {
+            Ok(())
+        } else {
+            Err(StoreError::Database { path: self.path.clone(), reason: format!("integrity check: {report}") })
+        }
+    }
+
+    /// Adds a resident under a pseudonymous id.
+    pub fn add_resident(&mut self, resident_id: &str, unit_label: Option<&str>, now: i64) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO residents (id, unit_label, created_at) VALUES (?1, ?2, ?3)",
+                params![resident_id, unit_label, now],
+            )
+            .map_err(|e| self.err(&e))?;
+        Ok(())
+    }
+
+    /// Records a separate consent to face entry.
+    pub fn grant_consent(&mut self, resident_id: &str, consent: &ConsentRecord) -> Result<()> {
+        self.require_resident(resident_id)?;
+        self.conn
+            .execute(
+                "INSERT INTO consent_records (resident_id, notice_version, notice_sha256, purpose, channel, granted_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    resident_id,
+                    consent.notice_version,
+                    consent.notice_sha256,
+                    consent.purpose,
+                    consent.channel,
+                    consent.granted_at
+                ],
+            )
+            .map_err(|e| self.err(&e))?;
+        Ok(())
+    }
+
+    fn require_resident(&self, resident_id: &str) -> Result<()> {
+        let found: Option<i64> = self
+            .conn
+            .query_row("SELECT 1 FROM residents WHERE id = ?1", [resident_id], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(&e))?;
+        found.map(|_| ()).ok_or_else(|| StoreError::UnknownResident(resident_id.to_owned()))
+    }
+
+    /// Whether the resident has a consent that is not revoked.
+    pub fn has_live_consent(&self, resident_id: &str) -> Result<bool> {
+        let n: i64 = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM consent_records WHERE resident_id = ?1 AND revoked_at IS NULL",
+                [resident_id],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(&e))?;
+        Ok(n > 0)
+    }
+
+    /// Seals and stores a resident's protected template under a fresh data key (wrapped by `master`), in one
+    /// transaction, replacing any earlier template and key. Refused without a live consent.
+    pub fn store_template(
+        &mut self,
+        resident_id: &str,
+        template: &ProtectedTemplate,
+        master: &AeadKey,
+        now: i64,
+    ) -> Result<u32> {
+        if !self.has_live_consent(resident_id)? {
+            return Err(StoreError::NoConsent(resident_id.to_owned()));
+        }
+        let previous: Option<u32> = self
+            .conn
+            .query_row("SELECT version FROM sealed_templates WHERE resident_id = ?1", [resident_id], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(&e))?;
+        let version = previous.map_or(1, |v| v + 1);
+        let data_key = AeadKey::generate();
+        let sealed_err = |source| StoreError::Sealed { resident: resident_id.to_owned(), source };
+        let context = TemplateContext { resident_id, version, transform: template.transform() };
+        let sealed = protect::seal_template(template, &data_key, context).map_err(sealed_err)?;
+        let wrapped = protect::wrap_key(&data_key, master, resident_id).map_err(sealed_err)?;
+        let path = self.path.clone();
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, &e))?;
+        tx.execute("DELETE FROM sealed_templates WHERE resident_id = ?1", [resident_id])
+            .and_then(|_| tx.execute("DELETE FROM wrapped_keys WHERE resident_id = ?1", [resident_id]))
+            .and_then(|_| {
+                tx.execute(
+                    "INSERT INTO wrapped_keys (resident_id, nonce, ciphertext) VALUES (?1, ?2, ?3)",
+                    params![resident_id, &wrapped.nonce[..], wrapped.ciphertext],
+                )
+            })
+            .and_then(|_| {
+                tx.execute(
+                    "INSERT INTO sealed_templates (resident_id, version, transform_id, nonce, ciphertext, enrolled_at, last_used_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                    params![resident_id, version, transform_to_sql(template.transform()), &sealed.nonce[..], sealed.ciphertext, now],
+                )
+            })
+            .map_err(|e| db_err(&path, &e))?;
+        append_audit(&tx, now, "enrol", resident_id).map_err(|e| db_err(&path, &e))?;
+        tx.commit().map_err(|e| db_err(&path, &e))?;
+        Ok(version)
+    }
+
+    /// Opens every live template (consent not revoked) of a transform, for the in-memory gallery. A row that
+    /// does not open is reported with its resident and skipped; the others stay usable.
+    pub fn live_templates(&self, master: &AeadKey, transform: TransformId) -> Result<LiveTemplates> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT t.resident_id, t.version, t.nonce, t.ciphertext, k.nonce, k.ciphertext
+                 FROM sealed_templates t JOIN wrapped_keys k ON k.resident_id = t.resident_id
+                 WHERE t.transform_id = ?1 AND EXISTS (
+                     SELECT 1 FROM consent_records c WHERE c.resident_id = t.resident_id AND c.revoked_at IS NULL)
+                 ORDER BY t.resident_id",
+            )
+            .map_err(|e| self.err(&e))?;
+        let rows = stmt
+            .query_map([transform_to_sql(transform)], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, u32>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                    r.get::<_, Vec<u8>>(3)?,
+                    r.get::<_, Vec<u8>>(4)?,
+                    r.get::<_, Vec<u8>>(5)?,
+                ))
+            })
+            .map_err(|e| self.err(&e))?;
+        let (mut templates, mut failures) = (Vec::new(), Vec::new());
+        for row in rows {
+            let (resident, version, t_nonce, t_ct, k_nonce, k_ct) = row.map_err(|e| self.err(&e))?;
+            let opened = sealed_from(k_nonce, k_ct)
+                .and_then(|wrapped| protect::unwrap_key(&wrapped, master, &resident))
+                .and_then(|data_key| {
+                    let context = TemplateContext { resident_id: &resident, version, transform };
+                    protect::open_template(&sealed_from(t_nonce, t_ct)?, &data_key, context)
+                });
+            match opened {
+                Ok(template) => templates.push((resident, template)),
+                Err(source) => failures.push(StoreError::Sealed { resident, source }),
+            }
+        }
+        Ok(LiveTemplates { templates, failures })
+    }
+
+    /// Withdraws consent and destroys the resident's data key and template at once (crypto-shredding), in one
+    /// transaction with its audit event; then checkpoints the WAL so no copy of the key lingers there.
+    pub fn revoke_and_shred(&mut self, resident_id: &str, now: i64) -> Result<RevocationReceipt> {
+        self.require_resident(resident_id)?;
+        let path = self.path.clone();
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, &e))?;
+        let mut deleted = Vec::new();
+        let n_keys =
+            tx.execute("DELETE FROM sealed_templates WHERE resident_id = ?1", [resident_id]).and_then(|n_templates| {
+                if n_templates > 0 {
+                    deleted.push("sealed face template");
+                }
+                tx.execute("DELETE FROM wrapped_keys WHERE resident_id = ?1", [resident_id])
+            });
+        if n_keys.map_err(|e| db_err(&path, &e))? > 0 {
+            deleted.push("template data key (crypto-shredded)");
+        }
+        let n_consents = tx
+            .execute(
+                "UPDATE consent_records SET revoked_at = ?2 WHERE resident_id = ?1 AND revoked_at IS NULL",
+                params![resident_id, now],
+            )
+            .map_err(|e| db_err(&path, &e))?;
+        if n_consents > 0 {
+            deleted.push("consent to face entry (withdrawn)");
+        }
+        let hash = append_audit(&tx, now, "revoke", resident_id).map_err(|e| db_err(&path, &e))?;
+        tx.commit().map_err(|e| db_err(&path, &e))?;
+        self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").map_err(|e| self.err(&e))?;
+        Ok(RevocationReceipt {
+            resident_id: resident_id.to_owned(),
+            revoked_at: now,
+            deleted,
+            verification_code: hash.iter().take(8).map(|b| format!("{b:02x}")).collect(),
+        })
+    }
+
+    /// Verifies the audit log's hash chain end to end; returns the number of events.
+    pub fn verify_audit_chain(&self) -> Result<usize> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, at, event, subject, prev_hash, hash FROM audit_log ORDER BY seq")
+            .map_err(|e| self.err(&e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, Vec<u8>>(4)?,
+                    r.get::<_, Vec<u8>>(5)?,
+                ))
+            })
+            .map_err(|e| self.err(&e))?;
+        let mut previous = vec![0u8; 32];
+        let mut n = 0;
+        for row in rows {
+            let (seq, at, event, subject, prev_hash, hash) = row.map_err(|e| self.err(&e))?;
+            if prev_hash != previous || hash != chain_hash(&previous, seq, at, &event, &subject) {
+                return Err(StoreError::Database {
+                    path: self.path.clone(),
+                    reason: format!("audit log broken at event {seq}: an event was altered, removed or inserted"),
+                });
+            }
+            previous = hash;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+fn db_err(path: &Path, e: &rusqlite::Error) -> StoreError {
+    StoreError::Database { path: path.to_path_buf(), reason: e.to_string() }
+}
+
+/// SQLite integers are signed; the id's bits are kept as they are.
+fn transform_to_sql(id: TransformId) -> i64 {
+    i64::from_be_bytes(id.0.to_be_bytes())
+}
+
+fn sealed_from(nonce: Vec<u8>, ciphertext: Vec<u8>) -> std::result::Result<Sealed, SealError> {
+    let nonce = nonce.try_into().map_err(|_| SealError::Malformed("nonce length"))?;
+    Ok(Sealed { nonce, ciphertext })
+}
+
+fn chain_hash(previous: &[u8], seq: i64, at: i64, event: &str, subject: &str) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(previous);
+    h.update(seq.to_be_bytes());
+    h.update(at.to_be_bytes());
+    for field in [event, subject] {
+        h.update(u64::try_from(field.len()).unwrap_or(u64::MAX).to_be_bytes());
+        h.update(field.as_bytes());
+    }
+    h.finalize().to_vec()
+}
+
+fn append_audit(tx: &rusqlite::Transaction<'_>, at: i64, event: &str, subject: &str) -> rusqlite::Result<Vec<u8>> {
+    let last: Option<(i64, Vec<u8>)> = tx
+        .query_row("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (seq, previous) = last.map_or((1, vec![0u8; 32]), |(s, h)| (s + 1, h));
+    let hash = chain_hash(&previous, seq, at, event, subject);
+    tx.execute(
+        "INSERT INTO audit_log (seq, at, event, subject, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![seq, at, event, subject, previous, hash],
+    )?;
+    Ok(hash)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::embed::{Embedding, EMBEDDING_DIM};
+    use crate::protect::{Rotation, TransformKey};
+
+    fn consent(now: i64) -> ConsentRecord {
+        ConsentRecord {
+            notice_version: "2026-11".into(),
+            notice_sha256: "ab".repeat(32),
+            purpose: "gate entry only".into(),
+            channel: "kiosk".into(),
+            granted_at: now,
+        }
+    }
+
+    fn embedding(seed: usize) -> Embedding {
+        let raw: Vec<f32> = (0..EMBEDDING_DIM).map(|i| ((i * 7 + seed * 13) as f32 * 0.37).sin()).collect();
+        Embedding::from_raw(&raw).unwrap()
+    }
+
+    fn all_bytes(dir: &Path) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
+        }
+        bytes
+    }
+
+    #[test]
+    fn enrol_match_revoke_and_nothing_plain_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("facegate.sqlite");
+        let mut store = Store::open(&db).unwrap();
+        let master = AeadKey::generate();
+        let rotation = Rotation::from_key(&TransformKey::from_bytes([5; 32]));
+        let (e1, e2) = (embedding(1), embedding(2));
+        let (t1, t2) = (rotation.protect(&e1), rotation.protect(&e2));
+        for (id, t) in [("r1", &t1), ("r2", &t2)] {
+            store.add_resident(id, Some("3-401"), 100).unwrap();
+            assert!(matches!(store.store_template(id, t, &master, 100), Err(StoreError::NoConsent(_))));
+            store.grant_consent(id, &consent(100)).unwrap();
+            assert_eq!(store.store_template(id, t, &master, 101).unwrap(), 1);
+        }
+        let LiveTemplates { templates: live, failures } = store.live_templates(&master, rotation.id()).unwrap();
+        assert!(failures.is_empty());
+        assert_eq!(live.len(), 2);
+        assert_eq!(live[0].1.as_slice(), t1.as_slice());
+
+        // Neither the embedding's nor the protected template's float bytes are anywhere in the files.
+        let on_disk = all_bytes(dir.path());
+        for values in [e1.as_slice(), t1.as_slice()] {
+            for v in values.iter().filter(|v| v.abs() > 1e-3) {
+                assert!(!on_disk.windows(4).any(|w| w == v.to_le_bytes()), "float {v} found on disk");
+            }
+        }
+        for magic in [&[0xFFu8, 0xD8, 0xFF][..], b"\x89PNG"] {
+            assert!(!on_disk.windows(magic.len()).any(|w| w == magic));
+        }
+
+        // Wrong master key: a clear error per row, nothing panics.
+        let LiveTemplates { templates: live, failures } =
+            store.live_templates(&AeadKey::generate(), rotation.id()).unwrap();
+        assert!(live.is_empty() && failures.len() == 2);
+
+        let wrapped_before: Vec<u8> = store
+            .conn
+            .query_row("SELECT ciphertext FROM wrapped_keys WHERE resident_id = 'r1'", [], |r| r.get(0))
+            .unwrap();
+        let receipt = store.revoke_and_shred("r1", 200).unwrap();
+        assert_eq!(receipt.deleted.len(), 3, "{receipt:?}");
+        assert_eq!(receipt.verification_code.len(), 16);
+        let live = store.live_templates(&master, rotation.id()).unwrap().templates;
+        assert_eq!(live.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), vec!["r2"]);
+        // The shredded wrapped key is nowhere in the files (secure_delete + WAL checkpoint).
+        let on_disk = all_bytes(dir.path());
+        assert!(!on_disk.windows(wrapped_before.len()).any(|w| w == wrapped_before.as_slice()));
+        assert_eq!(store.verify_audit_chain().unwrap(), 3);
+        store.integrity_check().unwrap();
+    }
+
+    #[test]
+    fn swapped_rows_and_tampered_audit_are_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db.sqlite")).unwrap();
+        let master = AeadKey::generate();
+        let rotation = Rotation::from_key(&TransformKey::from_bytes([6; 32]));
+        for (id, seed) in [("a", 1), ("b", 2)] {
+            store.add_resident(id, None, 1).unwrap();
+            store.grant_consent(id, &consent(1)).unwrap();
+            store.store_template(id, &rotation.protect(&embedding(seed)), &master, 2).unwrap();
+        }
+        // Swap the two sealed templates between residents.
+        store
+            .conn
+            .execute_batch(
+                "UPDATE sealed_templates SET resident_id = 'tmp' WHERE resident_id = 'a';
+                 UPDATE sealed_templates SET resident_id = 'a' WHERE resident_id = 'b';
+                 UPDATE sealed_templates SET resident_id = 'b' WHERE resident_id = 'tmp';",
+            )
+            .unwrap_or_else(|_| {
+                // Foreign keys forbid 'tmp'; swap the ciphertexts instead.
+                store
+                    .conn
+                    .execute_batch(
+                        "UPDATE sealed_templates SET ciphertext = (SELECT ciphertext FROM sealed_templates WHERE resident_id = 'b'),
+                                nonce = (SELECT nonce FROM sealed_templates WHERE resident_id = 'b') WHERE resident_id = 'a';",
+                    )
+                    .unwrap()
+            });
+        let LiveTemplates { templates: live, failures } = store.live_templates(&master, rotation.id()).unwrap();
+        assert!(!failures.is_empty(), "a swapped row must not open");
+        assert!(live.len() < 2);
+        store.conn.execute("UPDATE audit_log SET subject = 'x' WHERE seq = 1", []).unwrap();
+        assert!(store.verify_audit_chain().is_err());
+    }
+
+    #[test]
+    fn a_corrupt_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        std::fs::write(&path, vec![0x42u8; 8192]).unwrap();
+        let err = Store::open(&path).unwrap_err();
+        assert!(err.to_string().contains("db.sqlite"), "{err}");
+    }
+}
