@@ -16,6 +16,7 @@ pub mod config;
 pub mod demo;
 pub mod detect;
 pub mod embed;
+pub mod enrol;
 pub mod eval;
 pub mod keys;
 pub mod matching;

@@ -1,0 +1,225 @@
+//! Enrolment: from several good frames of a consenting resident to one averaged embedding.
+//!
+//! Pure: the quality gate (face size, frontal pose from the landmarks, sharpness of the aligned crop) and the
+//! session that collects K good frames, averages them and refuses a face that already matches another
+//! resident. Consent, sealing and storage are the store's; this module never writes and never keeps a frame.
+
+use crate::align::{AlignedFace, ALIGNED_SIZE};
+use crate::detect::FaceDetection;
+use crate::embed::Embedding;
+
+/// Limits a frame must meet to be used for enrolment.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QualityGate {
+    /// Minimum distance between the eyes, in frame pixels.
+    pub min_eye_distance_px: f32,
+    /// How far off-centre the nose may sit between the eyes (0 = centred, 0.5 = under an eye): yaw.
+    pub max_yaw: f32,
+    /// Largest tilt of the eye line, as a fraction of the eye distance: roll.
+    pub max_roll: f32,
+    /// Minimum variance of the Laplacian of the aligned crop's grey levels: sharpness.
+    pub min_sharpness: f32,
+}
+
+impl Default for QualityGate {
+    fn default() -> Self {
+        // A gate camera at 0.5-1.5 m gives 40-120 px between the eyes; 25 px is a face of ~65 px.
+        Self { min_eye_distance_px: 25.0, max_yaw: 0.25, max_roll: 0.35, min_sharpness: 30.0 }
+    }
+}
+
+/// Why a frame was not used.
+#[derive(Clone, Copy, Debug, PartialEq, thiserror::Error)]
+pub enum QualityIssue {
+    /// Too far from the camera.
+    #[error("the face is too small ({eye_distance_px:.0} px between the eyes); come closer")]
+    TooSmall {
+        /// Measured eye distance.
+        eye_distance_px: f32,
+    },
+    /// Head turned sideways.
+    #[error("please look straight at the camera (head turned)")]
+    Turned,
+    /// Head tilted.
+    #[error("please hold your head level")]
+    Tilted,
+    /// Motion or focus blur.
+    #[error("the picture is blurred (sharpness {sharpness:.0}); hold still")]
+    Blurred {
+        /// Measured sharpness.
+        sharpness: f32,
+    },
+}
+
+impl QualityGate {
+    /// Checks one detected face and its aligned crop.
+    pub fn check(&self, face: &FaceDetection, aligned: &AlignedFace) -> Result<(), QualityIssue> {
+        let [right_eye, left_eye, nose, _, _] = face.landmarks;
+        let (dx, dy) = (left_eye[0] - right_eye[0], left_eye[1] - right_eye[1]);
+        let eye_distance = dx.hypot(dy);
+        if eye_distance < self.min_eye_distance_px {
+            return Err(QualityIssue::TooSmall { eye_distance_px: eye_distance });
+        }
+        if (dy / eye_distance).abs() > self.max_roll {
+            return Err(QualityIssue::Tilted);
+        }
+        // Position of the nose projected on the eye line, 0 at the right eye, 1 at the left.
+        let along = ((nose[0] - right_eye[0]) * dx + (nose[1] - right_eye[1]) * dy) / (eye_distance * eye_distance);
+        if (along - 0.5).abs() > self.max_yaw {
+            return Err(QualityIssue::Turned);
+        }
+        let sharpness = laplacian_variance(aligned);
+        if sharpness < self.min_sharpness {
+            return Err(QualityIssue::Blurred { sharpness });
+        }
+        Ok(())
+    }
+}
+
+/// Variance of the 4-neighbour Laplacian over the crop's grey levels (a standard focus measure).
+pub fn laplacian_variance(face: &AlignedFace) -> f32 {
+    let rgb = face.rgb();
+    let grey = |x: usize, y: usize| {
+        let i = (y * ALIGNED_SIZE + x) * 3;
+        0.299 * f32::from(rgb[i]) + 0.587 * f32::from(rgb[i + 1]) + 0.114 * f32::from(rgb[i + 2])
+    };
+    let (mut sum, mut sum_sq, mut n) = (0.0f64, 0.0f64, 0.0f64);
+    // The centre of the crop: the face, not the black corners a rotation leaves.
+    for y in 16..ALIGNED_SIZE - 16 {
+        for x in 16..ALIGNED_SIZE - 16 {
+            let lap = grey(x - 1, y) + grey(x + 1, y) + grey(x, y - 1) + grey(x, y + 1) - 4.0 * grey(x, y);
+            sum += f64::from(lap);
+            sum_sq += f64::from(lap) * f64::from(lap);
+            n += 1.0;
+        }
+    }
+    let mean = sum / n;
+    #[allow(clippy::cast_possible_truncation)]
+    let variance = (sum_sq / n - mean * mean) as f32;
+    variance
+}
+
+/// The outcome of offering one frame to an enrolment session.
+#[derive(Debug, PartialEq)]
+pub enum FrameVerdict {
+    /// Used; this many good frames so far.
+    Accepted(usize),
+    /// Not used, and why (shown to the resident).
+    Rejected(QualityIssue),
+    /// Used, but it does not look like the same person as the earlier frames: the session starts over.
+    Inconsistent,
+}
+
+/// Collects K good frames of one person and averages them.
+#[derive(Debug)]
+pub struct EnrolmentSession {
+    needed: usize,
+    gate: QualityGate,
+    min_self_similarity: f32,
+    embeddings: Vec<Embedding>,
+}
+
+impl EnrolmentSession {
+    /// A session that needs `needed` good frames (at least 1).
+    pub fn new(needed: usize, gate: QualityGate) -> Self {
+        // Frames of one person in one sitting score far above any impostor (cosine > 0.5 typically; the
+        // FMR 1e-5 threshold is 0.46): lower means two people took turns.
+        Self { needed: needed.max(1), gate, min_self_similarity: 0.5, embeddings: Vec::new() }
+    }
+
+    /// Offers a frame's face, crop and embedding.
+    pub fn offer(&mut self, face: &FaceDetection, aligned: &AlignedFace, embedding: Embedding) -> FrameVerdict {
+        if let Err(issue) = self.gate.check(face, aligned) {
+            return FrameVerdict::Rejected(issue);
+        }
+        if let Some(first) = self.embeddings.first() {
+            if first.cosine(&embedding) < self.min_self_similarity {
+                self.embeddings.clear();
+                self.embeddings.push(embedding);
+                return FrameVerdict::Inconsistent;
+            }
+        }
+        self.embeddings.push(embedding);
+        FrameVerdict::Accepted(self.embeddings.len())
+    }
+
+    /// True once enough good frames are in.
+    pub fn is_complete(&self) -> bool {
+        self.embeddings.len() >= self.needed
+    }
+
+    /// The averaged, unit-length embedding, once complete. Consumes the session (its frames' embeddings
+    /// are wiped as it drops).
+    pub fn finish(self) -> Option<Embedding> {
+        if self.is_complete() {
+            Embedding::mean(&self.embeddings)
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::BoundingBox;
+    use crate::embed::EMBEDDING_DIM;
+
+    fn face(landmarks: [[f32; 2]; 5]) -> FaceDetection {
+        FaceDetection { bbox: BoundingBox { x: 0.0, y: 0.0, width: 100.0, height: 120.0 }, score: 0.95, landmarks }
+    }
+
+    fn frontal() -> [[f32; 2]; 5] {
+        [[30.0, 40.0], [70.0, 40.0], [50.0, 60.0], [35.0, 80.0], [65.0, 80.0]]
+    }
+
+    fn textured() -> AlignedFace {
+        let rgb: Vec<u8> = (0..ALIGNED_SIZE * ALIGNED_SIZE * 3)
+            .map(|i| if (i / 3 + i / (3 * ALIGNED_SIZE)) % 2 == 0 { 0 } else { 200 })
+            .collect();
+        AlignedFace::from_rgb(&rgb).unwrap()
+    }
+
+    fn flat() -> AlignedFace {
+        AlignedFace::from_rgb(&[128u8; ALIGNED_SIZE * ALIGNED_SIZE * 3]).unwrap()
+    }
+
+    fn embedding(axis: usize, mix: f32) -> Embedding {
+        let mut raw = [0.0f32; EMBEDDING_DIM];
+        raw[axis] = 1.0;
+        raw[(axis + 1) % EMBEDDING_DIM] = mix;
+        Embedding::from_raw(&raw).unwrap()
+    }
+
+    #[test]
+    fn the_gate_refuses_small_turned_tilted_and_blurred_faces() {
+        let gate = QualityGate::default();
+        assert_eq!(gate.check(&face(frontal()), &textured()), Ok(()));
+        let mut small = frontal();
+        small[1][0] = 45.0;
+        assert!(matches!(gate.check(&face(small), &textured()), Err(QualityIssue::TooSmall { .. })));
+        let mut turned = frontal();
+        turned[2][0] = 68.0;
+        assert_eq!(gate.check(&face(turned), &textured()), Err(QualityIssue::Turned));
+        let mut tilted = frontal();
+        tilted[1][1] = 60.0;
+        assert_eq!(gate.check(&face(tilted), &textured()), Err(QualityIssue::Tilted));
+        assert!(matches!(gate.check(&face(frontal()), &flat()), Err(QualityIssue::Blurred { .. })));
+    }
+
+    #[test]
+    fn a_session_averages_k_consistent_frames_and_restarts_on_a_new_face() {
+        let mut session = EnrolmentSession::new(3, QualityGate::default());
+        assert_eq!(session.offer(&face(frontal()), &textured(), embedding(0, 0.1)), FrameVerdict::Accepted(1));
+        assert_eq!(
+            session.offer(&face(frontal()), &flat(), embedding(0, 0.1)),
+            FrameVerdict::Rejected(QualityIssue::Blurred { sharpness: 0.0 })
+        );
+        assert_eq!(session.offer(&face(frontal()), &textured(), embedding(40, 0.0)), FrameVerdict::Inconsistent);
+        assert!(!session.is_complete());
+        assert_eq!(session.offer(&face(frontal()), &textured(), embedding(40, 0.2)), FrameVerdict::Accepted(2));
+        assert_eq!(session.offer(&face(frontal()), &textured(), embedding(40, -0.2)), FrameVerdict::Accepted(3));
+        let mean = session.finish().unwrap();
+        assert!((mean.as_slice()[40] - 1.0).abs() < 0.05);
+    }
+}
