@@ -175,7 +175,7 @@ mod tests {
 
     fn textured() -> AlignedFace {
         let rgb: Vec<u8> = (0..ALIGNED_SIZE * ALIGNED_SIZE * 3)
-            .map(|i| if (i / 3 + i / (3 * ALIGNED_SIZE)) % 2 == 0 { 0 } else { 200 })
+            .map(|i| if (i / 3 + i / (3 * ALIGNED_SIZE)).is_multiple_of(2) { 0 } else { 200 })
             .collect();
         AlignedFace::from_rgb(&rgb).unwrap()
     }
