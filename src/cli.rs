@@ -79,6 +79,10 @@ pub struct EvalArgs {
     /// Worker threads for embedding (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Also evaluate protected templates (keyed transform), their unlinkability across two keys (D<->sys)
+    /// and renewability.
+    #[arg(long)]
+    pub protected: bool,
 }
 
 /// Runs the parsed command line.
@@ -202,6 +206,34 @@ fn eval_command(config: &Config, args: &EvalArgs) -> Result<std::process::ExitCo
         );
     } else {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    if args.protected {
+        let report = eval::evaluate_protected(&pipeline, &request, &|n| bar.set_length(n as u64), &|| bar.inc(1))?;
+        bar.finish_and_clear();
+        if args.json {
+            let mut value = report_json(&report.raw);
+            if let Some(object) = value.as_object_mut() {
+                object.insert("raw".into(), report_json(&report.raw));
+                object.insert("protected".into(), report_json(&report.protected));
+                object.insert("unlinkability_dsys".into(), json!(report.unlinkability_dsys));
+                object.insert(
+                    "renewability".into(),
+                    json!({"mean": report.renewability_mean, "max": report.renewability_max}),
+                );
+            }
+            println!("{value}");
+        } else {
+            println!("== raw embeddings");
+            print_report(&report.raw);
+            println!("== protected templates (keyed rotation)");
+            print_report(&report.protected);
+            println!("unlinkability D<->sys (two keys)  {:.4}", report.unlinkability_dsys);
+            println!(
+                "renewability (old key vs new key, same person)  mean {:.4}  max {:.4}",
+                report.renewability_mean, report.renewability_max
+            );
+        }
+        return Ok(std::process::ExitCode::SUCCESS);
     }
     let report = eval::evaluate(&pipeline, &request, &|n| bar.set_length(n as u64), &|| bar.inc(1))?;
     bar.finish_and_clear();

@@ -29,7 +29,7 @@ fn lfw_pairs_and_all_pairs_meet_the_bars() {
     lfw_images.dedup();
     let lfw_detected = lfw_images.iter().filter(|p| index.get(**p).and_then(|&i| set.get(i)).is_some()).count();
     let detected_rate = lfw_detected as f64 / lfw_images.len() as f64;
-    let (genuine, impostor) = eval::score_listed_pairs(&pairs, &set, &index);
+    let (genuine, impostor) = eval::score_listed_pairs(&pairs, &set.rows(), &index);
     let lfw = eval::verification_metrics(&genuine, &impostor, &FMR_TARGETS).unwrap();
     println!(
         "LFW pairs: {} images, detected {:.2} %, EER {:.3} %, accuracy {:.3} %",
@@ -43,7 +43,7 @@ fn lfw_pairs_and_all_pairs_meet_the_bars() {
 
     // Every genuine and impostor pair of the labelled photos.
     let identities: Vec<&str> = labelled.iter().map(|l| l.identity.as_str()).collect();
-    let (genuine, impostor) = eval::score_all_pairs(&identities, &set);
+    let (genuine, impostor) = eval::score_all_pairs(&identities, &set.rows());
     assert!(impostor.len() > 3_000_000, "{} impostor pairs", impostor.len());
     let all = eval::verification_metrics(&genuine, &impostor, &FMR_TARGETS).unwrap();
     let at_1e4 = all.operating_points[1];

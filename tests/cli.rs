@@ -151,3 +151,31 @@ fn the_demo_opens_for_residents_and_not_for_strangers() {
     // The demo wrote nothing in its working directory.
     assert_eq!(std::fs::read_dir(work.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn eval_protected_reports_raw_protected_unlinkability_and_renewability() {
+    let faces = common::shared_faces();
+    let out = facegate(&[
+        "eval",
+        "--faces",
+        faces.to_str().unwrap(),
+        "--pairs",
+        faces.join("pairs.csv").to_str().unwrap(),
+        "--protocol",
+        "deepface",
+        "--json",
+        "--protected",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let raw_eer = v["raw"]["eer"].as_f64().unwrap();
+    let protected_eer = v["protected"]["eer"].as_f64().unwrap();
+    assert!((protected_eer - raw_eer).abs() <= 0.003, "raw {raw_eer} protected {protected_eer}");
+    assert_eq!(v["eer"], v["raw"]["eer"]);
+    let dsys = v["unlinkability_dsys"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&dsys), "{dsys}");
+    let renew_max = v["renewability"]["max"].as_f64().unwrap();
+    assert!(renew_max < 0.45, "an old-key template must not match a new-key probe: max {renew_max}");
+    // Few pairs here: the mean wanders with the random keys; the all-pairs figure is in the README.
+    assert!(v["renewability"]["mean"].as_f64().unwrap().abs() < 0.2);
+}

@@ -121,6 +121,54 @@ pub fn verification_metrics(genuine: &[f32], impostor: &[f32], fmr_targets: &[f6
     })
 }
 
+/// Global unlinkability D<->sys (Gomez-Barrero et al., "General framework to evaluate unlinkability in
+/// biometric template protection systems", IEEE TIFS 2017), with prior ratio omega = 1: histogram both score
+/// sets on `bins` common bins, LR(s) = p(s|mated) / p(s|non-mated), D(s) = 2 LR/(1+LR) - 1 where LR > 1 else
+/// 0, and D<->sys = sum over bins of p(s|mated) D(s). 0 means the two keys' templates cannot be linked.
+pub fn dsys_global(mated: &[f32], non_mated: &[f32], bins: usize) -> f64 {
+    if mated.is_empty() || non_mated.is_empty() || bins == 0 {
+        return 0.0;
+    }
+    let (lo, hi) =
+        mated.iter().chain(non_mated).fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &s| (lo.min(s), hi.max(s)));
+    let width = (hi - lo).max(f32::EPSILON);
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+    let histogram = |scores: &[f32]| {
+        let mut h = vec![0.0f64; bins];
+        for &s in scores {
+            let b = (((s - lo) / width) * bins as f32) as usize;
+            h[b.min(bins - 1)] += 1.0;
+        }
+        let n = scores.len() as f64;
+        h.iter_mut().for_each(|v| *v /= n);
+        h
+    };
+    let (p_mated, p_non) = (histogram(mated), histogram(non_mated));
+    p_mated
+        .iter()
+        .zip(&p_non)
+        .map(|(&pm, &pn)| {
+            let lr = if pn > 0.0 {
+                pm / pn
+            } else if pm > 0.0 {
+                f64::INFINITY
+            } else {
+                0.0
+            };
+            let d = if lr > 1.0 {
+                if lr.is_infinite() {
+                    1.0
+                } else {
+                    2.0 * lr / (1.0 + lr) - 1.0
+                }
+            } else {
+                0.0
+            };
+            pm * d
+        })
+        .sum()
+}
+
 /// The smallest f32 greater than `x` (for finite `x`).
 fn next_up(x: f32) -> f32 {
     if x.is_nan() || x == f32::INFINITY {
@@ -168,6 +216,15 @@ mod tests {
         let p = m.operating_points[0];
         assert_eq!(p.fmr, 0.0);
         assert_eq!(p.fnmr, 0.5);
+    }
+
+    #[test]
+    fn dsys_is_zero_for_identical_and_one_for_separate_distributions() {
+        let same: Vec<f32> = (0..3000).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();
+        assert!(dsys_global(&same, &same, 30) < 1e-9);
+        let high: Vec<f32> = (0..500).map(|i| 0.8 + i as f32 / 5000.0).collect();
+        let low: Vec<f32> = (0..500).map(|i| i as f32 / 5000.0).collect();
+        assert!((dsys_global(&high, &low, 30) - 1.0).abs() < 1e-9);
     }
 
     #[test]

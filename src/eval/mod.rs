@@ -11,12 +11,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
-use zeroize::Zeroizing;
 
 use crate::capture::replay::list_images;
 use crate::capture::DecodeLimits;
-use crate::embed::{Embedding, EMBEDDING_DIM};
+use crate::embed::Embedding;
 use crate::pipeline::FacePipeline;
+use crate::protect::{ProtectedTemplate, Rotation, TransformKey};
 
 pub use metrics::{verification_metrics, OperatingPoint, VerificationMetrics};
 
@@ -220,12 +220,14 @@ impl EmbeddedSet {
         self.embeddings.is_empty()
     }
 
-    /// Cosine of two images, or [`FAILED_PAIR_SCORE`] if either has no embedding.
-    pub fn score(&self, a: usize, b: usize) -> f32 {
-        match (self.get(a), self.get(b)) {
-            (Some(x), Some(y)) => x.cosine(y),
-            _ => FAILED_PAIR_SCORE,
-        }
+    /// The unit vectors, one row per image (`None` where embedding failed), for scoring.
+    pub fn rows(&self) -> Vec<Option<&[f32]>> {
+        self.embeddings.iter().map(|e| e.as_ref().map(Embedding::as_slice)).collect()
+    }
+
+    /// The protected templates of every image under one rotation.
+    pub fn protect(&self, rotation: &Rotation) -> Vec<Option<ProtectedTemplate>> {
+        self.embeddings.iter().map(|e| e.as_ref().map(|e| rotation.protect(e))).collect()
     }
 }
 
@@ -240,12 +242,24 @@ fn failure_kind(e: &crate::pipeline::ReadFileError) -> String {
     }
 }
 
-/// Scores the listed pairs.
-pub fn score_listed_pairs(pairs: &[Pair], set: &EmbeddedSet, index: &HashMap<PathBuf, usize>) -> (Vec<f32>, Vec<f32>) {
+/// Cosine of two rows, or [`FAILED_PAIR_SCORE`] if either is missing.
+fn row_score(rows: &[Option<&[f32]>], a: usize, b: usize) -> f32 {
+    match (rows.get(a).copied().flatten(), rows.get(b).copied().flatten()) {
+        (Some(x), Some(y)) => crate::matching::dot(x, y),
+        _ => FAILED_PAIR_SCORE,
+    }
+}
+
+/// Scores the listed pairs over `rows` (raw embeddings or protected templates).
+pub fn score_listed_pairs(
+    pairs: &[Pair],
+    rows: &[Option<&[f32]>],
+    index: &HashMap<PathBuf, usize>,
+) -> (Vec<f32>, Vec<f32>) {
     let (mut genuine, mut impostor) = (Vec::new(), Vec::new());
     for pair in pairs {
         let score = match (index.get(&pair.path_a), index.get(&pair.path_b)) {
-            (Some(&a), Some(&b)) => set.score(a, b),
+            (Some(&a), Some(&b)) => row_score(rows, a, b),
             _ => FAILED_PAIR_SCORE,
         };
         if pair.same {
@@ -257,29 +271,27 @@ pub fn score_listed_pairs(pairs: &[Pair], set: &EmbeddedSet, index: &HashMap<Pat
     (genuine, impostor)
 }
 
-/// Scores every pair of distinct images: same identity = genuine, different = impostor. Runs over a flat
-/// matrix of the embeddings (wiped afterwards) so ~3 M pairs take about a second.
-pub fn score_all_pairs(identities: &[&str], set: &EmbeddedSet) -> (Vec<f32>, Vec<f32>) {
-    let n = identities.len().min(set.len());
-    let mut matrix = Zeroizing::new(vec![0.0f32; n * EMBEDDING_DIM]);
-    let mut ok = vec![false; n];
-    for idx in 0..n {
-        if let Some(e) = set.get(idx) {
-            matrix[idx * EMBEDDING_DIM..(idx + 1) * EMBEDDING_DIM].copy_from_slice(e.as_slice());
-            ok[idx] = true;
-        }
-    }
+/// Scores every pair of distinct images: same identity = genuine, different = impostor. With `rows_b`, row i
+/// of `rows` is compared with row j of `rows_b` (a linkage attack across two keys); otherwise within `rows`.
+/// About 3 M pairs take a second.
+pub fn score_all_pairs(identities: &[&str], rows: &[Option<&[f32]>]) -> (Vec<f32>, Vec<f32>) {
+    score_pairs_across(identities, rows, rows)
+}
+
+fn score_pairs_across(
+    identities: &[&str],
+    rows_a: &[Option<&[f32]>],
+    rows_b: &[Option<&[f32]>],
+) -> (Vec<f32>, Vec<f32>) {
+    let n = identities.len().min(rows_a.len()).min(rows_b.len());
     let per_row: Vec<(Vec<f32>, Vec<f32>)> = (0..n)
         .into_par_iter()
         .map(|i| {
             let (mut genuine, mut impostor) = (Vec::new(), Vec::with_capacity(n - i));
-            let row_i = &matrix[i * EMBEDDING_DIM..(i + 1) * EMBEDDING_DIM];
             for j in i + 1..n {
-                let score = if ok[i] && ok[j] {
-                    let row_j = &matrix[j * EMBEDDING_DIM..(j + 1) * EMBEDDING_DIM];
-                    row_i.iter().zip(row_j).map(|(a, b)| a * b).sum()
-                } else {
-                    FAILED_PAIR_SCORE
+                let score = match (rows_a[i], rows_b[j]) {
+                    (Some(x), Some(y)) => crate::matching::dot(x, y),
+                    _ => FAILED_PAIR_SCORE,
                 };
                 if identities[i] == identities[j] {
                     genuine.push(score);
@@ -312,6 +324,64 @@ pub struct EvalRequest {
     pub limits: DecodeLimits,
 }
 
+/// The images of an evaluation, embedded, and how to pair them.
+struct Prepared {
+    set: EmbeddedSet,
+    /// The identity of each image (its folder).
+    identities: Vec<String>,
+    /// Listed pairs and the image index, or `None` for all pairs.
+    listed: Option<(Vec<Pair>, HashMap<PathBuf, usize>)>,
+}
+
+impl Prepared {
+    fn new(
+        pipeline: &FacePipeline,
+        request: &EvalRequest,
+        on_total: &dyn Fn(usize),
+        progress: &(dyn Fn() + Sync),
+    ) -> Result<Self, EvalError> {
+        let (images, listed) = match &request.pairs_file {
+            Some(pairs_file) => {
+                let pairs = read_pairs(pairs_file, &request.protocol_prefix)?;
+                let mut images: Vec<PathBuf> =
+                    pairs.iter().flat_map(|p| [p.path_a.clone(), p.path_b.clone()]).collect();
+                images.sort();
+                images.dedup();
+                let index = images.iter().cloned().enumerate().map(|(i, p)| (p, i)).collect();
+                (images, Some((pairs, index)))
+            }
+            None => (labelled_images(&request.faces_dir)?.into_iter().map(|l| l.path).collect(), None),
+        };
+        let identities = images
+            .iter()
+            .map(|p| p.components().next().map(|c| c.as_os_str().to_string_lossy().into_owned()).unwrap_or_default())
+            .collect();
+        on_total(images.len());
+        let set = EmbeddedSet::embed(pipeline, &request.faces_dir, &images, request.limits, progress);
+        Ok(Self { set, identities, listed })
+    }
+
+    fn report(&self, rows: &[Option<&[f32]>]) -> Result<EvalReport, EvalError> {
+        let (genuine, impostor) = match &self.listed {
+            Some((pairs, index)) => score_listed_pairs(pairs, rows, index),
+            None => {
+                let identities: Vec<&str> = self.identities.iter().map(String::as_str).collect();
+                score_all_pairs(&identities, rows)
+            }
+        };
+        let metrics = verification_metrics(&genuine, &impostor, &FMR_TARGETS)
+            .ok_or(EvalError::NotEnoughPairs { genuine: genuine.len(), impostor: impostor.len() })?;
+        Ok(EvalReport {
+            images: self.set.len(),
+            detected: self.set.detected(),
+            genuine_pairs: genuine.len(),
+            impostor_pairs: impostor.len(),
+            failures: self.set.failures().clone(),
+            metrics,
+        })
+    }
+}
+
 /// Runs an evaluation end to end. `on_total` is told how many images will be embedded, `progress` is
 /// called once per image done.
 pub fn evaluate(
@@ -320,39 +390,68 @@ pub fn evaluate(
     on_total: &dyn Fn(usize),
     progress: &(dyn Fn() + Sync),
 ) -> Result<EvalReport, EvalError> {
-    let (set, images, genuine, impostor) = match &request.pairs_file {
-        Some(pairs_file) => {
-            let pairs = read_pairs(pairs_file, &request.protocol_prefix)?;
-            let mut images: Vec<PathBuf> = pairs.iter().flat_map(|p| [p.path_a.clone(), p.path_b.clone()]).collect();
-            images.sort();
-            images.dedup();
-            let index: HashMap<PathBuf, usize> = images.iter().cloned().enumerate().map(|(i, p)| (p, i)).collect();
-            on_total(images.len());
-            let set = EmbeddedSet::embed(pipeline, &request.faces_dir, &images, request.limits, progress);
-            let (genuine, impostor) = score_listed_pairs(&pairs, &set, &index);
-            (set, images.len(), genuine, impostor)
-        }
-        None => {
-            let labelled = labelled_images(&request.faces_dir)?;
-            let paths: Vec<PathBuf> = labelled.iter().map(|l| l.path.clone()).collect();
-            on_total(paths.len());
-            let set = EmbeddedSet::embed(pipeline, &request.faces_dir, &paths, request.limits, progress);
-            let identities: Vec<&str> = labelled.iter().map(|l| l.identity.as_str()).collect();
-            let (genuine, impostor) = score_all_pairs(&identities, &set);
-            (set, paths.len(), genuine, impostor)
-        }
+    let prepared = Prepared::new(pipeline, request, on_total, progress)?;
+    prepared.report(&prepared.set.rows())
+}
+
+/// Raw against protected templates, with unlinkability and renewability across two keys.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProtectedReport {
+    /// Figures on raw embeddings.
+    pub raw: EvalReport,
+    /// The same pairs on protected templates (one key).
+    pub protected: EvalReport,
+    /// Global D<->sys (Gomez-Barrero et al. 2017) between templates of two keys: 0 = unlinkable, 1 = fully
+    /// linkable.
+    pub unlinkability_dsys: f64,
+    /// Mean score of old-key templates against new-key probes of the same person.
+    pub renewability_mean: f64,
+    /// Maximum of the same.
+    pub renewability_max: f64,
+}
+
+/// Evaluates raw and protected templates on the same images, and links templates across two fresh keys.
+pub fn evaluate_protected(
+    pipeline: &FacePipeline,
+    request: &EvalRequest,
+    on_total: &dyn Fn(usize),
+    progress: &(dyn Fn() + Sync),
+) -> Result<ProtectedReport, EvalError> {
+    let prepared = Prepared::new(pipeline, request, on_total, progress)?;
+    let raw = prepared.report(&prepared.set.rows())?;
+    let (key_a, key_b) = (Rotation::from_key(&TransformKey::generate()), Rotation::from_key(&TransformKey::generate()));
+    let (templates_a, templates_b) = (prepared.set.protect(&key_a), prepared.set.protect(&key_b));
+    let rows_of = |t: &[Option<ProtectedTemplate>]| -> Vec<Option<Vec<f32>>> {
+        t.iter().map(|t| t.as_ref().map(|t| t.as_slice().to_vec())).collect()
     };
-    let metrics = verification_metrics(&genuine, &impostor, &FMR_TARGETS)
-        .ok_or(EvalError::NotEnoughPairs { genuine: genuine.len(), impostor: impostor.len() })?;
-    Ok(EvalReport {
-        images,
-        detected: set.detected(),
-        genuine_pairs: genuine.len(),
-        impostor_pairs: impostor.len(),
-        failures: set.failures().clone(),
-        metrics,
+    let (owned_a, owned_b) = (rows_of(&templates_a), rows_of(&templates_b));
+    let rows_a: Vec<Option<&[f32]>> = owned_a.iter().map(|r| r.as_deref()).collect();
+    let rows_b: Vec<Option<&[f32]>> = owned_b.iter().map(|r| r.as_deref()).collect();
+    let protected = prepared.report(&rows_a)?;
+
+    // Linkage across keys: mated = same person, different images; non-mated = different people.
+    let identities: Vec<&str> = prepared.identities.iter().map(String::as_str).collect();
+    let (mated, non_mated) = score_pairs_across(&identities, &rows_a, &rows_b);
+    let keep = |v: Vec<f32>| v.into_iter().filter(|s| *s > FAILED_PAIR_SCORE).collect::<Vec<f32>>();
+    let (mated, non_mated) = (keep(mated), keep(non_mated));
+    let unlinkability_dsys = metrics::dsys_global(&mated, &non_mated, DSYS_BINS);
+    // Renewability: every old-key template against every new-key probe of the same person, same image included.
+    let mut renewed: Vec<f32> = mated.clone();
+    renewed.extend(rows_a.iter().zip(&rows_b).filter_map(|(a, b)| Some(crate::matching::dot((*a)?, (*b)?))));
+    #[allow(clippy::cast_precision_loss)]
+    let renewability_mean = renewed.iter().map(|&s| f64::from(s)).sum::<f64>() / renewed.len().max(1) as f64;
+    let renewability_max = renewed.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    Ok(ProtectedReport {
+        raw,
+        protected,
+        unlinkability_dsys,
+        renewability_mean,
+        renewability_max: f64::from(renewability_max),
     })
 }
+
+/// Histogram bins for D<->sys: 30, as the background notes found stable with few mated pairs.
+pub const DSYS_BINS: usize = 30;
 
 #[cfg(test)]
 mod tests {
