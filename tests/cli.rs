@@ -81,19 +81,19 @@ fn compare_with_no_face_says_so() {
     assert!(stderr(&out).contains("no face found"), "{}", stderr(&out));
 }
 
+/// `facegate eval --json` over the deepface pairs (300 pairs, quick), with extra flags.
+fn eval_deepface(extra: &[&str]) -> Output {
+    let faces = common::shared_faces();
+    let pairs = faces.join("pairs.csv");
+    let mut args = vec!["eval", "--faces", faces.to_str().unwrap(), "--pairs", pairs.to_str().unwrap()];
+    args.extend(["--protocol", "deepface", "--json"]);
+    args.extend(extra);
+    facegate(&args)
+}
+
 #[test]
 fn eval_json_on_the_deepface_pairs() {
-    let faces = common::shared_faces();
-    let out = facegate(&[
-        "eval",
-        "--faces",
-        faces.to_str().unwrap(),
-        "--pairs",
-        faces.join("pairs.csv").to_str().unwrap(),
-        "--protocol",
-        "deepface",
-        "--json",
-    ]);
+    let out = eval_deepface(&[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
     assert_eq!(v["genuine_pairs"], 38);
@@ -154,18 +154,7 @@ fn the_demo_opens_for_residents_and_not_for_strangers() {
 
 #[test]
 fn eval_protected_reports_raw_protected_unlinkability_and_renewability() {
-    let faces = common::shared_faces();
-    let out = facegate(&[
-        "eval",
-        "--faces",
-        faces.to_str().unwrap(),
-        "--pairs",
-        faces.join("pairs.csv").to_str().unwrap(),
-        "--protocol",
-        "deepface",
-        "--json",
-        "--protected",
-    ]);
+    let out = eval_deepface(&["--protected"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
     let raw_eer = v["raw"]["eer"].as_f64().unwrap();

@@ -8,5 +8,19 @@
 pub mod seal;
 pub mod transform;
 
+/// 32 secret bytes, wiped on drop, never printed: the storage inside every key type of this module, which
+/// stay distinct types so a data key can never be passed where a transform key is expected.
+#[derive(Clone, zeroize::ZeroizeOnDrop)]
+struct Secret32([u8; 32]);
+
+impl Secret32 {
+    fn random() -> Self {
+        use rand::Rng;
+        let mut secret = Self([0u8; 32]);
+        rand::rng().fill(&mut secret.0);
+        secret
+    }
+}
+
 pub use seal::{open_template, seal_template, unwrap_key, wrap_key, AeadKey, SealError, Sealed, TemplateContext};
 pub use transform::{ProtectedTemplate, Rotation, TransformId, TransformKey};

@@ -11,7 +11,7 @@ use std::fmt;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use rand::Rng;
-use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+use zeroize::Zeroizing;
 
 use super::transform::{ProtectedTemplate, TransformId};
 use crate::embed::EMBEDDING_DIM;
@@ -20,31 +20,27 @@ use crate::embed::EMBEDDING_DIM;
 pub const NONCE_LEN: usize = 12;
 
 /// A 256-bit AES key (the device master key, or a resident's data key). Wiped on drop; no `Debug` of bytes.
-#[derive(Clone, ZeroizeOnDrop)]
-pub struct AeadKey([u8; 32]);
+#[derive(Clone)]
+pub struct AeadKey(super::Secret32);
 
 impl AeadKey {
     /// Wraps 32 secret bytes.
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(bytes)
+        Self(super::Secret32(bytes))
     }
 
     /// A fresh random key.
     pub fn generate() -> Self {
-        let mut bytes = [0u8; 32];
-        rand::rng().fill(&mut bytes);
-        let key = Self(bytes);
-        bytes.zeroize();
-        key
+        Self(super::Secret32::random())
     }
 
     /// The key bytes (only for wrapping it, or for writing the master key file).
     pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
+        &self.0 .0
     }
 
     fn cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new((&self.0).into())
+        Aes256Gcm::new((&self.0 .0).into())
     }
 }
 

@@ -12,38 +12,34 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use rand_distr::StandardNormal;
 use sha2::{Digest, Sha256};
-use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+use zeroize::{ZeroizeOnDrop, Zeroizing};
 
 use crate::embed::{Embedding, EMBEDDING_DIM};
 
 /// Secret seed of one transform. Wiped on drop; `Debug` prints nothing.
-#[derive(Clone, ZeroizeOnDrop)]
-pub struct TransformKey([u8; 32]);
+#[derive(Clone)]
+pub struct TransformKey(super::Secret32);
 
 impl TransformKey {
     /// A key from 32 secret bytes (from the key store, never from a literal in production).
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(bytes)
+        Self(super::Secret32(bytes))
     }
 
     /// A fresh key from the operating system's random source.
     pub fn generate() -> Self {
-        let mut bytes = [0u8; 32];
-        rand::rng().fill(&mut bytes);
-        let key = Self(bytes);
-        bytes.zeroize();
-        key
+        Self(super::Secret32::random())
     }
 
     /// The key's bytes, for sealing it in the key store.
     pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
+        &self.0 .0
     }
 
     /// A public identifier of the transform (not secret: a one-way hash of the key), stored beside sealed
     /// templates and bound into their associated data so a template is never matched under the wrong key.
     pub fn transform_id(&self) -> TransformId {
-        let digest = Sha256::new().chain_update(b"facegate transform id v1").chain_update(self.0).finalize();
+        let digest = Sha256::new().chain_update(b"facegate transform id v1").chain_update(self.0 .0).finalize();
         let mut id = [0u8; 8];
         id.copy_from_slice(&digest[..8]);
         TransformId(u64::from_be_bytes(id))
@@ -78,7 +74,7 @@ impl fmt::Debug for Rotation {
 impl Rotation {
     /// Expands a key into its rotation (about a millisecond; do it once per key, not per frame).
     pub fn from_key(key: &TransformKey) -> Self {
-        let mut rng = ChaCha20Rng::from_seed(key.0);
+        let mut rng = ChaCha20Rng::from_seed(key.0 .0);
         let n = EMBEDDING_DIM;
         // Gram-Schmidt in f64 over Gaussian rows gives a Haar-distributed orthonormal matrix.
         let mut rows = Zeroizing::new(vec![0.0f64; n * n]);
