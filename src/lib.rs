@@ -23,4 +23,5 @@ pub mod matching;
 pub mod model;
 pub mod pipeline;
 pub mod protect;
+pub mod registry;
 pub mod store;

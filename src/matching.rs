@@ -102,12 +102,20 @@ impl Gallery {
 
     /// The best-scoring template for a probe, if the gallery is not empty. Does not apply a threshold.
     pub fn best(&self, probe: &ProtectedTemplate) -> Option<Candidate> {
+        self.best_excluding(probe, None)
+    }
+
+    /// Like [`Gallery::best`], skipping one slot (a resident re-enrolling is not their own duplicate).
+    pub fn best_excluding(&self, probe: &ProtectedTemplate, skip: Option<Slot>) -> Option<Candidate> {
         if probe.transform() != self.transform {
             return None;
         }
         let p = probe.as_slice();
         let mut best: Option<Candidate> = None;
         for (row, &slot) in self.matrix.chunks_exact(EMBEDDING_DIM).zip(&self.slots) {
+            if Some(slot) == skip {
+                continue;
+            }
             let score = dot(row, p);
             if best.is_none_or(|b| score > b.score) {
                 best = Some(Candidate { slot, score });

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use sha2::{Digest, Sha256};
 
-use crate::protect::{self, AeadKey, ProtectedTemplate, SealError, Sealed, TemplateContext, TransformId};
+use crate::protect::{self, AeadKey, ProtectedTemplate, SealError, Sealed, TemplateContext, TransformId, TransformKey};
 
 /// Errors of the store; each says what happened and, where there is one, what to do.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +38,18 @@ pub enum StoreError {
     /// Enrolment without a live consent record.
     #[error("resident {0} has no live consent for face entry; record their separate consent first")]
     NoConsent(String),
+    /// The master key does not open the device keys stored in this database.
+    #[error("the master key does not open this database's keys ({source}); use the key file or passphrase this database was created with")]
+    WrongMasterKey {
+        /// The reason.
+        source: SealError,
+    },
+    /// A resident id that could be a name, or is not printable.
+    #[error("resident id {0:?} is not a pseudonymous id: use 1-64 letters, digits, '-' or '_' (never a name)")]
+    BadResidentId(String),
+    /// The resident already exists.
+    #[error("resident {0} already exists")]
+    DuplicateResident(String),
     /// A sealed row that does not open (wrong master key, tampering, a swapped row).
     #[error("the sealed data of resident {resident} does not open: {source}")]
     Sealed {
@@ -52,7 +64,8 @@ pub enum StoreError {
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// Schema versions, applied in order (index + 1 = version).
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE residents (
     id TEXT PRIMARY KEY,
     unit_label TEXT,
@@ -91,7 +104,146 @@ CREATE TABLE audit_log (
     prev_hash BLOB NOT NULL,
     hash BLOB NOT NULL
 );
-"];
+",
+    r"
+CREATE TABLE transform_keys (
+    id INTEGER PRIMARY KEY,
+    nonce BLOB NOT NULL,
+    ciphertext BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    retired_at INTEGER
+);
+CREATE TABLE device_meta (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+CREATE TABLE pin_verifiers (
+    resident_id TEXT PRIMARY KEY REFERENCES residents(id),
+    verifier TEXT NOT NULL,
+    set_at INTEGER NOT NULL,
+    failed_attempts INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE passage_counts (
+    hour_start INTEGER NOT NULL,
+    method TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (hour_start, method, outcome)
+) WITHOUT ROWID;
+",
+];
+
+/// Templates are touched at most once per this period, so `last_used_at` (needed for retention) is a coarse
+/// date, never a trail of passages.
+pub const LAST_USED_GRANULARITY_SECS: i64 = 30 * 86_400;
+
+/// How a person came in (the only detail a passage count keeps besides the hour and the outcome).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EntryMethod {
+    /// Face match.
+    Face,
+    /// Resident PIN.
+    Pin,
+    /// Visitor QR pass.
+    VisitorPass,
+    /// Opened by the guard.
+    Guard,
+}
+
+impl EntryMethod {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Face => "face",
+            Self::Pin => "pin",
+            Self::VisitorPass => "visitor_pass",
+            Self::Guard => "guard",
+        }
+    }
+}
+
+/// Whether the gate opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PassageOutcome {
+    /// The gate opened.
+    Opened,
+    /// Refused (no match, wrong PIN, invalid pass).
+    Refused,
+}
+
+impl PassageOutcome {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Opened => "opened",
+            Self::Refused => "refused",
+        }
+    }
+}
+
+/// One pre-aggregated count: how many passages of one kind in one hour. No identity, ever.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PassageCount {
+    /// Start of the hour (Unix seconds, UTC).
+    pub hour_start: i64,
+    /// `EntryMethod::as_str`.
+    pub method: String,
+    /// `PassageOutcome::as_str`.
+    pub outcome: String,
+    /// How many.
+    pub count: i64,
+}
+
+/// Why a resident's face data is being destroyed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShredReason {
+    /// The resident withdrew consent: template, key and PIN go.
+    Revoked,
+    /// The template was not used for the retention period: template and key go, consent ends.
+    Unused,
+    /// The resident moved out: template, key and PIN go.
+    MovedOut,
+}
+
+impl ShredReason {
+    fn event(self) -> &'static str {
+        match self {
+            Self::Revoked => "revoke",
+            Self::Unused => "expire (unused)",
+            Self::MovedOut => "expire (moved out)",
+        }
+    }
+}
+
+/// A resident as listed for administrators: ids and statuses, no biometrics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResidentSummary {
+    /// Pseudonymous id.
+    pub id: String,
+    /// Optional unit label.
+    pub unit_label: Option<String>,
+    /// When the live consent was granted, if there is one.
+    pub consent_granted_at: Option<i64>,
+    /// When consent was last withdrawn, if ever.
+    pub consent_revoked_at: Option<i64>,
+    /// Template version, if a face template is enrolled.
+    pub template_version: Option<u32>,
+    /// When the current template was enrolled.
+    pub enrolled_at: Option<i64>,
+    /// Whether a PIN is set.
+    pub has_pin: bool,
+    /// When the resident moved out, if they did.
+    pub moved_out_at: Option<i64>,
+}
+
+/// A stored PIN verifier and its failure counter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PinRecord {
+    /// The argon2id PHC string.
+    pub verifier: String,
+    /// Consecutive failed attempts.
+    pub failed_attempts: u32,
+}
 
 /// A consent to face entry, as given (separately from any other terms).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -145,8 +297,8 @@ impl Store {
         store
             .conn
             .execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
-                 PRAGMA secure_delete = ON;",
+                "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                 PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;",
             )
             .map_err(|e| store.err(&e))?;
         store.migrate()?;
@@ -185,13 +337,27 @@ impl Store {
 
     /// Adds a resident under a pseudonymous id.
     pub fn add_resident(&mut self, resident_id: &str, unit_label: Option<&str>, now: i64) -> Result<()> {
-        self.conn
+        validate_resident_id(resident_id)?;
+        let inserted = self
+            .conn
             .execute(
-                "INSERT INTO residents (id, unit_label, created_at) VALUES (?1, ?2, ?3)",
+                "INSERT OR IGNORE INTO residents (id, unit_label, created_at) VALUES (?1, ?2, ?3)",
                 params![resident_id, unit_label, now],
             )
             .map_err(|e| self.err(&e))?;
+        if inserted == 0 {
+            return Err(StoreError::DuplicateResident(resident_id.to_owned()));
+        }
         Ok(())
+    }
+
+    /// Whether the resident exists.
+    pub fn resident_exists(&self, resident_id: &str) -> Result<bool> {
+        match self.require_resident(resident_id) {
+            Ok(()) => Ok(true),
+            Err(StoreError::UnknownResident(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Records a separate consent to face entry.
@@ -273,7 +439,7 @@ impl Store {
                 tx.execute(
                     "INSERT INTO sealed_templates (resident_id, version, transform_id, nonce, ciphertext, enrolled_at, last_used_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-                    params![resident_id, version, transform_to_sql(template.transform()), &sealed.nonce[..], sealed.ciphertext, now],
+                    params![resident_id, version, transform_to_sql(template.transform()), &sealed.nonce[..], sealed.ciphertext, day_floor(now)],
                 )
             })
             .map_err(|e| db_err(&path, &e))?;
@@ -324,41 +490,312 @@ impl Store {
         Ok(LiveTemplates { templates, failures })
     }
 
-    /// Withdraws consent and destroys the resident's data key and template at once (crypto-shredding), in one
-    /// transaction with its audit event; then checkpoints the WAL so no copy of the key lingers there.
+    /// Withdraws consent and destroys the resident's data key, template and PIN at once (crypto-shredding), in
+    /// one transaction with its audit event; then checkpoints the WAL so no copy of the key lingers there.
     pub fn revoke_and_shred(&mut self, resident_id: &str, now: i64) -> Result<RevocationReceipt> {
+        self.shred(resident_id, now, ShredReason::Revoked)
+    }
+
+    /// The resident moved out: their template, key and PIN are destroyed and consent ends, as one transaction.
+    pub fn move_out(&mut self, resident_id: &str, now: i64) -> Result<RevocationReceipt> {
+        self.shred(resident_id, now, ShredReason::MovedOut)
+    }
+
+    /// Expires every template not used since `now - max_unused_secs`: template and key destroyed, consent
+    /// ended (re-enrolling needs a fresh consent). Returns one receipt per resident.
+    pub fn expire_unused(&mut self, now: i64, max_unused_secs: i64) -> Result<Vec<RevocationReceipt>> {
+        let cutoff = now.saturating_sub(max_unused_secs);
+        let stale: Vec<String> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT resident_id FROM sealed_templates WHERE last_used_at < ?1 ORDER BY resident_id")
+                .map_err(|e| self.err(&e))?;
+            let rows = stmt.query_map([cutoff], |r| r.get(0)).map_err(|e| self.err(&e))?;
+            rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(&e))?
+        };
+        stale.iter().map(|id| self.shred(id, now, ShredReason::Unused)).collect()
+    }
+
+    /// Notes that a resident's template matched, coarsely: at most one write per
+    /// [`LAST_USED_GRANULARITY_SECS`], so the store never holds a trail of passages. Returns whether it wrote.
+    pub fn note_used(&mut self, resident_id: &str, now: i64) -> Result<bool> {
+        let today = day_floor(now);
+        let n = self
+            .conn
+            .execute(
+                "UPDATE sealed_templates SET last_used_at = ?2 WHERE resident_id = ?1 AND last_used_at <= ?3",
+                params![resident_id, today, today - LAST_USED_GRANULARITY_SECS],
+            )
+            .map_err(|e| self.err(&e))?;
+        Ok(n > 0)
+    }
+
+    fn shred(&mut self, resident_id: &str, now: i64, reason: ShredReason) -> Result<RevocationReceipt> {
         self.require_resident(resident_id)?;
         let path = self.path.clone();
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, &e))?;
         let mut deleted = Vec::new();
-        let n_keys =
-            tx.execute("DELETE FROM sealed_templates WHERE resident_id = ?1", [resident_id]).and_then(|n_templates| {
-                if n_templates > 0 {
-                    deleted.push("sealed face template");
-                }
-                tx.execute("DELETE FROM wrapped_keys WHERE resident_id = ?1", [resident_id])
-            });
-        if n_keys.map_err(|e| db_err(&path, &e))? > 0 {
-            deleted.push("template data key (crypto-shredded)");
-        }
-        let n_consents = tx
-            .execute(
+        let (id_only, id_now) = (params![resident_id], params![resident_id, now]);
+        let mut run = |sql: &str, p: &[&dyn rusqlite::ToSql], what: &'static str| -> rusqlite::Result<()> {
+            if tx.execute(sql, p)? > 0 {
+                deleted.push(what);
+            }
+            Ok(())
+        };
+        let steps = (|| {
+            run("DELETE FROM sealed_templates WHERE resident_id = ?1", id_only, "sealed face template")?;
+            run("DELETE FROM wrapped_keys WHERE resident_id = ?1", id_only, "template data key (crypto-shredded)")?;
+            if reason != ShredReason::Unused {
+                run("DELETE FROM pin_verifiers WHERE resident_id = ?1", id_only, "PIN verifier")?;
+            }
+            run(
                 "UPDATE consent_records SET revoked_at = ?2 WHERE resident_id = ?1 AND revoked_at IS NULL",
-                params![resident_id, now],
-            )
-            .map_err(|e| db_err(&path, &e))?;
-        if n_consents > 0 {
-            deleted.push("consent to face entry (withdrawn)");
-        }
-        let hash = append_audit(&tx, now, "revoke", resident_id).map_err(|e| db_err(&path, &e))?;
+                id_now,
+                "consent to face entry (ended)",
+            )?;
+            if reason == ShredReason::MovedOut {
+                run(
+                    "UPDATE residents SET moved_out_at = ?2 WHERE id = ?1 AND moved_out_at IS NULL",
+                    id_now,
+                    "residency (moved out)",
+                )?;
+            }
+            Ok(())
+        })();
+        steps.map_err(|e: rusqlite::Error| db_err(&path, &e))?;
+        let hash = append_audit(&tx, now, reason.event(), resident_id).map_err(|e| db_err(&path, &e))?;
         tx.commit().map_err(|e| db_err(&path, &e))?;
-        self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").map_err(|e| self.err(&e))?;
+        self.checkpoint()?;
         Ok(RevocationReceipt {
             resident_id: resident_id.to_owned(),
             revoked_at: now,
             deleted,
-            verification_code: hash.iter().take(8).map(|b| format!("{b:02x}")).collect(),
+            verification_code: hex(&hash[..8]),
         })
+    }
+
+    /// Copies the WAL into the database and truncates it, so deleted rows leave no copy in the WAL.
+    fn checkpoint(&self) -> Result<()> {
+        self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").map_err(|e| self.err(&e))
+    }
+
+    /// The device's current transform key, creating (and wrapping under `master`) a fresh one on first use.
+    /// A master key that does not open the stored one is [`StoreError::WrongMasterKey`].
+    pub fn transform_key(&mut self, master: &AeadKey, now: i64) -> Result<TransformKey> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, &e))?;
+        let current: Option<(i64, Vec<u8>, Vec<u8>)> = tx
+            .query_row(
+                "SELECT id, nonce, ciphertext FROM transform_keys WHERE retired_at IS NULL ORDER BY created_at DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(|e| db_err(&path, &e))?;
+        if let Some((id, nonce, ciphertext)) = current {
+            let id = TransformId(u64::from_be_bytes(id.to_be_bytes()));
+            return sealed_from(nonce, ciphertext)
+                .and_then(|wrapped| protect::unwrap_transform_key(&wrapped, master, id))
+                .map_err(|source| StoreError::WrongMasterKey { source });
+        }
+        let key = TransformKey::generate();
+        let wrapped =
+            protect::wrap_transform_key(&key, master).map_err(|source| StoreError::WrongMasterKey { source })?;
+        tx.execute(
+            "INSERT INTO transform_keys (id, nonce, ciphertext, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![transform_to_sql(key.transform_id()), &wrapped.nonce[..], wrapped.ciphertext, now],
+        )
+        .map_err(|e| db_err(&path, &e))?;
+        append_audit(&tx, now, "transform key created", &format!("{:016x}", key.transform_id().0))
+            .map_err(|e| db_err(&path, &e))?;
+        tx.commit().map_err(|e| db_err(&path, &e))?;
+        Ok(key)
+    }
+
+    /// Re-wraps every stored key (per-resident data keys, transform keys) from `old` to `new` in one
+    /// transaction, and chains a "master key rotation" event. Nothing changes if any key fails to open.
+    pub fn rotate_master_key(&mut self, old: &AeadKey, new: &AeadKey, now: i64) -> Result<usize> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, &e))?;
+        let mut rewrapped = 0;
+        {
+            let mut select =
+                tx.prepare("SELECT resident_id, nonce, ciphertext FROM wrapped_keys").map_err(|e| db_err(&path, &e))?;
+            let rows: Vec<(String, Vec<u8>, Vec<u8>)> = select
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .and_then(Iterator::collect)
+                .map_err(|e| db_err(&path, &e))?;
+            for (resident, nonce, ciphertext) in rows {
+                let sealed_err = |source| StoreError::Sealed { resident: resident.clone(), source };
+                let data_key = sealed_from(nonce, ciphertext)
+                    .and_then(|w| protect::unwrap_key(&w, old, &resident))
+                    .map_err(sealed_err)?;
+                let wrapped = protect::wrap_key(&data_key, new, &resident).map_err(sealed_err)?;
+                tx.execute(
+                    "UPDATE wrapped_keys SET nonce = ?2, ciphertext = ?3 WHERE resident_id = ?1",
+                    params![resident, &wrapped.nonce[..], wrapped.ciphertext],
+                )
+                .map_err(|e| db_err(&path, &e))?;
+                rewrapped += 1;
+            }
+            let mut select =
+                tx.prepare("SELECT id, nonce, ciphertext FROM transform_keys").map_err(|e| db_err(&path, &e))?;
+            let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = select
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .and_then(Iterator::collect)
+                .map_err(|e| db_err(&path, &e))?;
+            for (id, nonce, ciphertext) in rows {
+                let transform = TransformId(u64::from_be_bytes(id.to_be_bytes()));
+                let key = sealed_from(nonce, ciphertext)
+                    .and_then(|w| protect::unwrap_transform_key(&w, old, transform))
+                    .map_err(|source| StoreError::WrongMasterKey { source })?;
+                let wrapped =
+                    protect::wrap_transform_key(&key, new).map_err(|source| StoreError::WrongMasterKey { source })?;
+                tx.execute(
+                    "UPDATE transform_keys SET nonce = ?2, ciphertext = ?3 WHERE id = ?1",
+                    params![id, &wrapped.nonce[..], wrapped.ciphertext],
+                )
+                .map_err(|e| db_err(&path, &e))?;
+                rewrapped += 1;
+            }
+        }
+        append_audit(&tx, now, "master key rotation", "device").map_err(|e| db_err(&path, &e))?;
+        tx.commit().map_err(|e| db_err(&path, &e))?;
+        self.checkpoint()?;
+        Ok(rewrapped)
+    }
+
+    /// The random per-device salt for deriving the master key from a passphrase (not secret; created once).
+    pub fn passphrase_salt(&mut self) -> Result<[u8; 16]> {
+        use rand::Rng;
+        let fresh: [u8; 16] = rand::rng().random();
+        self.conn
+            .execute("INSERT OR IGNORE INTO device_meta (name, value) VALUES ('passphrase_salt', ?1)", [&fresh[..]])
+            .map_err(|e| self.err(&e))?;
+        let stored: Vec<u8> = self
+            .conn
+            .query_row("SELECT value FROM device_meta WHERE name = 'passphrase_salt'", [], |r| r.get(0))
+            .map_err(|e| self.err(&e))?;
+        stored.try_into().map_err(|_| StoreError::Database {
+            path: self.path.clone(),
+            reason: "the stored passphrase salt is damaged; restore the database from a backup".into(),
+        })
+    }
+
+    /// Stores (or replaces) a resident's PIN verifier, and chains a "pin set" event.
+    pub fn set_pin_verifier(&mut self, resident_id: &str, verifier: &str, now: i64) -> Result<()> {
+        self.require_resident(resident_id)?;
+        let path = self.path.clone();
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, &e))?;
+        tx.execute(
+            "INSERT INTO pin_verifiers (resident_id, verifier, set_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT(resident_id) DO UPDATE SET verifier = excluded.verifier, set_at = excluded.set_at,
+                 failed_attempts = 0",
+            params![resident_id, verifier, now],
+        )
+        .map_err(|e| db_err(&path, &e))?;
+        append_audit(&tx, now, "pin set", resident_id).map_err(|e| db_err(&path, &e))?;
+        tx.commit().map_err(|e| db_err(&path, &e))
+    }
+
+    /// A resident's PIN verifier, if one is set.
+    pub fn pin_record(&self, resident_id: &str) -> Result<Option<PinRecord>> {
+        self.conn
+            .query_row(
+                "SELECT verifier, failed_attempts FROM pin_verifiers WHERE resident_id = ?1",
+                [resident_id],
+                |r| Ok(PinRecord { verifier: r.get(0)?, failed_attempts: r.get(1)? }),
+            )
+            .optional()
+            .map_err(|e| self.err(&e))
+    }
+
+    /// Records the result of a PIN attempt: a failure increments the counter, a success resets it.
+    pub fn record_pin_attempt(&mut self, resident_id: &str, success: bool) -> Result<()> {
+        let sql = if success {
+            "UPDATE pin_verifiers SET failed_attempts = 0 WHERE resident_id = ?1"
+        } else {
+            "UPDATE pin_verifiers SET failed_attempts = failed_attempts + 1 WHERE resident_id = ?1"
+        };
+        self.conn.execute(sql, [resident_id]).map_err(|e| self.err(&e))?;
+        Ok(())
+    }
+
+    /// Adds one passage to its hour's pre-aggregated count. Nothing about who passed is kept.
+    pub fn count_passage(&mut self, at: i64, method: EntryMethod, outcome: PassageOutcome) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO passage_counts (hour_start, method, outcome, count) VALUES (?1, ?2, ?3, 1)
+                 ON CONFLICT(hour_start, method, outcome) DO UPDATE SET count = count + 1",
+                params![at - at.rem_euclid(3600), method.as_str(), outcome.as_str()],
+            )
+            .map_err(|e| self.err(&e))?;
+        Ok(())
+    }
+
+    /// The hourly counts in `[from, to)`, oldest first.
+    pub fn passage_counts(&self, from: i64, to: i64) -> Result<Vec<PassageCount>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT hour_start, method, outcome, count FROM passage_counts
+                 WHERE hour_start >= ?1 AND hour_start < ?2 ORDER BY hour_start, method, outcome",
+            )
+            .map_err(|e| self.err(&e))?;
+        let rows = stmt
+            .query_map([from, to], |r| {
+                Ok(PassageCount { hour_start: r.get(0)?, method: r.get(1)?, outcome: r.get(2)?, count: r.get(3)? })
+            })
+            .map_err(|e| self.err(&e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(&e))
+    }
+
+    /// Every resident with their consent, template and PIN status; no biometric data.
+    pub fn residents(&self) -> Result<Vec<ResidentSummary>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT r.id, r.unit_label, r.moved_out_at,
+                    (SELECT MAX(granted_at) FROM consent_records c WHERE c.resident_id = r.id AND c.revoked_at IS NULL),
+                    (SELECT MAX(revoked_at) FROM consent_records c WHERE c.resident_id = r.id),
+                    t.version, t.enrolled_at,
+                    EXISTS (SELECT 1 FROM pin_verifiers p WHERE p.resident_id = r.id)
+                 FROM residents r LEFT JOIN sealed_templates t ON t.resident_id = r.id ORDER BY r.id",
+            )
+            .map_err(|e| self.err(&e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(ResidentSummary {
+                    id: r.get(0)?,
+                    unit_label: r.get(1)?,
+                    moved_out_at: r.get(2)?,
+                    consent_granted_at: r.get(3)?,
+                    consent_revoked_at: r.get(4)?,
+                    template_version: r.get(5)?,
+                    enrolled_at: r.get(6)?,
+                    has_pin: r.get(7)?,
+                })
+            })
+            .map_err(|e| self.err(&e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(&e))
+    }
+
+    /// Counts that an auditor checks after a crash: (templates without a live consent, templates without a
+    /// wrapped key, wrapped keys without a template).
+    pub fn orphan_counts(&self) -> Result<(i64, i64, i64)> {
+        self.conn
+            .query_row(
+                "SELECT
+                    (SELECT COUNT(*) FROM sealed_templates t WHERE NOT EXISTS (
+                        SELECT 1 FROM consent_records c WHERE c.resident_id = t.resident_id AND c.revoked_at IS NULL)),
+                    (SELECT COUNT(*) FROM sealed_templates t WHERE NOT EXISTS (
+                        SELECT 1 FROM wrapped_keys k WHERE k.resident_id = t.resident_id)),
+                    (SELECT COUNT(*) FROM wrapped_keys k WHERE NOT EXISTS (
+                        SELECT 1 FROM sealed_templates t WHERE t.resident_id = k.resident_id))",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(|e| self.err(&e))
     }
 
     /// Verifies the audit log's hash chain end to end; returns the number of events.
@@ -397,7 +834,31 @@ impl Store {
 }
 
 fn db_err(path: &Path, e: &rusqlite::Error) -> StoreError {
-    StoreError::Database { path: path.to_path_buf(), reason: e.to_string() }
+    use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+    let damaged = matches!(e.sqlite_error_code(), Some(DatabaseCorrupt | NotADatabase));
+    let reason = if damaged {
+        format!("{e}: the file is damaged or not a facegate database; stop the service and restore the last backup")
+    } else {
+        e.to_string()
+    };
+    StoreError::Database { path: path.to_path_buf(), reason }
+}
+
+fn validate_resident_id(id: &str) -> Result<()> {
+    let ok = (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::BadResidentId(id.to_owned()))
+    }
+}
+
+fn day_floor(t: i64) -> i64 {
+    t - t.rem_euclid(86_400)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// SQLite integers are signed; the id's bits are kept as they are.

@@ -2,9 +2,11 @@
 //!
 //! [`transform`] holds the keyed, renewable rotation that turns an [`crate::embed::Embedding`] into a
 //! [`ProtectedTemplate`]; [`seal`] holds AES-256-GCM sealing of templates and the wrapping of per-resident
-//! data keys under the device master key. Both are pure (no file, database or clock access); key storage
-//! and the database come later, in their own modules. Nothing here prints or serialises a secret.
+//! data keys (and the device transform key) under the master key; [`pin`] holds the peppered argon2id PIN
+//! verifiers. All pure (no file, database or clock access): [`crate::keys`] and [`crate::store`] do the I/O.
+//! Nothing here prints or serialises a secret.
 
+pub mod pin;
 pub mod seal;
 pub mod transform;
 
@@ -22,5 +24,9 @@ impl Secret32 {
     }
 }
 
-pub use seal::{open_template, seal_template, unwrap_key, wrap_key, AeadKey, SealError, Sealed, TemplateContext};
+pub use pin::{pin_verifier, verify_pin, Pin, PinError, PinPepper};
+pub use seal::{
+    open_template, seal_template, unwrap_key, unwrap_transform_key, wrap_key, wrap_transform_key, AeadKey, SealError,
+    Sealed, TemplateContext,
+};
 pub use transform::{ProtectedTemplate, Rotation, TransformId, TransformKey};

@@ -13,7 +13,7 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use rand::Rng;
 use zeroize::Zeroizing;
 
-use super::transform::{ProtectedTemplate, TransformId};
+use super::transform::{ProtectedTemplate, TransformId, TransformKey};
 use crate::embed::EMBEDDING_DIM;
 
 /// Length of a nonce.
@@ -174,6 +174,28 @@ pub fn unwrap_key(wrapped: &Sealed, master: &AeadKey, resident_id: &str) -> Resu
     let bytes = open(master, wrapped, &wrap_aad(resident_id))?;
     let array: [u8; 32] = bytes.as_slice().try_into().map_err(|_| SealError::Malformed("key length"))?;
     Ok(AeadKey::from_bytes(array))
+}
+
+/// Wraps the device's transform key under the master key, bound to its transform id.
+pub fn wrap_transform_key(key: &TransformKey, master: &AeadKey) -> Result<Sealed, SealError> {
+    seal_with_nonce(master, fresh_nonce(), key.as_bytes(), &transform_aad(key.transform_id()))
+}
+
+/// Unwraps the transform key stored under `id`; fails on a wrong master key or a row moved under another id.
+pub fn unwrap_transform_key(wrapped: &Sealed, master: &AeadKey, id: TransformId) -> Result<TransformKey, SealError> {
+    let bytes = open(master, wrapped, &transform_aad(id))?;
+    let array: [u8; 32] = bytes.as_slice().try_into().map_err(|_| SealError::Malformed("key length"))?;
+    let key = TransformKey::from_bytes(array);
+    if key.transform_id() != id {
+        return Err(SealError::Malformed("transform key does not hash to its id"));
+    }
+    Ok(key)
+}
+
+fn transform_aad(id: TransformId) -> Vec<u8> {
+    let mut aad = b"facegate transform key v1\0".to_vec();
+    aad.extend_from_slice(&id.0.to_be_bytes());
+    aad
 }
 
 fn wrap_aad(resident_id: &str) -> Vec<u8> {

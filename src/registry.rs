@@ -1,0 +1,470 @@
+//! Registry: the enrolled residents as the gate sees them. Wires the master key, the store and the in-memory
+//! gallery together, and owns the rules that join them.
+//!
+//! Enrolment needs a live, separately given consent; a face that would already open the gate as another
+//! resident is refused; revocation destroys template, key and PIN in one transaction and drops the row from
+//! the gallery at once. Only residents with live consent are ever in the gallery, and identification answers
+//! "no match" rather than "the nearest resident". It never writes a plaintext embedding or a protected
+//! template anywhere but the sealed store, and never records who passed the gate.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use zeroize::Zeroizing;
+
+use crate::embed::Embedding;
+use crate::keys::{self, KeyError};
+use crate::matching::{threshold_for_fpir, Gallery, GalleryError, Slot, SFACE_CALIBRATION};
+use crate::protect::{self, AeadKey, Pin, PinError, PinPepper, ProtectedTemplate, Rotation, TransformId};
+use crate::store::{ConsentRecord, RevocationReceipt, Store, StoreError};
+
+/// After this many wrong PINs in a row a resident's PIN is locked until it is set again.
+pub const PIN_ATTEMPT_LIMIT: u32 = 5;
+
+/// Longest retention of an unused template the configuration may ask for: three years.
+pub const MAX_RETENTION_SECS: i64 = 3 * 365 * 86_400;
+
+/// Errors of the registry; each says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The store refused.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The master key could not be loaded.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// Enrolment without live consent.
+    #[error(
+        "resident {0} has no live consent for face entry; record their separate consent first (`facegate consent`)"
+    )]
+    NoConsent(String),
+    /// The face already matches another enrolled resident.
+    #[error("this face already matches another enrolled resident (score {score:.3} >= {threshold:.3}); each person enrols once — if this is the same person under a new id, revoke the old id first")]
+    Duplicate {
+        /// The similarity found.
+        score: f32,
+        /// The identification threshold it reached.
+        threshold: f32,
+    },
+    /// The template could not join the gallery.
+    #[error(transparent)]
+    Gallery(#[from] GalleryError),
+    /// A PIN problem.
+    #[error(transparent)]
+    Pin(#[from] PinError),
+    /// Too many wrong PINs.
+    #[error("the PIN of resident {0} is locked after {PIN_ATTEMPT_LIMIT} wrong attempts; set a new PIN")]
+    PinLocked(String),
+    /// No PIN set.
+    #[error("resident {0} has no PIN; set one with `facegate pin`")]
+    NoPin(String),
+}
+
+/// Result alias for this module.
+pub type Result<T> = std::result::Result<T, RegistryError>;
+
+/// Where the master key comes from.
+pub enum MasterKeySource {
+    /// A 32-byte key file, mode 0600, outside the database's folder (created on first run).
+    File(PathBuf),
+    /// A passphrase, stretched with argon2id and the database's per-device salt.
+    Passphrase(Zeroizing<String>),
+}
+
+impl std::fmt::Debug for MasterKeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(path) => f.debug_tuple("File").field(path).finish(),
+            Self::Passphrase(_) => f.write_str("Passphrase(..)"),
+        }
+    }
+}
+
+/// The rules the registry applies.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RegistryPolicy {
+    /// Target chance that a stranger matches anyone in the gallery (FPIR); the threshold follows it.
+    pub target_fpir: f64,
+    /// A template unused this long expires (at most [`MAX_RETENTION_SECS`]).
+    pub max_unused_secs: i64,
+}
+
+impl Default for RegistryPolicy {
+    fn default() -> Self {
+        Self { target_fpir: 1e-3, max_unused_secs: MAX_RETENTION_SECS }
+    }
+}
+
+/// What an enrolment stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnrolReceipt {
+    /// The resident.
+    pub resident_id: String,
+    /// The template version (1 at first enrolment, +1 at each re-enrolment).
+    pub version: u32,
+}
+
+/// A probe that matched a resident.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Identified {
+    /// The gallery slot (stable while the registry is open).
+    pub slot: Slot,
+    /// The resident's pseudonymous id.
+    pub resident_id: String,
+    /// The cosine.
+    pub score: f32,
+}
+
+/// The residents, their sealed templates, and the live gallery.
+pub struct Registry {
+    store: Store,
+    master: AeadKey,
+    rotation: Rotation,
+    gallery: Gallery,
+    slot_of: HashMap<String, Slot>,
+    resident_of: HashMap<Slot, String>,
+    next_slot: Slot,
+    policy: RegistryPolicy,
+    load_failures: Vec<StoreError>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").field("store", &self.store).field("gallery", &self.gallery).finish_non_exhaustive()
+    }
+}
+
+impl Registry {
+    /// Opens the database, loads (or on first run creates) the master key and the device transform key, and
+    /// fills the gallery with every live template. Rows that do not open are kept aside as
+    /// [`Registry::load_failures`]; the rest stay usable.
+    pub fn open(db: &Path, key: &MasterKeySource, policy: RegistryPolicy, now: i64) -> Result<Self> {
+        let mut store = Store::open(db)?;
+        let master = match key {
+            MasterKeySource::File(path) => {
+                keys::ensure_apart(path, db)?;
+                keys::load_or_create_master_key(path)?
+            }
+            MasterKeySource::Passphrase(passphrase) => {
+                keys::derive_master_key(passphrase.as_bytes(), &store.passphrase_salt()?)?
+            }
+        };
+        let transform_key = store.transform_key(&master, now)?;
+        let rotation = Rotation::from_key(&transform_key);
+        let policy = RegistryPolicy { max_unused_secs: policy.max_unused_secs.min(MAX_RETENTION_SECS), ..policy };
+        let mut registry = Self {
+            store,
+            master,
+            gallery: Gallery::new(rotation.id()),
+            rotation,
+            slot_of: HashMap::new(),
+            resident_of: HashMap::new(),
+            next_slot: 0,
+            policy,
+            load_failures: Vec::new(),
+        };
+        registry.reload()?;
+        Ok(registry)
+    }
+
+    /// Rebuilds the gallery from the store (after another process enrolled or revoked someone).
+    pub fn reload(&mut self) -> Result<()> {
+        let live = self.store.live_templates(&self.master, self.rotation.id())?;
+        self.gallery = Gallery::new(self.rotation.id());
+        self.slot_of.clear();
+        self.resident_of.clear();
+        for (resident, template) in live.templates {
+            self.insert(resident, &template)?;
+        }
+        self.load_failures = live.failures;
+        Ok(())
+    }
+
+    fn insert(&mut self, resident: String, template: &ProtectedTemplate) -> Result<()> {
+        let slot = match self.slot_of.get(&resident) {
+            Some(&slot) => slot,
+            None => {
+                let slot = self.next_slot;
+                self.next_slot = self.next_slot.wrapping_add(1);
+                slot
+            }
+        };
+        self.gallery.insert(slot, template)?;
+        self.slot_of.insert(resident.clone(), slot);
+        self.resident_of.insert(slot, resident);
+        Ok(())
+    }
+
+    fn drop_from_gallery(&mut self, resident: &str) {
+        if let Some(slot) = self.slot_of.remove(resident) {
+            self.gallery.remove(slot);
+            self.resident_of.remove(&slot);
+        }
+    }
+
+    /// Rows that did not open when the gallery was last loaded (wrong key, tampering, swapped rows).
+    pub fn load_failures(&self) -> &[StoreError] {
+        &self.load_failures
+    }
+
+    /// The store, for listings and counts.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The store, for counts and PIN bookkeeping.
+    pub fn store_mut(&mut self) -> &mut Store {
+        &mut self.store
+    }
+
+    /// The device's current transform.
+    pub fn transform_id(&self) -> TransformId {
+        self.rotation.id()
+    }
+
+    /// How many residents are matchable.
+    pub fn gallery_len(&self) -> usize {
+        self.gallery.len()
+    }
+
+    /// Applies the device transform to an embedding (the only way a probe reaches the gallery).
+    pub fn protect(&self, embedding: &Embedding) -> ProtectedTemplate {
+        self.rotation.protect(embedding)
+    }
+
+    /// The identification threshold for the current gallery size and target FPIR.
+    pub fn threshold(&self) -> f32 {
+        threshold_for_fpir(self.policy.target_fpir, self.gallery.len().max(1), &SFACE_CALIBRATION)
+    }
+
+    /// Records a resident's separate consent to face entry, adding the resident under `resident_id` if new.
+    pub fn record_consent(
+        &mut self,
+        resident_id: &str,
+        unit_label: Option<&str>,
+        consent: &ConsentRecord,
+        now: i64,
+    ) -> Result<()> {
+        if !self.store.resident_exists(resident_id)? {
+            self.store.add_resident(resident_id, unit_label, now)?;
+        }
+        self.store.grant_consent(resident_id, consent)?;
+        Ok(())
+    }
+
+    /// Enrols (or re-enrols) a resident from their averaged embedding: needs live consent, refuses a face that
+    /// already matches another resident, seals under a fresh data key, and makes it matchable at once.
+    pub fn enrol(&mut self, resident_id: &str, embedding: &Embedding, now: i64) -> Result<EnrolReceipt> {
+        if !self.store.has_live_consent(resident_id)? {
+            return Err(RegistryError::NoConsent(resident_id.to_owned()));
+        }
+        let template = self.rotation.protect(embedding);
+        // The bar is the gate's own threshold with this person added: anything above it would open the gate
+        // as someone else.
+        let threshold = threshold_for_fpir(self.policy.target_fpir, self.gallery.len() + 1, &SFACE_CALIBRATION);
+        let own_slot = self.slot_of.get(resident_id).copied();
+        if let Some(other) = self.gallery.best_excluding(&template, own_slot) {
+            if other.score >= threshold {
+                return Err(RegistryError::Duplicate { score: other.score, threshold });
+            }
+        }
+        let version = self.store.store_template(resident_id, &template, &self.master, now)?;
+        self.insert(resident_id.to_owned(), &template)?;
+        Ok(EnrolReceipt { resident_id: resident_id.to_owned(), version })
+    }
+
+    /// Withdraws consent and destroys template, data key and PIN (crypto-shredding); the resident stops being
+    /// matchable before this returns.
+    pub fn revoke(&mut self, resident_id: &str, now: i64) -> Result<RevocationReceipt> {
+        self.drop_from_gallery(resident_id);
+        Ok(self.store.revoke_and_shred(resident_id, now)?)
+    }
+
+    /// The resident moved out: everything biometric and their PIN go.
+    pub fn move_out(&mut self, resident_id: &str, now: i64) -> Result<RevocationReceipt> {
+        self.drop_from_gallery(resident_id);
+        Ok(self.store.move_out(resident_id, now)?)
+    }
+
+    /// Expires every template unused for the retention period.
+    pub fn expire(&mut self, now: i64) -> Result<Vec<RevocationReceipt>> {
+        let receipts = self.store.expire_unused(now, self.policy.max_unused_secs)?;
+        for receipt in &receipts {
+            self.drop_from_gallery(&receipt.resident_id);
+        }
+        Ok(receipts)
+    }
+
+    /// The resident a probe matches at the current threshold, or `None`: never the nearest resident.
+    pub fn identify(&self, probe: &Embedding) -> Option<Identified> {
+        let template = self.rotation.protect(probe);
+        let candidate = self.gallery.identify(&template, self.threshold())?;
+        let resident_id = self.resident_of.get(&candidate.slot)?.clone();
+        Some(Identified { slot: candidate.slot, resident_id, score: candidate.score })
+    }
+
+    /// Sets (or replaces) a resident's PIN; refuses an easily guessed one.
+    pub fn set_pin(&mut self, resident_id: &str, pin: &Pin, now: i64) -> Result<()> {
+        pin.check_strength()?;
+        let verifier = protect::pin_verifier(pin, &PinPepper::derive(&self.master))?;
+        self.store.set_pin_verifier(resident_id, &verifier, now)?;
+        Ok(())
+    }
+
+    /// Checks a resident's PIN, counting failures; locked after [`PIN_ATTEMPT_LIMIT`] wrong attempts in a row.
+    pub fn check_pin(&mut self, resident_id: &str, pin: &Pin) -> Result<bool> {
+        let record = self.store.pin_record(resident_id)?.ok_or_else(|| RegistryError::NoPin(resident_id.to_owned()))?;
+        if record.failed_attempts >= PIN_ATTEMPT_LIMIT {
+            return Err(RegistryError::PinLocked(resident_id.to_owned()));
+        }
+        let ok = protect::verify_pin(pin, &record.verifier, &PinPepper::derive(&self.master))?;
+        self.store.record_pin_attempt(resident_id, ok)?;
+        Ok(ok)
+    }
+
+    /// Re-wraps every stored key under a new master key (written by the caller to its new home first).
+    pub fn rotate_master_key(&mut self, new: AeadKey, now: i64) -> Result<usize> {
+        let n = self.store.rotate_master_key(&self.master, &new, now)?;
+        self.master = new;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::embed::EMBEDDING_DIM;
+
+    fn consent(now: i64) -> ConsentRecord {
+        ConsentRecord {
+            notice_version: "2026-11".into(),
+            notice_sha256: "cd".repeat(32),
+            purpose: "opening the compound gate".into(),
+            channel: "kiosk".into(),
+            granted_at: now,
+        }
+    }
+
+    /// Unit vectors along separate axes, with a personal wobble: distinct people score ~0.
+    fn face(person: usize, wobble: f32) -> Embedding {
+        let mut raw = vec![0.0f32; EMBEDDING_DIM];
+        raw[person % EMBEDDING_DIM] = 1.0;
+        raw[(person + 64) % EMBEDDING_DIM] = wobble;
+        Embedding::from_raw(&raw).unwrap()
+    }
+
+    fn open(dir: &Path) -> Registry {
+        let key = MasterKeySource::File(dir.join("keys/master.key"));
+        Registry::open(&dir.join("data/facegate.sqlite"), &key, RegistryPolicy::default(), 1_000).unwrap()
+    }
+
+    #[test]
+    fn consent_enrol_identify_revoke() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        let mut registry = open(dir.path());
+        assert!(matches!(registry.enrol("r-1", &face(1, 0.1), 1_000), Err(RegistryError::NoConsent(_))));
+        registry.record_consent("r-1", Some("3-401"), &consent(1_000), 1_000).unwrap();
+        registry.record_consent("r-2", None, &consent(1_000), 1_000).unwrap();
+        assert_eq!(registry.enrol("r-1", &face(1, 0.1), 1_001).unwrap().version, 1);
+        assert_eq!(registry.enrol("r-2", &face(2, 0.1), 1_001).unwrap().version, 1);
+        // r-2 enrolling again is a re-enrolment, not a duplicate of itself.
+        assert_eq!(registry.enrol("r-2", &face(2, -0.1), 1_002).unwrap().version, 2);
+        // A third resident with r-1's face is refused.
+        registry.record_consent("r-3", None, &consent(1_000), 1_000).unwrap();
+        assert!(matches!(registry.enrol("r-3", &face(1, 0.05), 1_003), Err(RegistryError::Duplicate { .. })));
+
+        assert_eq!(registry.identify(&face(1, 0.0)).unwrap().resident_id, "r-1");
+        assert_eq!(registry.identify(&face(7, 0.0)), None, "a stranger gets no match, not the nearest");
+
+        // A fresh process sees the same gallery.
+        drop(registry);
+        let mut registry = open(dir.path());
+        assert_eq!(registry.gallery_len(), 2);
+        assert!(registry.load_failures().is_empty());
+        let receipt = registry.revoke("r-1", 2_000).unwrap();
+        assert!(receipt.deleted.contains(&"template data key (crypto-shredded)"), "{receipt:?}");
+        assert_eq!(registry.identify(&face(1, 0.0)), None);
+        assert!(matches!(registry.enrol("r-1", &face(1, 0.1), 2_001), Err(RegistryError::NoConsent(_))));
+        drop(registry);
+        assert_eq!(open(dir.path()).identify(&face(1, 0.0)), None);
+    }
+
+    #[test]
+    fn a_wrong_master_key_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        drop(open(dir.path()));
+        std::fs::write(dir.path().join("keys/master.key"), [9u8; 32]).unwrap();
+        let err = Registry::open(
+            &dir.path().join("data/facegate.sqlite"),
+            &MasterKeySource::File(dir.path().join("keys/master.key")),
+            RegistryPolicy::default(),
+            5,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("master key does not open"), "{err}");
+    }
+
+    #[test]
+    fn pins_lock_after_repeated_failures_and_revocation_removes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        let mut registry = open(dir.path());
+        registry.record_consent("r-9", None, &consent(1), 1).unwrap();
+        assert!(matches!(registry.set_pin("r-9", &Pin::parse("1111").unwrap(), 2), Err(RegistryError::Pin(_))));
+        registry.set_pin("r-9", &Pin::parse("4071").unwrap(), 2).unwrap();
+        assert!(registry.check_pin("r-9", &Pin::parse("4071").unwrap()).unwrap());
+        for _ in 0..PIN_ATTEMPT_LIMIT {
+            assert!(!registry.check_pin("r-9", &Pin::parse("9999").unwrap()).unwrap());
+        }
+        assert!(matches!(registry.check_pin("r-9", &Pin::parse("4071").unwrap()), Err(RegistryError::PinLocked(_))));
+        registry.set_pin("r-9", &Pin::parse("5093").unwrap(), 3).unwrap();
+        assert!(registry.check_pin("r-9", &Pin::parse("5093").unwrap()).unwrap());
+        let receipt = registry.revoke("r-9", 4).unwrap();
+        assert!(receipt.deleted.contains(&"PIN verifier"), "{receipt:?}");
+        assert!(matches!(registry.check_pin("r-9", &Pin::parse("5093").unwrap()), Err(RegistryError::NoPin(_))));
+    }
+
+    #[test]
+    fn unused_templates_expire_and_moved_out_residents_are_shredded() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        let mut registry = open(dir.path());
+        let day = 86_400;
+        for (id, person) in [("old", 1), ("busy", 2), ("leaver", 3)] {
+            registry.record_consent(id, None, &consent(0), 0).unwrap();
+            registry.enrol(id, &face(person, 0.0), 0).unwrap();
+        }
+        // "busy" matched two years in; "old" never since enrolment.
+        assert!(registry.store_mut().note_used("busy", 730 * day).unwrap());
+        assert!(!registry.store_mut().note_used("busy", 731 * day).unwrap(), "touched at most monthly");
+        let receipt = registry.move_out("leaver", 800 * day).unwrap();
+        assert!(receipt.deleted.contains(&"residency (moved out)"));
+        let expired = registry.expire(3 * 365 * day + 2 * day).unwrap();
+        assert_eq!(expired.iter().map(|r| r.resident_id.as_str()).collect::<Vec<_>>(), vec!["old"]);
+        assert_eq!(registry.gallery_len(), 1);
+        assert_eq!(registry.identify(&face(2, 0.0)).unwrap().resident_id, "busy");
+        let summary = registry.store().residents().unwrap();
+        let old = summary.iter().find(|r| r.id == "old").unwrap();
+        assert!(old.template_version.is_none() && old.consent_granted_at.is_none());
+        assert_eq!(registry.store().orphan_counts().unwrap(), (0, 0, 0));
+        assert_eq!(registry.store().verify_audit_chain().unwrap(), 1 + 3 + 1 + 1);
+    }
+
+    #[test]
+    fn master_key_rotation_rewraps_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        let mut registry = open(dir.path());
+        registry.record_consent("r-1", None, &consent(0), 0).unwrap();
+        registry.enrol("r-1", &face(1, 0.0), 0).unwrap();
+        let new = AeadKey::generate();
+        let new_bytes = *new.as_bytes();
+        assert_eq!(registry.rotate_master_key(new, 10).unwrap(), 2);
+        drop(registry);
+        std::fs::write(dir.path().join("keys/master.key"), new_bytes).unwrap();
+        let registry = open(dir.path());
+        assert_eq!(registry.identify(&face(1, 0.0)).unwrap().resident_id, "r-1");
+    }
+}
