@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::detect::DetectorConfig;
 use crate::pipeline::PipelineConfig;
+use crate::registry::RegistryPolicy;
 
 /// Cosine threshold for a 1:1 verification when none is configured. Chosen from `facegate eval` on the
 /// development photos: about FMR 1e-4 for SFace (see README, "Accuracy").
@@ -60,6 +61,41 @@ pub struct RawConfig {
     /// `[capture]`
     #[serde(default)]
     pub capture: RawCapture,
+    /// `[store]`
+    #[serde(default)]
+    pub store: RawStore,
+    /// `[retention]`
+    #[serde(default)]
+    pub retention: RawRetention,
+    /// `[enrolment]`
+    #[serde(default)]
+    pub enrolment: RawEnrolment,
+}
+
+/// `[store]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    /// The SQLite database file.
+    pub database: Option<PathBuf>,
+    /// The master key file (32 bytes, mode 0600, not in the database's folder).
+    pub master_key: Option<PathBuf>,
+}
+
+/// `[retention]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    /// Days an unused template is kept (at most 1095).
+    pub max_unused_days: Option<u32>,
+}
+
+/// `[enrolment]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEnrolment {
+    /// Good frames averaged into one template.
+    pub frames: Option<usize>,
 }
 
 /// `[models]`
@@ -90,6 +126,8 @@ pub struct RawDetector {
 pub struct RawMatching {
     /// Cosine threshold for 1:1 verification.
     pub threshold: Option<f32>,
+    /// Target chance a stranger matches anyone (1:N); the identification threshold follows it.
+    pub target_fpir: Option<f64>,
 }
 
 /// `[capture]`
@@ -150,6 +188,14 @@ pub struct Config {
     pub capture: CaptureConfig,
     /// Pace of the frame source.
     pub fps: f32,
+    /// The SQLite database file.
+    pub database: PathBuf,
+    /// The master key file.
+    pub master_key: PathBuf,
+    /// Identification and retention rules.
+    pub registry: RegistryPolicy,
+    /// Good frames averaged at enrolment.
+    pub enrol_frames: usize,
 }
 
 impl RawConfig {
@@ -198,7 +244,26 @@ impl RawConfig {
         if !(fps > 0.0 && fps <= 120.0) {
             return Err(invalid("capture.fps", format!("{fps} is not in (0, 120]")));
         }
+        let target_fpir = self.matching.target_fpir.unwrap_or(RegistryPolicy::default().target_fpir);
+        if !(target_fpir > 0.0 && target_fpir <= 0.1) {
+            return Err(invalid("matching.target_fpir", format!("{target_fpir} is not in (0, 0.1]")));
+        }
+        let max_unused_days = self.retention.max_unused_days.unwrap_or(1095);
+        if !(1..=1095).contains(&max_unused_days) {
+            return Err(invalid(
+                "retention.max_unused_days",
+                format!("{max_unused_days} is not in 1..=1095 (templates are kept at most three years)"),
+            ));
+        }
+        let enrol_frames = self.enrolment.frames.unwrap_or(3);
+        if !(1..=20).contains(&enrol_frames) {
+            return Err(invalid("enrolment.frames", format!("{enrol_frames} is not in 1..=20")));
+        }
         Ok(Config {
+            database: self.store.database.unwrap_or_else(|| PathBuf::from("/var/lib/facegate/facegate.sqlite")),
+            master_key: self.store.master_key.unwrap_or_else(|| PathBuf::from("/etc/facegate/master.key")),
+            registry: RegistryPolicy { target_fpir, max_unused_secs: i64::from(max_unused_days) * 86_400 },
+            enrol_frames,
             models_dir: self.models.dir.unwrap_or_else(crate::model::default_models_dir),
             pipeline: PipelineConfig {
                 detector: DetectorConfig { score_threshold, nms_iou, max_side, ..defaults.detector },
@@ -237,6 +302,9 @@ mod tests {
             ("[detector]\nscore_threshold = 0", "detector.score_threshold"),
             ("[capture]\nsource = \"ftp\"", "capture.source"),
             ("[capture]\nfps = -3", "capture.fps"),
+            ("[retention]\nmax_unused_days = 2000", "retention.max_unused_days"),
+            ("[matching]\ntarget_fpir = 0.5", "matching.target_fpir"),
+            ("[enrolment]\nframes = 0", "enrolment.frames"),
         ] {
             let err = parse(text).unwrap_err();
             assert!(err.to_string().contains(key), "{text}: {err}");

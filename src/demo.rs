@@ -145,7 +145,7 @@ async fn run_demo_async(config: &Config, args: &DemoArgs) -> Result<std::process
     });
 
     let (source, scenario): (Box<dyn FrameSource>, Option<Scenario>) = match camera {
-        Some(index) => (open_camera(index, fps)?, None),
+        Some(index) => (crate::capture::open_camera(index, fps)?, None),
         None => {
             let dir = args.replay.clone().unwrap_or_else(|| match &config.capture {
                 CaptureConfig::Replay { dir } => dir.clone(),
@@ -242,18 +242,6 @@ async fn run_demo_async(config: &Config, args: &DemoArgs) -> Result<std::process
 
 fn source_file(source: &dyn FrameSource) -> Option<PathBuf> {
     source.last_file().map(Path::to_path_buf)
-}
-
-#[cfg(feature = "camera")]
-fn open_camera(index: u32, fps: f32) -> Result<Box<dyn FrameSource>> {
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let fps = fps.round().max(1.0) as u32;
-    Ok(Box::new(crate::capture::camera::CameraSource::open(index, fps)?))
-}
-
-#[cfg(not(feature = "camera"))]
-fn open_camera(_index: u32, _fps: f32) -> Result<Box<dyn FrameSource>> {
-    anyhow::bail!("this build has no camera support; rebuild with `--features camera` (needs libclang-dev)")
 }
 
 fn print_decision(n: usize, decision: &FrameDecision, residents: &[String], file: Option<&Path>, truth: Option<&str>) {

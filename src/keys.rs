@@ -1,17 +1,17 @@
-//! Keys: the device master key, on disk (created on first run, mode 0600) or derived from a passphrase with
-//! argon2id.
+//! Keys: the device master key, on disk (created on first run, mode 0600), optionally sealed under a
+//! passphrase stretched with argon2id, and its crash-safe rotation.
 //!
 //! The only module that reads or writes key material. It never logs key bytes, never writes a key next to the
 //! database (callers check with [`ensure_apart`]), and hands keys out only in zeroizing types.
 
 use std::io::{Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use argon2::{Algorithm, Argon2, Params, Version};
 use zeroize::Zeroizing;
 
-use crate::protect::AeadKey;
+use crate::protect::{AeadKey, Sealed};
 
 /// Errors of key handling; each says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -48,42 +48,209 @@ pub enum KeyError {
         /// The database.
         db: PathBuf,
     },
+    /// The passphrase does not open the key file.
+    #[error("the passphrase does not open the master key file {path}; check FACEGATE_MASTER_PASSPHRASE")]
+    WrongPassphrase {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A passphrase-sealed key file, but no passphrase given.
+    #[error("the master key file {path} is sealed with a passphrase; set FACEGATE_MASTER_PASSPHRASE")]
+    NeedsPassphrase {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A passphrase was given for a plain key file.
+    #[error("the master key file {path} is a plain key, not passphrase-sealed; unset FACEGATE_MASTER_PASSPHRASE")]
+    NotSealed {
+        /// The file.
+        path: PathBuf,
+    },
     /// The passphrase derivation failed (bad parameters).
     #[error("cannot derive the master key from the passphrase: {0}")]
     Derive(String),
 }
 
+/// The master key's file, and the staged successor that makes rotation crash-safe.
+///
+/// The key rotates at every revocation, so a copy of the database taken before it can never be opened again
+/// with anything left on the device. A rotation writes the new key to `<file>.next`, commits the database
+/// re-wrapped under it, then wipes the old file and renames `.next` over it. A crash at any point leaves
+/// either the old key (the database was not committed; `.next` is discarded) or `.next` (committed; it is
+/// promoted when the registry next opens).
+///
+/// Plain mode stores the 32 key bytes. With a passphrase, the file holds the key sealed (AES-256-GCM) under
+/// a key stretched from the passphrase with argon2id and a fresh salt: `FGK1 | salt(16) | nonce(12) | ct(48)`.
+pub struct MasterKeyFile {
+    path: PathBuf,
+    passphrase: Option<Zeroizing<String>>,
+}
+
+impl std::fmt::Debug for MasterKeyFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MasterKeyFile")
+            .field("path", &self.path)
+            .field("passphrase", &self.passphrase.as_ref().map(|_| ".."))
+            .finish()
+    }
+}
+
+const SEALED_MAGIC: &[u8; 4] = b"FGK1";
+const SEALED_LEN: usize = 4 + 16 + 12 + 48;
+
+impl MasterKeyFile {
+    /// The key file at `path`, sealed under `passphrase` when one is given.
+    pub fn new(path: PathBuf, passphrase: Option<Zeroizing<String>>) -> Self {
+        Self { path, passphrase }
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the key file exists.
+    pub fn exists(&self) -> bool {
+        self.path.exists()
+    }
+
+    fn next_path(&self) -> PathBuf {
+        let mut name = self.path.clone().into_os_string();
+        name.push(".next");
+        PathBuf::from(name)
+    }
+
+    fn io(&self, path: &Path) -> impl Fn(std::io::Error) -> KeyError {
+        let path = path.to_path_buf();
+        move |e| KeyError::Io { path: path.clone(), reason: e.to_string() }
+    }
+
+    /// Loads the key, creating a fresh random one (mode 0600, created exclusively) on first run.
+    pub fn load_or_create(&self) -> Result<AeadKey, KeyError> {
+        match self.read(&self.path)? {
+            Some(key) => Ok(key),
+            None => {
+                if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(self.io(dir))?;
+                }
+                let key = AeadKey::generate();
+                self.write_new(&self.path, &key)?;
+                Ok(key)
+            }
+        }
+    }
+
+    /// The staged successor, if a rotation was interrupted.
+    pub fn load_next(&self) -> Result<Option<AeadKey>, KeyError> {
+        self.read(&self.next_path())
+    }
+
+    /// Writes `key` as the staged successor (replacing any stale one), durably.
+    pub fn stage_next(&self, key: &AeadKey) -> Result<(), KeyError> {
+        self.discard_next()?;
+        self.write_new(&self.next_path(), key)
+    }
+
+    /// Makes the staged successor the key: wipes the old file's bytes, then renames `.next` over it.
+    pub fn promote_next(&self) -> Result<(), KeyError> {
+        let next = self.next_path();
+        if let Ok(mut old) = std::fs::OpenOptions::new().write(true).open(&self.path) {
+            let len = old.metadata().map_or(0, |m| m.len());
+            old.write_all(&vec![0u8; usize::try_from(len).unwrap_or(0)]).map_err(self.io(&self.path))?;
+            old.sync_all().map_err(self.io(&self.path))?;
+        }
+        std::fs::rename(&next, &self.path).map_err(self.io(&next))?;
+        self.sync_dir()
+    }
+
+    /// Wipes and removes a staged successor, if any (the rotation it belonged to never committed).
+    pub fn discard_next(&self) -> Result<(), KeyError> {
+        let next = self.next_path();
+        match std::fs::OpenOptions::new().write(true).open(&next) {
+            Ok(mut file) => {
+                let len = file.metadata().map_or(0, |m| m.len());
+                file.write_all(&vec![0u8; usize::try_from(len).unwrap_or(0)]).map_err(self.io(&next))?;
+                file.sync_all().map_err(self.io(&next))?;
+                std::fs::remove_file(&next).map_err(self.io(&next))?;
+                self.sync_dir()
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.io(&next)(e)),
+        }
+    }
+
+    fn sync_dir(&self) -> Result<(), KeyError> {
+        let dir = self.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(self.io(dir))
+    }
+
+    fn read(&self, path: &Path) -> Result<Option<AeadKey>, KeyError> {
+        let io = self.io(path);
+        let mut file = match std::fs::OpenOptions::new().read(true).open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(e)),
+        };
+        let mode = file.metadata().map_err(&io)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(KeyError::Permissions { path: path.to_path_buf(), mode });
+        }
+        let mut bytes = Zeroizing::new(Vec::with_capacity(SEALED_LEN + 1));
+        Read::by_ref(&mut file).take(SEALED_LEN as u64 + 1).read_to_end(&mut bytes).map_err(&io)?;
+        self.decode(path, &bytes).map(Some)
+    }
+
+    fn decode(&self, path: &Path, bytes: &[u8]) -> Result<AeadKey, KeyError> {
+        let corrupt = || KeyError::Corrupt { path: path.to_path_buf(), len: bytes.len() };
+        let sealed = bytes.len() == SEALED_LEN && bytes.starts_with(SEALED_MAGIC);
+        match (&self.passphrase, sealed) {
+            (None, false) => {
+                let array: [u8; 32] = bytes.try_into().map_err(|_| corrupt())?;
+                Ok(AeadKey::from_bytes(array))
+            }
+            (Some(passphrase), true) => {
+                let salt: [u8; 16] = bytes[4..20].try_into().map_err(|_| corrupt())?;
+                let kek = derive_master_key(passphrase.as_bytes(), &salt)?;
+                let wrapped = Sealed {
+                    nonce: bytes[20..32].try_into().map_err(|_| corrupt())?,
+                    ciphertext: bytes[32..].to_vec(),
+                };
+                crate::protect::unwrap_key(&wrapped, &kek, "facegate master key")
+                    .map_err(|_| KeyError::WrongPassphrase { path: path.to_path_buf() })
+            }
+            (None, true) => Err(KeyError::NeedsPassphrase { path: path.to_path_buf() }),
+            (Some(_), false) => Err(KeyError::NotSealed { path: path.to_path_buf() }),
+        }
+    }
+
+    fn encode(&self, key: &AeadKey) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        let Some(passphrase) = &self.passphrase else { return Ok(Zeroizing::new(key.as_bytes().to_vec())) };
+        let salt: [u8; 16] = rand::random();
+        let kek = derive_master_key(passphrase.as_bytes(), &salt)?;
+        let wrapped =
+            crate::protect::wrap_key(key, &kek, "facegate master key").map_err(|e| KeyError::Derive(e.to_string()))?;
+        let mut out = Zeroizing::new(Vec::with_capacity(SEALED_LEN));
+        out.extend_from_slice(SEALED_MAGIC);
+        out.extend_from_slice(&salt);
+        out.extend_from_slice(&wrapped.nonce);
+        out.extend_from_slice(&wrapped.ciphertext);
+        Ok(out)
+    }
+
+    fn write_new(&self, path: &Path, key: &AeadKey) -> Result<(), KeyError> {
+        let bytes = self.encode(key)?;
+        let io = self.io(path);
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(&io)?;
+        file.write_all(&bytes).map_err(&io)?;
+        file.sync_all().map_err(&io)?;
+        self.sync_dir()
+    }
+}
+
 /// Loads the master key from `path`, creating a fresh random one (mode 0600, created exclusively) if the file
 /// does not exist yet.
 pub fn load_or_create_master_key(path: &Path) -> Result<AeadKey, KeyError> {
-    let io = |e: std::io::Error| KeyError::Io { path: path.to_path_buf(), reason: e.to_string() };
-    match std::fs::OpenOptions::new().read(true).open(path) {
-        Ok(mut file) => {
-            let mode = file.metadata().map_err(io)?.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                return Err(KeyError::Permissions { path: path.to_path_buf(), mode });
-            }
-            let mut bytes = Zeroizing::new(Vec::with_capacity(33));
-            Read::by_ref(&mut file).take(33).read_to_end(&mut bytes).map_err(io)?;
-            let array: [u8; 32] = bytes
-                .as_slice()
-                .try_into()
-                .map_err(|_| KeyError::Corrupt { path: path.to_path_buf(), len: bytes.len() })?;
-            Ok(AeadKey::from_bytes(array))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(io)?;
-            }
-            let key = AeadKey::generate();
-            let mut file =
-                std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io)?;
-            file.write_all(key.as_bytes()).map_err(io)?;
-            file.sync_all().map_err(io)?;
-            Ok(key)
-        }
-        Err(e) => Err(io(e)),
-    }
+    MasterKeyFile::new(path.to_path_buf(), None).load_or_create()
 }
 
 /// Derives the master key from a passphrase with argon2id (64 MiB, 3 passes, 1 lane) and a per-device salt.

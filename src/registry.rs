@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 use crate::embed::Embedding;
-use crate::keys::{self, KeyError};
+use crate::keys::{self, KeyError, MasterKeyFile};
 use crate::matching::{threshold_for_fpir, Gallery, GalleryError, Slot, SFACE_CALIBRATION};
 use crate::protect::{self, AeadKey, Pin, PinError, PinPepper, ProtectedTemplate, Rotation, TransformId};
 use crate::store::{ConsentRecord, RevocationReceipt, Store, StoreError};
@@ -63,20 +63,20 @@ pub enum RegistryError {
 /// Result alias for this module.
 pub type Result<T> = std::result::Result<T, RegistryError>;
 
-/// Where the master key comes from.
-pub enum MasterKeySource {
-    /// A 32-byte key file, mode 0600, outside the database's folder (created on first run).
-    File(PathBuf),
-    /// A passphrase, stretched with argon2id and the database's per-device salt.
-    Passphrase(Zeroizing<String>),
+/// Where the master key lives: a key file (mode 0600, outside the database's folder, created on first run),
+/// optionally sealed under a passphrase.
+#[derive(Debug)]
+pub struct MasterKeySource {
+    /// The key file.
+    pub file: PathBuf,
+    /// The passphrase sealing it, if any.
+    pub passphrase: Option<Zeroizing<String>>,
 }
 
-impl std::fmt::Debug for MasterKeySource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::File(path) => f.debug_tuple("File").field(path).finish(),
-            Self::Passphrase(_) => f.write_str("Passphrase(..)"),
-        }
+impl MasterKeySource {
+    /// A plain key file.
+    pub fn file(path: impl Into<PathBuf>) -> Self {
+        Self { file: path.into(), passphrase: None }
     }
 }
 
@@ -118,6 +118,7 @@ pub struct Identified {
 /// The residents, their sealed templates, and the live gallery.
 pub struct Registry {
     store: Store,
+    key_file: MasterKeyFile,
     master: AeadKey,
     rotation: Rotation,
     gallery: Gallery,
@@ -139,21 +140,23 @@ impl Registry {
     /// fills the gallery with every live template. Rows that do not open are kept aside as
     /// [`Registry::load_failures`]; the rest stay usable.
     pub fn open(db: &Path, key: &MasterKeySource, policy: RegistryPolicy, now: i64) -> Result<Self> {
+        keys::ensure_apart(&key.file, db)?;
+        let key_file = MasterKeyFile::new(key.file.clone(), key.passphrase.clone());
         let mut store = Store::open(db)?;
-        let master = match key {
-            MasterKeySource::File(path) => {
-                keys::ensure_apart(path, db)?;
-                keys::load_or_create_master_key(path)?
+        if !key_file.exists() && store.has_device_keys()? {
+            return Err(KeyError::Io {
+                path: key.file.clone(),
+                reason: "missing, but the database holds keys sealed under it; restore the key file from its backup"
+                    .into(),
             }
-            MasterKeySource::Passphrase(passphrase) => {
-                keys::derive_master_key(passphrase.as_bytes(), &store.passphrase_salt()?)?
-            }
-        };
-        let transform_key = store.transform_key(&master, now)?;
+            .into());
+        }
+        let (master, transform_key) = open_device_keys(&key_file, &mut store, now)?;
         let rotation = Rotation::from_key(&transform_key);
         let policy = RegistryPolicy { max_unused_secs: policy.max_unused_secs.min(MAX_RETENTION_SECS), ..policy };
         let mut registry = Self {
             store,
+            key_file,
             master,
             gallery: Gallery::new(rotation.id()),
             rotation,
@@ -273,26 +276,64 @@ impl Registry {
         Ok(EnrolReceipt { resident_id: resident_id.to_owned(), version })
     }
 
-    /// Withdraws consent and destroys template, data key and PIN (crypto-shredding); the resident stops being
-    /// matchable before this returns.
+    /// Withdraws consent and destroys template, data key and PIN (crypto-shredding), rotating the master key
+    /// in the same step; the resident stops being matchable before this returns.
     pub fn revoke(&mut self, resident_id: &str, now: i64) -> Result<RevocationReceipt> {
         self.drop_from_gallery(resident_id);
-        Ok(self.store.revoke_and_shred(resident_id, now)?)
+        self.with_new_master(|store, old, new| store.revoke_and_shred(resident_id, now, old, new))
     }
 
-    /// The resident moved out: everything biometric and their PIN go.
+    /// The resident moved out: everything biometric and their PIN go, as for [`Registry::revoke`].
     pub fn move_out(&mut self, resident_id: &str, now: i64) -> Result<RevocationReceipt> {
         self.drop_from_gallery(resident_id);
-        Ok(self.store.move_out(resident_id, now)?)
+        self.with_new_master(|store, old, new| store.move_out(resident_id, now, old, new))
     }
 
     /// Expires every template unused for the retention period.
     pub fn expire(&mut self, now: i64) -> Result<Vec<RevocationReceipt>> {
-        let receipts = self.store.expire_unused(now, self.policy.max_unused_secs)?;
-        for receipt in &receipts {
-            self.drop_from_gallery(&receipt.resident_id);
+        let stale = self.store.unused_since(now.saturating_sub(self.policy.max_unused_secs))?;
+        if stale.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(receipts)
+        for resident in &stale {
+            self.drop_from_gallery(resident);
+        }
+        self.with_new_master(|store, old, new| store.expire_unused(&stale, now, old, new))
+    }
+
+    /// Re-wraps every stored key under a fresh master key, crash-safely (see [`MasterKeyFile`]).
+    pub fn rotate_master_key(&mut self, now: i64) -> Result<usize> {
+        self.with_new_master(|store, old, new| store.rotate_master_key(old, new, now))
+    }
+
+    /// Stages a fresh master key, runs `change` (which must re-wrap every key from old to new in its
+    /// transaction), then promotes the new key; a failed change discards it.
+    fn with_new_master<T>(
+        &mut self,
+        change: impl FnOnce(&mut Store, &AeadKey, &AeadKey) -> std::result::Result<T, StoreError>,
+    ) -> Result<T> {
+        let new = AeadKey::generate();
+        self.key_file.stage_next(&new)?;
+        match change(&mut self.store, &self.master, &new) {
+            Ok(value) => {
+                self.master = new;
+                self.key_file.promote_next()?;
+                Ok(value)
+            }
+            Err(e) => {
+                // An error means the change did not commit; still, never discard a key the database needs.
+                // Unsure (the check itself failed): keep `.next`; the next open settles it.
+                match self.store.opens_with(&new) {
+                    Ok(true) => {
+                        self.master = new;
+                        self.key_file.promote_next()?;
+                    }
+                    Ok(false) => self.key_file.discard_next()?,
+                    Err(_) => {}
+                }
+                Err(e.into())
+            }
+        }
     }
 
     /// The resident a probe matches at the current threshold, or `None`: never the nearest resident.
@@ -321,12 +362,30 @@ impl Registry {
         self.store.record_pin_attempt(resident_id, ok)?;
         Ok(ok)
     }
+}
 
-    /// Re-wraps every stored key under a new master key (written by the caller to its new home first).
-    pub fn rotate_master_key(&mut self, new: AeadKey, now: i64) -> Result<usize> {
-        let n = self.store.rotate_master_key(&self.master, &new, now)?;
-        self.master = new;
-        Ok(n)
+/// Loads the master key and, with it, the device transform key. Finishes an interrupted rotation: when the
+/// key file does not open the database but a staged `.next` does, the database was committed under `.next`.
+fn open_device_keys(
+    key_file: &MasterKeyFile,
+    store: &mut Store,
+    now: i64,
+) -> Result<(AeadKey, crate::protect::TransformKey)> {
+    let current = key_file
+        .load_or_create()
+        .map_err(RegistryError::from)
+        .and_then(|master| Ok((store.transform_key(&master, now)?, master)));
+    match current {
+        Ok((transform, master)) => {
+            key_file.discard_next()?;
+            Ok((master, transform))
+        }
+        Err(first) => {
+            let Some(next) = key_file.load_next()? else { return Err(first) };
+            let transform = store.transform_key(&next, now).map_err(|_| first)?;
+            key_file.promote_next()?;
+            Ok((next, transform))
+        }
     }
 }
 
@@ -354,7 +413,7 @@ mod tests {
     }
 
     fn open(dir: &Path) -> Registry {
-        let key = MasterKeySource::File(dir.join("keys/master.key"));
+        let key = MasterKeySource::file(dir.join("keys/master.key"));
         Registry::open(&dir.join("data/facegate.sqlite"), &key, RegistryPolicy::default(), 1_000).unwrap()
     }
 
@@ -398,7 +457,7 @@ mod tests {
         std::fs::write(dir.path().join("keys/master.key"), [9u8; 32]).unwrap();
         let err = Registry::open(
             &dir.path().join("data/facegate.sqlite"),
-            &MasterKeySource::File(dir.path().join("keys/master.key")),
+            &MasterKeySource::file(dir.path().join("keys/master.key")),
             RegistryPolicy::default(),
             5,
         )
@@ -449,7 +508,8 @@ mod tests {
         let old = summary.iter().find(|r| r.id == "old").unwrap();
         assert!(old.template_version.is_none() && old.consent_granted_at.is_none());
         assert_eq!(registry.store().orphan_counts().unwrap(), (0, 0, 0));
-        assert_eq!(registry.store().verify_audit_chain().unwrap(), 1 + 3 + 1 + 1);
+        // transform key created, 3 enrolments, move-out and expiry each with its master key rotation.
+        assert_eq!(registry.store().verify_audit_chain().unwrap(), 1 + 3 + 2 + 2);
     }
 
     #[test]
@@ -459,12 +519,69 @@ mod tests {
         let mut registry = open(dir.path());
         registry.record_consent("r-1", None, &consent(0), 0).unwrap();
         registry.enrol("r-1", &face(1, 0.0), 0).unwrap();
-        let new = AeadKey::generate();
-        let new_bytes = *new.as_bytes();
-        assert_eq!(registry.rotate_master_key(new, 10).unwrap(), 2);
+        let before = std::fs::read(dir.path().join("keys/master.key")).unwrap();
+        assert_eq!(registry.rotate_master_key(10).unwrap(), 2);
         drop(registry);
-        std::fs::write(dir.path().join("keys/master.key"), new_bytes).unwrap();
+        assert_ne!(std::fs::read(dir.path().join("keys/master.key")).unwrap(), before);
+        assert!(!dir.path().join("keys/master.key.next").exists());
         let registry = open(dir.path());
         assert_eq!(registry.identify(&face(1, 0.0)).unwrap().resident_id, "r-1");
+    }
+
+    #[test]
+    fn an_interrupted_rotation_is_finished_or_undone_at_the_next_open() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        let key_path = dir.path().join("keys/master.key");
+        let mut registry = open(dir.path());
+        registry.record_consent("r-1", None, &consent(0), 0).unwrap();
+        registry.enrol("r-1", &face(1, 0.0), 0).unwrap();
+        let file = MasterKeyFile::new(key_path.clone(), None);
+
+        // Crash after staging, before the database committed: the stale `.next` is discarded.
+        file.stage_next(&AeadKey::generate()).unwrap();
+        drop(registry);
+        let registry = open(dir.path());
+        assert!(!dir.path().join("keys/master.key.next").exists());
+        assert_eq!(registry.gallery_len(), 1);
+
+        // Crash after the database committed under the new key, before the rename: `.next` is promoted.
+        let old = file.load_or_create().unwrap();
+        let new = AeadKey::generate();
+        file.stage_next(&new).unwrap();
+        drop(registry);
+        Store::open(&dir.path().join("data/facegate.sqlite")).unwrap().rotate_master_key(&old, &new, 5).unwrap();
+        let registry = open(dir.path());
+        assert_eq!(registry.identify(&face(1, 0.0)).unwrap().resident_id, "r-1");
+        assert_eq!(std::fs::read(&key_path).unwrap(), new.as_bytes());
+    }
+
+    #[test]
+    fn a_passphrase_sealed_key_file_needs_its_passphrase() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        let db = dir.path().join("data/facegate.sqlite");
+        let source = |p: &str| MasterKeySource {
+            file: dir.path().join("keys/master.key"),
+            passphrase: Some(Zeroizing::new(p.to_owned())),
+        };
+        let mut registry = Registry::open(&db, &source("correct horse"), RegistryPolicy::default(), 0).unwrap();
+        registry.record_consent("r-1", None, &consent(0), 0).unwrap();
+        registry.enrol("r-1", &face(1, 0.0), 0).unwrap();
+        drop(registry);
+        let on_disk = std::fs::read(dir.path().join("keys/master.key")).unwrap();
+        assert!(on_disk.starts_with(b"FGK1") && on_disk.len() == 80);
+        let err = Registry::open(&db, &source("wrong horse"), RegistryPolicy::default(), 1).unwrap_err();
+        assert!(err.to_string().contains("passphrase does not open"), "{err}");
+        let err = Registry::open(
+            &db,
+            &MasterKeySource::file(dir.path().join("keys/master.key")),
+            RegistryPolicy::default(),
+            1,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("FACEGATE_MASTER_PASSPHRASE"), "{err}");
+        let registry = Registry::open(&db, &source("correct horse"), RegistryPolicy::default(), 1).unwrap();
+        assert_eq!(registry.gallery_len(), 1);
     }
 }

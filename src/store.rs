@@ -113,10 +113,6 @@ CREATE TABLE transform_keys (
     created_at INTEGER NOT NULL,
     retired_at INTEGER
 );
-CREATE TABLE device_meta (
-    name TEXT PRIMARY KEY,
-    value BLOB NOT NULL
-);
 CREATE TABLE pin_verifiers (
     resident_id TEXT PRIMARY KEY REFERENCES residents(id),
     verifier TEXT NOT NULL,
@@ -293,6 +289,10 @@ impl Store {
     /// Opens (creating if needed) and migrates the database.
     pub fn open(path: &Path) -> Result<Self> {
         let conn = Connection::open(path).map_err(|e| db_err(path, &e))?;
+        // Owner-only; SQLite gives the WAL and shared-memory files the database file's mode.
+        if let Err(e) = std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)) {
+            tracing::warn!("cannot make {} owner-only: {e}", path.display());
+        }
         let store = Self { path: path.to_path_buf(), conn };
         store
             .conn
@@ -490,30 +490,56 @@ impl Store {
         Ok(LiveTemplates { templates, failures })
     }
 
-    /// Withdraws consent and destroys the resident's data key, template and PIN at once (crypto-shredding), in
-    /// one transaction with its audit event; then checkpoints the WAL so no copy of the key lingers there.
-    pub fn revoke_and_shred(&mut self, resident_id: &str, now: i64) -> Result<RevocationReceipt> {
-        self.shred(resident_id, now, ShredReason::Revoked)
+    /// Withdraws consent and destroys the resident's data key, template and PIN at once (crypto-shredding),
+    /// re-wrapping every remaining key from `old` to `new` in the same transaction so that no copy of the
+    /// database taken before opens under the new master key; then checkpoints the WAL.
+    pub fn revoke_and_shred(
+        &mut self,
+        resident_id: &str,
+        now: i64,
+        old: &AeadKey,
+        new: &AeadKey,
+    ) -> Result<RevocationReceipt> {
+        self.shred_one(resident_id, now, ShredReason::Revoked, old, new)
     }
 
-    /// The resident moved out: their template, key and PIN are destroyed and consent ends, as one transaction.
-    pub fn move_out(&mut self, resident_id: &str, now: i64) -> Result<RevocationReceipt> {
-        self.shred(resident_id, now, ShredReason::MovedOut)
+    /// The resident moved out: template, key and PIN destroyed and consent ended, as [`Store::revoke_and_shred`].
+    pub fn move_out(&mut self, resident_id: &str, now: i64, old: &AeadKey, new: &AeadKey) -> Result<RevocationReceipt> {
+        self.shred_one(resident_id, now, ShredReason::MovedOut, old, new)
     }
 
-    /// Expires every template not used since `now - max_unused_secs`: template and key destroyed, consent
-    /// ended (re-enrolling needs a fresh consent). Returns one receipt per resident.
-    pub fn expire_unused(&mut self, now: i64, max_unused_secs: i64) -> Result<Vec<RevocationReceipt>> {
-        let cutoff = now.saturating_sub(max_unused_secs);
-        let stale: Vec<String> = {
-            let mut stmt = self
-                .conn
-                .prepare("SELECT resident_id FROM sealed_templates WHERE last_used_at < ?1 ORDER BY resident_id")
-                .map_err(|e| self.err(&e))?;
-            let rows = stmt.query_map([cutoff], |r| r.get(0)).map_err(|e| self.err(&e))?;
-            rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(&e))?
-        };
-        stale.iter().map(|id| self.shred(id, now, ShredReason::Unused)).collect()
+    fn shred_one(
+        &mut self,
+        resident_id: &str,
+        now: i64,
+        reason: ShredReason,
+        old: &AeadKey,
+        new: &AeadKey,
+    ) -> Result<RevocationReceipt> {
+        let mut receipts = self.shred(&[resident_id.to_owned()], now, reason, old, new)?;
+        receipts.pop().ok_or_else(|| StoreError::UnknownResident(resident_id.to_owned()))
+    }
+
+    /// Residents whose template was not used since `cutoff` (Unix seconds).
+    pub fn unused_since(&self, cutoff: i64) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT resident_id FROM sealed_templates WHERE last_used_at < ?1 ORDER BY resident_id")
+            .map_err(|e| self.err(&e))?;
+        let rows = stmt.query_map([cutoff], |r| r.get(0)).map_err(|e| self.err(&e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(&e))
+    }
+
+    /// Expires the templates of `residents` (see [`Store::unused_since`]): template and key destroyed, consent
+    /// ended (re-enrolling needs a fresh consent), keys re-wrapped from `old` to `new`. One receipt each.
+    pub fn expire_unused(
+        &mut self,
+        residents: &[String],
+        now: i64,
+        old: &AeadKey,
+        new: &AeadKey,
+    ) -> Result<Vec<RevocationReceipt>> {
+        self.shred(residents, now, ShredReason::Unused, old, new)
     }
 
     /// Notes that a resident's template matched, coarsely: at most one write per
@@ -530,53 +556,61 @@ impl Store {
         Ok(n > 0)
     }
 
-    fn shred(&mut self, resident_id: &str, now: i64, reason: ShredReason) -> Result<RevocationReceipt> {
-        self.require_resident(resident_id)?;
+    fn shred(
+        &mut self,
+        residents: &[String],
+        now: i64,
+        reason: ShredReason,
+        old: &AeadKey,
+        new: &AeadKey,
+    ) -> Result<Vec<RevocationReceipt>> {
+        for resident_id in residents {
+            self.require_resident(resident_id)?;
+        }
         let path = self.path.clone();
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, &e))?;
-        let mut deleted = Vec::new();
-        let (id_only, id_now) = (params![resident_id], params![resident_id, now]);
-        let mut run = |sql: &str, p: &[&dyn rusqlite::ToSql], what: &'static str| -> rusqlite::Result<()> {
-            if tx.execute(sql, p)? > 0 {
-                deleted.push(what);
-            }
-            Ok(())
-        };
-        let steps = (|| {
-            run("DELETE FROM sealed_templates WHERE resident_id = ?1", id_only, "sealed face template")?;
-            run("DELETE FROM wrapped_keys WHERE resident_id = ?1", id_only, "template data key (crypto-shredded)")?;
-            if reason != ShredReason::Unused {
-                run("DELETE FROM pin_verifiers WHERE resident_id = ?1", id_only, "PIN verifier")?;
-            }
-            run(
-                "UPDATE consent_records SET revoked_at = ?2 WHERE resident_id = ?1 AND revoked_at IS NULL",
-                id_now,
-                "consent to face entry (ended)",
-            )?;
-            if reason == ShredReason::MovedOut {
-                run(
-                    "UPDATE residents SET moved_out_at = ?2 WHERE id = ?1 AND moved_out_at IS NULL",
-                    id_now,
-                    "residency (moved out)",
-                )?;
-            }
-            Ok(())
-        })();
-        steps.map_err(|e: rusqlite::Error| db_err(&path, &e))?;
-        let hash = append_audit(&tx, now, reason.event(), resident_id).map_err(|e| db_err(&path, &e))?;
+        let mut receipts = Vec::with_capacity(residents.len());
+        for resident_id in residents {
+            let deleted = shred_rows(&tx, resident_id, now, reason).map_err(|e| db_err(&path, &e))?;
+            let hash = append_audit(&tx, now, reason.event(), resident_id).map_err(|e| db_err(&path, &e))?;
+            receipts.push(RevocationReceipt {
+                resident_id: resident_id.clone(),
+                revoked_at: now,
+                deleted,
+                verification_code: hex(&hash[..8]),
+            });
+        }
+        rewrap_all(&tx, &path, old, new)?;
+        append_audit(&tx, now, "master key rotation", "device").map_err(|e| db_err(&path, &e))?;
         tx.commit().map_err(|e| db_err(&path, &e))?;
-        self.checkpoint()?;
-        Ok(RevocationReceipt {
-            resident_id: resident_id.to_owned(),
-            revoked_at: now,
-            deleted,
-            verification_code: hex(&hash[..8]),
-        })
+        self.checkpoint_after_commit();
+        Ok(receipts)
     }
 
-    /// Copies the WAL into the database and truncates it, so deleted rows leave no copy in the WAL.
-    fn checkpoint(&self) -> Result<()> {
-        self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").map_err(|e| self.err(&e))
+    /// Copies the WAL into the database and truncates it, so deleted rows leave no copy in the WAL. Runs after
+    /// a commit, so it never fails the operation (an `Err` from a shredding call means "not committed"): if a
+    /// reader holds the WAL now, the next checkpoint (SQLite runs one automatically) finishes the job.
+    fn checkpoint_after_commit(&self) {
+        if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+            tracing::warn!("WAL checkpoint after a deletion deferred: {e}");
+        }
+    }
+
+    /// Whether `master` opens this database's current transform key (read only; creates nothing).
+    pub fn opens_with(&self, master: &AeadKey) -> Result<bool> {
+        let current: Option<(i64, Vec<u8>, Vec<u8>)> = self
+            .conn
+            .query_row(
+                "SELECT id, nonce, ciphertext FROM transform_keys WHERE retired_at IS NULL ORDER BY created_at DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(&e))?;
+        Ok(current.is_some_and(|(id, nonce, ciphertext)| {
+            let id = TransformId(u64::from_be_bytes(id.to_be_bytes()));
+            sealed_from(nonce, ciphertext).and_then(|w| protect::unwrap_transform_key(&w, master, id)).is_ok()
+        }))
     }
 
     /// The device's current transform key, creating (and wrapping under `master`) a fresh one on first use.
@@ -617,69 +651,16 @@ impl Store {
     pub fn rotate_master_key(&mut self, old: &AeadKey, new: &AeadKey, now: i64) -> Result<usize> {
         let path = self.path.clone();
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, &e))?;
-        let mut rewrapped = 0;
-        {
-            let mut select =
-                tx.prepare("SELECT resident_id, nonce, ciphertext FROM wrapped_keys").map_err(|e| db_err(&path, &e))?;
-            let rows: Vec<(String, Vec<u8>, Vec<u8>)> = select
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .and_then(Iterator::collect)
-                .map_err(|e| db_err(&path, &e))?;
-            for (resident, nonce, ciphertext) in rows {
-                let sealed_err = |source| StoreError::Sealed { resident: resident.clone(), source };
-                let data_key = sealed_from(nonce, ciphertext)
-                    .and_then(|w| protect::unwrap_key(&w, old, &resident))
-                    .map_err(sealed_err)?;
-                let wrapped = protect::wrap_key(&data_key, new, &resident).map_err(sealed_err)?;
-                tx.execute(
-                    "UPDATE wrapped_keys SET nonce = ?2, ciphertext = ?3 WHERE resident_id = ?1",
-                    params![resident, &wrapped.nonce[..], wrapped.ciphertext],
-                )
-                .map_err(|e| db_err(&path, &e))?;
-                rewrapped += 1;
-            }
-            let mut select =
-                tx.prepare("SELECT id, nonce, ciphertext FROM transform_keys").map_err(|e| db_err(&path, &e))?;
-            let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = select
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .and_then(Iterator::collect)
-                .map_err(|e| db_err(&path, &e))?;
-            for (id, nonce, ciphertext) in rows {
-                let transform = TransformId(u64::from_be_bytes(id.to_be_bytes()));
-                let key = sealed_from(nonce, ciphertext)
-                    .and_then(|w| protect::unwrap_transform_key(&w, old, transform))
-                    .map_err(|source| StoreError::WrongMasterKey { source })?;
-                let wrapped =
-                    protect::wrap_transform_key(&key, new).map_err(|source| StoreError::WrongMasterKey { source })?;
-                tx.execute(
-                    "UPDATE transform_keys SET nonce = ?2, ciphertext = ?3 WHERE id = ?1",
-                    params![id, &wrapped.nonce[..], wrapped.ciphertext],
-                )
-                .map_err(|e| db_err(&path, &e))?;
-                rewrapped += 1;
-            }
-        }
+        let rewrapped = rewrap_all(&tx, &path, old, new)?;
         append_audit(&tx, now, "master key rotation", "device").map_err(|e| db_err(&path, &e))?;
         tx.commit().map_err(|e| db_err(&path, &e))?;
-        self.checkpoint()?;
+        self.checkpoint_after_commit();
         Ok(rewrapped)
     }
 
-    /// The random per-device salt for deriving the master key from a passphrase (not secret; created once).
-    pub fn passphrase_salt(&mut self) -> Result<[u8; 16]> {
-        use rand::Rng;
-        let fresh: [u8; 16] = rand::rng().random();
-        self.conn
-            .execute("INSERT OR IGNORE INTO device_meta (name, value) VALUES ('passphrase_salt', ?1)", [&fresh[..]])
-            .map_err(|e| self.err(&e))?;
-        let stored: Vec<u8> = self
-            .conn
-            .query_row("SELECT value FROM device_meta WHERE name = 'passphrase_salt'", [], |r| r.get(0))
-            .map_err(|e| self.err(&e))?;
-        stored.try_into().map_err(|_| StoreError::Database {
-            path: self.path.clone(),
-            reason: "the stored passphrase salt is damaged; restore the database from a backup".into(),
-        })
+    /// Whether any device key is stored (a database that has been used).
+    pub fn has_device_keys(&self) -> Result<bool> {
+        self.conn.query_row("SELECT EXISTS (SELECT 1 FROM transform_keys)", [], |r| r.get(0)).map_err(|e| self.err(&e))
     }
 
     /// Stores (or replaces) a resident's PIN verifier, and chains a "pin set" event.
@@ -833,6 +814,82 @@ impl Store {
     }
 }
 
+/// Deletes one resident's face data (and, by reason, PIN and residency) inside `tx`; returns what went.
+fn shred_rows(
+    tx: &rusqlite::Transaction<'_>,
+    resident_id: &str,
+    now: i64,
+    reason: ShredReason,
+) -> rusqlite::Result<Vec<&'static str>> {
+    let mut deleted = Vec::new();
+    let (id_only, id_now) = (params![resident_id], params![resident_id, now]);
+    let mut run = |sql: &str, p: &[&dyn rusqlite::ToSql], what: &'static str| -> rusqlite::Result<()> {
+        if tx.execute(sql, p)? > 0 {
+            deleted.push(what);
+        }
+        Ok(())
+    };
+    run("DELETE FROM sealed_templates WHERE resident_id = ?1", id_only, "sealed face template")?;
+    run("DELETE FROM wrapped_keys WHERE resident_id = ?1", id_only, "template data key (crypto-shredded)")?;
+    if reason != ShredReason::Unused {
+        run("DELETE FROM pin_verifiers WHERE resident_id = ?1", id_only, "PIN verifier")?;
+    }
+    run(
+        "UPDATE consent_records SET revoked_at = ?2 WHERE resident_id = ?1 AND revoked_at IS NULL",
+        id_now,
+        "consent to face entry (ended)",
+    )?;
+    if reason == ShredReason::MovedOut {
+        run(
+            "UPDATE residents SET moved_out_at = ?2 WHERE id = ?1 AND moved_out_at IS NULL",
+            id_now,
+            "residency (moved out)",
+        )?;
+    }
+    Ok(deleted)
+}
+
+/// Re-wraps every data key and transform key from `old` to `new` inside `tx`; fails (and the caller rolls
+/// back) if any key does not open under `old`.
+fn rewrap_all(tx: &rusqlite::Transaction<'_>, path: &Path, old: &AeadKey, new: &AeadKey) -> Result<usize> {
+    let db = |e: rusqlite::Error| db_err(path, &e);
+    let mut rewrapped = 0;
+    let rows: Vec<(String, Vec<u8>, Vec<u8>)> = tx
+        .prepare("SELECT resident_id, nonce, ciphertext FROM wrapped_keys")
+        .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect())
+        .map_err(db)?;
+    for (resident, nonce, ciphertext) in rows {
+        let sealed_err = |source| StoreError::Sealed { resident: resident.clone(), source };
+        let data_key =
+            sealed_from(nonce, ciphertext).and_then(|w| protect::unwrap_key(&w, old, &resident)).map_err(sealed_err)?;
+        let wrapped = protect::wrap_key(&data_key, new, &resident).map_err(sealed_err)?;
+        tx.execute(
+            "UPDATE wrapped_keys SET nonce = ?2, ciphertext = ?3 WHERE resident_id = ?1",
+            params![resident, &wrapped.nonce[..], wrapped.ciphertext],
+        )
+        .map_err(db)?;
+        rewrapped += 1;
+    }
+    let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = tx
+        .prepare("SELECT id, nonce, ciphertext FROM transform_keys")
+        .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect())
+        .map_err(db)?;
+    for (id, nonce, ciphertext) in rows {
+        let transform = TransformId(u64::from_be_bytes(id.to_be_bytes()));
+        let key = sealed_from(nonce, ciphertext)
+            .and_then(|w| protect::unwrap_transform_key(&w, old, transform))
+            .map_err(|source| StoreError::WrongMasterKey { source })?;
+        let wrapped = protect::wrap_transform_key(&key, new).map_err(|source| StoreError::WrongMasterKey { source })?;
+        tx.execute(
+            "UPDATE transform_keys SET nonce = ?2, ciphertext = ?3 WHERE id = ?1",
+            params![id, &wrapped.nonce[..], wrapped.ciphertext],
+        )
+        .map_err(db)?;
+        rewrapped += 1;
+    }
+    Ok(rewrapped)
+}
+
 fn db_err(path: &Path, e: &rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
     let damaged = matches!(e.sqlite_error_code(), Some(DatabaseCorrupt | NotADatabase));
@@ -965,15 +1022,18 @@ mod tests {
             .conn
             .query_row("SELECT ciphertext FROM wrapped_keys WHERE resident_id = 'r1'", [], |r| r.get(0))
             .unwrap();
-        let receipt = store.revoke_and_shred("r1", 200).unwrap();
+        let next = AeadKey::generate();
+        let receipt = store.revoke_and_shred("r1", 200, &master, &next).unwrap();
         assert_eq!(receipt.deleted.len(), 3, "{receipt:?}");
         assert_eq!(receipt.verification_code.len(), 16);
-        let live = store.live_templates(&master, rotation.id()).unwrap().templates;
+        // Everything left is wrapped under the new master key only.
+        assert!(store.live_templates(&master, rotation.id()).unwrap().templates.is_empty());
+        let live = store.live_templates(&next, rotation.id()).unwrap().templates;
         assert_eq!(live.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), vec!["r2"]);
         // The shredded wrapped key is nowhere in the files (secure_delete + WAL checkpoint).
         let on_disk = all_bytes(dir.path());
         assert!(!on_disk.windows(wrapped_before.len()).any(|w| w == wrapped_before.as_slice()));
-        assert_eq!(store.verify_audit_chain().unwrap(), 3);
+        assert_eq!(store.verify_audit_chain().unwrap(), 4);
         store.integrity_check().unwrap();
     }
 

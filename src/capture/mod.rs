@@ -118,3 +118,19 @@ pub trait FrameSource: Send {
         None
     }
 }
+
+/// Opens V4L2 camera `index` paced at `fps`, or explains that this build has no camera support.
+#[cfg(feature = "camera")]
+pub fn open_camera(index: u32, fps: f32) -> Result<Box<dyn FrameSource>, CaptureError> {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let fps = fps.round().max(1.0) as u32;
+    Ok(Box::new(camera::CameraSource::open(index, fps)?))
+}
+
+/// Opens V4L2 camera `index` paced at `fps`, or explains that this build has no camera support.
+#[cfg(not(feature = "camera"))]
+pub fn open_camera(_index: u32, _fps: f32) -> Result<Box<dyn FrameSource>, CaptureError> {
+    Err(CaptureError::Camera(
+        "this build has no camera support; rebuild with `--features camera` (needs libclang-dev)".into(),
+    ))
+}

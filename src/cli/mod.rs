@@ -17,6 +17,8 @@ use crate::detect;
 use crate::eval::{self, EvalReport, EvalRequest, FMR_TARGETS};
 use crate::pipeline::FacePipeline;
 
+mod residents;
+
 /// facegate: a privacy-first face gate. Faces are matched only against residents who consented; nothing
 /// image-like is ever written.
 #[derive(Debug, Parser)]
@@ -59,6 +61,20 @@ pub enum Command {
     Eval(EvalArgs),
     /// Replay a folder (or read a camera) through the vision path, printing a decision per frame.
     Demo(crate::demo::DemoArgs),
+    /// Record a resident's separate consent to face entry (creates the resident if new).
+    Consent(residents::ConsentArgs),
+    /// Enrol a consenting resident's face from K good frames (photos or the camera).
+    Enroll(residents::EnrollArgs),
+    /// Withdraw a resident's consent: template, data key and PIN are destroyed at once; prints a receipt.
+    Revoke(residents::ResidentArgs),
+    /// List residents: pseudonymous ids, unit, consent and enrolment status. No biometric data.
+    Residents(residents::ListArgs),
+    /// Set a resident's PIN (the non-biometric way in), read from standard input.
+    Pin(residents::ResidentArgs),
+    /// A resident moved out: template, key and PIN are destroyed, consent ends.
+    MoveOut(residents::ResidentArgs),
+    /// Expire templates unused for the retention period (`retention.max_unused_days`).
+    Expire(residents::StoreArgs),
 }
 
 /// `facegate eval` arguments.
@@ -99,10 +115,17 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Compare { a, b, threshold } => compare_command(&config, &a, &b, threshold),
         Command::Eval(args) => eval_command(&config, &args),
         Command::Demo(args) => crate::demo::run_demo(&config, &args),
+        Command::Consent(args) => residents::consent(&config, &args),
+        Command::Enroll(args) => residents::enroll(&config, &args),
+        Command::Revoke(args) => residents::revoke(&config, &args),
+        Command::Residents(args) => residents::list(&config, &args),
+        Command::Pin(args) => residents::pin(&config, &args),
+        Command::MoveOut(args) => residents::move_out(&config, &args),
+        Command::Expire(args) => residents::expire(&config, &args),
     }
 }
 
-fn load_pipeline(config: &Config) -> Result<FacePipeline> {
+pub(crate) fn load_pipeline(config: &Config) -> Result<FacePipeline> {
     FacePipeline::load(&config.models_dir, config.pipeline).context("loading the face models")
 }
 

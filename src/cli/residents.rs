@@ -1,0 +1,378 @@
+//! The resident administration commands: consent, enroll, revoke, residents, pin, move-out, expire.
+//!
+//! Each opens the registry (database + master key), does one thing, and prints ids, statuses and receipts.
+//! Never prints an embedding, a template, a key or a PIN.
+
+use std::io::{BufRead, IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::align;
+use crate::capture::{decode_file, DecodeLimits, Frame};
+use crate::config::{CaptureConfig, Config};
+use crate::enrol::{EnrolmentSession, FrameVerdict, QualityGate};
+use crate::pipeline::FacePipeline;
+use crate::protect::Pin;
+use crate::registry::{MasterKeySource, Registry};
+use crate::store::{ConsentRecord, ResidentSummary, RevocationReceipt};
+
+/// The environment variable that, when set, holds the master passphrase (instead of a key file).
+pub const PASSPHRASE_ENV: &str = "FACEGATE_MASTER_PASSPHRASE";
+
+/// Where the database and the master key are.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// The database (default: `store.database` in the config, /var/lib/facegate/facegate.sqlite).
+    #[arg(long, value_name = "FILE")]
+    pub db: Option<PathBuf>,
+    /// The master key file (default: `store.master_key`, /etc/facegate/master.key); created on first use,
+    /// sealed under FACEGATE_MASTER_PASSPHRASE when that is set.
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A command about one resident.
+#[derive(Debug, Args)]
+pub struct ResidentArgs {
+    /// Database and key.
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// The resident's pseudonymous id.
+    #[arg(long)]
+    pub resident: String,
+}
+
+/// `facegate residents`
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Database and key.
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// `facegate consent`
+#[derive(Debug, Args)]
+pub struct ConsentArgs {
+    /// Database and key.
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// The resident's pseudonymous id (default: a fresh random one, printed).
+    #[arg(long)]
+    pub resident: Option<String>,
+    /// Unit label (e.g. "3-401"), for a new resident.
+    #[arg(long)]
+    pub unit: Option<String>,
+    /// The exact face-entry notice the resident was shown (its sha256 is recorded).
+    #[arg(long, value_name = "FILE")]
+    pub notice: PathBuf,
+    /// The notice's version label.
+    #[arg(long)]
+    pub notice_version: String,
+    /// How consent was given.
+    #[arg(long, default_value = "kiosk")]
+    pub channel: String,
+    /// The purpose consented to.
+    #[arg(long, default_value = "opening the compound gate by face")]
+    pub purpose: String,
+}
+
+/// `facegate enroll`
+#[derive(Debug, Args)]
+pub struct EnrollArgs {
+    /// Database and key.
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// The resident's pseudonymous id (their separate consent must be recorded first).
+    #[arg(long)]
+    pub resident: String,
+    /// Good frames to average (default: `enrolment.frames`, 3).
+    #[arg(long)]
+    pub frames: Option<usize>,
+    /// Capture from this camera (default: the configured camera) instead of photos.
+    #[arg(long, value_name = "INDEX", num_args = 0..=1, default_missing_value = "-1", allow_negative_numbers = true)]
+    pub camera: Option<i64>,
+    /// Give up on the camera after this many seconds.
+    #[arg(long, default_value_t = 60)]
+    pub timeout: u64,
+    /// Photos of the resident (read in memory, never copied).
+    pub images: Vec<PathBuf>,
+}
+
+fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn date(t: i64) -> String {
+    let at = UNIX_EPOCH + Duration::from_secs(u64::try_from(t).unwrap_or(0));
+    humantime::format_rfc3339_seconds(at).to_string().chars().take(10).collect()
+}
+
+fn open_registry(config: &Config, args: &StoreArgs) -> Result<Registry> {
+    let db = args.db.clone().unwrap_or_else(|| config.database.clone());
+    if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
+        create_private_dir(dir)?;
+    }
+    let passphrase = std::env::var(PASSPHRASE_ENV).ok().filter(|p| !p.is_empty()).map(Zeroizing::new);
+    let key = MasterKeySource { file: args.key_file.clone().unwrap_or_else(|| config.master_key.clone()), passphrase };
+    let registry = Registry::open(&db, &key, config.registry, now())
+        .with_context(|| format!("opening the resident registry {}", db.display()))?;
+    for failure in registry.load_failures() {
+        eprintln!("warning: {failure}");
+    }
+    Ok(registry)
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// `facegate consent`
+pub fn consent(config: &Config, args: &ConsentArgs) -> Result<std::process::ExitCode> {
+    let mut notice = Vec::new();
+    std::fs::File::open(&args.notice)
+        .and_then(|f| f.take(1 << 20).read_to_end(&mut notice))
+        .with_context(|| format!("reading the notice {}", args.notice.display()))?;
+    if notice.is_empty() {
+        bail!("the notice {} is empty; record consent against the exact text shown", args.notice.display());
+    }
+    let resident = args.resident.clone().unwrap_or_else(|| {
+        use rand::Rng;
+        let bytes: [u8; 5] = rand::rng().random();
+        format!("r-{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    });
+    let at = now();
+    let record = ConsentRecord {
+        notice_version: args.notice_version.clone(),
+        notice_sha256: format!("{:x}", Sha256::digest(&notice)),
+        purpose: args.purpose.clone(),
+        channel: args.channel.clone(),
+        granted_at: at,
+    };
+    let mut registry = open_registry(config, &args.store)?;
+    registry.record_consent(&resident, args.unit.as_deref(), &record, at)?;
+    if args.store.json {
+        println!(
+            "{}",
+            json!({"resident": resident, "notice_version": record.notice_version,
+                   "notice_sha256": record.notice_sha256, "purpose": record.purpose,
+                   "channel": record.channel, "granted_at": at})
+        );
+    } else {
+        println!(
+            "consent recorded: resident {resident}, notice {} (sha256 {}), purpose {:?}, via {}",
+            record.notice_version,
+            &record.notice_sha256[..16],
+            record.purpose,
+            record.channel
+        );
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `facegate enroll`
+pub fn enroll(config: &Config, args: &EnrollArgs) -> Result<std::process::ExitCode> {
+    let mut registry = open_registry(config, &args.store)?;
+    // Check consent before loading any model or touching a face.
+    if !registry.store().has_live_consent(&args.resident)? {
+        bail!(crate::registry::RegistryError::NoConsent(args.resident.clone()));
+    }
+    let pipeline = super::load_pipeline(config)?;
+    let needed = args.frames.unwrap_or(config.enrol_frames).clamp(1, 20);
+    let mut session = EnrolmentSession::new(needed, QualityGate::default());
+    if args.images.is_empty() {
+        let index = match (args.camera, &config.capture) {
+            (Some(i), _) if i >= 0 => u32::try_from(i).unwrap_or(0),
+            (_, CaptureConfig::Camera { index }) => *index,
+            _ => bail!("give photos of the resident, or --camera [INDEX] to capture live"),
+        };
+        let mut camera = crate::capture::open_camera(index, config.fps)?;
+        let deadline = Instant::now() + Duration::from_secs(args.timeout);
+        println!("look at the camera ({})", camera.describe());
+        while !session.is_complete() {
+            if Instant::now() > deadline {
+                bail!(
+                    "no {needed} good frames within {} s; try again in better light, facing the camera",
+                    args.timeout
+                );
+            }
+            let frame = camera.next_frame()?;
+            offer(&pipeline, &mut session, &frame, "frame");
+        }
+    } else {
+        for path in &args.images {
+            if session.is_complete() {
+                break;
+            }
+            match decode_file(path, DecodeLimits::default()) {
+                Ok(frame) => offer(&pipeline, &mut session, &frame, &path.display().to_string()),
+                Err(e) => eprintln!("{}: {e}", path.display()),
+            }
+        }
+    }
+    let Some(embedding) = session.finish() else {
+        bail!("fewer than {needed} good photos of one face; nothing was stored. Add sharper, frontal photos");
+    };
+    let receipt = registry.enrol(&args.resident, &embedding, now())?;
+    drop(embedding);
+    if args.store.json {
+        println!(
+            "{}",
+            json!({"resident": receipt.resident_id, "template_version": receipt.version,
+                   "matchable_residents": registry.gallery_len()})
+        );
+    } else {
+        println!(
+            "enrolled {}: cancelable template v{} sealed; {} resident(s) matchable",
+            receipt.resident_id,
+            receipt.version,
+            registry.gallery_len()
+        );
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn offer(pipeline: &FacePipeline, session: &mut EnrolmentSession, frame: &Frame, label: &str) {
+    let reading = match pipeline.read(frame) {
+        Ok(reading) => reading,
+        Err(e) => {
+            eprintln!("{label}: {e}");
+            return;
+        }
+    };
+    let Some(aligned) = align::align(frame, &reading.face.landmarks) else {
+        eprintln!("{label}: the face cannot be aligned");
+        return;
+    };
+    match session.offer(&reading.face, &aligned, reading.embedding) {
+        FrameVerdict::Accepted(n) => eprintln!("{label}: good ({n})"),
+        FrameVerdict::Rejected(issue) => eprintln!("{label}: not used: {issue}"),
+        FrameVerdict::Inconsistent => eprintln!("{label}: a different face from the earlier frames; starting over"),
+    }
+}
+
+fn print_receipt(receipt: &RevocationReceipt, as_json: bool) {
+    if as_json {
+        println!(
+            "{}",
+            json!({"resident": receipt.resident_id, "revoked_at": receipt.revoked_at,
+                   "deleted": receipt.deleted, "verification_code": receipt.verification_code})
+        );
+    } else {
+        println!("receipt for resident {} ({}):", receipt.resident_id, date(receipt.revoked_at));
+        for item in &receipt.deleted {
+            println!("  deleted: {item}");
+        }
+        println!("  verification code: {}", receipt.verification_code);
+    }
+}
+
+/// `facegate revoke`
+pub fn revoke(config: &Config, args: &ResidentArgs) -> Result<std::process::ExitCode> {
+    let mut registry = open_registry(config, &args.store)?;
+    let receipt = registry.revoke(&args.resident, now())?;
+    print_receipt(&receipt, args.store.json);
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `facegate move-out`
+pub fn move_out(config: &Config, args: &ResidentArgs) -> Result<std::process::ExitCode> {
+    let mut registry = open_registry(config, &args.store)?;
+    let receipt = registry.move_out(&args.resident, now())?;
+    print_receipt(&receipt, args.store.json);
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `facegate expire`
+pub fn expire(config: &Config, args: &StoreArgs) -> Result<std::process::ExitCode> {
+    let mut registry = open_registry(config, args)?;
+    let receipts = registry.expire(now())?;
+    if !args.json {
+        println!("{} template(s) expired", receipts.len());
+    }
+    for receipt in &receipts {
+        print_receipt(receipt, args.json);
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `facegate residents`
+pub fn list(config: &Config, args: &ListArgs) -> Result<std::process::ExitCode> {
+    let registry = open_registry(config, &args.store)?;
+    let residents = registry.store().residents()?;
+    if args.store.json {
+        for r in &residents {
+            println!("{}", summary_json(r));
+        }
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    println!("{:<24} {:<10} {:<22} {:<20} {:<4}", "resident", "unit", "consent", "face template", "pin");
+    for r in &residents {
+        let consent = match (r.consent_granted_at, r.consent_revoked_at, r.moved_out_at) {
+            (_, _, Some(at)) => format!("moved out {}", date(at)),
+            (Some(at), _, _) => format!("live since {}", date(at)),
+            (None, Some(at), _) => format!("withdrawn {}", date(at)),
+            (None, None, None) => "none".to_owned(),
+        };
+        let face = match (r.template_version, r.enrolled_at) {
+            (Some(v), Some(at)) => format!("v{v} since {}", date(at)),
+            _ => "-".to_owned(),
+        };
+        println!(
+            "{:<24} {:<10} {:<22} {:<20} {:<4}",
+            r.id,
+            r.unit_label.as_deref().unwrap_or("-"),
+            consent,
+            face,
+            if r.has_pin { "yes" } else { "no" }
+        );
+    }
+    println!("{} resident(s), {} matchable by face", residents.len(), registry.gallery_len());
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn summary_json(r: &ResidentSummary) -> serde_json::Value {
+    json!({
+        "resident": r.id,
+        "unit": r.unit_label,
+        "consent": if r.consent_granted_at.is_some() { "live" } else if r.consent_revoked_at.is_some() { "withdrawn" } else { "none" },
+        "consent_granted_at": r.consent_granted_at,
+        "consent_revoked_at": r.consent_revoked_at,
+        "template_version": r.template_version,
+        "enrolled_at": r.enrolled_at,
+        "has_pin": r.has_pin,
+        "moved_out_at": r.moved_out_at,
+    })
+}
+
+/// `facegate pin`: reads the PIN without echo from a terminal, or one line from a pipe.
+pub fn pin(config: &Config, args: &ResidentArgs) -> Result<std::process::ExitCode> {
+    let typed = Zeroizing::new(if std::io::stdin().is_terminal() {
+        rpassword::prompt_password("new PIN (4-8 digits): ").context("reading the PIN")?
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().take(64).read_line(&mut line).context("reading the PIN from standard input")?;
+        line
+    });
+    let pin = Pin::parse(&typed)?;
+    let mut registry = open_registry(config, &args.store)?;
+    registry.set_pin(&args.resident, &pin, now())?;
+    println!("PIN set for resident {}", args.resident);
+    Ok(std::process::ExitCode::SUCCESS)
+}
