@@ -1,12 +1,15 @@
 //! Enrolment: from several good frames of a consenting resident to one averaged embedding.
 //!
-//! Pure: the quality gate (face size, frontal pose from the landmarks, sharpness of the aligned crop) and the
-//! session that collects K good frames, averages them and refuses a face that already matches another
-//! resident. Consent, sealing and storage are the store's; this module never writes and never keeps a frame.
+//! The quality gate (face size, frontal pose from the landmarks, sharpness of the aligned crop) and the
+//! session that collects K good frames of one face and averages them; pure but for
+//! [`EnrolmentSession::offer_frame`], which runs the vision path on a frame. Consent, the duplicate check,
+//! sealing and storage are the registry's; this module never writes and never keeps a frame.
 
 use crate::align::{AlignedFace, ALIGNED_SIZE};
+use crate::capture::Frame;
 use crate::detect::FaceDetection;
 use crate::embed::Embedding;
+use crate::pipeline::{FacePipeline, PipelineError};
 
 /// Limits a frame must meet to be used for enrolment.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -141,6 +144,13 @@ impl EnrolmentSession {
         }
         self.embeddings.push(embedding);
         FrameVerdict::Accepted(self.embeddings.len())
+    }
+
+    /// Runs the vision path on a frame (largest face) and offers the result. The frame is only read.
+    pub fn offer_frame(&mut self, pipeline: &FacePipeline, frame: &Frame) -> Result<FrameVerdict, PipelineError> {
+        let reading = pipeline.read(frame)?;
+        let aligned = crate::align::align(frame, &reading.face.landmarks).ok_or(PipelineError::Unalignable)?;
+        Ok(self.offer(&reading.face, &aligned, reading.embedding))
     }
 
     /// True once enough good frames are in.

@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
+use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use sha2::{Digest, Sha256};
 
@@ -286,8 +287,15 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) and migrates the database.
+    /// Opens (creating it and its folder, owner-only, if needed) and migrates the database.
     pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| StoreError::Database {
+                path: path.to_path_buf(),
+                reason: format!("creating its folder: {e}"),
+            })?;
+        }
         let conn = Connection::open(path).map_err(|e| db_err(path, &e))?;
         // Owner-only; SQLite gives the WAL and shared-memory files the database file's mode.
         if let Err(e) = std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)) {
@@ -461,26 +469,32 @@ impl Store {
                  ORDER BY t.resident_id",
             )
             .map_err(|e| self.err(&e))?;
+        // Columns are read as raw values so that one tampered row (a wrong type, say) is reported on its own
+        // instead of failing the whole load.
         let rows = stmt
             .query_map([transform_to_sql(transform)], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, u32>(1)?,
-                    r.get::<_, Vec<u8>>(2)?,
-                    r.get::<_, Vec<u8>>(3)?,
-                    r.get::<_, Vec<u8>>(4)?,
-                    r.get::<_, Vec<u8>>(5)?,
-                ))
+                Ok([r.get::<_, Raw>(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?])
             })
             .map_err(|e| self.err(&e))?;
         let (mut templates, mut failures) = (Vec::new(), Vec::new());
         for row in rows {
-            let (resident, version, t_nonce, t_ct, k_nonce, k_ct) = row.map_err(|e| self.err(&e))?;
-            let opened = sealed_from(k_nonce, k_ct)
+            let [resident, version, t_nonce, t_ct, k_nonce, k_ct] = row.map_err(|e| self.err(&e))?;
+            let Raw::Text(resident) = resident else {
+                failures.push(StoreError::Sealed {
+                    resident: "(unreadable id)".into(),
+                    source: SealError::Malformed("resident id"),
+                });
+                continue;
+            };
+            let opened = sealed_from_values(k_nonce, k_ct)
                 .and_then(|wrapped| protect::unwrap_key(&wrapped, master, &resident))
                 .and_then(|data_key| {
+                    let version = match version {
+                        Raw::Integer(v) => u32::try_from(v).map_err(|_| SealError::Malformed("template version"))?,
+                        _ => return Err(SealError::Malformed("template version")),
+                    };
                     let context = TemplateContext { resident_id: &resident, version, transform };
-                    protect::open_template(&sealed_from(t_nonce, t_ct)?, &data_key, context)
+                    protect::open_template(&sealed_from_values(t_nonce, t_ct)?, &data_key, context)
                 });
             match opened {
                 Ok(template) => templates.push((resident, template)),
@@ -647,7 +661,8 @@ impl Store {
     }
 
     /// Re-wraps every stored key (per-resident data keys, transform keys) from `old` to `new` in one
-    /// transaction, and chains a "master key rotation" event. Nothing changes if any key fails to open.
+    /// transaction, and chains a "master key rotation" event. Nothing changes if a transform key fails to open
+    /// (a wrong `old`); a resident's data key that fails to open (a tampered row) is left behind, unusable.
     pub fn rotate_master_key(&mut self, old: &AeadKey, new: &AeadKey, now: i64) -> Result<usize> {
         let path = self.path.clone();
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, &e))?;
@@ -850,19 +865,27 @@ fn shred_rows(
 }
 
 /// Re-wraps every data key and transform key from `old` to `new` inside `tx`; fails (and the caller rolls
-/// back) if any key does not open under `old`.
+/// back) if a transform key does not open under `old`. Returns how many keys were re-wrapped.
 fn rewrap_all(tx: &rusqlite::Transaction<'_>, path: &Path, old: &AeadKey, new: &AeadKey) -> Result<usize> {
     let db = |e: rusqlite::Error| db_err(path, &e);
     let mut rewrapped = 0;
-    let rows: Vec<(String, Vec<u8>, Vec<u8>)> = tx
+    let rows: Vec<(String, Raw, Raw)> = tx
         .prepare("SELECT resident_id, nonce, ciphertext FROM wrapped_keys")
         .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect())
         .map_err(db)?;
     for (resident, nonce, ciphertext) in rows {
-        let sealed_err = |source| StoreError::Sealed { resident: resident.clone(), source };
-        let data_key =
-            sealed_from(nonce, ciphertext).and_then(|w| protect::unwrap_key(&w, old, &resident)).map_err(sealed_err)?;
-        let wrapped = protect::wrap_key(&data_key, new, &resident).map_err(sealed_err)?;
+        // A key that no longer opens (a tampered row) cannot be carried over; it is left as it is, unusable
+        // for good once the old master key is gone, and reported. It must not block everyone else's change.
+        let data_key = match sealed_from_values(nonce, ciphertext).and_then(|w| protect::unwrap_key(&w, old, &resident))
+        {
+            Ok(key) => key,
+            Err(e) => {
+                tracing::warn!("the data key of resident {resident} does not open ({e}); it is left behind, unusable");
+                continue;
+            }
+        };
+        let wrapped = protect::wrap_key(&data_key, new, &resident)
+            .map_err(|source| StoreError::Sealed { resident: resident.clone(), source })?;
         tx.execute(
             "UPDATE wrapped_keys SET nonce = ?2, ciphertext = ?3 WHERE resident_id = ?1",
             params![resident, &wrapped.nonce[..], wrapped.ciphertext],
@@ -921,6 +944,33 @@ fn hex(bytes: &[u8]) -> String {
 /// SQLite integers are signed; the id's bits are kept as they are.
 fn transform_to_sql(id: TransformId) -> i64 {
     i64::from_be_bytes(id.0.to_be_bytes())
+}
+
+/// A column read without trusting its declared type: a tampered row may hold anything (and rusqlite's own
+/// `Value` panics on text that is not UTF-8).
+enum Raw {
+    Blob(Vec<u8>),
+    Integer(i64),
+    Text(String),
+    Other,
+}
+
+impl rusqlite::types::FromSql for Raw {
+    fn column_result(value: ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        Ok(match value {
+            ValueRef::Blob(b) => Self::Blob(b.to_vec()),
+            ValueRef::Integer(i) => Self::Integer(i),
+            ValueRef::Text(t) => std::str::from_utf8(t).map_or(Self::Other, |t| Self::Text(t.to_owned())),
+            ValueRef::Null | ValueRef::Real(_) => Self::Other,
+        })
+    }
+}
+
+fn sealed_from_values(nonce: Raw, ciphertext: Raw) -> std::result::Result<Sealed, SealError> {
+    match (nonce, ciphertext) {
+        (Raw::Blob(nonce), Raw::Blob(ciphertext)) => sealed_from(nonce, ciphertext),
+        _ => Err(SealError::Malformed("a sealed column is not a blob")),
+    }
 }
 
 fn sealed_from(nonce: Vec<u8>, ciphertext: Vec<u8>) -> std::result::Result<Sealed, SealError> {

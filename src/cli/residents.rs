@@ -4,7 +4,7 @@
 //! Never prints an embedding, a template, a key or a PIN.
 
 use std::io::{BufRead, IsTerminal, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
@@ -13,7 +13,6 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::align;
 use crate::capture::{decode_file, DecodeLimits, Frame};
 use crate::config::{CaptureConfig, Config};
 use crate::enrol::{EnrolmentSession, FrameVerdict, QualityGate};
@@ -118,9 +117,6 @@ fn date(t: i64) -> String {
 
 fn open_registry(config: &Config, args: &StoreArgs) -> Result<Registry> {
     let db = args.db.clone().unwrap_or_else(|| config.database.clone());
-    if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
-        create_private_dir(dir)?;
-    }
     let passphrase = std::env::var(PASSPHRASE_ENV).ok().filter(|p| !p.is_empty()).map(Zeroizing::new);
     let key = MasterKeySource { file: args.key_file.clone().unwrap_or_else(|| config.master_key.clone()), passphrase };
     let registry = Registry::open(&db, &key, config.registry, now())
@@ -129,18 +125,6 @@ fn open_registry(config: &Config, args: &StoreArgs) -> Result<Registry> {
         eprintln!("warning: {failure}");
     }
     Ok(registry)
-}
-
-fn create_private_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    if !dir.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .with_context(|| format!("creating {}", dir.display()))?;
-    }
-    Ok(())
 }
 
 /// `facegate consent`
@@ -249,21 +233,11 @@ pub fn enroll(config: &Config, args: &EnrollArgs) -> Result<std::process::ExitCo
 }
 
 fn offer(pipeline: &FacePipeline, session: &mut EnrolmentSession, frame: &Frame, label: &str) {
-    let reading = match pipeline.read(frame) {
-        Ok(reading) => reading,
-        Err(e) => {
-            eprintln!("{label}: {e}");
-            return;
-        }
-    };
-    let Some(aligned) = align::align(frame, &reading.face.landmarks) else {
-        eprintln!("{label}: the face cannot be aligned");
-        return;
-    };
-    match session.offer(&reading.face, &aligned, reading.embedding) {
-        FrameVerdict::Accepted(n) => eprintln!("{label}: good ({n})"),
-        FrameVerdict::Rejected(issue) => eprintln!("{label}: not used: {issue}"),
-        FrameVerdict::Inconsistent => eprintln!("{label}: a different face from the earlier frames; starting over"),
+    match session.offer_frame(pipeline, frame) {
+        Ok(FrameVerdict::Accepted(n)) => eprintln!("{label}: good ({n})"),
+        Ok(FrameVerdict::Rejected(issue)) => eprintln!("{label}: not used: {issue}"),
+        Ok(FrameVerdict::Inconsistent) => eprintln!("{label}: a different face from the earlier frames; starting over"),
+        Err(e) => eprintln!("{label}: {e}"),
     }
 }
 
