@@ -508,8 +508,8 @@ mod tests {
         let old = summary.iter().find(|r| r.id == "old").unwrap();
         assert!(old.template_version.is_none() && old.consent_granted_at.is_none());
         assert_eq!(registry.store().orphan_counts().unwrap(), (0, 0, 0));
-        // transform key created, 3 enrolments, move-out and expiry each with its master key rotation.
-        assert_eq!(registry.store().verify_audit_chain().unwrap(), 1 + 3 + 2 + 2);
+        // transform key created, 3 consents, 3 enrolments, move-out and expiry each with its key rotation.
+        assert_eq!(registry.store().verify_audit_chain().unwrap(), 1 + 3 + 3 + 2 + 2);
     }
 
     #[test]

@@ -371,21 +371,23 @@ impl Store {
     /// Records a separate consent to face entry.
     pub fn grant_consent(&mut self, resident_id: &str, consent: &ConsentRecord) -> Result<()> {
         self.require_resident(resident_id)?;
-        self.conn
-            .execute(
-                "INSERT INTO consent_records (resident_id, notice_version, notice_sha256, purpose, channel, granted_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    resident_id,
-                    consent.notice_version,
-                    consent.notice_sha256,
-                    consent.purpose,
-                    consent.channel,
-                    consent.granted_at
-                ],
-            )
-            .map_err(|e| self.err(&e))?;
-        Ok(())
+        let path = self.path.clone();
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, &e))?;
+        tx.execute(
+            "INSERT INTO consent_records (resident_id, notice_version, notice_sha256, purpose, channel, granted_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                resident_id,
+                consent.notice_version,
+                consent.notice_sha256,
+                consent.purpose,
+                consent.channel,
+                consent.granted_at
+            ],
+        )
+        .map_err(|e| db_err(&path, &e))?;
+        append_audit(&tx, consent.granted_at, "consent granted", resident_id).map_err(|e| db_err(&path, &e))?;
+        tx.commit().map_err(|e| db_err(&path, &e))
     }
 
     fn require_resident(&self, resident_id: &str) -> Result<()> {
@@ -1083,7 +1085,8 @@ mod tests {
         // The shredded wrapped key is nowhere in the files (secure_delete + WAL checkpoint).
         let on_disk = all_bytes(dir.path());
         assert!(!on_disk.windows(wrapped_before.len()).any(|w| w == wrapped_before.as_slice()));
-        assert_eq!(store.verify_audit_chain().unwrap(), 4);
+        // 2 consents, 2 enrolments, the revocation and its key rotation.
+        assert_eq!(store.verify_audit_chain().unwrap(), 6);
         store.integrity_check().unwrap();
     }
 

@@ -177,6 +177,14 @@ fn cli_enrolments_leave_no_face_bytes_on_disk() {
         }
     }
     assert!(scanned > 3 * 4096, "scanned {scanned} bytes");
+    drop(registry);
+
+    // The same face under another id is refused, and nothing is stored for it.
+    device.consent("r-again");
+    let out = device.enroll("r-again", &people[0].1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("already matches another enrolled resident"), "{stderr}");
+    assert_eq!(device.registry().gallery_len(), 3);
 }
 
 #[test]
