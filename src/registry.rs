@@ -170,8 +170,16 @@ impl Registry {
         Ok(registry)
     }
 
-    /// Rebuilds the gallery from the store (after another process enrolled or revoked someone).
+    /// Rebuilds the gallery from the store (after another process enrolled or revoked someone), reading the
+    /// key file again if another process rotated the master key.
     pub fn reload(&mut self) -> Result<()> {
+        if !self.store.opens_with(&self.master)? {
+            let (master, transform_key) = open_device_keys(&self.key_file, &mut self.store, 0)?;
+            self.master = master;
+            if transform_key.transform_id() != self.rotation.id() {
+                self.rotation = Rotation::from_key(&transform_key);
+            }
+        }
         let live = self.store.live_templates(&self.master, self.rotation.id())?;
         self.gallery = Gallery::new(self.rotation.id());
         self.slot_of.clear();
@@ -583,5 +591,23 @@ mod tests {
         assert!(err.to_string().contains("FACEGATE_MASTER_PASSPHRASE"), "{err}");
         let registry = Registry::open(&db, &source("correct horse"), RegistryPolicy::default(), 1).unwrap();
         assert_eq!(registry.gallery_len(), 1);
+    }
+
+    #[test]
+    fn a_second_process_follows_a_revocation_and_its_key_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut admin = open(dir.path());
+        for (id, person) in [("r-1", 1), ("r-2", 2)] {
+            admin.record_consent(id, None, &consent(0), 0).unwrap();
+            admin.enrol(id, &face(person, 0.0), 0).unwrap();
+        }
+        let mut gate = open(dir.path());
+        assert_eq!(gate.gallery_len(), 2);
+        admin.revoke("r-1", 5).unwrap();
+        gate.reload().unwrap();
+        assert!(gate.load_failures().is_empty(), "{:?}", gate.load_failures());
+        assert_eq!(gate.gallery_len(), 1);
+        assert_eq!(gate.identify(&face(1, 0.0)), None);
+        assert_eq!(gate.identify(&face(2, 0.0)).unwrap().resident_id, "r-2");
     }
 }
