@@ -15,8 +15,8 @@ use zeroize::Zeroizing;
 use crate::embed::Embedding;
 use crate::keys::{self, KeyError, MasterKeyFile};
 use crate::matching::{threshold_for_fpir, Gallery, GalleryError, Slot, SFACE_CALIBRATION};
-use crate::protect::{self, AeadKey, Pin, PinError, PinPepper, ProtectedTemplate, Rotation, TransformId};
-use crate::store::{ConsentRecord, RevocationReceipt, Store, StoreError};
+use crate::protect::{self, AeadKey, Pin, PinError, PinPepper, ProtectedTemplate, Rotation, TransformId, TransformKey};
+use crate::store::{ConsentRecord, Rekey, RevocationReceipt, Store, StoreError};
 
 /// After this many wrong PINs in a row a resident's PIN is locked until it is set again.
 pub const PIN_ATTEMPT_LIMIT: u32 = 5;
@@ -288,13 +288,13 @@ impl Registry {
     /// in the same step; the resident stops being matchable before this returns.
     pub fn revoke(&mut self, resident_id: &str, now: i64) -> Result<RevocationReceipt> {
         self.drop_from_gallery(resident_id);
-        self.with_new_master(|store, old, new| store.revoke_and_shred(resident_id, now, old, new))
+        self.with_new_keys(|store, rekey| store.revoke_and_shred(resident_id, now, rekey))
     }
 
     /// The resident moved out: everything biometric and their PIN go, as for [`Registry::revoke`].
     pub fn move_out(&mut self, resident_id: &str, now: i64) -> Result<RevocationReceipt> {
         self.drop_from_gallery(resident_id);
-        self.with_new_master(|store, old, new| store.move_out(resident_id, now, old, new))
+        self.with_new_keys(|store, rekey| store.move_out(resident_id, now, rekey))
     }
 
     /// Expires every template unused for the retention period.
@@ -306,26 +306,35 @@ impl Registry {
         for resident in &stale {
             self.drop_from_gallery(resident);
         }
-        self.with_new_master(|store, old, new| store.expire_unused(&stale, now, old, new))
+        self.with_new_keys(|store, rekey| store.expire_unused(&stale, now, rekey))
     }
 
-    /// Re-wraps every stored key under a fresh master key, crash-safely (see [`MasterKeyFile`]).
-    pub fn rotate_master_key(&mut self, now: i64) -> Result<usize> {
-        self.with_new_master(|store, old, new| store.rotate_master_key(old, new, now))
+    /// Moves everything to a fresh master key and a fresh transform, crash-safely (see [`MasterKeyFile`]).
+    /// Returns how many templates were carried over.
+    pub fn rotate_keys(&mut self, now: i64) -> Result<usize> {
+        self.with_new_keys(|store, rekey| store.rotate_keys(rekey, now))
     }
 
-    /// Stages a fresh master key, runs `change` (which must re-wrap every key from old to new in its
-    /// transaction), then promotes the new key; a failed change discards it.
-    fn with_new_master<T>(
+    /// Stages a fresh master key, runs `change` (which must move every key and template to the new master key
+    /// and transform in its transaction), then promotes the new key and rebuilds the gallery under the new
+    /// transform; a change that did not commit discards the staged key.
+    fn with_new_keys<T>(
         &mut self,
-        change: impl FnOnce(&mut Store, &AeadKey, &AeadKey) -> std::result::Result<T, StoreError>,
+        change: impl FnOnce(&mut Store, &Rekey<'_>) -> std::result::Result<T, StoreError>,
     ) -> Result<T> {
         let new = AeadKey::generate();
+        let new_transform = TransformKey::generate();
+        let new_rotation = Rotation::from_key(&new_transform);
+        let renewal = self.rotation.renewal_to(&new_rotation);
         self.key_file.stage_next(&new)?;
-        match change(&mut self.store, &self.master, &new) {
+        let rekey =
+            Rekey { old_master: &self.master, new_master: &new, new_transform: &new_transform, renewal: &renewal };
+        match change(&mut self.store, &rekey) {
             Ok(value) => {
                 self.master = new;
+                self.rotation = new_rotation;
                 self.key_file.promote_next()?;
+                self.reload()?;
                 Ok(value)
             }
             Err(e) => {
@@ -334,7 +343,9 @@ impl Registry {
                 match self.store.opens_with(&new) {
                     Ok(true) => {
                         self.master = new;
+                        self.rotation = new_rotation;
                         self.key_file.promote_next()?;
+                        self.reload()?;
                     }
                     Ok(false) => self.key_file.discard_next()?,
                     Err(_) => {}
@@ -458,6 +469,28 @@ mod tests {
     }
 
     #[test]
+    fn re_enrolment_after_revocation_gives_an_unlinkable_template() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut registry = open(dir.path());
+        for (id, person) in [("r-1", 1), ("r-2", 2)] {
+            registry.record_consent(id, None, &consent(0), 0).unwrap();
+            registry.enrol(id, &face(person, 0.1), 0).unwrap();
+        }
+        let before = registry.protect(&face(1, 0.1));
+        registry.revoke("r-1", 5).unwrap();
+        // The same face now protects to an unrelated template: what was stored before cannot be linked to
+        // what a re-enrolment stores (keyed rotations of one vector under independent keys).
+        let after = registry.protect(&face(1, 0.1));
+        assert_ne!(before.transform(), after.transform());
+        assert!(before.cosine(&after).abs() < 0.45, "cosine {}", before.cosine(&after));
+        // Everyone else was carried over and still matches.
+        assert_eq!(registry.identify(&face(2, 0.1)).unwrap().resident_id, "r-2");
+        registry.record_consent("r-1", None, &consent(6), 6).unwrap();
+        assert_eq!(registry.enrol("r-1", &face(1, 0.1), 6).unwrap().version, 1);
+        assert_eq!(registry.identify(&face(1, 0.1)).unwrap().resident_id, "r-1");
+    }
+
+    #[test]
     fn a_wrong_master_key_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("data")).unwrap();
@@ -521,14 +554,16 @@ mod tests {
     }
 
     #[test]
-    fn master_key_rotation_rewraps_everything() {
+    fn key_rotation_rewraps_and_renews_everything() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("data")).unwrap();
         let mut registry = open(dir.path());
         registry.record_consent("r-1", None, &consent(0), 0).unwrap();
         registry.enrol("r-1", &face(1, 0.0), 0).unwrap();
         let before = std::fs::read(dir.path().join("keys/master.key")).unwrap();
-        assert_eq!(registry.rotate_master_key(10).unwrap(), 2);
+        let old_transform = registry.transform_id();
+        assert_eq!(registry.rotate_keys(10).unwrap(), 1);
+        assert_ne!(registry.transform_id(), old_transform);
         drop(registry);
         assert_ne!(std::fs::read(dir.path().join("keys/master.key")).unwrap(), before);
         assert!(!dir.path().join("keys/master.key.next").exists());
@@ -556,9 +591,12 @@ mod tests {
         // Crash after the database committed under the new key, before the rename: `.next` is promoted.
         let old = file.load_or_create().unwrap();
         let new = AeadKey::generate();
+        let new_transform = TransformKey::generate();
+        let renewal = registry.rotation.renewal_to(&Rotation::from_key(&new_transform));
         file.stage_next(&new).unwrap();
         drop(registry);
-        Store::open(&dir.path().join("data/facegate.sqlite")).unwrap().rotate_master_key(&old, &new, 5).unwrap();
+        let rekey = Rekey { old_master: &old, new_master: &new, new_transform: &new_transform, renewal: &renewal };
+        Store::open(&dir.path().join("data/facegate.sqlite")).unwrap().rotate_keys(&rekey, 5).unwrap();
         let registry = open(dir.path());
         assert_eq!(registry.identify(&face(1, 0.0)).unwrap().resident_id, "r-1");
         assert_eq!(std::fs::read(&key_path).unwrap(), new.as_bytes());

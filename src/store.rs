@@ -12,7 +12,9 @@ use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use sha2::{Digest, Sha256};
 
-use crate::protect::{self, AeadKey, ProtectedTemplate, SealError, Sealed, TemplateContext, TransformId, TransformKey};
+use crate::protect::{
+    self, AeadKey, ProtectedTemplate, Renewal, SealError, Sealed, TemplateContext, TransformId, TransformKey,
+};
 
 /// Errors of the store; each says what happened and, where there is one, what to do.
 #[derive(Debug, thiserror::Error)]
@@ -209,6 +211,26 @@ impl ShredReason {
             Self::Unused => "expire (unused)",
             Self::MovedOut => "expire (moved out)",
         }
+    }
+}
+
+/// The keys a shredding step (or an explicit rotation) moves the remaining data to, in the same
+/// transaction: a fresh master key wraps every data key, and every template is carried to a fresh transform,
+/// so nothing on the device links or opens what was there before.
+pub struct Rekey<'a> {
+    /// The master key everything is wrapped under now.
+    pub old_master: &'a AeadKey,
+    /// The master key everything is wrapped under after.
+    pub new_master: &'a AeadKey,
+    /// The next transform key.
+    pub new_transform: &'a TransformKey,
+    /// Carries templates from the current transform to the next.
+    pub renewal: &'a Renewal,
+}
+
+impl std::fmt::Debug for Rekey<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rekey").field("renewal", self.renewal).finish_non_exhaustive()
     }
 }
 
@@ -464,9 +486,9 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT t.resident_id, t.version, t.nonce, t.ciphertext, k.nonce, k.ciphertext
+                "SELECT t.resident_id, t.version, t.nonce, t.ciphertext, k.nonce, k.ciphertext, t.transform_id
                  FROM sealed_templates t JOIN wrapped_keys k ON k.resident_id = t.resident_id
-                 WHERE t.transform_id = ?1 AND EXISTS (
+                 WHERE EXISTS (
                      SELECT 1 FROM consent_records c WHERE c.resident_id = t.resident_id AND c.revoked_at IS NULL)
                  ORDER BY t.resident_id",
             )
@@ -474,13 +496,13 @@ impl Store {
         // Columns are read as raw values so that one tampered row (a wrong type, say) is reported on its own
         // instead of failing the whole load.
         let rows = stmt
-            .query_map([transform_to_sql(transform)], |r| {
-                Ok([r.get::<_, Raw>(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?])
+            .query_map([], |r| {
+                Ok([r.get::<_, Raw>(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?])
             })
             .map_err(|e| self.err(&e))?;
         let (mut templates, mut failures) = (Vec::new(), Vec::new());
         for row in rows {
-            let [resident, version, t_nonce, t_ct, k_nonce, k_ct] = row.map_err(|e| self.err(&e))?;
+            let [resident, version, t_nonce, t_ct, k_nonce, k_ct, row_transform] = row.map_err(|e| self.err(&e))?;
             let Raw::Text(resident) = resident else {
                 failures.push(StoreError::Sealed {
                     resident: "(unreadable id)".into(),
@@ -491,6 +513,9 @@ impl Store {
             let opened = sealed_from_values(k_nonce, k_ct)
                 .and_then(|wrapped| protect::unwrap_key(&wrapped, master, &resident))
                 .and_then(|data_key| {
+                    if !matches!(row_transform, Raw::Integer(t) if t == transform_to_sql(transform)) {
+                        return Err(SealError::Malformed("made under a retired transform key; re-enrol"));
+                    }
                     let version = match version {
                         Raw::Integer(v) => u32::try_from(v).map_err(|_| SealError::Malformed("template version"))?,
                         _ => return Err(SealError::Malformed("template version")),
@@ -509,19 +534,13 @@ impl Store {
     /// Withdraws consent and destroys the resident's data key, template and PIN at once (crypto-shredding),
     /// re-wrapping every remaining key from `old` to `new` in the same transaction so that no copy of the
     /// database taken before opens under the new master key; then checkpoints the WAL.
-    pub fn revoke_and_shred(
-        &mut self,
-        resident_id: &str,
-        now: i64,
-        old: &AeadKey,
-        new: &AeadKey,
-    ) -> Result<RevocationReceipt> {
-        self.shred_one(resident_id, now, ShredReason::Revoked, old, new)
+    pub fn revoke_and_shred(&mut self, resident_id: &str, now: i64, rekey: &Rekey<'_>) -> Result<RevocationReceipt> {
+        self.shred_one(resident_id, now, ShredReason::Revoked, rekey)
     }
 
     /// The resident moved out: template, key and PIN destroyed and consent ended, as [`Store::revoke_and_shred`].
-    pub fn move_out(&mut self, resident_id: &str, now: i64, old: &AeadKey, new: &AeadKey) -> Result<RevocationReceipt> {
-        self.shred_one(resident_id, now, ShredReason::MovedOut, old, new)
+    pub fn move_out(&mut self, resident_id: &str, now: i64, rekey: &Rekey<'_>) -> Result<RevocationReceipt> {
+        self.shred_one(resident_id, now, ShredReason::MovedOut, rekey)
     }
 
     fn shred_one(
@@ -529,10 +548,9 @@ impl Store {
         resident_id: &str,
         now: i64,
         reason: ShredReason,
-        old: &AeadKey,
-        new: &AeadKey,
+        rekey: &Rekey<'_>,
     ) -> Result<RevocationReceipt> {
-        let mut receipts = self.shred(&[resident_id.to_owned()], now, reason, old, new)?;
+        let mut receipts = self.shred(&[resident_id.to_owned()], now, reason, rekey)?;
         receipts.pop().ok_or_else(|| StoreError::UnknownResident(resident_id.to_owned()))
     }
 
@@ -552,10 +570,9 @@ impl Store {
         &mut self,
         residents: &[String],
         now: i64,
-        old: &AeadKey,
-        new: &AeadKey,
+        rekey: &Rekey<'_>,
     ) -> Result<Vec<RevocationReceipt>> {
-        self.shred(residents, now, ShredReason::Unused, old, new)
+        self.shred(residents, now, ShredReason::Unused, rekey)
     }
 
     /// Notes that a resident's template matched, coarsely: at most one write per
@@ -577,8 +594,7 @@ impl Store {
         residents: &[String],
         now: i64,
         reason: ShredReason,
-        old: &AeadKey,
-        new: &AeadKey,
+        rekey: &Rekey<'_>,
     ) -> Result<Vec<RevocationReceipt>> {
         for resident_id in residents {
             self.require_resident(resident_id)?;
@@ -596,8 +612,7 @@ impl Store {
                 verification_code: hex(&hash[..8]),
             });
         }
-        rewrap_all(&tx, &path, old, new)?;
-        append_audit(&tx, now, "master key rotation", "device").map_err(|e| db_err(&path, &e))?;
+        rotate_keys_in(&tx, &path, rekey, now)?;
         tx.commit().map_err(|e| db_err(&path, &e))?;
         self.checkpoint_after_commit();
         Ok(receipts)
@@ -662,17 +677,16 @@ impl Store {
         Ok(key)
     }
 
-    /// Re-wraps every stored key (per-resident data keys, transform keys) from `old` to `new` in one
-    /// transaction, and chains a "master key rotation" event. Nothing changes if a transform key fails to open
-    /// (a wrong `old`); a resident's data key that fails to open (a tampered row) is left behind, unusable.
-    pub fn rotate_master_key(&mut self, old: &AeadKey, new: &AeadKey, now: i64) -> Result<usize> {
+    /// Moves everything to new keys in one transaction (see [`Rekey`]) and chains a "key rotation" event.
+    /// Nothing changes if the transform key fails to open (a wrong old master key). Returns how many templates
+    /// were carried over to the new transform.
+    pub fn rotate_keys(&mut self, rekey: &Rekey<'_>, now: i64) -> Result<usize> {
         let path = self.path.clone();
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, &e))?;
-        let rewrapped = rewrap_all(&tx, &path, old, new)?;
-        append_audit(&tx, now, "master key rotation", "device").map_err(|e| db_err(&path, &e))?;
+        let renewed = rotate_keys_in(&tx, &path, rekey, now)?;
         tx.commit().map_err(|e| db_err(&path, &e))?;
         self.checkpoint_after_commit();
-        Ok(rewrapped)
+        Ok(renewed)
     }
 
     /// Whether any device key is stored (a database that has been used).
@@ -866,23 +880,91 @@ fn shred_rows(
     Ok(deleted)
 }
 
-/// Re-wraps every data key and transform key from `old` to `new` inside `tx`; fails (and the caller rolls
-/// back) if a transform key does not open under `old`. Returns how many keys were re-wrapped.
-fn rewrap_all(tx: &rusqlite::Transaction<'_>, path: &Path, old: &AeadKey, new: &AeadKey) -> Result<usize> {
+/// Inside `tx`: carries every template to the new transform (same data key, fresh nonce, new transform id in
+/// its associated data), destroys the old transform key, re-wraps every data key under the new master key and
+/// stores the new transform key under it; chains a "key rotation" event. A row that no longer opens (a
+/// tampered row) is left as it is and reported; it is unusable for good once the old keys are gone, and must
+/// not block everyone else's change. Returns how many templates were carried over.
+fn rotate_keys_in(tx: &rusqlite::Transaction<'_>, path: &Path, rekey: &Rekey<'_>, now: i64) -> Result<usize> {
     let db = |e: rusqlite::Error| db_err(path, &e);
-    let mut rewrapped = 0;
+    // The old transform key must open under the old master: otherwise the caller's keys are wrong.
+    let current: Option<(i64, Vec<u8>, Vec<u8>)> = tx
+        .query_row("SELECT id, nonce, ciphertext FROM transform_keys WHERE retired_at IS NULL LIMIT 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()
+        .map_err(db)?;
+    if let Some((id, nonce, ciphertext)) = current {
+        let id = TransformId(u64::from_be_bytes(id.to_be_bytes()));
+        sealed_from(nonce, ciphertext)
+            .and_then(|w| protect::unwrap_transform_key(&w, rekey.old_master, id))
+            .map_err(|source| StoreError::WrongMasterKey { source })?;
+    }
+    let rows: Vec<(String, Raw, Raw, Raw, Raw, Raw, Raw)> = tx
+        .prepare(
+            "SELECT t.resident_id, t.version, t.transform_id, t.nonce, t.ciphertext, k.nonce, k.ciphertext
+             FROM sealed_templates t JOIN wrapped_keys k ON k.resident_id = t.resident_id",
+        )
+        .and_then(|mut s| {
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))?
+                .collect()
+        })
+        .map_err(db)?;
+    let mut renewed = 0;
+    for (resident, version, transform, t_nonce, t_ct, k_nonce, k_ct) in rows {
+        let carried = (|| {
+            let (Raw::Integer(version), Raw::Integer(transform)) = (version, transform) else {
+                return Err(SealError::Malformed("template version or transform"));
+            };
+            let version = u32::try_from(version).map_err(|_| SealError::Malformed("template version"))?;
+            let from = TransformId(u64::from_be_bytes(transform.to_be_bytes()));
+            let data_key = protect::unwrap_key(&sealed_from_values(k_nonce, k_ct)?, rekey.old_master, &resident)?;
+            let context = TemplateContext { resident_id: &resident, version, transform: from };
+            let template = protect::open_template(&sealed_from_values(t_nonce, t_ct)?, &data_key, context)?;
+            let moved = rekey.renewal.apply(&template).ok_or(SealError::Malformed("template of another transform"))?;
+            let context = TemplateContext { resident_id: &resident, version, transform: moved.transform() };
+            protect::seal_template(&moved, &data_key, context)
+        })();
+        match carried {
+            Ok(sealed) => {
+                tx.execute(
+                    "UPDATE sealed_templates SET transform_id = ?2, nonce = ?3, ciphertext = ?4 WHERE resident_id = ?1",
+                    params![resident, transform_to_sql(rekey.renewal.to()), &sealed.nonce[..], sealed.ciphertext],
+                )
+                .map_err(db)?;
+                renewed += 1;
+            }
+            Err(e) => tracing::warn!("the template of resident {resident} does not open ({e}); left behind, unusable"),
+        }
+    }
+    tx.execute("DELETE FROM transform_keys", []).map_err(db)?;
+    rewrap_data_keys(tx, path, rekey.old_master, rekey.new_master)?;
+    let wrapped = protect::wrap_transform_key(rekey.new_transform, rekey.new_master)
+        .map_err(|source| StoreError::WrongMasterKey { source })?;
+    tx.execute(
+        "INSERT INTO transform_keys (id, nonce, ciphertext, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![transform_to_sql(rekey.new_transform.transform_id()), &wrapped.nonce[..], wrapped.ciphertext, now],
+    )
+    .map_err(db)?;
+    append_audit(tx, now, "key rotation", &format!("transform {:016x}", rekey.new_transform.transform_id().0))
+        .map_err(db)?;
+    Ok(renewed)
+}
+
+/// Re-wraps every resident's data key from `old` to `new` inside `tx`; a key that does not open is left
+/// behind (see [`rotate_keys_in`]).
+fn rewrap_data_keys(tx: &rusqlite::Transaction<'_>, path: &Path, old: &AeadKey, new: &AeadKey) -> Result<()> {
+    let db = |e: rusqlite::Error| db_err(path, &e);
     let rows: Vec<(String, Raw, Raw)> = tx
         .prepare("SELECT resident_id, nonce, ciphertext FROM wrapped_keys")
         .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect())
         .map_err(db)?;
     for (resident, nonce, ciphertext) in rows {
-        // A key that no longer opens (a tampered row) cannot be carried over; it is left as it is, unusable
-        // for good once the old master key is gone, and reported. It must not block everyone else's change.
         let data_key = match sealed_from_values(nonce, ciphertext).and_then(|w| protect::unwrap_key(&w, old, &resident))
         {
             Ok(key) => key,
             Err(e) => {
-                tracing::warn!("the data key of resident {resident} does not open ({e}); it is left behind, unusable");
+                tracing::warn!("the data key of resident {resident} does not open ({e}); left behind, unusable");
                 continue;
             }
         };
@@ -893,26 +975,8 @@ fn rewrap_all(tx: &rusqlite::Transaction<'_>, path: &Path, old: &AeadKey, new: &
             params![resident, &wrapped.nonce[..], wrapped.ciphertext],
         )
         .map_err(db)?;
-        rewrapped += 1;
     }
-    let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = tx
-        .prepare("SELECT id, nonce, ciphertext FROM transform_keys")
-        .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect())
-        .map_err(db)?;
-    for (id, nonce, ciphertext) in rows {
-        let transform = TransformId(u64::from_be_bytes(id.to_be_bytes()));
-        let key = sealed_from(nonce, ciphertext)
-            .and_then(|w| protect::unwrap_transform_key(&w, old, transform))
-            .map_err(|source| StoreError::WrongMasterKey { source })?;
-        let wrapped = protect::wrap_transform_key(&key, new).map_err(|source| StoreError::WrongMasterKey { source })?;
-        tx.execute(
-            "UPDATE transform_keys SET nonce = ?2, ciphertext = ?3 WHERE id = ?1",
-            params![id, &wrapped.nonce[..], wrapped.ciphertext],
-        )
-        .map_err(db)?;
-        rewrapped += 1;
-    }
-    Ok(rewrapped)
+    Ok(())
 }
 
 fn db_err(path: &Path, e: &rusqlite::Error) -> StoreError {
@@ -1075,13 +1139,18 @@ mod tests {
             .query_row("SELECT ciphertext FROM wrapped_keys WHERE resident_id = 'r1'", [], |r| r.get(0))
             .unwrap();
         let next = AeadKey::generate();
-        let receipt = store.revoke_and_shred("r1", 200, &master, &next).unwrap();
+        let next_transform = TransformKey::from_bytes([6; 32]);
+        let next_rotation = Rotation::from_key(&next_transform);
+        let renewal = rotation.renewal_to(&next_rotation);
+        let rekey = Rekey { old_master: &master, new_master: &next, new_transform: &next_transform, renewal: &renewal };
+        let receipt = store.revoke_and_shred("r1", 200, &rekey).unwrap();
         assert_eq!(receipt.deleted.len(), 3, "{receipt:?}");
         assert_eq!(receipt.verification_code.len(), 16);
-        // Everything left is wrapped under the new master key only.
-        assert!(store.live_templates(&master, rotation.id()).unwrap().templates.is_empty());
-        let live = store.live_templates(&next, rotation.id()).unwrap().templates;
+        // Everything left is wrapped under the new master key only, and carried to the new transform.
+        assert!(store.live_templates(&master, next_rotation.id()).unwrap().templates.is_empty());
+        let live = store.live_templates(&next, next_rotation.id()).unwrap().templates;
         assert_eq!(live.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), vec!["r2"]);
+        assert!((live[0].1.cosine(&next_rotation.protect(&e2)) - 1.0).abs() < 1e-5);
         // The shredded wrapped key is nowhere in the files (secure_delete + WAL checkpoint).
         let on_disk = all_bytes(dir.path());
         assert!(!on_disk.windows(wrapped_before.len()).any(|w| w == wrapped_before.as_slice()));

@@ -29,4 +29,4 @@ pub use seal::{
     open_template, seal_template, unwrap_key, unwrap_transform_key, wrap_key, wrap_transform_key, AeadKey, SealError,
     Sealed, TemplateContext,
 };
-pub use transform::{ProtectedTemplate, Rotation, TransformId, TransformKey};
+pub use transform::{ProtectedTemplate, Renewal, Rotation, TransformId, TransformKey};

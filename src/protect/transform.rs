@@ -120,6 +120,74 @@ impl Rotation {
     }
 }
 
+/// Carries templates from one transform to another without the embeddings: `M = R_new R_oldᵀ`, applied as
+/// `t' = M t`. Secret like the rotations it is made of; wiped on drop.
+#[derive(ZeroizeOnDrop)]
+pub struct Renewal {
+    matrix: Box<[f32; EMBEDDING_DIM * EMBEDDING_DIM]>,
+    #[zeroize(skip)]
+    from: TransformId,
+    #[zeroize(skip)]
+    to: TransformId,
+}
+
+impl fmt::Debug for Renewal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Renewal").field("from", &self.from).field("to", &self.to).finish_non_exhaustive()
+    }
+}
+
+impl Rotation {
+    /// The renewal from this transform to `new`.
+    pub fn renewal_to(&self, new: &Rotation) -> Renewal {
+        let n = EMBEDDING_DIM;
+        let mut matrix = Box::new([0.0f32; EMBEDDING_DIM * EMBEDDING_DIM]);
+        for i in 0..n {
+            for j in 0..n {
+                let row_new = &new.matrix[i * n..(i + 1) * n];
+                let row_old = &self.matrix[j * n..(j + 1) * n];
+                let dot: f64 = row_new.iter().zip(row_old).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
+                #[allow(clippy::cast_possible_truncation)]
+                {
+                    matrix[i * n + j] = dot as f32;
+                }
+            }
+        }
+        Renewal { matrix, from: self.id, to: new.id }
+    }
+}
+
+impl Renewal {
+    /// The transform templates come from.
+    pub fn from(&self) -> TransformId {
+        self.from
+    }
+
+    /// The transform templates go to.
+    pub fn to(&self) -> TransformId {
+        self.to
+    }
+
+    /// The template under the new transform (renormalised so rounding never accumulates), or `None` if it
+    /// was not made under [`Renewal::from`].
+    pub fn apply(&self, template: &ProtectedTemplate) -> Option<ProtectedTemplate> {
+        if template.transform != self.from {
+            return None;
+        }
+        let mut values = Box::new([0.0f32; EMBEDDING_DIM]);
+        for (row_idx, out) in values.iter_mut().enumerate() {
+            let row = &self.matrix[row_idx * EMBEDDING_DIM..(row_idx + 1) * EMBEDDING_DIM];
+            *out = row.iter().zip(template.values.iter()).map(|(a, b)| a * b).sum();
+        }
+        let norm = values.iter().map(|v| v * v).sum::<f32>().sqrt();
+        if !(norm.is_finite() && norm > 0.5) {
+            return None;
+        }
+        values.iter_mut().for_each(|v| *v /= norm);
+        Some(ProtectedTemplate { values, transform: self.to })
+    }
+}
+
 /// An embedding after the keyed transform. Still biometric data while in memory (whoever holds the key can
 /// undo it), so it is treated as a secret: wiped on drop, no `Debug` of values, no `Serialize`.
 #[derive(ZeroizeOnDrop)]
@@ -217,6 +285,17 @@ mod tests {
             let (pa, pb) = (r.protect(&a), r.protect(&b));
             prop_assert!((pa.cosine(&pb) - a.cosine(&b)).abs() < 1e-5);
             prop_assert!((pa.cosine(&pa) - 1.0).abs() < 1e-5);
+        }
+
+        /// A renewal carries an old-key template to exactly what the new key makes of the embedding.
+        #[test]
+        fn a_renewal_equals_protecting_under_the_new_key(seed in any::<u64>(), k1 in 0u8..128, k2 in 128u8..=255) {
+            let e = embedding_from(seed);
+            let (old, new) = (Rotation::from_key(&key(k1)), Rotation::from_key(&key(k2)));
+            let renewed = old.renewal_to(&new).apply(&old.protect(&e)).unwrap();
+            prop_assert_eq!(renewed.transform(), new.id());
+            prop_assert!((renewed.cosine(&new.protect(&e)) - 1.0).abs() < 1e-5);
+            prop_assert!(old.renewal_to(&new).apply(&new.protect(&e)).is_none(), "wrong source transform");
         }
 
         /// ... while the same face under two keys gives unrelated templates (cosine near 0, |c| < 0.45 for
