@@ -1196,6 +1196,46 @@ mod tests {
     }
 
     #[test]
+    fn passages_are_kept_only_as_hourly_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db.sqlite")).unwrap();
+        let hour = 1_795_510_800; // an hour boundary
+        for (at, method, outcome) in [
+            (hour + 5, EntryMethod::Face, PassageOutcome::Opened),
+            (hour + 1_800, EntryMethod::Face, PassageOutcome::Opened),
+            (hour + 3_599, EntryMethod::Pin, PassageOutcome::Refused),
+            (hour + 3_600, EntryMethod::Face, PassageOutcome::Opened),
+        ] {
+            store.count_passage(at, method, outcome).unwrap();
+        }
+        let counts = store.passage_counts(hour, hour + 7_200).unwrap();
+        let row = |h: i64, m: &str, o: &str, n: i64| PassageCount {
+            hour_start: h,
+            method: m.into(),
+            outcome: o.into(),
+            count: n,
+        };
+        assert_eq!(
+            counts,
+            vec![
+                row(hour, "face", "opened", 2),
+                row(hour, "pin", "refused", 1),
+                row(hour + 3_600, "face", "opened", 1)
+            ]
+        );
+        // The table has no column that could hold an identity or a time finer than the hour.
+        let columns: Vec<String> = store
+            .conn
+            .prepare("SELECT name FROM pragma_table_info('passage_counts')")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|c| c.unwrap())
+            .collect();
+        assert_eq!(columns, vec!["hour_start", "method", "outcome", "count"]);
+    }
+
+    #[test]
     fn a_corrupt_file_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.sqlite");
