@@ -319,8 +319,16 @@ fn damaged_databases_wrong_keys_and_tampered_rows_give_clear_errors() {
     assert_eq!((registry.gallery_len(), registry.load_failures().len()), (1, 1));
     drop(registry);
 
-    // A wrong master key.
+    // No database yet: a listing or a revocation says so and creates nothing.
     let other = Device::new();
+    for args in [&["residents"][..], &["revoke", "--resident", "r-0"]] {
+        let out = other.cli(args);
+        let stderr = no_panic(&out);
+        assert!(!out.status.success() && stderr.contains("no resident database"), "{stderr}");
+    }
+    assert!(!other.db().exists() && !other.key().exists());
+
+    // A wrong master key.
     std::fs::create_dir_all(other.root.join("keys")).unwrap();
     std::fs::create_dir_all(other.root.join("data")).unwrap();
     std::fs::copy(device.db(), other.db()).unwrap();

@@ -115,8 +115,15 @@ fn date(t: i64) -> String {
     humantime::format_rfc3339_seconds(at).to_string().chars().take(10).collect()
 }
 
-fn open_registry(config: &Config, args: &StoreArgs) -> Result<Registry> {
+/// Only `facegate consent` may create the database (and the master key); every other command needs one.
+fn open_registry(config: &Config, args: &StoreArgs, may_create: bool) -> Result<Registry> {
     let db = args.db.clone().unwrap_or_else(|| config.database.clone());
+    if !may_create && !db.exists() {
+        bail!(
+            "no resident database at {}: the first `facegate consent` creates it (or point --db / store.database at it)",
+            db.display()
+        );
+    }
     let passphrase = std::env::var(PASSPHRASE_ENV).ok().filter(|p| !p.is_empty()).map(Zeroizing::new);
     let key = MasterKeySource { file: args.key_file.clone().unwrap_or_else(|| config.master_key.clone()), passphrase };
     let registry = Registry::open(&db, &key, config.registry, now())
@@ -149,7 +156,7 @@ pub fn consent(config: &Config, args: &ConsentArgs) -> Result<std::process::Exit
         channel: args.channel.clone(),
         granted_at: at,
     };
-    let mut registry = open_registry(config, &args.store)?;
+    let mut registry = open_registry(config, &args.store, true)?;
     registry.record_consent(&resident, args.unit.as_deref(), &record, at)?;
     if args.store.json {
         println!(
@@ -172,7 +179,7 @@ pub fn consent(config: &Config, args: &ConsentArgs) -> Result<std::process::Exit
 
 /// `facegate enroll`
 pub fn enroll(config: &Config, args: &EnrollArgs) -> Result<std::process::ExitCode> {
-    let mut registry = open_registry(config, &args.store)?;
+    let mut registry = open_registry(config, &args.store, false)?;
     // Check consent before loading any model or touching a face.
     if !registry.store().has_live_consent(&args.resident)? {
         bail!(crate::registry::RegistryError::NoConsent(args.resident.clone()));
@@ -259,7 +266,7 @@ fn print_receipt(receipt: &RevocationReceipt, as_json: bool) {
 
 /// `facegate revoke`
 pub fn revoke(config: &Config, args: &ResidentArgs) -> Result<std::process::ExitCode> {
-    let mut registry = open_registry(config, &args.store)?;
+    let mut registry = open_registry(config, &args.store, false)?;
     let receipt = registry.revoke(&args.resident, now())?;
     print_receipt(&receipt, args.store.json);
     Ok(std::process::ExitCode::SUCCESS)
@@ -267,7 +274,7 @@ pub fn revoke(config: &Config, args: &ResidentArgs) -> Result<std::process::Exit
 
 /// `facegate move-out`
 pub fn move_out(config: &Config, args: &ResidentArgs) -> Result<std::process::ExitCode> {
-    let mut registry = open_registry(config, &args.store)?;
+    let mut registry = open_registry(config, &args.store, false)?;
     let receipt = registry.move_out(&args.resident, now())?;
     print_receipt(&receipt, args.store.json);
     Ok(std::process::ExitCode::SUCCESS)
@@ -275,7 +282,7 @@ pub fn move_out(config: &Config, args: &ResidentArgs) -> Result<std::process::Ex
 
 /// `facegate expire`
 pub fn expire(config: &Config, args: &StoreArgs) -> Result<std::process::ExitCode> {
-    let mut registry = open_registry(config, args)?;
+    let mut registry = open_registry(config, args, false)?;
     let receipts = registry.expire(now())?;
     if !args.json {
         println!("{} template(s) expired", receipts.len());
@@ -288,7 +295,7 @@ pub fn expire(config: &Config, args: &StoreArgs) -> Result<std::process::ExitCod
 
 /// `facegate residents`
 pub fn list(config: &Config, args: &ListArgs) -> Result<std::process::ExitCode> {
-    let registry = open_registry(config, &args.store)?;
+    let registry = open_registry(config, &args.store, false)?;
     let residents = registry.store().residents()?;
     if args.store.json {
         for r in &residents {
@@ -345,7 +352,7 @@ pub fn pin(config: &Config, args: &ResidentArgs) -> Result<std::process::ExitCod
         line
     });
     let pin = Pin::parse(&typed)?;
-    let mut registry = open_registry(config, &args.store)?;
+    let mut registry = open_registry(config, &args.store, false)?;
     registry.set_pin(&args.resident, &pin, now())?;
     println!("PIN set for resident {}", args.resident);
     Ok(std::process::ExitCode::SUCCESS)
