@@ -9,10 +9,12 @@
 //! logs or network; a plaintext embedding lives only in memory, in a type that wipes it on drop and cannot
 //! print it.
 
+pub mod actuate;
 pub mod align;
 pub mod capture;
 pub mod cli;
 pub mod config;
+pub mod decide;
 pub mod demo;
 pub mod detect;
 pub mod embed;

@@ -1,0 +1,231 @@
+//! Decide: what the gate does about an event. Pure: values in, values out, no clock, no I/O.
+//!
+//! Every way in is a variant of one closed [`GateEvent`] enum, so the face is one method among equals and the
+//! non-biometric ones never wait on the camera or the model. A face opens the gate only after the same
+//! resident matched in several frames; a PIN locks out with a growing backoff; the door itself opens for a
+//! pulse and is never left open longer than the configured maximum. This module never sees an image, an
+//! embedding or a resident's identity beyond the gallery slot that matched.
+
+use std::time::Duration;
+
+use crate::matching::{FrameAgreement, Slot};
+use crate::store::{EntryMethod, PassageOutcome};
+
+/// Something that happened at the gate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GateEvent {
+    /// One frame's identification: the matched slot, or `None` (no face, or no match).
+    FaceFrame(Option<Slot>),
+    /// A PIN was entered and checked.
+    Pin(PinCheck),
+    /// A visitor pass was shown and checked.
+    VisitorPass(PassCheck),
+    /// The guard opened the gate (after a call).
+    GuardOpen,
+    /// Someone pressed the exit button inside.
+    ExitButton,
+}
+
+/// The result of checking a PIN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PinCheck {
+    /// Right PIN.
+    Accepted,
+    /// Wrong PIN, or an unknown resident code.
+    Rejected,
+    /// Locked out for this long still.
+    LockedOut(Duration),
+}
+
+/// The result of checking a visitor pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PassCheck {
+    /// Signed, current, not used before.
+    Valid,
+    /// Bad signature, expired, or used already.
+    Invalid,
+}
+
+/// What to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Open the door for someone coming in, counted under this method.
+    Admit(EntryMethod),
+    /// Open the door for someone leaving (not counted as an entry).
+    Release,
+    /// Refuse, counted under this method (the outcome shown to the person: red light, short buzz).
+    Refuse(EntryMethod),
+    /// Nothing yet (a face seen in too few frames so far, or no face at all).
+    Wait,
+}
+
+impl Decision {
+    /// The passage to count, if any: (method, outcome).
+    pub fn passage(self) -> Option<(EntryMethod, PassageOutcome)> {
+        match self {
+            Self::Admit(method) => Some((method, PassageOutcome::Opened)),
+            Self::Refuse(method) => Some((method, PassageOutcome::Refused)),
+            Self::Release | Self::Wait => None,
+        }
+    }
+}
+
+/// Turns events into decisions; holds only the recent frames' slots.
+#[derive(Clone, Debug)]
+pub struct Decider {
+    agreement: FrameAgreement,
+}
+
+impl Decider {
+    /// A face opens after `required` of the last `window` frames matched the same resident.
+    pub fn new(required: usize, window: usize) -> Self {
+        Self { agreement: FrameAgreement::new(required, window) }
+    }
+
+    /// The decision for one event. Returns the slot that agreed, for a face admission.
+    pub fn decide(&mut self, event: &GateEvent) -> (Decision, Option<Slot>) {
+        match event {
+            GateEvent::FaceFrame(outcome) => match self.agreement.observe(*outcome) {
+                Some(slot) => (Decision::Admit(EntryMethod::Face), Some(slot)),
+                None => (Decision::Wait, None),
+            },
+            GateEvent::Pin(PinCheck::Accepted) => (Decision::Admit(EntryMethod::Pin), None),
+            GateEvent::Pin(PinCheck::Rejected | PinCheck::LockedOut(_)) => (Decision::Refuse(EntryMethod::Pin), None),
+            GateEvent::VisitorPass(PassCheck::Valid) => (Decision::Admit(EntryMethod::VisitorPass), None),
+            GateEvent::VisitorPass(PassCheck::Invalid) => (Decision::Refuse(EntryMethod::VisitorPass), None),
+            GateEvent::GuardOpen => (Decision::Admit(EntryMethod::Guard), None),
+            GateEvent::ExitButton => (Decision::Release, None),
+        }
+    }
+
+    /// Forgets the recent frames (the person left, or another way in was used).
+    pub fn reset_faces(&mut self) {
+        self.agreement.reset();
+    }
+}
+
+/// How long a PIN stays locked after `consecutive_failures` wrong attempts: free for the first four, then
+/// 30 s doubling with each further failure, capped at one hour. Slows a guesser to a handful of tries an hour
+/// while a resident who mistyped waits seconds.
+pub fn pin_backoff(consecutive_failures: u32) -> Duration {
+    const FREE: u32 = 4;
+    if consecutive_failures <= FREE {
+        return Duration::ZERO;
+    }
+    let doublings = (consecutive_failures - FREE - 1).min(7);
+    Duration::from_secs(30 << doublings).min(Duration::from_secs(3_600))
+}
+
+/// The door's timing, as a state machine over a caller-supplied clock (seconds as `Duration` since any
+/// origin): open for a pulse, extended by a new admission, never longer than the maximum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DoorTiming {
+    pulse: Duration,
+    max_open: Duration,
+    opened_at: Option<Duration>,
+    close_at: Option<Duration>,
+}
+
+impl DoorTiming {
+    /// A closed door with this pulse length and maximum open time (the pulse is capped at the maximum).
+    pub fn new(pulse: Duration, max_open: Duration) -> Self {
+        Self { pulse: pulse.min(max_open), max_open, opened_at: None, close_at: None }
+    }
+
+    /// Opens (or extends) at `now`; returns true if the relay must be energised now.
+    pub fn open(&mut self, now: Duration) -> bool {
+        let opened_at = *self.opened_at.get_or_insert(now);
+        let close_at = (now + self.pulse).min(opened_at + self.max_open);
+        self.close_at = Some(close_at);
+        opened_at == now
+    }
+
+    /// When the relay must be released, if open.
+    pub fn close_at(&self) -> Option<Duration> {
+        self.close_at
+    }
+
+    /// Whether the door is held open.
+    pub fn is_open(&self) -> bool {
+        self.close_at.is_some()
+    }
+
+    /// Advances to `now`; returns true if the relay must be released now.
+    pub fn tick(&mut self, now: Duration) -> bool {
+        match self.close_at {
+            Some(close_at) if now >= close_at => {
+                self.opened_at = None;
+                self.close_at = None;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_face_opens_only_after_agreement_and_every_other_way_in_works_alone() {
+        let mut decider = Decider::new(2, 3);
+        assert_eq!(decider.decide(&GateEvent::FaceFrame(Some(4))), (Decision::Wait, None));
+        assert_eq!(decider.decide(&GateEvent::FaceFrame(None)), (Decision::Wait, None));
+        assert_eq!(decider.decide(&GateEvent::FaceFrame(Some(4))), (Decision::Admit(EntryMethod::Face), Some(4)));
+        // Three residents in turn never agree (no slot twice in any three frames).
+        for slot in [1, 2, 3, 1, 2, 3].map(Some) {
+            assert_eq!(decider.decide(&GateEvent::FaceFrame(slot)).0, Decision::Wait);
+        }
+        assert_eq!(decider.decide(&GateEvent::Pin(PinCheck::Accepted)).0, Decision::Admit(EntryMethod::Pin));
+        assert_eq!(
+            decider.decide(&GateEvent::Pin(PinCheck::LockedOut(Duration::from_secs(30)))).0,
+            Decision::Refuse(EntryMethod::Pin)
+        );
+        assert_eq!(
+            decider.decide(&GateEvent::VisitorPass(PassCheck::Valid)).0,
+            Decision::Admit(EntryMethod::VisitorPass)
+        );
+        assert_eq!(
+            decider.decide(&GateEvent::VisitorPass(PassCheck::Invalid)).0,
+            Decision::Refuse(EntryMethod::VisitorPass)
+        );
+        assert_eq!(decider.decide(&GateEvent::GuardOpen).0, Decision::Admit(EntryMethod::Guard));
+        assert_eq!(decider.decide(&GateEvent::ExitButton).0, Decision::Release);
+        assert_eq!(Decision::Release.passage(), None);
+        assert_eq!(Decision::Refuse(EntryMethod::Pin).passage(), Some((EntryMethod::Pin, PassageOutcome::Refused)));
+    }
+
+    #[test]
+    fn pin_backoff_grows_and_is_capped() {
+        assert_eq!(pin_backoff(0), Duration::ZERO);
+        assert_eq!(pin_backoff(4), Duration::ZERO);
+        assert_eq!(pin_backoff(5), Duration::from_secs(30));
+        assert_eq!(pin_backoff(6), Duration::from_secs(60));
+        assert_eq!(pin_backoff(8), Duration::from_secs(240));
+        assert_eq!(pin_backoff(50), Duration::from_secs(3_600));
+        let mut previous = Duration::ZERO;
+        for n in 0..40 {
+            assert!(pin_backoff(n) >= previous);
+            previous = pin_backoff(n);
+        }
+    }
+
+    #[test]
+    fn the_door_opens_for_a_pulse_and_never_beyond_the_maximum() {
+        let s = Duration::from_secs;
+        let mut door = DoorTiming::new(s(3), s(10));
+        assert!(door.open(s(0)), "first admission energises the relay");
+        assert!(!door.tick(s(2)));
+        assert!(!door.open(s(2)), "a second admission extends, no new pulse");
+        assert_eq!(door.close_at(), Some(s(5)));
+        for t in [4, 6, 8] {
+            door.open(s(t));
+        }
+        assert_eq!(door.close_at(), Some(s(10)), "held open at most 10 s whatever happens");
+        assert!(!door.tick(s(9)));
+        assert!(door.tick(s(10)));
+        assert!(!door.is_open());
+        assert!(door.open(s(20)));
+    }
+}
