@@ -9,17 +9,16 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use zeroize::Zeroizing;
 
+use crate::decide::PinCheck;
 use crate::embed::Embedding;
 use crate::keys::{self, KeyError, MasterKeyFile};
 use crate::matching::{threshold_for_fpir, Gallery, GalleryError, Slot, SFACE_CALIBRATION};
 use crate::protect::{self, AeadKey, Pin, PinError, PinPepper, ProtectedTemplate, Rotation, TransformId, TransformKey};
 use crate::store::{ConsentRecord, Rekey, RevocationReceipt, Store, StoreError};
-
-/// After this many wrong PINs in a row a resident's PIN is locked until it is set again.
-pub const PIN_ATTEMPT_LIMIT: u32 = 5;
 
 /// Longest retention of an unused template the configuration may ask for: three years.
 pub const MAX_RETENTION_SECS: i64 = 3 * 365 * 86_400;
@@ -52,12 +51,9 @@ pub enum RegistryError {
     /// A PIN problem.
     #[error(transparent)]
     Pin(#[from] PinError),
-    /// Too many wrong PINs.
-    #[error("the PIN of resident {0} is locked after {PIN_ATTEMPT_LIMIT} wrong attempts; set a new PIN")]
-    PinLocked(String),
-    /// No PIN set.
-    #[error("resident {0} has no PIN; set one with `facegate pin`")]
-    NoPin(String),
+    /// A keypad code that is not 2 to 8 digits.
+    #[error("a keypad code is 2 to 8 digits (e.g. the unit number)")]
+    KeypadCode,
 }
 
 /// Result alias for this module.
@@ -363,24 +359,44 @@ impl Registry {
         Some(Identified { slot: candidate.slot, resident_id, score: candidate.score })
     }
 
-    /// Sets (or replaces) a resident's PIN; refuses an easily guessed one.
-    pub fn set_pin(&mut self, resident_id: &str, pin: &Pin, now: i64) -> Result<()> {
+    /// Sets (or replaces) a resident's PIN under a keypad code; refuses an easily guessed PIN.
+    pub fn set_pin(&mut self, resident_id: &str, keypad_code: &str, pin: &Pin, now: i64) -> Result<()> {
+        if !(2..=8).contains(&keypad_code.len()) || !keypad_code.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(RegistryError::KeypadCode);
+        }
         pin.check_strength()?;
         let verifier = protect::pin_verifier(pin, &PinPepper::derive(&self.master))?;
-        self.store.set_pin_verifier(resident_id, &verifier, now)?;
+        self.store.set_pin_verifier(resident_id, keypad_code, &verifier, now)?;
         Ok(())
     }
 
-    /// Checks a resident's PIN, counting failures; locked after [`PIN_ATTEMPT_LIMIT`] wrong attempts in a row.
-    pub fn check_pin(&mut self, resident_id: &str, pin: &Pin) -> Result<bool> {
-        let record = self.store.pin_record(resident_id)?.ok_or_else(|| RegistryError::NoPin(resident_id.to_owned()))?;
-        if record.failed_attempts >= PIN_ATTEMPT_LIMIT {
-            return Err(RegistryError::PinLocked(resident_id.to_owned()));
+    /// Checks a PIN typed after a keypad code. Wrong attempts in a row lock the code with a growing backoff
+    /// ([`crate::decide::pin_backoff`]); an unknown code costs the same time as a known one and is simply
+    /// rejected, so the keypad does not reveal which codes exist.
+    pub fn check_pin(&mut self, keypad_code: &str, pin: &Pin, now: i64) -> Result<PinCheck> {
+        let pepper = PinPepper::derive(&self.master);
+        let Some(record) = self.store.pin_record(keypad_code)? else {
+            let _ = protect::verify_pin(pin, dummy_verifier(&pepper), &pepper);
+            return Ok(PinCheck::Rejected);
+        };
+        let wait = crate::decide::pin_backoff(record.failed_attempts);
+        let until =
+            record.last_failed_at.unwrap_or(i64::MIN).saturating_add(i64::try_from(wait.as_secs()).unwrap_or(0));
+        if !wait.is_zero() && now < until {
+            return Ok(PinCheck::LockedOut(Duration::from_secs(u64::try_from(until - now).unwrap_or(0))));
         }
-        let ok = protect::verify_pin(pin, &record.verifier, &PinPepper::derive(&self.master))?;
-        self.store.record_pin_attempt(resident_id, ok)?;
-        Ok(ok)
+        let ok = protect::verify_pin(pin, &record.verifier, &pepper)?;
+        self.store.record_pin_attempt(&record.resident_id, ok, now)?;
+        Ok(if ok { PinCheck::Accepted } else { PinCheck::Rejected })
     }
+}
+
+/// A verifier of no PIN, made once per process, so that an unknown keypad code takes as long as a known one.
+fn dummy_verifier(pepper: &PinPepper) -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| {
+        Pin::parse("00000000").ok().and_then(|pin| protect::pin_verifier(&pin, pepper).ok()).unwrap_or_default()
+    })
 }
 
 /// Loads the master key and, with it, the device transform key. Finishes an interrupted rotation: when the
@@ -507,23 +523,34 @@ mod tests {
     }
 
     #[test]
-    fn pins_lock_after_repeated_failures_and_revocation_removes_them() {
+    fn wrong_pins_back_off_and_revocation_removes_the_pin() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("data")).unwrap();
         let mut registry = open(dir.path());
         registry.record_consent("r-9", None, &consent(1), 1).unwrap();
-        assert!(matches!(registry.set_pin("r-9", &Pin::parse("1111").unwrap(), 2), Err(RegistryError::Pin(_))));
-        registry.set_pin("r-9", &Pin::parse("4071").unwrap(), 2).unwrap();
-        assert!(registry.check_pin("r-9", &Pin::parse("4071").unwrap()).unwrap());
-        for _ in 0..PIN_ATTEMPT_LIMIT {
-            assert!(!registry.check_pin("r-9", &Pin::parse("9999").unwrap()).unwrap());
+        registry.record_consent("r-8", None, &consent(1), 1).unwrap();
+        let pin = |p: &str| Pin::parse(p).unwrap();
+        assert!(matches!(registry.set_pin("r-9", "3401", &pin("1111"), 2), Err(RegistryError::Pin(_))));
+        assert!(matches!(registry.set_pin("r-9", "3", &pin("4071"), 2), Err(RegistryError::KeypadCode)));
+        registry.set_pin("r-9", "3401", &pin("4071"), 2).unwrap();
+        assert!(matches!(registry.set_pin("r-8", "3401", &pin("5093"), 2), Err(RegistryError::Store(_))));
+        assert_eq!(registry.check_pin("3401", &pin("4071"), 10).unwrap(), PinCheck::Accepted);
+        assert_eq!(registry.check_pin("9999", &pin("4071"), 10).unwrap(), PinCheck::Rejected, "unknown code");
+        for t in 11..16 {
+            assert_eq!(registry.check_pin("3401", &pin("9999"), t).unwrap(), PinCheck::Rejected);
         }
-        assert!(matches!(registry.check_pin("r-9", &Pin::parse("4071").unwrap()), Err(RegistryError::PinLocked(_))));
-        registry.set_pin("r-9", &Pin::parse("5093").unwrap(), 3).unwrap();
-        assert!(registry.check_pin("r-9", &Pin::parse("5093").unwrap()).unwrap());
-        let receipt = registry.revoke("r-9", 4).unwrap();
+        // Five wrong in a row: even the right PIN waits 30 s, then works.
+        assert_eq!(registry.check_pin("3401", &pin("4071"), 16).unwrap(), PinCheck::LockedOut(Duration::from_secs(29)));
+        assert_eq!(registry.check_pin("3401", &pin("4071"), 45).unwrap(), PinCheck::Accepted);
+        // Attempts during a lockout are refused unchecked; after it, one more wrong PIN doubles the wait.
+        for t in 50..55 {
+            assert_eq!(registry.check_pin("3401", &pin("9999"), t).unwrap(), PinCheck::Rejected);
+        }
+        assert_eq!(registry.check_pin("3401", &pin("4071"), 60).unwrap(), PinCheck::LockedOut(Duration::from_secs(24)));
+        assert_eq!(registry.check_pin("3401", &pin("9999"), 84).unwrap(), PinCheck::Rejected);
+        assert_eq!(registry.check_pin("3401", &pin("4071"), 90).unwrap(), PinCheck::LockedOut(Duration::from_secs(54)));
+        let receipt = registry.revoke("r-9", 200).unwrap();
         assert!(receipt.deleted.contains(&"PIN verifier"), "{receipt:?}");
-        assert!(matches!(registry.check_pin("r-9", &Pin::parse("5093").unwrap()), Err(RegistryError::NoPin(_))));
+        assert_eq!(registry.check_pin("3401", &pin("4071"), 300).unwrap(), PinCheck::Rejected);
     }
 
     #[test]

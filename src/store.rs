@@ -50,6 +50,9 @@ pub enum StoreError {
     /// A resident id that could be a name, or is not printable.
     #[error("resident id {0:?} is not a pseudonymous id: use 1-64 letters, digits, '-' or '_' (never a name)")]
     BadResidentId(String),
+    /// The keypad code belongs to another resident.
+    #[error("keypad code {0} is already used by another resident; choose another")]
+    KeypadCodeTaken(String),
     /// The resident already exists.
     #[error("resident {0} already exists")]
     DuplicateResident(String),
@@ -129,6 +132,11 @@ CREATE TABLE passage_counts (
     count INTEGER NOT NULL,
     PRIMARY KEY (hour_start, method, outcome)
 ) WITHOUT ROWID;
+",
+    r"
+ALTER TABLE pin_verifiers ADD COLUMN keypad_code TEXT;
+ALTER TABLE pin_verifiers ADD COLUMN last_failed_at INTEGER;
+CREATE UNIQUE INDEX pin_verifiers_keypad_code ON pin_verifiers(keypad_code);
 ",
 ];
 
@@ -258,10 +266,14 @@ pub struct ResidentSummary {
 /// A stored PIN verifier and its failure counter.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PinRecord {
+    /// The resident it belongs to.
+    pub resident_id: String,
     /// The argon2id PHC string.
     pub verifier: String,
     /// Consecutive failed attempts.
     pub failed_attempts: u32,
+    /// When the last failure was (Unix seconds).
+    pub last_failed_at: Option<i64>,
 }
 
 /// A consent to face entry, as given (separately from any other terms).
@@ -694,42 +706,62 @@ impl Store {
         self.conn.query_row("SELECT EXISTS (SELECT 1 FROM transform_keys)", [], |r| r.get(0)).map_err(|e| self.err(&e))
     }
 
-    /// Stores (or replaces) a resident's PIN verifier, and chains a "pin set" event.
-    pub fn set_pin_verifier(&mut self, resident_id: &str, verifier: &str, now: i64) -> Result<()> {
+    /// Stores (or replaces) a resident's PIN verifier under their keypad code (the short number typed before
+    /// the PIN), and chains a "pin set" event. A code already used by another resident is refused.
+    pub fn set_pin_verifier(&mut self, resident_id: &str, keypad_code: &str, verifier: &str, now: i64) -> Result<()> {
         self.require_resident(resident_id)?;
         let path = self.path.clone();
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, &e))?;
+        let taken: Option<String> = tx
+            .query_row(
+                "SELECT resident_id FROM pin_verifiers WHERE keypad_code = ?1 AND resident_id <> ?2",
+                params![keypad_code, resident_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| db_err(&path, &e))?;
+        if taken.is_some() {
+            return Err(StoreError::KeypadCodeTaken(keypad_code.to_owned()));
+        }
         tx.execute(
-            "INSERT INTO pin_verifiers (resident_id, verifier, set_at) VALUES (?1, ?2, ?3)
+            "INSERT INTO pin_verifiers (resident_id, verifier, set_at, keypad_code) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT(resident_id) DO UPDATE SET verifier = excluded.verifier, set_at = excluded.set_at,
-                 failed_attempts = 0",
-            params![resident_id, verifier, now],
+                 keypad_code = excluded.keypad_code, failed_attempts = 0, last_failed_at = NULL",
+            params![resident_id, verifier, now, keypad_code],
         )
         .map_err(|e| db_err(&path, &e))?;
         append_audit(&tx, now, "pin set", resident_id).map_err(|e| db_err(&path, &e))?;
         tx.commit().map_err(|e| db_err(&path, &e))
     }
 
-    /// A resident's PIN verifier, if one is set.
-    pub fn pin_record(&self, resident_id: &str) -> Result<Option<PinRecord>> {
+    /// The PIN verifier stored under a keypad code, if any.
+    pub fn pin_record(&self, keypad_code: &str) -> Result<Option<PinRecord>> {
         self.conn
             .query_row(
-                "SELECT verifier, failed_attempts FROM pin_verifiers WHERE resident_id = ?1",
-                [resident_id],
-                |r| Ok(PinRecord { verifier: r.get(0)?, failed_attempts: r.get(1)? }),
+                "SELECT resident_id, verifier, failed_attempts, last_failed_at FROM pin_verifiers WHERE keypad_code = ?1",
+                [keypad_code],
+                |r| {
+                    Ok(PinRecord {
+                        resident_id: r.get(0)?,
+                        verifier: r.get(1)?,
+                        failed_attempts: r.get(2)?,
+                        last_failed_at: r.get(3)?,
+                    })
+                },
             )
             .optional()
             .map_err(|e| self.err(&e))
     }
 
-    /// Records the result of a PIN attempt: a failure increments the counter, a success resets it.
-    pub fn record_pin_attempt(&mut self, resident_id: &str, success: bool) -> Result<()> {
+    /// Records the result of a PIN attempt: a failure increments the counter and notes when, a success
+    /// resets both.
+    pub fn record_pin_attempt(&mut self, resident_id: &str, success: bool, now: i64) -> Result<()> {
         let sql = if success {
-            "UPDATE pin_verifiers SET failed_attempts = 0 WHERE resident_id = ?1"
+            "UPDATE pin_verifiers SET failed_attempts = 0, last_failed_at = NULL WHERE resident_id = ?1 AND ?2 IS NOT NULL"
         } else {
-            "UPDATE pin_verifiers SET failed_attempts = failed_attempts + 1 WHERE resident_id = ?1"
+            "UPDATE pin_verifiers SET failed_attempts = failed_attempts + 1, last_failed_at = ?2 WHERE resident_id = ?1"
         };
-        self.conn.execute(sql, [resident_id]).map_err(|e| self.err(&e))?;
+        self.conn.execute(sql, params![resident_id, now]).map_err(|e| self.err(&e))?;
         Ok(())
     }
 

@@ -69,8 +69,8 @@ pub enum Command {
     Revoke(residents::ResidentArgs),
     /// List residents: pseudonymous ids, unit, consent and enrolment status. No biometric data.
     Residents(residents::ListArgs),
-    /// Set a resident's PIN (the non-biometric way in), read from standard input.
-    Pin(residents::ResidentArgs),
+    /// Set a resident's keypad code and PIN (the non-biometric way in); the PIN is read from standard input.
+    Pin(residents::PinArgs),
     /// A resident moved out: template, key and PIN are destroyed, consent ends.
     MoveOut(residents::ResidentArgs),
     /// Expire templates unused for the retention period (`retention.max_unused_days`).

@@ -50,6 +50,20 @@ pub struct ResidentArgs {
     pub resident: String,
 }
 
+/// `facegate pin`
+#[derive(Debug, Args)]
+pub struct PinArgs {
+    /// Database and key.
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// The resident's pseudonymous id.
+    #[arg(long)]
+    pub resident: String,
+    /// The keypad code typed before the PIN (2-8 digits, e.g. the unit number), unique per resident.
+    #[arg(long)]
+    pub code: String,
+}
+
 /// `facegate residents`
 #[derive(Debug, Args)]
 pub struct ListArgs {
@@ -343,7 +357,7 @@ fn summary_json(r: &ResidentSummary) -> serde_json::Value {
 }
 
 /// `facegate pin`: reads the PIN without echo from a terminal, or one line from a pipe.
-pub fn pin(config: &Config, args: &ResidentArgs) -> Result<std::process::ExitCode> {
+pub fn pin(config: &Config, args: &PinArgs) -> Result<std::process::ExitCode> {
     let typed = Zeroizing::new(if std::io::stdin().is_terminal() {
         rpassword::prompt_password("new PIN (4-8 digits): ").context("reading the PIN")?
     } else {
@@ -353,7 +367,7 @@ pub fn pin(config: &Config, args: &ResidentArgs) -> Result<std::process::ExitCod
     });
     let pin = Pin::parse(&typed)?;
     let mut registry = open_registry(config, &args.store, false)?;
-    registry.set_pin(&args.resident, &pin, now())?;
-    println!("PIN set for resident {}", args.resident);
+    registry.set_pin(&args.resident, &args.code, &pin, now())?;
+    println!("PIN set for resident {} (keypad: {} * PIN #)", args.resident, args.code);
     Ok(std::process::ExitCode::SUCCESS)
 }
