@@ -151,9 +151,37 @@ impl MasterKeyFile {
         self.write_new(&self.next_path(), key)
     }
 
-    /// Makes the staged successor the key: wipes the old file's bytes, then renames `.next` over it.
-    pub fn promote_next(&self) -> Result<(), KeyError> {
+    /// Takes the cross-process lock that serialises rotations and recoveries (`<file>.lock`, held until the
+    /// guard drops).
+    pub fn lock(&self) -> Result<KeyFileLock, KeyError> {
+        let mut name = self.path.clone().into_os_string();
+        name.push(".lock");
+        let path = PathBuf::from(name);
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(self.io(dir))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(self.io(&path))?;
+        file.lock().map_err(self.io(&path))?;
+        Ok(KeyFileLock { _file: file })
+    }
+
+    /// Makes the staged successor the key: wipes the old file's bytes, then renames `.next` over it. If
+    /// another process already promoted it (the key file holds `expected`), there is nothing left to do.
+    pub fn promote_next(&self, expected: &AeadKey) -> Result<(), KeyError> {
         let next = self.next_path();
+        if !next.exists() {
+            return match self.read(&self.path) {
+                Ok(Some(key)) if key.as_bytes() == expected.as_bytes() => Ok(()),
+                _ => Err(KeyError::Io { path: next, reason: "the staged key is gone".into() }),
+            };
+        }
         if let Ok(mut old) = std::fs::OpenOptions::new().write(true).open(&self.path) {
             let len = old.metadata().map_or(0, |m| m.len());
             old.write_all(&vec![0u8; usize::try_from(len).unwrap_or(0)]).map_err(self.io(&self.path))?;
@@ -245,6 +273,12 @@ impl MasterKeyFile {
         file.sync_all().map_err(&io)?;
         self.sync_dir()
     }
+}
+
+/// Holds the key file's rotation lock; released on drop.
+#[derive(Debug)]
+pub struct KeyFileLock {
+    _file: std::fs::File,
 }
 
 /// Loads the master key from `path`, creating a fresh random one (mode 0600, created exclusively) if the file

@@ -20,6 +20,7 @@ pub mod detect;
 pub mod embed;
 pub mod enrol;
 pub mod eval;
+pub mod gate;
 pub mod keypad;
 pub mod keys;
 pub mod matching;

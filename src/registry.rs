@@ -116,6 +116,7 @@ pub struct Registry {
     store: Store,
     key_file: MasterKeyFile,
     master: AeadKey,
+    pin_key: AeadKey,
     rotation: Rotation,
     gallery: Gallery,
     slot_of: HashMap<String, Slot>,
@@ -148,12 +149,14 @@ impl Registry {
             .into());
         }
         let (master, transform_key) = open_device_keys(&key_file, &mut store, now)?;
+        let pin_key = store.device_secret("pin-pepper", &master)?;
         let rotation = Rotation::from_key(&transform_key);
         let policy = RegistryPolicy { max_unused_secs: policy.max_unused_secs.min(MAX_RETENTION_SECS), ..policy };
         let mut registry = Self {
             store,
             key_file,
             master,
+            pin_key,
             gallery: Gallery::new(rotation.id()),
             rotation,
             slot_of: HashMap::new(),
@@ -318,6 +321,9 @@ impl Registry {
         &mut self,
         change: impl FnOnce(&mut Store, &Rekey<'_>) -> std::result::Result<T, StoreError>,
     ) -> Result<T> {
+        // One rotation at a time across processes (the daemon, the CLI): another process must never discard
+        // or promote our staged key halfway through.
+        let guard = self.key_file.lock()?;
         let new = AeadKey::generate();
         let new_transform = TransformKey::generate();
         let new_rotation = Rotation::from_key(&new_transform);
@@ -325,30 +331,27 @@ impl Registry {
         self.key_file.stage_next(&new)?;
         let rekey =
             Rekey { old_master: &self.master, new_master: &new, new_transform: &new_transform, renewal: &renewal };
-        match change(&mut self.store, &rekey) {
-            Ok(value) => {
+        let outcome = change(&mut self.store, &rekey);
+        // An error means the change did not commit; still, never discard a key the database needs.
+        let committed = match &outcome {
+            Ok(_) => Some(true),
+            Err(_) => self.store.opens_with(&new).ok(),
+        };
+        match committed {
+            Some(true) => {
                 self.master = new;
                 self.rotation = new_rotation;
-                self.key_file.promote_next()?;
-                self.reload()?;
-                Ok(value)
+                self.key_file.promote_next(&self.master)?;
             }
-            Err(e) => {
-                // An error means the change did not commit; still, never discard a key the database needs.
-                // Unsure (the check itself failed): keep `.next`; the next open settles it.
-                match self.store.opens_with(&new) {
-                    Ok(true) => {
-                        self.master = new;
-                        self.rotation = new_rotation;
-                        self.key_file.promote_next()?;
-                        self.reload()?;
-                    }
-                    Ok(false) => self.key_file.discard_next()?,
-                    Err(_) => {}
-                }
-                Err(e.into())
-            }
+            Some(false) => self.key_file.discard_next()?,
+            // Unsure (the check itself failed): keep `.next`; the next open settles it.
+            None => {}
         }
+        drop(guard);
+        if committed == Some(true) {
+            self.reload()?;
+        }
+        Ok(outcome?)
     }
 
     /// The resident a probe matches at the current threshold, or `None`: never the nearest resident.
@@ -359,13 +362,22 @@ impl Registry {
         Some(Identified { slot: candidate.slot, resident_id, score: candidate.score })
     }
 
+    /// Notes (coarsely, see [`crate::store::Store::note_used`]) that the resident in `slot` came in by face,
+    /// for retention.
+    pub fn note_used(&mut self, slot: Slot, now: i64) -> Result<()> {
+        if let Some(resident) = self.resident_of.get(&slot) {
+            self.store.note_used(resident, now)?;
+        }
+        Ok(())
+    }
+
     /// Sets (or replaces) a resident's PIN under a keypad code; refuses an easily guessed PIN.
     pub fn set_pin(&mut self, resident_id: &str, keypad_code: &str, pin: &Pin, now: i64) -> Result<()> {
         if !(2..=8).contains(&keypad_code.len()) || !keypad_code.bytes().all(|b| b.is_ascii_digit()) {
             return Err(RegistryError::KeypadCode);
         }
         pin.check_strength()?;
-        let verifier = protect::pin_verifier(pin, &PinPepper::derive(&self.master))?;
+        let verifier = protect::pin_verifier(pin, &PinPepper::derive(&self.pin_key))?;
         self.store.set_pin_verifier(resident_id, keypad_code, &verifier, now)?;
         Ok(())
     }
@@ -374,7 +386,7 @@ impl Registry {
     /// ([`crate::decide::pin_backoff`]); an unknown code costs the same time as a known one and is simply
     /// rejected, so the keypad does not reveal which codes exist.
     pub fn check_pin(&mut self, keypad_code: &str, pin: &Pin, now: i64) -> Result<PinCheck> {
-        let pepper = PinPepper::derive(&self.master);
+        let pepper = PinPepper::derive(&self.pin_key);
         let Some(record) = self.store.pin_record(keypad_code)? else {
             let _ = protect::verify_pin(pin, dummy_verifier(&pepper), &pepper);
             return Ok(PinCheck::Rejected);
@@ -406,6 +418,7 @@ fn open_device_keys(
     store: &mut Store,
     now: i64,
 ) -> Result<(AeadKey, crate::protect::TransformKey)> {
+    let _guard = key_file.lock()?;
     let current = key_file
         .load_or_create()
         .map_err(RegistryError::from)
@@ -418,7 +431,7 @@ fn open_device_keys(
         Err(first) => {
             let Some(next) = key_file.load_next()? else { return Err(first) };
             let transform = store.transform_key(&next, now).map_err(|_| first)?;
-            key_file.promote_next()?;
+            key_file.promote_next(&next)?;
             Ok((next, transform))
         }
     }
@@ -533,6 +546,12 @@ mod tests {
         assert!(matches!(registry.set_pin("r-9", "3", &pin("4071"), 2), Err(RegistryError::KeypadCode)));
         registry.set_pin("r-9", "3401", &pin("4071"), 2).unwrap();
         assert!(matches!(registry.set_pin("r-8", "3401", &pin("5093"), 2), Err(RegistryError::Store(_))));
+        assert_eq!(registry.check_pin("3401", &pin("4071"), 10).unwrap(), PinCheck::Accepted);
+        // Another resident's revocation rotates the master key; PINs keep working (their pepper is stable).
+        registry.revoke("r-8", 10).unwrap();
+        assert_eq!(registry.check_pin("3401", &pin("4071"), 10).unwrap(), PinCheck::Accepted);
+        drop(registry);
+        let mut registry = open(dir.path());
         assert_eq!(registry.check_pin("3401", &pin("4071"), 10).unwrap(), PinCheck::Accepted);
         assert_eq!(registry.check_pin("9999", &pin("4071"), 10).unwrap(), PinCheck::Rejected, "unknown code");
         for t in 11..16 {

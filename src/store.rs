@@ -137,6 +137,11 @@ CREATE TABLE passage_counts (
 ALTER TABLE pin_verifiers ADD COLUMN keypad_code TEXT;
 ALTER TABLE pin_verifiers ADD COLUMN last_failed_at INTEGER;
 CREATE UNIQUE INDEX pin_verifiers_keypad_code ON pin_verifiers(keypad_code);
+CREATE TABLE device_secrets (
+    name TEXT PRIMARY KEY,
+    nonce BLOB NOT NULL,
+    ciphertext BLOB NOT NULL
+);
 ",
 ];
 
@@ -701,6 +706,41 @@ impl Store {
         Ok(renewed)
     }
 
+    /// A stable device secret (e.g. the PIN pepper key), created on first use and kept wrapped under the
+    /// master key; a master key rotation re-wraps it, so it survives revocations.
+    pub fn device_secret(&mut self, name: &str, master: &AeadKey) -> Result<AeadKey> {
+        let path = self.path.clone();
+        let label = secret_label(name);
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, &e))?;
+        let stored: Option<(Vec<u8>, Vec<u8>)> = tx
+            .query_row("SELECT nonce, ciphertext FROM device_secrets WHERE name = ?1", [name], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+            .map_err(|e| db_err(&path, &e))?;
+        if let Some((nonce, ciphertext)) = stored {
+            return sealed_from(nonce, ciphertext)
+                .and_then(|w| protect::unwrap_key(&w, master, &label))
+                .map_err(|source| StoreError::WrongMasterKey { source });
+        }
+        let secret = AeadKey::generate();
+        let wrapped =
+            protect::wrap_key(&secret, master, &label).map_err(|source| StoreError::WrongMasterKey { source })?;
+        tx.execute(
+            "INSERT INTO device_secrets (name, nonce, ciphertext) VALUES (?1, ?2, ?3)",
+            params![name, &wrapped.nonce[..], wrapped.ciphertext],
+        )
+        .map_err(|e| db_err(&path, &e))?;
+        tx.commit().map_err(|e| db_err(&path, &e))?;
+        Ok(secret)
+    }
+
+    /// A number that changes whenever another connection (the CLI, the portal) commits a change; the daemon
+    /// polls it to know when to reload its gallery.
+    pub fn data_version(&self) -> Result<i64> {
+        self.conn.query_row("PRAGMA data_version", [], |r| r.get(0)).map_err(|e| self.err(&e))
+    }
+
     /// Whether any device key is stored (a database that has been used).
     pub fn has_device_keys(&self) -> Result<bool> {
         self.conn.query_row("SELECT EXISTS (SELECT 1 FROM transform_keys)", [], |r| r.get(0)).map_err(|e| self.err(&e))
@@ -971,6 +1011,23 @@ fn rotate_keys_in(tx: &rusqlite::Transaction<'_>, path: &Path, rekey: &Rekey<'_>
     }
     tx.execute("DELETE FROM transform_keys", []).map_err(db)?;
     rewrap_data_keys(tx, path, rekey.old_master, rekey.new_master)?;
+    let secrets: Vec<(String, Vec<u8>, Vec<u8>)> = tx
+        .prepare("SELECT name, nonce, ciphertext FROM device_secrets")
+        .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect())
+        .map_err(db)?;
+    for (name, nonce, ciphertext) in secrets {
+        let label = secret_label(&name);
+        let secret = sealed_from(nonce, ciphertext)
+            .and_then(|w| protect::unwrap_key(&w, rekey.old_master, &label))
+            .map_err(|source| StoreError::WrongMasterKey { source })?;
+        let wrapped = protect::wrap_key(&secret, rekey.new_master, &label)
+            .map_err(|source| StoreError::WrongMasterKey { source })?;
+        tx.execute(
+            "UPDATE device_secrets SET nonce = ?2, ciphertext = ?3 WHERE name = ?1",
+            params![name, &wrapped.nonce[..], wrapped.ciphertext],
+        )
+        .map_err(db)?;
+    }
     let wrapped = protect::wrap_transform_key(rekey.new_transform, rekey.new_master)
         .map_err(|source| StoreError::WrongMasterKey { source })?;
     tx.execute(
@@ -1020,6 +1077,12 @@ fn db_err(path: &Path, e: &rusqlite::Error) -> StoreError {
         e.to_string()
     };
     StoreError::Database { path: path.to_path_buf(), reason }
+}
+
+/// The wrapping label of a device secret: a ':' can never appear in a resident id, so a device secret's
+/// wrapping can never be mistaken for a resident's data key.
+fn secret_label(name: &str) -> String {
+    format!("device:{name}")
 }
 
 fn validate_resident_id(id: &str) -> Result<()> {

@@ -1,8 +1,8 @@
 //! PIN verifiers: the non-biometric way in, stored as argon2id hashes keyed with a device pepper.
 //!
 //! Pure: no file, database or clock. A PIN of 4-8 digits has little entropy, so the verifier is argon2id
-//! (memory-hard) *and* keyed with a pepper derived from the master key: a stolen database alone does not let
-//! anyone test PINs offline. The PIN itself lives only in a zeroizing type and is never printed.
+//! (memory-hard) *and* keyed with a pepper derived from a device secret kept wrapped under the master key: a
+//! stolen database alone does not let anyone test PINs offline. The PIN itself lives only in a zeroizing type and is never printed.
 
 use std::fmt;
 
@@ -60,7 +60,7 @@ impl Pin {
     }
 }
 
-/// The device's PIN pepper, derived from the master key (HKDF-SHA256); wiped on drop.
+/// The device's PIN pepper, derived (HKDF-SHA256) from a stable device secret; wiped on drop.
 pub struct PinPepper(Zeroizing<[u8; 32]>);
 
 impl fmt::Debug for PinPepper {
@@ -70,7 +70,7 @@ impl fmt::Debug for PinPepper {
 }
 
 impl PinPepper {
-    /// Derives the pepper from the master key.
+    /// Derives the pepper from a device secret (stable across master key rotations).
     pub fn derive(master: &AeadKey) -> Self {
         let mut out = Zeroizing::new([0u8; 32]);
         // 32 bytes is far below HKDF-SHA256's limit (255 x 32), so expand cannot fail.
