@@ -9,8 +9,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::detect::DetectorConfig;
+use crate::gate::GateSettings;
 use crate::pipeline::PipelineConfig;
 use crate::registry::RegistryPolicy;
+use std::time::Duration;
 
 /// Cosine threshold for a 1:1 verification when none is configured. Chosen from `facegate eval` on the
 /// development photos: about FMR 1e-4 for SFace (see README, "Accuracy").
@@ -70,6 +72,73 @@ pub struct RawConfig {
     /// `[enrolment]`
     #[serde(default)]
     pub enrolment: RawEnrolment,
+    /// `[gate]`
+    #[serde(default)]
+    pub gate: RawGate,
+    /// `[hardware]`
+    #[serde(default)]
+    pub hardware: RawHardware,
+}
+
+/// `[gate]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGate {
+    /// Relay pulse per admission, in milliseconds.
+    pub pulse_ms: Option<u64>,
+    /// Longest the door is held open, in milliseconds.
+    pub max_open_ms: Option<u64>,
+    /// Frames that must agree on one resident.
+    pub agreement_required: Option<usize>,
+    /// Out of this many recent frames.
+    pub agreement_window: Option<usize>,
+}
+
+/// `[hardware]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHardware {
+    /// `"simulated"` (default) or `"gpio"`.
+    pub backend: Option<String>,
+    /// BCM pin of the door relay.
+    pub relay_bcm: Option<u8>,
+    /// Whether a high level energises the relay.
+    pub relay_active_high: Option<bool>,
+    /// `"none"`, `"stdin"` (simulated: digits, `#`, `*` typed on standard input) or `"matrix"` (4x3 GPIO).
+    pub keypad: Option<String>,
+    /// BCM pins of the keypad rows.
+    pub keypad_rows: Option<[u8; 4]>,
+    /// BCM pins of the keypad columns.
+    pub keypad_cols: Option<[u8; 3]>,
+}
+
+/// Which hardware the daemon drives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HardwareConfig {
+    /// Real GPIO (true) or the simulated relay (false).
+    pub gpio: bool,
+    /// BCM pin of the relay.
+    pub relay_bcm: u8,
+    /// Whether a high level energises the relay.
+    pub relay_active_high: bool,
+    /// The keypad.
+    pub keypad: KeypadConfig,
+}
+
+/// The keypad the daemon reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeypadConfig {
+    /// None.
+    None,
+    /// Keys typed on standard input (off the Pi).
+    Stdin,
+    /// A 4x3 matrix on GPIO.
+    Matrix {
+        /// Row pins (BCM).
+        rows: [u8; 4],
+        /// Column pins (BCM).
+        cols: [u8; 3],
+    },
 }
 
 /// `[store]`
@@ -196,6 +265,10 @@ pub struct Config {
     pub registry: RegistryPolicy,
     /// Good frames averaged at enrolment.
     pub enrol_frames: usize,
+    /// The daemon's timing and agreement.
+    pub gate: GateSettings,
+    /// The daemon's hardware.
+    pub hardware: HardwareConfig,
 }
 
 impl RawConfig {
@@ -259,7 +332,56 @@ impl RawConfig {
         if !(1..=20).contains(&enrol_frames) {
             return Err(invalid("enrolment.frames", format!("{enrol_frames} is not in 1..=20")));
         }
+        let pulse_ms = self.gate.pulse_ms.unwrap_or(3_000);
+        if !(100..=30_000).contains(&pulse_ms) {
+            return Err(invalid("gate.pulse_ms", format!("{pulse_ms} is not in 100..=30000")));
+        }
+        let max_open_ms = self.gate.max_open_ms.unwrap_or(10_000);
+        if !(pulse_ms..=120_000).contains(&max_open_ms) {
+            return Err(invalid("gate.max_open_ms", format!("{max_open_ms} is not in gate.pulse_ms..=120000")));
+        }
+        let window = self.gate.agreement_window.unwrap_or(3);
+        let required = self.gate.agreement_required.unwrap_or(2);
+        if !(1..=10).contains(&window) || !(1..=window).contains(&required) {
+            return Err(invalid(
+                "gate.agreement_required",
+                format!("{required} of {window} frames: need 1 <= required <= window <= 10"),
+            ));
+        }
+        let gpio = match self.hardware.backend.as_deref().unwrap_or("simulated") {
+            "simulated" => false,
+            "gpio" => true,
+            other => return Err(invalid("hardware.backend", format!("{other:?} is not \"simulated\" or \"gpio\""))),
+        };
+        let relay_bcm = self.hardware.relay_bcm.unwrap_or(17);
+        if relay_bcm > 27 {
+            return Err(invalid("hardware.relay_bcm", format!("{relay_bcm} is not a BCM GPIO (0..=27)")));
+        }
+        let keypad = match self.hardware.keypad.as_deref().unwrap_or("none") {
+            "none" => KeypadConfig::None,
+            "stdin" => KeypadConfig::Stdin,
+            "matrix" => KeypadConfig::Matrix {
+                rows: self.hardware.keypad_rows.unwrap_or([5, 6, 13, 19]),
+                cols: self.hardware.keypad_cols.unwrap_or([12, 16, 20]),
+            },
+            other => {
+                return Err(invalid("hardware.keypad", format!("{other:?} is not \"none\", \"stdin\" or \"matrix\"")))
+            }
+        };
         Ok(Config {
+            gate: GateSettings {
+                pulse: Duration::from_millis(pulse_ms),
+                max_open: Duration::from_millis(max_open_ms),
+                agreement: (required, window),
+                fps,
+                ..GateSettings::default()
+            },
+            hardware: HardwareConfig {
+                gpio,
+                relay_bcm,
+                relay_active_high: self.hardware.relay_active_high.unwrap_or(false),
+                keypad,
+            },
             database: self.store.database.unwrap_or_else(|| PathBuf::from("/var/lib/facegate/facegate.sqlite")),
             master_key: self.store.master_key.unwrap_or_else(|| PathBuf::from("/etc/facegate/master.key")),
             registry: RegistryPolicy { target_fpir, max_unused_secs: i64::from(max_unused_days) * 86_400 },
@@ -305,6 +427,11 @@ mod tests {
             ("[retention]\nmax_unused_days = 2000", "retention.max_unused_days"),
             ("[matching]\ntarget_fpir = 0.5", "matching.target_fpir"),
             ("[enrolment]\nframes = 0", "enrolment.frames"),
+            ("[gate]\npulse_ms = 20000\nmax_open_ms = 10000", "gate.max_open_ms"),
+            ("[gate]\nagreement_required = 4", "gate.agreement_required"),
+            ("[hardware]\nbackend = \"arduino\"", "hardware.backend"),
+            ("[hardware]\nrelay_bcm = 40", "hardware.relay_bcm"),
+            ("[hardware]\nkeypad = \"usb\"", "hardware.keypad"),
         ] {
             let err = parse(text).unwrap_err();
             assert!(err.to_string().contains(key), "{text}: {err}");

@@ -21,6 +21,7 @@ pub mod embed;
 pub mod enrol;
 pub mod eval;
 pub mod gate;
+pub mod hardening;
 pub mod keypad;
 pub mod keys;
 pub mod matching;

@@ -18,6 +18,7 @@ use crate::eval::{self, EvalReport, EvalRequest, FMR_TARGETS};
 use crate::pipeline::FacePipeline;
 
 mod residents;
+mod run;
 
 /// facegate: a privacy-first face gate. Faces are matched only against residents who consented; nothing
 /// image-like is ever written.
@@ -75,6 +76,8 @@ pub enum Command {
     MoveOut(residents::ResidentArgs),
     /// Expire templates unused for the retention period (`retention.max_unused_days`).
     Expire(residents::StoreArgs),
+    /// Run the gate: camera (or replay) to relay, the keypad beside it, until SIGTERM or Ctrl-C.
+    Run(run::RunArgs),
 }
 
 /// `facegate eval` arguments.
@@ -122,6 +125,7 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Pin(args) => residents::pin(&config, &args),
         Command::MoveOut(args) => residents::move_out(&config, &args),
         Command::Expire(args) => residents::expire(&config, &args),
+        Command::Run(args) => run::run(&config, &args),
     }
 }
 

@@ -130,7 +130,7 @@ fn date(t: i64) -> String {
 }
 
 /// Only `facegate consent` may create the database (and the master key); every other command needs one.
-fn open_registry(config: &Config, args: &StoreArgs, may_create: bool) -> Result<Registry> {
+pub(super) fn open_registry(config: &Config, args: &StoreArgs, may_create: bool) -> Result<Registry> {
     let db = args.db.clone().unwrap_or_else(|| config.database.clone());
     if !may_create && !db.exists() {
         bail!(

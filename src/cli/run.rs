@@ -1,0 +1,156 @@
+//! `facegate run`: the gate daemon, wired to the hardware the config names, until SIGTERM or Ctrl-C.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use super::residents::{open_registry, StoreArgs};
+use crate::actuate::{GpioRelay, Relay, RelayLog, SimulatedRelay};
+use crate::capture::{DecodeLimits, FrameSource, ReplaySource};
+use crate::config::{CaptureConfig, Config, KeypadConfig};
+use crate::gate::{self, GateHardware, GateReport, GateStatus};
+use crate::hardening::harden_process;
+use crate::keypad::{Keypad, MatrixKeypad, SimulatedKeypad};
+use crate::pipeline::FacePipeline;
+use crate::store::EntryMethod;
+
+/// `facegate run`
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Database and key.
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Replay this folder as the camera (overrides the config).
+    #[arg(long, value_name = "DIR", conflicts_with = "camera")]
+    pub replay: Option<PathBuf>,
+    /// Read this V4L2 camera (overrides the config).
+    #[arg(long, value_name = "N")]
+    pub camera: Option<u32>,
+    /// Stop after this many seconds (default: run until SIGTERM or Ctrl-C).
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<u64>,
+    /// Frames per second (overrides `capture.fps`).
+    #[arg(long)]
+    pub fps: Option<f32>,
+}
+
+/// Runs the daemon.
+pub fn run(config: &Config, args: &RunArgs) -> Result<std::process::ExitCode> {
+    let hardening = harden_process();
+    tracing::info!(core_dumps_off = hardening.core_dumps_off, memory_locked = hardening.memory_locked, "hardening");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let report = runtime.block_on(run_async(config, args))?;
+    print_report(&report);
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+async fn run_async(config: &Config, args: &RunArgs) -> Result<GateReport> {
+    let registry = open_registry(config, &args.store, false)?;
+    let pipeline = {
+        let (dir, cfg) = (config.models_dir.clone(), config.pipeline);
+        match tokio::task::spawn_blocking(move || FacePipeline::load(&dir, cfg)).await? {
+            Ok(pipeline) => Some(Arc::new(pipeline)),
+            Err(e) => {
+                tracing::error!("face models unavailable, face entry off: {e}");
+                None
+            }
+        }
+    };
+    let fps = args.fps.unwrap_or(config.fps).clamp(0.1, 120.0);
+    let camera: Option<Box<dyn FrameSource>> = match (&args.replay, args.camera, &config.capture) {
+        (Some(dir), _, _) | (None, None, CaptureConfig::Replay { dir }) => {
+            match ReplaySource::open(dir, DecodeLimits::default()) {
+                Ok(source) => Some(Box::new(source)),
+                Err(e) => {
+                    tracing::error!("replay {}: {e}; face entry off", dir.display());
+                    None
+                }
+            }
+        }
+        (None, Some(index), _) | (None, None, &CaptureConfig::Camera { index }) => {
+            match crate::capture::open_camera(index, fps) {
+                Ok(camera) => Some(camera),
+                Err(e) => {
+                    tracing::error!("{e}; face entry off until restart");
+                    None
+                }
+            }
+        }
+    };
+    let relay: Box<dyn Relay> = if config.hardware.gpio {
+        Box::new(GpioRelay::open(config.hardware.relay_bcm, config.hardware.relay_active_high)?)
+    } else {
+        let log = RelayLog::default();
+        Box::new(SimulatedRelay::new(log))
+    };
+    let keypad: Option<Box<dyn Keypad>> = match config.hardware.keypad {
+        KeypadConfig::None => None,
+        KeypadConfig::Matrix { rows, cols } => Some(Box::new(MatrixKeypad::open(rows, cols)?)),
+        KeypadConfig::Stdin => {
+            let (keypad, feeder) = SimulatedKeypad::new();
+            // A detached reader: it ends with standard input; the keypad then just stays idle.
+            std::thread::spawn(move || {
+                for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+                    feeder.type_str(&line);
+                }
+            });
+            Some(Box::new(keypad))
+        }
+    };
+    let settings = crate::gate::GateSettings { fps, ..config.gate };
+    let hardware = GateHardware { camera, pipeline, relay, keypad };
+    let duration = args.duration;
+    let shutdown = async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(e) => {
+                tracing::error!("cannot watch SIGTERM: {e}");
+                return;
+            }
+        };
+        let timer = tokio::time::sleep(duration.map_or(Duration::from_secs(u64::from(u32::MAX)), Duration::from_secs));
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted"),
+            _ = term.recv() => tracing::info!("SIGTERM"),
+            () = timer => tracing::info!("run duration reached"),
+        }
+    };
+    let report = gate::run(registry, settings, hardware, Arc::new(GateStatus::default()), shutdown)
+        .await
+        .context("the gate stopped")?;
+    Ok(report)
+}
+
+fn print_report(report: &GateReport) {
+    let secs = report.elapsed.as_secs_f64().max(1e-9);
+    #[allow(clippy::cast_precision_loss)]
+    let fps = report.frames as f64 / secs;
+    println!("ran {secs:.1} s: {} frames ({fps:.2} fps)", report.frames);
+    for method in [EntryMethod::Face, EntryMethod::Pin, EntryMethod::VisitorPass, EntryMethod::Guard] {
+        let n = report.admissions.iter().filter(|a| a.method == method).count();
+        if n > 0 {
+            println!("admitted by {}: {n}", method.as_str());
+        }
+    }
+    println!("refused: {}", report.refusals);
+    let mut latencies: Vec<Duration> = report.admissions.iter().filter_map(|a| a.latency).collect();
+    if !latencies.is_empty() {
+        latencies.sort_unstable();
+        let pick = |q: f64| {
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+            let i = ((latencies.len() - 1) as f64 * q).round() as usize;
+            latencies[i].as_secs_f64() * 1e3
+        };
+        println!(
+            "frame-to-relay latency over {} face admissions: median {:.1} ms, p95 {:.1} ms, max {:.1} ms",
+            latencies.len(),
+            pick(0.5),
+            pick(0.95),
+            pick(1.0)
+        );
+    }
+}
