@@ -9,6 +9,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 need=()
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
 command -v unzip >/dev/null 2>&1 || need+=(unzip)
+# systemd-analyze: tests/deploy.rs scores the unit's sandbox.
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v pip3 >/dev/null 2>&1 || python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 if [ ${#need[@]} -gt 0 ]; then
   echo "dev-setup: installing ${need[*]}"

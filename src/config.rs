@@ -383,7 +383,7 @@ impl RawConfig {
                 keypad,
             },
             database: self.store.database.unwrap_or_else(|| PathBuf::from("/var/lib/facegate/facegate.sqlite")),
-            master_key: self.store.master_key.unwrap_or_else(|| PathBuf::from("/etc/facegate/master.key")),
+            master_key: self.store.master_key.unwrap_or_else(|| PathBuf::from("/var/lib/facegate-keys/master.key")),
             registry: RegistryPolicy { target_fpir, max_unused_secs: i64::from(max_unused_days) * 86_400 },
             enrol_frames,
             models_dir: self.models.dir.unwrap_or_else(crate::model::default_models_dir),

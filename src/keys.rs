@@ -41,7 +41,7 @@ pub enum KeyError {
         len: usize,
     },
     /// The key would sit in the same folder as the data it protects.
-    #[error("the master key {key} is in the same folder as the database {db}; keep it elsewhere (e.g. /etc/facegate/master.key)")]
+    #[error("the master key {key} is in the same folder as the database {db}; keep it elsewhere (e.g. /var/lib/facegate-keys/master.key)")]
     BesideData {
         /// The key file.
         key: PathBuf,

@@ -30,7 +30,7 @@ pub struct StoreArgs {
     /// The database (default: `store.database` in the config, /var/lib/facegate/facegate.sqlite).
     #[arg(long, value_name = "FILE")]
     pub db: Option<PathBuf>,
-    /// The master key file (default: `store.master_key`, /etc/facegate/master.key); created on first use,
+    /// The master key file (default: `store.master_key`, /var/lib/facegate-keys/master.key); created on first use,
     /// sealed under FACEGATE_MASTER_PASSPHRASE when that is set.
     #[arg(long, value_name = "FILE")]
     pub key_file: Option<PathBuf>,
