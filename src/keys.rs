@@ -160,14 +160,18 @@ impl MasterKeyFile {
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(self.io(dir))?;
         }
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(self.io(&path))?;
+        // flock works on a read-only descriptor: once the lock file exists, taking the lock writes nothing.
+        let file = match std::fs::File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(&path)
+                .map_err(self.io(&path))?,
+            Err(e) => return Err(self.io(&path)(e)),
+        };
         file.lock().map_err(self.io(&path))?;
         Ok(KeyFileLock { _file: file })
     }
@@ -194,6 +198,10 @@ impl MasterKeyFile {
     /// Wipes and removes a staged successor, if any (the rotation it belonged to never committed).
     pub fn discard_next(&self) -> Result<(), KeyError> {
         let next = self.next_path();
+        // Look before opening for writing: the daemon's start must not even try to write a key file.
+        if !next.exists() {
+            return Ok(());
+        }
         match std::fs::OpenOptions::new().write(true).open(&next) {
             Ok(mut file) => {
                 let len = file.metadata().map_or(0, |m| m.len());
