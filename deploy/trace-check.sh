@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-600}
 fps=${2:-15}
 faces=${FACEGATE_SHARED_FACES:-../shared/faces}
-command -v strace >/dev/null || { echo "trace-check: installing strace"; apt-get install -y -q strace >/dev/null; }
+command -v strace >/dev/null || { echo "trace-check: installing strace"; DEBIAN_FRONTEND=noninteractive apt-get install -y -q strace >/dev/null; }
 [ -d "$faces" ] || { echo "trace-check: $faces is missing (the labelled photos)" >&2; exit 2; }
 bin=${FACEGATE_BIN:-target/release/facegate}
 [ -x "$bin" ] || cargo build --release
