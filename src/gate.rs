@@ -11,7 +11,7 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
@@ -21,7 +21,7 @@ use crate::decide::{Decider, Decision, DoorTiming, GateEvent, PinCheck};
 use crate::keypad::{Entry, Keypad, PinEntry};
 use crate::pipeline::FacePipeline;
 use crate::registry::{Registry, RegistryError};
-use crate::store::EntryMethod;
+use crate::store::{unix_now, EntryMethod};
 
 /// Errors that stop the daemon.
 #[derive(Debug, thiserror::Error)]
@@ -136,10 +136,6 @@ enum Input {
 fn lock(registry: &Mutex<Registry>) -> MutexGuard<'_, Registry> {
     // A thread that panicked while holding the registry leaves it as consistent as the store is: keep going.
     registry.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Runs the gate until `shutdown` completes; the door is locked on the way out, whatever happens.

@@ -186,10 +186,8 @@ impl MasterKeyFile {
                 _ => Err(KeyError::Io { path: next, reason: "the staged key is gone".into() }),
             };
         }
-        if let Ok(mut old) = std::fs::OpenOptions::new().write(true).open(&self.path) {
-            let len = old.metadata().map_or(0, |m| m.len());
-            old.write_all(&vec![0u8; usize::try_from(len).unwrap_or(0)]).map_err(self.io(&self.path))?;
-            old.sync_all().map_err(self.io(&self.path))?;
+        if self.path.exists() {
+            self.wipe(&self.path)?;
         }
         std::fs::rename(&next, &self.path).map_err(self.io(&next))?;
         self.sync_dir()
@@ -202,17 +200,17 @@ impl MasterKeyFile {
         if !next.exists() {
             return Ok(());
         }
-        match std::fs::OpenOptions::new().write(true).open(&next) {
-            Ok(mut file) => {
-                let len = file.metadata().map_or(0, |m| m.len());
-                file.write_all(&vec![0u8; usize::try_from(len).unwrap_or(0)]).map_err(self.io(&next))?;
-                file.sync_all().map_err(self.io(&next))?;
-                std::fs::remove_file(&next).map_err(self.io(&next))?;
-                self.sync_dir()
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(self.io(&next)(e)),
-        }
+        self.wipe(&next)?;
+        std::fs::remove_file(&next).map_err(self.io(&next))?;
+        self.sync_dir()
+    }
+
+    /// Overwrites a key file's bytes with zeros, durably (before it is replaced or removed).
+    fn wipe(&self, path: &Path) -> Result<(), KeyError> {
+        let mut file = std::fs::OpenOptions::new().write(true).open(path).map_err(self.io(path))?;
+        let len = file.metadata().map_or(0, |m| m.len());
+        file.write_all(&vec![0u8; usize::try_from(len).unwrap_or(0)]).map_err(self.io(path))?;
+        file.sync_all().map_err(self.io(path))
     }
 
     fn sync_dir(&self) -> Result<(), KeyError> {
@@ -289,12 +287,6 @@ pub struct KeyFileLock {
     _file: std::fs::File,
 }
 
-/// Loads the master key from `path`, creating a fresh random one (mode 0600, created exclusively) if the file
-/// does not exist yet.
-pub fn load_or_create_master_key(path: &Path) -> Result<AeadKey, KeyError> {
-    MasterKeyFile::new(path.to_path_buf(), None).load_or_create()
-}
-
 /// Derives the master key from a passphrase with argon2id (64 MiB, 3 passes, 1 lane) and a per-device salt.
 pub fn derive_master_key(passphrase: &[u8], salt: &[u8; 16]) -> Result<AeadKey, KeyError> {
     let params = Params::new(64 * 1024, 3, 1, Some(32)).map_err(|e| KeyError::Derive(e.to_string()))?;
@@ -320,6 +312,10 @@ pub fn ensure_apart(key: &Path, db: &Path) -> Result<(), KeyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn load_or_create_master_key(path: &Path) -> Result<AeadKey, KeyError> {
+        MasterKeyFile::new(path.to_path_buf(), None).load_or_create()
+    }
 
     #[test]
     fn first_run_creates_a_0600_key_and_later_runs_read_it() {

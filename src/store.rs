@@ -145,6 +145,13 @@ CREATE TABLE device_secrets (
 ",
 ];
 
+/// The store's clock: Unix seconds, the unit of every time it records.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// Templates are touched at most once per this period, so `last_used_at` (needed for retention) is a coarse
 /// date, never a trail of passages.
 pub const LAST_USED_GRANULARITY_SECS: i64 = 30 * 86_400;
@@ -646,19 +653,8 @@ impl Store {
 
     /// Whether `master` opens this database's current transform key (read only; creates nothing).
     pub fn opens_with(&self, master: &AeadKey) -> Result<bool> {
-        let current: Option<(i64, Vec<u8>, Vec<u8>)> = self
-            .conn
-            .query_row(
-                "SELECT id, nonce, ciphertext FROM transform_keys WHERE retired_at IS NULL ORDER BY created_at DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()
-            .map_err(|e| self.err(&e))?;
-        Ok(current.is_some_and(|(id, nonce, ciphertext)| {
-            let id = TransformId(u64::from_be_bytes(id.to_be_bytes()));
-            sealed_from(nonce, ciphertext).and_then(|w| protect::unwrap_transform_key(&w, master, id)).is_ok()
-        }))
+        let current = current_transform_key(&self.conn, master).map_err(|e| self.err(&e))?;
+        Ok(matches!(current, Some(Ok(_))))
     }
 
     /// The device's current transform key, creating (and wrapping under `master`) a fresh one on first use.
@@ -666,19 +662,8 @@ impl Store {
     pub fn transform_key(&mut self, master: &AeadKey, now: i64) -> Result<TransformKey> {
         let path = self.path.clone();
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, &e))?;
-        let current: Option<(i64, Vec<u8>, Vec<u8>)> = tx
-            .query_row(
-                "SELECT id, nonce, ciphertext FROM transform_keys WHERE retired_at IS NULL ORDER BY created_at DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()
-            .map_err(|e| db_err(&path, &e))?;
-        if let Some((id, nonce, ciphertext)) = current {
-            let id = TransformId(u64::from_be_bytes(id.to_be_bytes()));
-            return sealed_from(nonce, ciphertext)
-                .and_then(|wrapped| protect::unwrap_transform_key(&wrapped, master, id))
-                .map_err(|source| StoreError::WrongMasterKey { source });
+        if let Some(current) = current_transform_key(&tx, master).map_err(|e| db_err(&path, &e))? {
+            return current.map_err(|source| StoreError::WrongMasterKey { source });
         }
         let key = TransformKey::generate();
         let wrapped =
@@ -960,17 +945,8 @@ fn shred_rows(
 fn rotate_keys_in(tx: &rusqlite::Transaction<'_>, path: &Path, rekey: &Rekey<'_>, now: i64) -> Result<usize> {
     let db = |e: rusqlite::Error| db_err(path, &e);
     // The old transform key must open under the old master: otherwise the caller's keys are wrong.
-    let current: Option<(i64, Vec<u8>, Vec<u8>)> = tx
-        .query_row("SELECT id, nonce, ciphertext FROM transform_keys WHERE retired_at IS NULL LIMIT 1", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .optional()
-        .map_err(db)?;
-    if let Some((id, nonce, ciphertext)) = current {
-        let id = TransformId(u64::from_be_bytes(id.to_be_bytes()));
-        sealed_from(nonce, ciphertext)
-            .and_then(|w| protect::unwrap_transform_key(&w, rekey.old_master, id))
-            .map_err(|source| StoreError::WrongMasterKey { source })?;
+    if let Some(current) = current_transform_key(tx, rekey.old_master).map_err(db)? {
+        current.map_err(|source| StoreError::WrongMasterKey { source })?;
     }
     let rows: Vec<(String, Raw, Raw, Raw, Raw, Raw, Raw)> = tx
         .prepare(
@@ -1038,6 +1014,25 @@ fn rotate_keys_in(tx: &rusqlite::Transaction<'_>, path: &Path, rekey: &Rekey<'_>
     append_audit(tx, now, "key rotation", &format!("transform {:016x}", rekey.new_transform.transform_id().0))
         .map_err(db)?;
     Ok(renewed)
+}
+
+/// The device's current transform key as `master` opens it: `None` before the first one is made, `Some(Err)`
+/// when `master` does not open it.
+fn current_transform_key(
+    conn: &Connection,
+    master: &AeadKey,
+) -> rusqlite::Result<Option<std::result::Result<TransformKey, SealError>>> {
+    let row: Option<(i64, Vec<u8>, Vec<u8>)> = conn
+        .query_row(
+            "SELECT id, nonce, ciphertext FROM transform_keys WHERE retired_at IS NULL ORDER BY created_at DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    Ok(row.map(|(id, nonce, ciphertext)| {
+        let id = TransformId(u64::from_be_bytes(id.to_be_bytes()));
+        sealed_from(nonce, ciphertext).and_then(|w| protect::unwrap_transform_key(&w, master, id))
+    }))
 }
 
 /// Re-wraps every resident's data key from `old` to `new` inside `tx`; a key that does not open is left

@@ -37,15 +37,6 @@ impl FrameSource for ScriptedCamera {
     }
 }
 
-fn people(min_photos: usize) -> Vec<(String, Vec<PathBuf>)> {
-    let faces = common::shared_faces();
-    let mut by_person = std::collections::BTreeMap::<String, Vec<PathBuf>>::new();
-    for image in facegate::eval::labelled_images(&faces).unwrap() {
-        by_person.entry(image.identity).or_default().push(faces.join(image.path));
-    }
-    by_person.into_iter().filter(|(_, p)| p.len() >= min_photos).collect()
-}
-
 fn consent() -> ConsentRecord {
     ConsentRecord {
         notice_version: "2026-11".into(),
@@ -71,7 +62,7 @@ async fn faces_open_strangers_do_not_revoked_do_not_and_the_keypad_works_without
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("data/facegate.sqlite");
     let key = MasterKeySource::file(dir.path().join("keys/master.key"));
-    let all = people(8);
+    let all = common::people_with(8);
     let (resident, strangers) = (&all[0].1, &all[1..11]);
 
     let mut registry = Registry::open(&db, &key, RegistryPolicy::default(), 1).unwrap();

@@ -14,7 +14,7 @@ use facegate::embed::{Embedding, EMBEDDING_DIM};
 use facegate::enrol::{EnrolmentSession, QualityGate};
 use facegate::protect::{self, AeadKey, Sealed, TemplateContext, TransformId};
 use facegate::registry::{MasterKeySource, Registry, RegistryPolicy};
-use facegate::store::{ConsentRecord, Store};
+use facegate::store::{unix_now, ConsentRecord, Store};
 use rand::{Rng, SeedableRng};
 
 const BIN: &str = env!("CARGO_BIN_EXE_facegate");
@@ -67,22 +67,8 @@ impl Device {
         self.cli(&args.iter().map(String::as_str).collect::<Vec<_>>())
     }
     fn registry(&self) -> Registry {
-        Registry::open(&self.db(), &MasterKeySource::file(self.key()), RegistryPolicy::default(), now()).unwrap()
+        Registry::open(&self.db(), &MasterKeySource::file(self.key()), RegistryPolicy::default(), unix_now()).unwrap()
     }
-}
-
-fn now() -> i64 {
-    i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()).unwrap()
-}
-
-/// People of the development set with at least `n` photos, and their photos.
-fn people_with(n: usize, count: usize) -> Vec<(String, Vec<PathBuf>)> {
-    let mut by_person = std::collections::BTreeMap::<String, Vec<PathBuf>>::new();
-    let faces = common::shared_faces();
-    for image in facegate::eval::labelled_images(&faces).unwrap() {
-        by_person.entry(image.identity).or_default().push(faces.join(image.path));
-    }
-    by_person.into_iter().filter(|(_, photos)| photos.len() >= n).take(count).collect()
 }
 
 /// The embedding `facegate enroll` computes from these photos (same session, same order).
@@ -130,7 +116,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[test]
 fn cli_enrolments_leave_no_face_bytes_on_disk() {
     let device = Device::new();
-    let people = people_with(4, 3);
+    let people = common::people_with(4).into_iter().take(3).collect::<Vec<_>>();
     assert_eq!(people.len(), 3);
     for (i, (_, photos)) in people.iter().enumerate() {
         let id = format!("r-{i}");
@@ -190,7 +176,7 @@ fn cli_enrolments_leave_no_face_bytes_on_disk() {
 #[test]
 fn a_revoked_resident_no_longer_matches_and_a_backup_of_their_row_cannot_be_opened() {
     let device = Device::new();
-    let people = people_with(8, 3);
+    let people = common::people_with(8).into_iter().take(3).collect::<Vec<_>>();
     let mut registry = device.registry();
     for (i, (_, photos)) in people.iter().enumerate() {
         let consent = ConsentRecord {
@@ -291,7 +277,7 @@ fn a_revoked_resident_no_longer_matches_and_a_backup_of_their_row_cannot_be_open
 #[test]
 fn damaged_databases_wrong_keys_and_tampered_rows_give_clear_errors() {
     let device = Device::new();
-    let people = people_with(4, 2);
+    let people = common::people_with(4).into_iter().take(2).collect::<Vec<_>>();
     for (i, (_, photos)) in people.iter().enumerate() {
         device.consent(&format!("r-{i}"));
         assert!(device.enroll(&format!("r-{i}"), photos).status.success());
@@ -368,7 +354,7 @@ fn assert_consistent(db: &Path, key: &Path, faces: &dyn Fn(&str) -> Option<Embed
     assert_eq!(store.orphan_counts().unwrap(), (0, 0, 0));
     store.verify_audit_chain().unwrap();
     drop(store);
-    let registry = Registry::open(db, &MasterKeySource::file(key), RegistryPolicy::default(), now()).unwrap();
+    let registry = Registry::open(db, &MasterKeySource::file(key), RegistryPolicy::default(), unix_now()).unwrap();
     assert!(registry.load_failures().is_empty(), "{:?}", registry.load_failures());
     for resident in registry.store().residents().unwrap() {
         let Some(face) = faces(&resident.id) else { continue };
@@ -426,7 +412,7 @@ fn killing_the_process_during_enrol_and_revoke_never_leaves_an_inconsistent_stor
     assert!(ops > 200, "only {ops} operations ran between kills; the kills did not land mid-work");
 
     // The real binary, killed during `enroll` and `revoke` of real photos.
-    let people = people_with(4, 2);
+    let people = common::people_with(4).into_iter().take(2).collect::<Vec<_>>();
     let photos = |i: usize| people[i].1.clone();
     for i in 0..2 {
         device.consent(&format!("p-{i}"));

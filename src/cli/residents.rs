@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, IsTerminal, Read};
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -19,7 +19,7 @@ use crate::enrol::{EnrolmentSession, FrameVerdict, QualityGate};
 use crate::pipeline::FacePipeline;
 use crate::protect::Pin;
 use crate::registry::{MasterKeySource, Registry};
-use crate::store::{ConsentRecord, ResidentSummary, RevocationReceipt};
+use crate::store::{unix_now, ConsentRecord, ResidentSummary, RevocationReceipt};
 
 /// The environment variable that, when set, holds the master passphrase (instead of a key file).
 pub const PASSPHRASE_ENV: &str = "FACEGATE_MASTER_PASSPHRASE";
@@ -120,10 +120,6 @@ pub struct EnrollArgs {
     pub images: Vec<PathBuf>,
 }
 
-fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 fn date(t: i64) -> String {
     let at = UNIX_EPOCH + Duration::from_secs(u64::try_from(t).unwrap_or(0));
     humantime::format_rfc3339_seconds(at).to_string().chars().take(10).collect()
@@ -140,7 +136,7 @@ pub(super) fn open_registry(config: &Config, args: &StoreArgs, may_create: bool)
     }
     let passphrase = std::env::var(PASSPHRASE_ENV).ok().filter(|p| !p.is_empty()).map(Zeroizing::new);
     let key = MasterKeySource { file: args.key_file.clone().unwrap_or_else(|| config.master_key.clone()), passphrase };
-    let registry = Registry::open(&db, &key, config.registry, now())
+    let registry = Registry::open(&db, &key, config.registry, unix_now())
         .with_context(|| format!("opening the resident registry {}", db.display()))?;
     for failure in registry.load_failures() {
         eprintln!("warning: {failure}");
@@ -162,7 +158,7 @@ pub fn consent(config: &Config, args: &ConsentArgs) -> Result<std::process::Exit
         let bytes: [u8; 5] = rand::rng().random();
         format!("r-{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
     });
-    let at = now();
+    let at = unix_now();
     let record = ConsentRecord {
         notice_version: args.notice_version.clone(),
         notice_sha256: format!("{:x}", Sha256::digest(&notice)),
@@ -234,7 +230,7 @@ pub fn enroll(config: &Config, args: &EnrollArgs) -> Result<std::process::ExitCo
     let Some(embedding) = session.finish() else {
         bail!("fewer than {needed} good photos of one face; nothing was stored. Add sharper, frontal photos");
     };
-    let receipt = registry.enrol(&args.resident, &embedding, now())?;
+    let receipt = registry.enrol(&args.resident, &embedding, unix_now())?;
     drop(embedding);
     if args.store.json {
         println!(
@@ -281,7 +277,7 @@ fn print_receipt(receipt: &RevocationReceipt, as_json: bool) {
 /// `facegate revoke`
 pub fn revoke(config: &Config, args: &ResidentArgs) -> Result<std::process::ExitCode> {
     let mut registry = open_registry(config, &args.store, false)?;
-    let receipt = registry.revoke(&args.resident, now())?;
+    let receipt = registry.revoke(&args.resident, unix_now())?;
     print_receipt(&receipt, args.store.json);
     Ok(std::process::ExitCode::SUCCESS)
 }
@@ -289,7 +285,7 @@ pub fn revoke(config: &Config, args: &ResidentArgs) -> Result<std::process::Exit
 /// `facegate move-out`
 pub fn move_out(config: &Config, args: &ResidentArgs) -> Result<std::process::ExitCode> {
     let mut registry = open_registry(config, &args.store, false)?;
-    let receipt = registry.move_out(&args.resident, now())?;
+    let receipt = registry.move_out(&args.resident, unix_now())?;
     print_receipt(&receipt, args.store.json);
     Ok(std::process::ExitCode::SUCCESS)
 }
@@ -297,7 +293,7 @@ pub fn move_out(config: &Config, args: &ResidentArgs) -> Result<std::process::Ex
 /// `facegate expire`
 pub fn expire(config: &Config, args: &StoreArgs) -> Result<std::process::ExitCode> {
     let mut registry = open_registry(config, args, false)?;
-    let receipts = registry.expire(now())?;
+    let receipts = registry.expire(unix_now())?;
     if !args.json {
         println!("{} template(s) expired", receipts.len());
     }
@@ -367,7 +363,7 @@ pub fn pin(config: &Config, args: &PinArgs) -> Result<std::process::ExitCode> {
     });
     let pin = Pin::parse(&typed)?;
     let mut registry = open_registry(config, &args.store, false)?;
-    registry.set_pin(&args.resident, &args.code, &pin, now())?;
+    registry.set_pin(&args.resident, &args.code, &pin, unix_now())?;
     println!("PIN set for resident {} (keypad: {} * PIN #)", args.resident, args.code);
     Ok(std::process::ExitCode::SUCCESS)
 }

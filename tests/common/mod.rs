@@ -48,3 +48,15 @@ pub fn pipeline() -> &'static FacePipeline {
         Err(e) => panic!("cannot load the models: {e}"),
     })
 }
+
+/// The people of the labelled photos with at least `min_photos` photos each, and their photos' full paths,
+/// in folder order.
+pub fn people_with(min_photos: usize) -> Vec<(String, Vec<PathBuf>)> {
+    let faces = shared_faces();
+    let mut by_person = std::collections::BTreeMap::<String, Vec<PathBuf>>::new();
+    let images = facegate::eval::labelled_images(&faces).unwrap_or_else(|e| panic!("{}: {e}", faces.display()));
+    for image in images {
+        by_person.entry(image.identity).or_default().push(faces.join(image.path));
+    }
+    by_person.into_iter().filter(|(_, photos)| photos.len() >= min_photos).collect()
+}
