@@ -26,6 +26,7 @@ pub mod keypad;
 pub mod keys;
 pub mod matching;
 pub mod model;
+pub mod pass;
 pub mod pipeline;
 pub mod protect;
 pub mod registry;

@@ -16,6 +16,7 @@ use zeroize::Zeroizing;
 use crate::decide::PinCheck;
 use crate::embed::Embedding;
 use crate::keys::{self, KeyError, MasterKeyFile};
+use crate::pass::{PassError, PassKey, VisitorPass};
 use crate::matching::{threshold_for_fpir, Gallery, GalleryError, Slot, SFACE_CALIBRATION};
 use crate::protect::{self, AeadKey, Pin, PinError, PinPepper, ProtectedTemplate, Rotation, TransformId, TransformKey};
 use crate::store::{ConsentRecord, Rekey, RevocationReceipt, Store, StoreError};
@@ -54,6 +55,9 @@ pub enum RegistryError {
     /// A keypad code that is not 2 to 8 digits.
     #[error("a keypad code is 2 to 8 digits (e.g. the unit number)")]
     KeypadCode,
+    /// A visitor pass cannot be issued or cancelled.
+    #[error(transparent)]
+    Pass(#[from] PassError),
 }
 
 /// Result alias for this module.
@@ -117,6 +121,7 @@ pub struct Registry {
     key_file: MasterKeyFile,
     master: AeadKey,
     pin_key: AeadKey,
+    pass_key: AeadKey,
     rotation: Rotation,
     gallery: Gallery,
     slot_of: HashMap<String, Slot>,
@@ -150,6 +155,7 @@ impl Registry {
         }
         let (master, transform_key) = open_device_keys(&key_file, &mut store, now)?;
         let pin_key = store.device_secret("pin-pepper", &master)?;
+        let pass_key = store.device_secret("visitor-pass-key", &master)?;
         let rotation = Rotation::from_key(&transform_key);
         let policy = RegistryPolicy { max_unused_secs: policy.max_unused_secs.min(MAX_RETENTION_SECS), ..policy };
         let mut registry = Self {
@@ -157,6 +163,7 @@ impl Registry {
             key_file,
             master,
             pin_key,
+            pass_key,
             gallery: Gallery::new(rotation.id()),
             rotation,
             slot_of: HashMap::new(),
@@ -403,6 +410,35 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// Issues a single-use visitor pass for `[valid_from, valid_until)` and returns it with the text for its
+    /// QR code. The audit log notes the pass's random id; nothing names the visitor or the host.
+    pub fn issue_pass(&mut self, valid_from: i64, valid_until: i64, now: i64) -> Result<(VisitorPass, String)> {
+        let pass = VisitorPass::new(valid_from, valid_until)?;
+        let text = PassKey::new(&self.pass_key).encode(&pass);
+        self.store.audit_pass("visitor pass issued", &pass, now)?;
+        Ok((pass, text))
+    }
+
+    /// Cancels a pass before it is used (it can never open afterwards).
+    pub fn cancel_pass(&mut self, text: &str, now: i64) -> Result<VisitorPass> {
+        let pass = PassKey::new(&self.pass_key).decode(text)?;
+        self.store.redeem_pass(&pass, now)?;
+        self.store.audit_pass("visitor pass cancelled", &pass, now)?;
+        Ok(pass)
+    }
+
+    /// Checks a scanned pass and, if it opens, marks it used in the same step: authentic, inside its window,
+    /// and never used before. The inner error says why a pass does not open; the outer one is a store failure.
+    pub fn check_pass(&mut self, text: &str, now: i64) -> Result<std::result::Result<VisitorPass, PassError>> {
+        let pass = match PassKey::new(&self.pass_key).decode(text).and_then(|p| p.check_window(now).map(|()| p)) {
+            Ok(pass) => pass,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(if self.store.redeem_pass(&pass, now)? { Ok(pass) } else { Err(PassError::AlreadyUsed) })
+    }
+}
+
 /// A verifier of no PIN, made once per process, so that an unknown keypad code takes as long as a known one.
 fn dummy_verifier(pepper: &PinPepper) -> &'static str {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -533,6 +569,47 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("master key does not open"), "{err}");
+    }
+
+    #[test]
+    fn a_visitor_pass_opens_once_inside_its_window_and_survives_key_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        let mut registry = open(dir.path());
+        let (pass, text) = registry.issue_pass(2_000, 5_600, 1_000).unwrap();
+        assert_eq!(registry.check_pass(&text, 1_500).unwrap(), Err(PassError::NotYetValid));
+        // A revocation elsewhere rotates the master key; the pass key is re-wrapped, passes keep working.
+        registry.record_consent("r-1", None, &consent(1_000), 1_000).unwrap();
+        registry.enrol("r-1", &face(1, 0.1), 1_000).unwrap();
+        registry.revoke("r-1", 1_900).unwrap();
+        drop(registry);
+        let mut registry = open(dir.path());
+        assert_eq!(registry.check_pass(&text, 2_000).unwrap(), Ok(pass));
+        assert_eq!(registry.check_pass(&text, 2_001).unwrap(), Err(PassError::AlreadyUsed));
+        drop(registry);
+        // Single use holds across a restart.
+        let mut registry = open(dir.path());
+        assert_eq!(registry.check_pass(&text, 2_002).unwrap(), Err(PassError::AlreadyUsed));
+        let (_, late) = registry.issue_pass(2_000, 3_000, 1_000).unwrap();
+        assert_eq!(registry.check_pass(&late, 3_000).unwrap(), Err(PassError::Expired));
+        let (_, cancelled) = registry.issue_pass(2_000, 3_000, 1_000).unwrap();
+        registry.cancel_pass(&cancelled, 2_100).unwrap();
+        assert_eq!(registry.check_pass(&cancelled, 2_200).unwrap(), Err(PassError::AlreadyUsed));
+        assert!(matches!(registry.issue_pass(0, 8 * 86_400, 0), Err(RegistryError::Pass(PassError::BadWindow))));
+
+        // Another installation's pass is refused.
+        let other = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(other.path().join("data")).unwrap();
+        let (_, foreign) = open(other.path()).issue_pass(2_000, 5_000, 1_000).unwrap();
+        assert_eq!(registry.check_pass(&foreign, 2_500).unwrap(), Err(PassError::BadSignature));
+        // Used passes are forgotten once they expire: no lasting trace of visits.
+        let rows = registry.store().used_pass_count().unwrap();
+        assert_eq!(rows, 2);
+        registry.check_pass("FGP1:garbage", 6_000).unwrap().unwrap_err();
+        let (_, fresh) = registry.issue_pass(6_000, 7_000, 6_000).unwrap();
+        registry.check_pass(&fresh, 6_000).unwrap().unwrap();
+        let rows = registry.store().used_pass_count().unwrap();
+        assert_eq!(rows, 1);
     }
 
     #[test]

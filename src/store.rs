@@ -12,6 +12,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use sha2::{Digest, Sha256};
 
+use crate::pass::VisitorPass;
 use crate::protect::{
     self, AeadKey, ProtectedTemplate, Renewal, SealError, Sealed, TemplateContext, TransformId, TransformKey,
 };
@@ -142,6 +143,13 @@ CREATE TABLE device_secrets (
     nonce BLOB NOT NULL,
     ciphertext BLOB NOT NULL
 );
+",
+    // Only the ids of used (or cancelled) visitor passes, until they expire: no time of use, no visitor.
+    r"
+CREATE TABLE used_passes (
+    pass_id BLOB PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
 ",
 ];
 
@@ -788,6 +796,36 @@ impl Store {
         };
         self.conn.execute(sql, params![resident_id, now]).map_err(|e| self.err(&e))?;
         Ok(())
+    }
+
+    /// Marks a visitor pass as used, once: true if it had not been used (or cancelled) before. Forgets passes
+    /// whose window has ended, since they cannot open anything any more. When it was used is not kept.
+    pub fn redeem_pass(&mut self, pass: &VisitorPass, now: i64) -> Result<bool> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, &e))?;
+        tx.execute("DELETE FROM used_passes WHERE expires_at <= ?1", [now]).map_err(|e| db_err(&path, &e))?;
+        let fresh = tx
+            .execute(
+                "INSERT INTO used_passes (pass_id, expires_at) VALUES (?1, ?2) ON CONFLICT(pass_id) DO NOTHING",
+                params![&pass.id.0[..], pass.valid_until],
+            )
+            .map_err(|e| db_err(&path, &e))?
+            == 1;
+        tx.commit().map_err(|e| db_err(&path, &e))?;
+        Ok(fresh)
+    }
+
+    /// How many used or cancelled passes are remembered (each only until its window ends).
+    pub fn used_pass_count(&self) -> Result<i64> {
+        self.conn.query_row("SELECT COUNT(*) FROM used_passes", [], |r| r.get(0)).map_err(|e| self.err(&e))
+    }
+
+    /// Chains a "visitor pass issued" (or "cancelled") event naming only the pass's random id.
+    pub fn audit_pass(&mut self, event: &str, pass: &VisitorPass, now: i64) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, &e))?;
+        append_audit(&tx, now, event, &format!("pass:{}", pass.id.to_hex())).map_err(|e| db_err(&path, &e))?;
+        tx.commit().map_err(|e| db_err(&path, &e))
     }
 
     /// Adds one passage to its hour's pre-aggregated count. Nothing about who passed is kept.
