@@ -8,8 +8,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::actuate::wiegand::{DEFAULT_D0, DEFAULT_D1};
+use crate::actuate::MethodCards;
+use crate::decide::FaceIntent;
 use crate::detect::DetectorConfig;
 use crate::gate::GateSettings;
+use crate::inputs::Contact;
 use crate::pipeline::PipelineConfig;
 use crate::registry::RegistryPolicy;
 use std::time::Duration;
@@ -92,6 +96,17 @@ pub struct RawGate {
     pub agreement_required: Option<usize>,
     /// Out of this many recent frames.
     pub agreement_window: Option<usize>,
+    /// When faces are matched: `"button"` (after the face button), `"presence"` (while the presence sensor
+    /// sees someone) or `"always"`. Default: `"button"` with GPIO, `"always"` in the simulated backend.
+    pub intent: Option<String>,
+    /// How long face matching stays on after a press of the face button, in milliseconds.
+    pub face_window_ms: Option<u64>,
+    /// Pause of face matching after a face admission, in milliseconds.
+    pub face_cooldown_ms: Option<u64>,
+    /// Whether the camera also reads visitor passes' QR codes.
+    pub passes_from_camera: Option<bool>,
+    /// Seconds the door may stay open before the held-open alarm.
+    pub door_held_alarm_s: Option<u64>,
 }
 
 /// `[hardware]`
@@ -110,6 +125,72 @@ pub struct RawHardware {
     pub keypad_rows: Option<[u8; 4]>,
     /// BCM pins of the keypad columns.
     pub keypad_cols: Option<[u8; 3]>,
+    /// The USB keypad's event device (`keypad = "usb"`), e.g. `/dev/input/by-id/...-event-kbd`.
+    pub keypad_device: Option<PathBuf>,
+    /// `"none"`, `"stdin"` (simulated: a line holding a pass) or `"usb"` (a HID QR scanner).
+    pub scanner: Option<String>,
+    /// The USB QR scanner's event device (`scanner = "usb"`).
+    pub scanner_device: Option<PathBuf>,
+    /// `[hardware.contacts]`: BCM pins of the wired contacts; a contact not listed is not wired.
+    #[serde(default)]
+    pub contacts: RawContacts,
+    /// `[hardware.lights]`: BCM pins of the status LEDs and buzzer.
+    #[serde(default)]
+    pub lights: RawLights,
+    /// `[hardware.wiegand]`: Wiegand-26 output to an existing controller (absent: off).
+    pub wiegand: Option<RawWiegand>,
+}
+
+/// `[hardware.contacts]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawContacts {
+    /// Request-to-exit button (normally open, to ground).
+    pub exit_button: Option<u8>,
+    /// Guard-call button (normally open, to ground).
+    pub guard_call: Option<u8>,
+    /// The guard's remote release button (normally open, to ground).
+    pub guard_release: Option<u8>,
+    /// Face button (normally open, to ground).
+    pub face_button: Option<u8>,
+    /// Presence sensor output.
+    pub presence: Option<u8>,
+    /// Whether the presence sensor pulls low on presence (open collector).
+    pub presence_active_low: Option<bool>,
+    /// Door reed contact (closed while the door is shut).
+    pub door_contact: Option<u8>,
+}
+
+/// `[hardware.lights]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLights {
+    /// Green LED.
+    pub green: Option<u8>,
+    /// Red LED.
+    pub red: Option<u8>,
+    /// Buzzer (through a transistor).
+    pub buzzer: Option<u8>,
+}
+
+/// `[hardware.wiegand]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWiegand {
+    /// BCM pin of DATA0.
+    pub d0: Option<u8>,
+    /// BCM pin of DATA1.
+    pub d1: Option<u8>,
+    /// Facility code (0-255).
+    pub facility: Option<u8>,
+    /// Card number sent for a face admission: one per method, never per person.
+    pub face_card: Option<u16>,
+    /// Card number sent for a PIN admission.
+    pub pin_card: Option<u16>,
+    /// Card number sent for a visitor pass.
+    pub visitor_card: Option<u16>,
+    /// Card number sent for a guard opening.
+    pub guard_card: Option<u16>,
 }
 
 /// Which hardware the daemon drives.
@@ -123,6 +204,28 @@ pub struct HardwareConfig {
     pub relay_active_high: bool,
     /// The keypad.
     pub keypad: KeypadConfig,
+    /// The visitor-pass scanner.
+    pub scanner: ScannerConfig,
+    /// Wired contacts: `(contact, BCM, active_low)`.
+    pub contacts: Vec<(Contact, u8, bool)>,
+    /// Green LED, red LED, buzzer (BCM), each optional.
+    pub lights: [Option<u8>; 3],
+    /// Wiegand output: DATA0 and DATA1 pins and the card per method.
+    pub wiegand: Option<(u8, u8, MethodCards)>,
+}
+
+/// The visitor-pass scanner the daemon reads (besides the camera).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScannerConfig {
+    /// None.
+    None,
+    /// Lines typed on standard input (off the Pi).
+    Stdin,
+    /// A USB HID scanner.
+    Usb {
+        /// Its event device.
+        device: PathBuf,
+    },
 }
 
 /// The keypad the daemon reads.
@@ -132,6 +235,11 @@ pub enum KeypadConfig {
     None,
     /// Keys typed on standard input (off the Pi).
     Stdin,
+    /// A USB numeric keypad.
+    Usb {
+        /// Its event device.
+        device: PathBuf,
+    },
     /// A 4x3 matrix on GPIO.
     Matrix {
         /// Row pins (BCM).
@@ -364,16 +472,109 @@ impl RawConfig {
                 rows: self.hardware.keypad_rows.unwrap_or([5, 6, 13, 19]),
                 cols: self.hardware.keypad_cols.unwrap_or([12, 16, 20]),
             },
+            "usb" => KeypadConfig::Usb {
+                device: self.hardware.keypad_device.ok_or_else(|| {
+                    invalid(
+                        "hardware.keypad_device",
+                        "needed for keypad = \"usb\": /dev/input/by-id/...-event-kbd".into(),
+                    )
+                })?,
+            },
             other => {
-                return Err(invalid("hardware.keypad", format!("{other:?} is not \"none\", \"stdin\" or \"matrix\"")))
+                return Err(invalid(
+                    "hardware.keypad",
+                    format!("{other:?} is not \"none\", \"stdin\", \"usb\" or \"matrix\""),
+                ))
             }
         };
+        let scanner = match self.hardware.scanner.as_deref().unwrap_or("none") {
+            "none" => ScannerConfig::None,
+            "stdin" => ScannerConfig::Stdin,
+            "usb" => ScannerConfig::Usb {
+                device: self.hardware.scanner_device.ok_or_else(|| {
+                    invalid("hardware.scanner_device", "needed for scanner = \"usb\": /dev/input/by-id/...".into())
+                })?,
+            },
+            other => {
+                return Err(invalid("hardware.scanner", format!("{other:?} is not \"none\", \"stdin\" or \"usb\"")))
+            }
+        };
+        let c = &self.hardware.contacts;
+        let contacts: Vec<(Contact, u8, bool)> = [
+            (Contact::ExitButton, c.exit_button, true),
+            (Contact::GuardCall, c.guard_call, true),
+            (Contact::GuardRelease, c.guard_release, true),
+            (Contact::FaceButton, c.face_button, true),
+            (Contact::Presence, c.presence, c.presence_active_low.unwrap_or(false)),
+            (Contact::DoorContact, c.door_contact, false),
+        ]
+        .into_iter()
+        .filter_map(|(contact, pin, low)| pin.map(|pin| (contact, pin, low)))
+        .collect();
+        let l = &self.hardware.lights;
+        let lights = [l.green, l.red, l.buzzer];
+        let wiegand = self.hardware.wiegand.as_ref().map(|w| {
+            // Defaults: facility 1, cards 1-4; the installer enrols these four "cards" in the controller.
+            (
+                w.d0.unwrap_or(DEFAULT_D0),
+                w.d1.unwrap_or(DEFAULT_D1),
+                MethodCards {
+                    facility: w.facility.unwrap_or(1),
+                    face: w.face_card.unwrap_or(1),
+                    pin: w.pin_card.unwrap_or(2),
+                    visitor: w.visitor_card.unwrap_or(3),
+                    guard: w.guard_card.unwrap_or(4),
+                },
+            )
+        });
+        let mut pins: Vec<(&'static str, u8)> = vec![("hardware.relay_bcm", relay_bcm)];
+        if let KeypadConfig::Matrix { rows, cols } = &keypad {
+            pins.extend(rows.iter().chain(cols).map(|&p| ("hardware.keypad_rows/keypad_cols", p)));
+        }
+        pins.extend(contacts.iter().map(|&(_, p, _)| ("hardware.contacts", p)));
+        pins.extend(lights.iter().flatten().map(|&p| ("hardware.lights", p)));
+        if let Some((d0, d1, _)) = &wiegand {
+            pins.extend([("hardware.wiegand", *d0), ("hardware.wiegand", *d1)]);
+        }
+        for (i, &(key, pin)) in pins.iter().enumerate() {
+            if pin > 27 {
+                return Err(invalid(key, format!("{pin} is not a BCM GPIO (0..=27)")));
+            }
+            if let Some(&(other, _)) = pins[..i].iter().find(|&&(_, p)| p == pin) {
+                return Err(invalid(key, format!("BCM {pin} is already used by {other}")));
+            }
+        }
+        let intent = match self.gate.intent.as_deref().unwrap_or(if gpio { "button" } else { "always" }) {
+            "button" => FaceIntent::Button,
+            "presence" => FaceIntent::Presence,
+            "always" => FaceIntent::Always,
+            other => {
+                return Err(invalid("gate.intent", format!("{other:?} is not \"button\", \"presence\" or \"always\"")))
+            }
+        };
+        let face_window_ms = self.gate.face_window_ms.unwrap_or(8_000);
+        if !(1_000..=60_000).contains(&face_window_ms) {
+            return Err(invalid("gate.face_window_ms", format!("{face_window_ms} is not in 1000..=60000")));
+        }
+        let face_cooldown_ms = self.gate.face_cooldown_ms.unwrap_or(4_000);
+        if face_cooldown_ms > 60_000 {
+            return Err(invalid("gate.face_cooldown_ms", format!("{face_cooldown_ms} is not in 0..=60000")));
+        }
+        let door_held_alarm_s = self.gate.door_held_alarm_s.unwrap_or(30);
+        if !(5..=3_600).contains(&door_held_alarm_s) {
+            return Err(invalid("gate.door_held_alarm_s", format!("{door_held_alarm_s} is not in 5..=3600")));
+        }
         Ok(Config {
             gate: GateSettings {
                 pulse: Duration::from_millis(pulse_ms),
                 max_open: Duration::from_millis(max_open_ms),
                 agreement: (required, window),
                 fps,
+                intent,
+                face_window: Duration::from_millis(face_window_ms),
+                face_cooldown: Duration::from_millis(face_cooldown_ms),
+                passes_from_camera: self.gate.passes_from_camera.unwrap_or(true),
+                door_held_alarm: Duration::from_secs(door_held_alarm_s),
                 ..GateSettings::default()
             },
             hardware: HardwareConfig {
@@ -381,6 +582,10 @@ impl RawConfig {
                 relay_bcm,
                 relay_active_high: self.hardware.relay_active_high.unwrap_or(false),
                 keypad,
+                scanner,
+                contacts,
+                lights,
+                wiegand,
             },
             database: self.store.database.unwrap_or_else(|| PathBuf::from("/var/lib/facegate/facegate.sqlite")),
             master_key: self.store.master_key.unwrap_or_else(|| PathBuf::from("/var/lib/facegate-keys/master.key")),
@@ -431,7 +636,14 @@ mod tests {
             ("[gate]\nagreement_required = 4", "gate.agreement_required"),
             ("[hardware]\nbackend = \"arduino\"", "hardware.backend"),
             ("[hardware]\nrelay_bcm = 40", "hardware.relay_bcm"),
-            ("[hardware]\nkeypad = \"usb\"", "hardware.keypad"),
+            ("[hardware]\nkeypad = \"usb\"", "hardware.keypad_device"),
+            ("[hardware]\nkeypad = \"ps2\"", "hardware.keypad"),
+            ("[hardware]\nscanner = \"usb\"", "hardware.scanner_device"),
+            ("[hardware.contacts]\nexit_button = 17", "hardware.contacts"),
+            ("[hardware.lights]\ngreen = 30", "hardware.lights"),
+            ("[gate]\nintent = \"cctv\"", "gate.intent"),
+            ("[gate]\nface_window_ms = 10", "gate.face_window_ms"),
+            ("[gate]\ndoor_held_alarm_s = 1", "gate.door_held_alarm_s"),
         ] {
             let err = parse(text).unwrap_err();
             assert!(err.to_string().contains(key), "{text}: {err}");

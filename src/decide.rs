@@ -150,6 +150,15 @@ impl DoorTiming {
         self.close_at.is_some()
     }
 
+    /// Ends the opening now (the door was opened and shut again: relock at once). Returns true if the relay
+    /// must be released.
+    pub fn end_now(&mut self) -> bool {
+        let was_open = self.is_open();
+        self.opened_at = None;
+        self.close_at = None;
+        was_open
+    }
+
     /// Advances to `now`; returns true if the relay must be released now.
     pub fn tick(&mut self, now: Duration) -> bool {
         match self.close_at {
@@ -163,9 +172,201 @@ impl DoorTiming {
     }
 }
 
+/// When the camera may look for faces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaceIntent {
+    /// Only for a while after someone presses the face button.
+    Button,
+    /// While the presence sensor sees someone, and for a while after (the face button works too).
+    Presence,
+    /// All the time (replay tests, or a site whose signage and assessment cover it).
+    Always,
+}
+
+/// When face matching runs, over a caller-supplied clock: a window opened by intent (button or presence),
+/// closed early by an admission, and a short cooldown after each face admission so a resident who is still
+/// standing in front of the camera is not admitted (and counted) again and again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IntentWindow {
+    mode: FaceIntent,
+    window: Duration,
+    cooldown: Duration,
+    open_until: Option<Duration>,
+    present: bool,
+    quiet_until: Option<Duration>,
+}
+
+impl IntentWindow {
+    /// A closed window: `window` is how long a press (or the end of presence) keeps face matching on;
+    /// `cooldown` is the pause after a face admission.
+    pub fn new(mode: FaceIntent, window: Duration, cooldown: Duration) -> Self {
+        Self { mode, window, cooldown, open_until: None, present: false, quiet_until: None }
+    }
+
+    /// The face button was pressed at `now`. Returns true if this opened the window.
+    pub fn button(&mut self, now: Duration) -> bool {
+        let was = self.face_allowed(now);
+        self.open_until = Some(now + self.window);
+        self.quiet_until = None;
+        !was && self.face_allowed(now)
+    }
+
+    /// The presence sensor changed at `now` (ignored unless the mode is [`FaceIntent::Presence`]). Returns
+    /// true if this opened the window.
+    pub fn presence(&mut self, present: bool, now: Duration) -> bool {
+        if self.mode != FaceIntent::Presence {
+            return false;
+        }
+        let was = self.face_allowed(now);
+        if self.present && !present {
+            // The person stepped away: keep looking a moment, they may step back.
+            self.open_until = Some(self.open_until.unwrap_or(now).max(now + self.window / 2));
+        }
+        self.present = present;
+        !was && self.face_allowed(now)
+    }
+
+    /// A face admission at `now`: matching pauses for the cooldown; in the button mode the window closes
+    /// (the person got in; the next one presses again).
+    pub fn admitted(&mut self, now: Duration) {
+        self.quiet_until = Some(now + self.cooldown);
+        if self.mode == FaceIntent::Button {
+            self.open_until = None;
+        }
+    }
+
+    /// Whether a frame taken at `now` may be matched.
+    pub fn face_allowed(&self, now: Duration) -> bool {
+        if self.quiet_until.is_some_and(|q| now < q) {
+            return false;
+        }
+        match self.mode {
+            FaceIntent::Always => true,
+            FaceIntent::Presence if self.present => true,
+            FaceIntent::Button | FaceIntent::Presence => self.open_until.is_some_and(|until| now < until),
+        }
+    }
+}
+
+/// Something wrong with the door, from its contact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DoorAlarm {
+    /// The door opened while the lock was not released (and had not been just before).
+    Forced,
+    /// The door has stayed open longer than allowed.
+    HeldOpen,
+}
+
+/// Watches the door contact against the lock, over a caller-supplied clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DoorMonitor {
+    grace: Duration,
+    held_limit: Duration,
+    unlocked: bool,
+    relocked_at: Option<Duration>,
+    open_since: Option<Duration>,
+    held_reported: bool,
+}
+
+impl DoorMonitor {
+    /// `grace`: how long after the lock closed again an opening still counts as authorised (a person pushes
+    /// the door just after the buzz ends); `held_limit`: how long the door may stay open.
+    pub fn new(grace: Duration, held_limit: Duration) -> Self {
+        Self { grace, held_limit, unlocked: false, relocked_at: None, open_since: None, held_reported: false }
+    }
+
+    /// The lock was released (`true`) or locked again (`false`) at `now`.
+    pub fn lock_changed(&mut self, unlocked: bool, now: Duration) {
+        if self.unlocked && !unlocked {
+            self.relocked_at = Some(now);
+        }
+        self.unlocked = unlocked;
+    }
+
+    /// The door contact changed at `now`. Returns an alarm for a forced opening.
+    pub fn contact(&mut self, open: bool, now: Duration) -> Option<DoorAlarm> {
+        if !open {
+            self.open_since = None;
+            self.held_reported = false;
+            return None;
+        }
+        if self.open_since.is_some() {
+            return None;
+        }
+        self.open_since = Some(now);
+        let authorised = self.unlocked || self.relocked_at.is_some_and(|at| now.saturating_sub(at) <= self.grace);
+        (!authorised).then_some(DoorAlarm::Forced)
+    }
+
+    /// Whether the door is open.
+    pub fn is_open(&self) -> bool {
+        self.open_since.is_some()
+    }
+
+    /// Advances to `now`: a held-open alarm once per opening.
+    pub fn tick(&mut self, now: Duration) -> Option<DoorAlarm> {
+        let since = self.open_since?;
+        if !self.held_reported && now.saturating_sub(since) >= self.held_limit {
+            self.held_reported = true;
+            return Some(DoorAlarm::HeldOpen);
+        }
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_face_window_opens_on_intent_and_pauses_after_an_admission() {
+        let s = Duration::from_secs;
+        let mut button = IntentWindow::new(FaceIntent::Button, s(8), s(4));
+        assert!(!button.face_allowed(s(0)), "no intent, no matching");
+        assert!(!button.presence(true, s(0)), "presence is not intent in the button mode");
+        assert!(!button.face_allowed(s(1)));
+        assert!(button.button(s(10)));
+        assert!(button.face_allowed(s(17)) && !button.face_allowed(s(18)));
+        assert!(!button.button(s(11)), "a second press extends, not reopens");
+        button.admitted(s(12));
+        assert!(!button.face_allowed(s(13)), "the window closes on admission");
+        assert!(button.button(s(13)), "the next person presses again");
+        assert!(button.face_allowed(s(14)), "a press ends the cooldown: someone asked to be checked");
+
+        let mut presence = IntentWindow::new(FaceIntent::Presence, s(8), s(4));
+        assert!(presence.presence(true, s(0)));
+        assert!(presence.face_allowed(s(100)), "open while present");
+        presence.admitted(s(100));
+        assert!(!presence.face_allowed(s(103)) && presence.face_allowed(s(104)), "cooldown only");
+        presence.presence(false, s(200));
+        assert!(presence.face_allowed(s(203)) && !presence.face_allowed(s(204)), "lingers half a window");
+
+        let mut always = IntentWindow::new(FaceIntent::Always, s(8), s(4));
+        assert!(always.face_allowed(s(0)));
+        always.admitted(s(1));
+        assert!(!always.face_allowed(s(4)) && always.face_allowed(s(5)));
+    }
+
+    #[test]
+    fn the_door_contact_reports_forced_and_held_open_doors() {
+        let s = Duration::from_secs;
+        let mut door = DoorMonitor::new(s(5), s(30));
+        assert_eq!(door.contact(true, s(1)), Some(DoorAlarm::Forced), "opened without a release");
+        assert_eq!(door.contact(true, s(2)), None, "reported once per opening");
+        assert_eq!(door.contact(false, s(3)), None);
+        door.lock_changed(true, s(10));
+        assert_eq!(door.contact(true, s(19)), None, "opened while released, however late");
+        assert_eq!(door.contact(false, s(20)), None);
+        door.lock_changed(false, s(20));
+        assert_eq!(door.contact(true, s(14 + 10)), None, "opened just after the lock closed again");
+        assert_eq!(door.tick(s(53)), None);
+        assert_eq!(door.tick(s(54)), Some(DoorAlarm::HeldOpen));
+        assert_eq!(door.tick(s(60)), None, "held-open is reported once");
+        assert_eq!(door.contact(false, s(61)), None);
+        assert!(!door.is_open());
+        assert_eq!(door.contact(true, s(100)), Some(DoorAlarm::Forced), "the old release has lapsed");
+        assert_eq!(door.tick(s(200)), Some(DoorAlarm::HeldOpen));
+    }
 
     #[test]
     fn a_face_opens_only_after_agreement_and_every_other_way_in_works_alone() {

@@ -134,6 +134,165 @@ impl Keypad for MatrixKeypad {
     }
 }
 
+/// How often a USB keypad is read when idle. Its keystrokes wait in the kernel meanwhile; 10 ms is below
+/// what a person notices.
+const USB_KEYPAD_POLL: Duration = Duration::from_millis(10);
+
+/// The key of a USB keypad's key code, or `None` for keys facegate ignores.
+///
+/// Digits: the top-row digits, the numeric keypad's (reported the same whether NumLock is on or off) and the
+/// phone-style numeric keys. Enter (`#`): Enter, keypad Enter, and `#` of phone-style pads. Clear (`*`): keypad
+/// `*`, Backspace, Esc, Delete, and `*` of phone-style pads. Everything else is ignored, including the keypad's
+/// `.`: it sits beside `0`, and a slip onto it must neither submit half a PIN nor count as a failure. Shift is
+/// not tracked, so on a full keyboard Shift+3 is a 3, not `#`.
+pub fn usb_key(code: evdev::KeyCode) -> Option<Key> {
+    use evdev::KeyCode as K;
+    let digit = match code {
+        K::KEY_0 | K::KEY_KP0 | K::KEY_NUMERIC_0 => Some(0),
+        K::KEY_1 | K::KEY_KP1 | K::KEY_NUMERIC_1 => Some(1),
+        K::KEY_2 | K::KEY_KP2 | K::KEY_NUMERIC_2 => Some(2),
+        K::KEY_3 | K::KEY_KP3 | K::KEY_NUMERIC_3 => Some(3),
+        K::KEY_4 | K::KEY_KP4 | K::KEY_NUMERIC_4 => Some(4),
+        K::KEY_5 | K::KEY_KP5 | K::KEY_NUMERIC_5 => Some(5),
+        K::KEY_6 | K::KEY_KP6 | K::KEY_NUMERIC_6 => Some(6),
+        K::KEY_7 | K::KEY_KP7 | K::KEY_NUMERIC_7 => Some(7),
+        K::KEY_8 | K::KEY_KP8 | K::KEY_NUMERIC_8 => Some(8),
+        K::KEY_9 | K::KEY_KP9 | K::KEY_NUMERIC_9 => Some(9),
+        _ => None,
+    };
+    if let Some(d) = digit {
+        return Some(Key::Digit(d));
+    }
+    match code {
+        K::KEY_ENTER | K::KEY_KPENTER | K::KEY_NUMERIC_POUND => Some(Key::Enter),
+        K::KEY_KPASTERISK | K::KEY_BACKSPACE | K::KEY_ESC | K::KEY_DELETE | K::KEY_NUMERIC_STAR => Some(Key::Clear),
+        _ => None,
+    }
+}
+
+/// A USB HID device that types (a numeric keypad, a QR scanner in keyboard mode), read through evdev with an
+/// exclusive grab so that what it types never reaches a console or another program. Shared by [`UsbKeypad`]
+/// and [`crate::scanner::UsbScanner`].
+///
+/// Reads are non-blocking; the callers poll. If the device goes away (unplugged), the read fails once and
+/// the next read reopens the same path, so a re-plugged device (same `/dev/input/by-id/` name) resumes.
+pub(crate) struct HidDevice {
+    device: Option<evdev::Device>,
+    path: std::path::PathBuf,
+}
+
+impl std::fmt::Debug for HidDevice {
+    // Not derived: evdev's Debug would print the device's key state and read buffer, which can hold a PIN.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HidDevice({})", self.path.display())
+    }
+}
+
+impl HidDevice {
+    /// Opens and grabs the device at `path`.
+    pub(crate) fn open(path: &std::path::Path) -> Result<Self, ActuateError> {
+        Ok(Self { device: Some(Self::grab(path)?), path: path.to_path_buf() })
+    }
+
+    fn grab(path: &std::path::Path) -> Result<evdev::Device, ActuateError> {
+        let fail = |what: &str, e: std::io::Error| ActuateError::Input(format!("{}: {what}: {e}", path.display()));
+        let mut device = evdev::Device::open(path).map_err(|e| fail("cannot open", e))?;
+        // A keyboard-like device has an Enter key; this refuses a mouse, or a scanner's non-keyboard interface.
+        let types = device
+            .supported_keys()
+            .is_some_and(|keys| keys.contains(evdev::KeyCode::KEY_ENTER) || keys.contains(evdev::KeyCode::KEY_KPENTER));
+        if !types {
+            return Err(ActuateError::Input(format!(
+                "{}: not a keyboard-like device (it has no Enter key)",
+                path.display()
+            )));
+        }
+        device.grab().map_err(|e| fail("cannot grab it for exclusive use (is another program reading it?)", e))?;
+        device.set_nonblocking(true).map_err(|e| fail("cannot make it non-blocking", e))?;
+        Ok(device)
+    }
+
+    /// Hands every key event available now to `key` as `(code, value)`: value 1 pressed, 0 released, 2
+    /// auto-repeat. Returns at once when there is none.
+    pub(crate) fn read_keys(&mut self, mut key: impl FnMut(evdev::KeyCode, i32)) -> Result<(), ActuateError> {
+        let device = match &mut self.device {
+            Some(device) => device,
+            None => self.device.insert(Self::grab(&self.path)?),
+        };
+        let result = match device.fetch_events() {
+            Ok(events) => {
+                for event in events {
+                    if let evdev::EventSummary::Key(_, code, value) = event.destructure() {
+                        key(code, value);
+                    }
+                }
+                Ok(())
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted) => Ok(()),
+            Err(e) => Err(e),
+        };
+        result.map_err(|e| {
+            // Unplugged (ENODEV) or worse: drop it, and try the path again on the next read.
+            self.device = None;
+            ActuateError::Input(format!("{}: read failed: {e}", self.path.display()))
+        })
+    }
+
+    /// The device's path, and its name while it is open.
+    pub(crate) fn describe(&self) -> String {
+        match self.device.as_ref().and_then(|d| d.name()) {
+            Some(name) => format!("{} ({name})", self.path.display()),
+            None => self.path.display().to_string(),
+        }
+    }
+}
+
+/// A USB numeric keypad (a HID keyboard), read through evdev with an exclusive grab, so typed PINs never reach
+/// a console. Key-down events only: holding a key types it once. See [`usb_key`] for the mapping.
+#[derive(Debug)]
+pub struct UsbKeypad {
+    device: HidDevice,
+    pending: std::collections::VecDeque<Key>,
+}
+
+impl UsbKeypad {
+    /// Opens and grabs the keypad at `path`; prefer the stable `/dev/input/by-id/usb-...-event-kbd` link
+    /// to `/dev/input/eventN`, whose number can change between boots.
+    pub fn open(path: &std::path::Path) -> Result<Self, ActuateError> {
+        Ok(Self { device: HidDevice::open(path)?, pending: std::collections::VecDeque::new() })
+    }
+
+    /// A short description for logs.
+    pub fn describe(&self) -> String {
+        format!("USB keypad {}", self.device.describe())
+    }
+}
+
+impl Keypad for UsbKeypad {
+    fn next_key(&mut self, timeout: Duration) -> Result<Option<Key>, ActuateError> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(key) = self.pending.pop_front() {
+                return Ok(Some(key));
+            }
+            let pending = &mut self.pending;
+            self.device.read_keys(|code, value| {
+                if value == 1 {
+                    pending.extend(usb_key(code));
+                }
+            })?;
+            if !self.pending.is_empty() {
+                continue;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(USB_KEYPAD_POLL.min(deadline - now));
+        }
+    }
+}
+
 /// What a keystroke completed.
 #[derive(Debug)]
 pub enum Entry {
@@ -243,5 +402,52 @@ mod tests {
             keys.push(k);
         }
         assert_eq!(keys, vec![Key::Digit(1), Key::Enter, Key::Clear]);
+    }
+
+    #[test]
+    fn usb_keys_map_digits_enter_and_clear_and_ignore_the_rest() {
+        use evdev::KeyCode as K;
+        let digits = [
+            (K::KEY_0, K::KEY_KP0),
+            (K::KEY_1, K::KEY_KP1),
+            (K::KEY_2, K::KEY_KP2),
+            (K::KEY_3, K::KEY_KP3),
+            (K::KEY_4, K::KEY_KP4),
+            (K::KEY_5, K::KEY_KP5),
+            (K::KEY_6, K::KEY_KP6),
+            (K::KEY_7, K::KEY_KP7),
+            (K::KEY_8, K::KEY_KP8),
+            (K::KEY_9, K::KEY_KP9),
+        ];
+        for (d, (top, pad)) in (0u8..).zip(digits) {
+            assert_eq!(usb_key(top), Some(Key::Digit(d)));
+            assert_eq!(usb_key(pad), Some(Key::Digit(d)));
+            assert_eq!(usb_key(K::new(K::KEY_NUMERIC_0.code() + u16::from(d))), Some(Key::Digit(d)));
+        }
+        for enter in [K::KEY_ENTER, K::KEY_KPENTER, K::KEY_NUMERIC_POUND] {
+            assert_eq!(usb_key(enter), Some(Key::Enter), "{enter:?}");
+        }
+        for clear in [K::KEY_KPASTERISK, K::KEY_BACKSPACE, K::KEY_ESC, K::KEY_DELETE, K::KEY_NUMERIC_STAR] {
+            assert_eq!(usb_key(clear), Some(Key::Clear), "{clear:?}");
+        }
+        for ignored in [
+            K::KEY_KPDOT,
+            K::KEY_NUMLOCK,
+            K::KEY_KPPLUS,
+            K::KEY_KPMINUS,
+            K::KEY_KPSLASH,
+            K::KEY_A,
+            K::KEY_LEFTSHIFT,
+            K::KEY_TAB,
+        ] {
+            assert_eq!(usb_key(ignored), None, "{ignored:?}");
+        }
+    }
+
+    #[test]
+    fn a_usb_keypad_that_is_not_there_says_what_to_do() {
+        let err = UsbKeypad::open(std::path::Path::new("/dev/input/by-id/no-such-keypad")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("no-such-keypad") && msg.contains("input group"), "{msg}");
     }
 }

@@ -48,6 +48,11 @@ pub enum PassError {
     BadWindow,
 }
 
+/// Whether a scanned text claims to be a facegate pass (its prefix), before any check.
+pub fn looks_like_pass(text: &str) -> bool {
+    text.trim().get(..PASS_PREFIX.len()).is_some_and(|p| p.eq_ignore_ascii_case(PASS_PREFIX))
+}
+
 /// The random id of a pass: what the store keeps once it has been used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PassId(pub [u8; 8]);
@@ -137,8 +142,9 @@ impl<'a> PassKey<'a> {
             .filter(|p| p.eq_ignore_ascii_case(PASS_PREFIX))
             .and_then(|_| text.get(PASS_PREFIX.len()..))
             .ok_or(PassError::Malformed)?;
-        let bytes =
-            data_encoding::BASE32_NOPAD.decode(body.to_ascii_uppercase().as_bytes()).map_err(|_| PassError::Malformed)?;
+        let bytes = data_encoding::BASE32_NOPAD
+            .decode(body.to_ascii_uppercase().as_bytes())
+            .map_err(|_| PassError::Malformed)?;
         if bytes.len() != PAYLOAD_LEN + TAG_LEN {
             return Err(PassError::Malformed);
         }

@@ -16,8 +16,8 @@ use zeroize::Zeroizing;
 use crate::decide::PinCheck;
 use crate::embed::Embedding;
 use crate::keys::{self, KeyError, MasterKeyFile};
-use crate::pass::{PassError, PassKey, VisitorPass};
 use crate::matching::{threshold_for_fpir, Gallery, GalleryError, Slot, SFACE_CALIBRATION};
+use crate::pass::{PassError, PassKey, VisitorPass};
 use crate::protect::{self, AeadKey, Pin, PinError, PinPepper, ProtectedTemplate, Rotation, TransformId, TransformKey};
 use crate::store::{ConsentRecord, Rekey, RevocationReceipt, Store, StoreError};
 

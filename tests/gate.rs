@@ -1,7 +1,10 @@
-//! The gate daemon end to end on real photos, a real SQLite file and the real models, with the camera and
-//! the relay simulated (the hardware edge): strangers never open, an enrolled resident opens within three
-//! frames, a resident revoked while the gate runs no longer opens, and with the camera gone the keypad still
-//! opens, until five wrong PINs lock it out with a backoff.
+//! The gate daemon end to end on real photos, a real SQLite file and the real models, with the camera, the
+//! relay and the other hardware simulated (the hardware edge): no face is matched before someone asks (the
+//! face button); strangers never open; an enrolled resident opens within three frames, once; a resident
+//! revoked while the gate runs no longer opens; a visitor pass shown to the camera opens once; with the camera
+//! gone the keypad and the pass scanner still open, five wrong PINs lock the keypad out with a backoff, and
+//! the exit button, the guard's release and the door contact keep working. A second test removes the models
+//! and shows a pass to the camera.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -10,24 +13,27 @@ use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use facegate::actuate::{RelayLog, SimulatedRelay};
+use facegate::actuate::{MethodCards, RelayLog, Signal, SimulatedIndicator, SimulatedRelay, SimulatedWiegand};
 use facegate::capture::{decode_file, CaptureError, DecodeLimits, Frame, FrameSource};
+use facegate::decide::FaceIntent;
 use facegate::enrol::{EnrolmentSession, QualityGate};
 use facegate::gate::{self, GateHardware, GateSettings, GateStatus};
+use facegate::inputs::{Contact, SimulatedContacts};
 use facegate::keypad::SimulatedKeypad;
 use facegate::pipeline::{FacePipeline, PipelineConfig};
 use facegate::protect::Pin;
 use facegate::registry::{MasterKeySource, Registry, RegistryPolicy};
-use facegate::store::{ConsentRecord, EntryMethod, Store};
+use facegate::scanner::SimulatedScanner;
+use facegate::store::{unix_now, ConsentRecord, EntryMethod, Store};
 
-/// A camera whose frames the test hands over one file at a time; when the test drops the sender, the
-/// camera is unplugged.
-struct ScriptedCamera(mpsc::Receiver<PathBuf>);
+/// A camera whose frames the test hands over one at a time; when the test drops the sender, the camera is
+/// unplugged.
+struct ScriptedCamera(mpsc::Receiver<Frame>);
 
 impl FrameSource for ScriptedCamera {
     fn next_frame(&mut self) -> Result<Frame, CaptureError> {
         match self.0.recv_timeout(Duration::from_millis(200)) {
-            Ok(path) => Ok(decode_file(&path, DecodeLimits::default())?),
+            Ok(frame) => Ok(frame),
             Err(mpsc::RecvTimeoutError::Timeout) => Err(CaptureError::Camera("no frame (test camera idle)".into())),
             Err(mpsc::RecvTimeoutError::Disconnected) => Err(CaptureError::Camera("unplugged".into())),
         }
@@ -35,6 +41,10 @@ impl FrameSource for ScriptedCamera {
     fn describe(&self) -> String {
         "scripted test camera".into()
     }
+}
+
+fn photo(path: &std::path::Path) -> Frame {
+    decode_file(path, DecodeLimits::default()).unwrap()
 }
 
 fn consent() -> ConsentRecord {
@@ -57,8 +67,22 @@ async fn wait_for(what: &str, condition: impl Fn() -> bool) {
     tokio::time::sleep(Duration::from_millis(150)).await;
 }
 
+fn settings() -> GateSettings {
+    GateSettings {
+        pulse: Duration::from_millis(60),
+        max_open: Duration::from_millis(300),
+        fps: 120.0,
+        reload_every: Duration::from_millis(100),
+        intent: FaceIntent::Button,
+        face_window: Duration::from_secs(60),
+        ..GateSettings::default()
+    }
+}
+
+const CARDS: MethodCards = MethodCards { facility: 42, face: 1001, pin: 1002, visitor: 1003, guard: 1004 };
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn faces_open_strangers_do_not_revoked_do_not_and_the_keypad_works_without_a_camera() {
+async fn every_way_in_end_to_end_and_the_alternatives_without_a_camera() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("data/facegate.sqlite");
     let key = MasterKeySource::file(dir.path().join("keys/master.key"));
@@ -68,51 +92,66 @@ async fn faces_open_strangers_do_not_revoked_do_not_and_the_keypad_works_without
     let mut registry = Registry::open(&db, &key, RegistryPolicy::default(), 1).unwrap();
     let pipeline = Arc::new(FacePipeline::load(&common::models_dir(), PipelineConfig::default()).unwrap());
     let mut session = EnrolmentSession::new(3, QualityGate::default());
-    for photo in &resident[..5] {
-        let _ = session.offer_frame(&pipeline, &decode_file(photo, DecodeLimits::default()).unwrap());
+    for path in &resident[..5] {
+        let _ = session.offer_frame(&pipeline, &photo(path));
     }
     registry.record_consent("r-face", None, &consent(), 1).unwrap();
     registry.enrol("r-face", &session.finish().unwrap(), 2).unwrap();
     registry.record_consent("r-pin", Some("3-401"), &consent(), 1).unwrap();
     registry.set_pin("r-pin", "3401", &Pin::parse("4071").unwrap(), 2).unwrap();
+    let now = unix_now();
+    let (_, camera_pass) = registry.issue_pass(now - 60, now + 3_600, now).unwrap();
+    let (_, scanner_pass) = registry.issue_pass(now - 60, now + 3_600, now).unwrap();
+    let (_, expired_pass) = registry.issue_pass(now - 7_200, now - 3_600, now).unwrap();
 
     let (frames, camera) = mpsc::channel();
     let (keypad, keys) = SimulatedKeypad::new();
+    let (scanner, scans) = SimulatedScanner::new();
+    let (contacts, press) = SimulatedContacts::new();
+    let (indicator, lights) = SimulatedIndicator::new();
+    let (wiegand, wiegand_log) = SimulatedWiegand::new();
     let relay_log = RelayLog::default();
-    let hardware = GateHardware {
-        camera: Some(Box::new(ScriptedCamera(camera))),
-        pipeline: Some(pipeline),
-        relay: Box::new(SimulatedRelay::new(relay_log.clone())),
-        keypad: Some(Box::new(keypad)),
-    };
-    let settings = GateSettings {
-        pulse: Duration::from_millis(60),
-        max_open: Duration::from_millis(300),
-        fps: 120.0,
-        reload_every: Duration::from_millis(100),
-        ..GateSettings::default()
-    };
+    let mut hardware = GateHardware::new(Box::new(SimulatedRelay::new(relay_log.clone())));
+    hardware.camera = Some(Box::new(ScriptedCamera(camera)));
+    hardware.pipeline = Some(pipeline);
+    hardware.keypad = Some(Box::new(keypad));
+    hardware.scanner = Some(Box::new(scanner));
+    hardware.contacts = Some(Box::new(contacts));
+    hardware.indicator = Some(Box::new(indicator));
+    hardware.wiegand = Some((Box::new(wiegand), CARDS));
     let status = Arc::new(GateStatus::default());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let gate = tokio::spawn(gate::run(registry, settings, hardware, status.clone(), async {
+    let gate = tokio::spawn(gate::run(registry, settings(), hardware, status.clone(), async {
         let _ = stopped.await;
     }));
+    let pulses_done = |n: usize| relay_log.transitions().len() >= 2 * n;
 
-    // 1. Thirty photos of ten strangers: nobody is let in.
-    let stranger_photos: Vec<PathBuf> = strangers.iter().flat_map(|(_, p)| p[..3].to_vec()).collect();
-    for photo in &stranger_photos {
-        frames.send(photo.clone()).unwrap();
+    // 0. Nobody asked: the resident walks past, no face is even matched.
+    for path in &resident[5..8] {
+        frames.send(photo(path)).unwrap();
     }
-    wait_for("the strangers' frames", || status.frames() == 30).await;
+    wait_for("the unasked frames", || status.frames() == 3).await;
+    assert_eq!((status.faces_checked(), status.admissions()), (0, 0), "faces matched without intent");
+
+    // 1. Someone presses the face button; thirty photos of ten strangers: nobody is let in.
+    press.press(Contact::FaceButton);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stranger_photos: Vec<PathBuf> = strangers.iter().flat_map(|(_, p)| p[..3].to_vec()).collect();
+    for path in &stranger_photos {
+        frames.send(photo(path)).unwrap();
+    }
+    wait_for("the strangers' frames", || status.frames() == 33).await;
+    assert_eq!(status.faces_checked(), 30);
     assert_eq!((status.admissions(), relay_log.pulses()), (0, 0), "a stranger opened the gate");
 
-    // 2. The resident, on photos not used at enrolment: in within three frames.
-    for photo in &resident[5..8] {
-        frames.send(photo.clone()).unwrap();
+    // 2. The resident, on photos not used at enrolment: in within three frames, and only once while they
+    //    stay in view (the window closes on admission).
+    for path in resident[5..8].iter().chain(&resident[..3]) {
+        frames.send(photo(path)).unwrap();
     }
-    wait_for("the resident's frames", || status.frames() == 33).await;
-    assert_eq!(status.admissions(), 1, "the enrolled resident was not let in within 3 frames");
-    wait_for("the pulse to end", || relay_log.transitions().len() >= 2).await;
+    wait_for("the resident's frames", || status.frames() == 39).await;
+    assert_eq!(status.admissions(), 1, "the enrolled resident was not let in within 3 frames, or twice");
+    wait_for("the pulse to end", || pulses_done(1)).await;
     assert_eq!(relay_log.pulses(), 1);
 
     // 3. Revoked by another process (the CLI) while the gate runs: no longer opens.
@@ -120,37 +159,79 @@ async fn faces_open_strangers_do_not_revoked_do_not_and_the_keypad_works_without
     admin.revoke("r-face", 3).unwrap();
     drop(admin);
     wait_for("the gallery reload", || status.reloads() >= 1).await;
-    for photo in resident[5..8].iter().chain(&resident[..3]) {
-        frames.send(photo.clone()).unwrap();
+    press.press(Contact::FaceButton);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for path in resident[5..8].iter().chain(&resident[..3]) {
+        frames.send(photo(path)).unwrap();
     }
-    wait_for("the revoked resident's frames", || status.frames() == 39).await;
+    wait_for("the revoked resident's frames", || status.frames() == 45).await;
     assert_eq!((status.admissions(), relay_log.pulses()), (1, 1), "a revoked resident opened the gate");
 
-    // 4. The camera is unplugged: the keypad still opens.
+    // 4. A visitor shows a pass to the camera (held in front of a stranger's face): in once; shown again in
+    //    the next frames it is not checked again (no refusal counted for a pass still in view).
+    let visitor_face = &strangers[0].1[4];
+    for _ in 0..3 {
+        frames.send(common::photo_with_qr(visitor_face, &camera_pass)).unwrap();
+    }
+    wait_for("the pass frames", || status.frames() == 48).await;
+    assert_eq!((status.admissions(), status.passes_read(), status.refusals()), (2, 1, 0));
+    wait_for("the pulse to end", || pulses_done(2)).await;
+
+    // 5. The camera is unplugged: the keypad and the pass scanner still open.
     drop(frames);
     tokio::time::sleep(Duration::from_millis(300)).await;
     keys.type_str("3401#4071#");
-    wait_for("the PIN admission", || status.admissions() == 2).await;
-    wait_for("the pulse to end", || relay_log.transitions().len() >= 4).await;
-    assert_eq!(relay_log.pulses(), 2);
+    wait_for("the PIN admission", || status.admissions() == 3).await;
+    wait_for("the pulse to end", || pulses_done(3)).await;
+    scans.scan(&scanner_pass);
+    wait_for("the scanned pass", || status.admissions() == 4).await;
+    wait_for("the pulse to end", || pulses_done(4)).await;
+    // Used (at the camera), expired, forged: refused.
+    let mut forged = scanner_pass.clone();
+    forged.replace_range(10..11, if &forged[10..11] == "A" { "B" } else { "A" });
+    for text in [&camera_pass, &expired_pass, &forged] {
+        scans.scan(text);
+    }
+    wait_for("three refused passes", || status.refusals() == 3).await;
+    assert_eq!((status.admissions(), relay_log.pulses()), (4, 4), "a bad pass opened the gate");
 
-    // 5. Five wrong PINs, then the right one: refused, locked out with a backoff.
+    // 6. Five wrong PINs, then the right one: refused, locked out with a backoff.
     for _ in 0..5 {
         keys.type_str("3401#9999#");
     }
-    wait_for("five refusals", || status.refusals() == 5).await;
+    wait_for("five refusals", || status.refusals() == 8).await;
     keys.type_str("3401#4071#");
-    wait_for("the locked-out attempt", || status.refusals() == 6).await;
-    assert_eq!((status.admissions(), relay_log.pulses()), (2, 2), "a locked-out PIN opened the gate");
+    wait_for("the locked-out attempt", || status.refusals() == 9).await;
+    assert_eq!((status.admissions(), relay_log.pulses()), (4, 4), "a locked-out PIN opened the gate");
+    assert!(lights.count(Signal::LockedOut) >= 1, "the lockout was not shown");
+
+    // 7. The guard releases the door after a call; someone leaves by the exit button; the door is forced.
+    press.press(Contact::GuardCall);
+    press.press(Contact::GuardRelease);
+    wait_for("the guard's opening", || status.admissions() == 5).await;
+    wait_for("the pulse to end", || pulses_done(5)).await;
+    press.press(Contact::ExitButton);
+    wait_for("the exit", || pulses_done(6)).await;
+    assert_eq!(status.admissions(), 5, "an exit is not an entry");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    press.set(Contact::DoorContact, true);
+    wait_for("the forced-door alarm", || status.door_alarms() == 1).await;
+    press.set(Contact::DoorContact, false);
+    assert!(lights.count(Signal::Alarm) >= 1 && lights.count(Signal::GuardCalled) == 1);
 
     stop.send(()).unwrap();
     let report = gate.await.unwrap().unwrap();
-    assert_eq!(report.admissions.len(), 2);
-    assert_eq!(report.admissions[0].method, EntryMethod::Face);
+    let methods: Vec<EntryMethod> = report.admissions.iter().map(|a| a.method).collect();
+    use EntryMethod::{Face, Guard, Pin as PinEntry, VisitorPass};
+    assert_eq!(methods, [Face, VisitorPass, PinEntry, VisitorPass, Guard]);
     let frame = report.admissions[0].frame.unwrap();
-    assert!((31..=33).contains(&frame), "face admission at frame {frame}, the resident's frames were 31-33");
-    assert_eq!(report.admissions[1].method, EntryMethod::Pin);
+    assert!((34..=36).contains(&frame), "face admission at frame {frame}, the resident's frames were 34-36");
     assert!(!relay_log.transitions().last().unwrap().unlocked, "the door was left unlocked");
+    // The existing controller hears one card per method, never one per person.
+    let cards: Vec<u16> = wiegand_log.frames().iter().map(|f| f.card()).collect();
+    assert_eq!(cards, [1001, 1003, 1002, 1003, 1004]);
+    assert!(wiegand_log.frames().iter().all(|f| f.facility() == 42));
+    assert_eq!(lights.count(Signal::Granted), 6, "five entries and one exit");
 
     // Counts only: per hour, method and outcome.
     let store = Store::open(&db).unwrap();
@@ -158,11 +239,56 @@ async fn faces_open_strangers_do_not_revoked_do_not_and_the_keypad_works_without
     let total = |method: &str, outcome: &str| {
         counts.iter().filter(|c| c.method == method && c.outcome == outcome).map(|c| c.count).sum::<i64>()
     };
-    assert_eq!((total("face", "opened"), total("pin", "opened"), total("pin", "refused")), (1, 1, 6));
+    assert_eq!(
+        [
+            ("face", "opened"),
+            ("pin", "opened"),
+            ("pin", "refused"),
+            ("visitor_pass", "opened"),
+            ("visitor_pass", "refused"),
+            ("guard", "opened")
+        ]
+        .map(|(m, o)| total(m, o)),
+        [1, 1, 6, 2, 3, 1]
+    );
     eprintln!(
-        "face admission at frame {frame}, latency {:?}; {} frames in {:?}",
+        "face admission at frame {frame}, latency {:?}; {} frames ({} matched for faces) in {:?}",
         report.admissions[0].latency.unwrap(),
         report.frames,
+        report.faces_checked,
         report.elapsed
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_models_a_pass_shown_to_the_camera_still_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("data/facegate.sqlite");
+    let key = MasterKeySource::file(dir.path().join("keys/master.key"));
+    let mut registry = Registry::open(&db, &key, RegistryPolicy::default(), 1).unwrap();
+    let now = unix_now();
+    let (_, pass) = registry.issue_pass(now, now + 600, now).unwrap();
+    let someone = &common::people_with(2)[0].1[0];
+
+    let (frames, camera) = mpsc::channel();
+    let relay_log = RelayLog::default();
+    let mut hardware = GateHardware::new(Box::new(SimulatedRelay::new(relay_log.clone())));
+    hardware.camera = Some(Box::new(ScriptedCamera(camera)));
+    let status = Arc::new(GateStatus::default());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let settings = GateSettings { intent: FaceIntent::Always, ..settings() };
+    let gate = tokio::spawn(gate::run(registry, settings, hardware, status.clone(), async {
+        let _ = stopped.await;
+    }));
+    frames.send(photo(someone)).unwrap();
+    frames.send(common::photo_with_qr(someone, "https://example.com/not-a-pass")).unwrap();
+    frames.send(common::photo_with_qr(someone, &pass)).unwrap();
+    wait_for("three frames", || status.frames() == 3).await;
+    wait_for("the pulse to end", || relay_log.transitions().len() >= 2).await;
+    stop.send(()).unwrap();
+    let report = gate.await.unwrap().unwrap();
+    assert_eq!(report.faces_checked, 0, "no models, no face matching");
+    assert_eq!(report.admissions.iter().map(|a| a.method).collect::<Vec<_>>(), [EntryMethod::VisitorPass]);
+    // Any other QR code in view (a poster, a T-shirt) is ignored, not refused.
+    assert_eq!((relay_log.pulses(), status.passes_read(), report.refusals), (1, 1, 0));
 }

@@ -1,17 +1,23 @@
-//! Actuate: the door relay, behind a small trait, with an rppal (GPIO) implementation and a simulated one;
-//! the config picks, not `cfg` flags.
+//! Actuate: the door relay, the status lights and buzzer ([`indicator`]) and the optional Wiegand output to an
+//! existing access controller ([`wiegand`]), each behind a small trait with an rppal (GPIO) implementation and
+//! a simulated one; the config picks, not `cfg` flags.
 //!
 //! Fail-secure: "locked" is the relay's resting state, set when a relay is created and again when it is
 //! dropped (normal exit, a panic unwinding, the signal handler's orderly shutdown), so the process never
-//! leaves the door energised open. This module knows nothing of faces, residents or PINs.
+//! leaves the door energised open. This module knows nothing of faces, residents or PINs; the Wiegand output
+//! learns only which kind of entry (face, PIN, pass, guard) opened the door, never who.
 
 pub mod gpio;
+pub mod indicator;
 pub mod simulated;
+pub mod wiegand;
 
 use std::time::Instant;
 
 pub use gpio::GpioRelay;
+pub use indicator::{GpioIndicator, Indicator, IndicatorLog, Signal, SimulatedIndicator};
 pub use simulated::{RelayLog, SimulatedRelay};
+pub use wiegand::{GpioWiegand, MethodCards, SimulatedWiegand, Wiegand26, WiegandLog, WiegandOutput};
 
 /// Errors of the actuators; each says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +27,17 @@ pub enum ActuateError {
         "GPIO: {0}; on a Raspberry Pi add this user to the gpio group, elsewhere set hardware.backend = \"simulated\""
     )]
     Gpio(String),
+    /// A USB input device (keypad, QR scanner) could not be opened or read.
+    #[error(
+        "input device {0}; give its stable /dev/input/by-id/ path in the config, check that it is plugged in and that the service user is in the input group"
+    )]
+    Input(String),
+    /// The hardware settings contradict each other.
+    #[error("hardware settings: {0}; fix [hardware] in the config")]
+    Settings(String),
+    /// A helper thread of a device has stopped.
+    #[error("{0} stopped; restart facegate and see its log (journalctl -u facegate) for why")]
+    Stopped(String),
 }
 
 /// The door lock's relay.

@@ -9,13 +9,19 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::residents::{open_registry, StoreArgs};
-use crate::actuate::{GpioRelay, Relay, RelayLog, SimulatedRelay};
+use crate::actuate::{
+    GpioIndicator, GpioRelay, GpioWiegand, Relay, RelayLog, SimulatedIndicator, SimulatedRelay, SimulatedWiegand,
+};
 use crate::capture::{DecodeLimits, FrameSource, ReplaySource};
-use crate::config::{CaptureConfig, Config, KeypadConfig};
+use crate::config::{CaptureConfig, Config, KeypadConfig, ScannerConfig};
+use crate::decide::FaceIntent;
 use crate::gate::{self, GateHardware, GateReport, GateStatus};
 use crate::hardening::harden_process;
-use crate::keypad::{Keypad, MatrixKeypad, SimulatedKeypad};
+use crate::inputs::GpioContacts;
+use crate::keypad::{MatrixKeypad, SimulatedKeypad, UsbKeypad};
+use crate::pass::PASS_PREFIX;
 use crate::pipeline::FacePipeline;
+use crate::scanner::{SimulatedScanner, UsbScanner};
 use crate::store::EntryMethod;
 
 /// `facegate run`
@@ -87,22 +93,11 @@ async fn run_async(config: &Config, args: &RunArgs) -> Result<GateReport> {
         let log = RelayLog::default();
         Box::new(SimulatedRelay::new(log))
     };
-    let keypad: Option<Box<dyn Keypad>> = match config.hardware.keypad {
-        KeypadConfig::None => None,
-        KeypadConfig::Matrix { rows, cols } => Some(Box::new(MatrixKeypad::open(rows, cols)?)),
-        KeypadConfig::Stdin => {
-            let (keypad, feeder) = SimulatedKeypad::new();
-            // A detached reader: it ends with standard input; the keypad then just stays idle.
-            std::thread::spawn(move || {
-                for line in std::io::stdin().lock().lines().map_while(Result::ok) {
-                    feeder.type_str(&line);
-                }
-            });
-            Some(Box::new(keypad))
-        }
-    };
+    let hardware = open_hardware(config, camera, pipeline, relay)?;
     let settings = crate::gate::GateSettings { fps, ..config.gate };
-    let hardware = GateHardware { camera, pipeline, relay, keypad };
+    if settings.intent == FaceIntent::Always && !matches!(config.capture, CaptureConfig::Replay { .. }) {
+        tracing::warn!("gate.intent = \"always\" with a live camera: faces are matched without anyone asking");
+    }
     let duration = args.duration;
     let shutdown = async move {
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -125,11 +120,80 @@ async fn run_async(config: &Config, args: &RunArgs) -> Result<GateReport> {
     Ok(report)
 }
 
+/// The keypad, scanner, contacts, lights and Wiegand output the config names. Off the Pi, standard input
+/// feeds both the keypad (digits, `#`, `*`) and the scanner (a line holding a pass).
+fn open_hardware(
+    config: &Config,
+    camera: Option<Box<dyn FrameSource>>,
+    pipeline: Option<Arc<FacePipeline>>,
+    relay: Box<dyn Relay>,
+) -> Result<GateHardware> {
+    let hw = &config.hardware;
+    let mut hardware = GateHardware::new(relay);
+    hardware.camera = camera;
+    hardware.pipeline = pipeline;
+    let (mut stdin_keys, mut stdin_passes) = (None, None);
+    hardware.keypad = match &hw.keypad {
+        KeypadConfig::None => None,
+        KeypadConfig::Matrix { rows, cols } => Some(Box::new(MatrixKeypad::open(*rows, *cols)?)),
+        KeypadConfig::Usb { device } => Some(Box::new(UsbKeypad::open(device)?)),
+        KeypadConfig::Stdin => {
+            let (keypad, feeder) = SimulatedKeypad::new();
+            stdin_keys = Some(feeder);
+            Some(Box::new(keypad))
+        }
+    };
+    hardware.scanner = match &hw.scanner {
+        ScannerConfig::None => None,
+        ScannerConfig::Usb { device } => Some(Box::new(UsbScanner::open(device)?)),
+        ScannerConfig::Stdin => {
+            let (scanner, feeder) = SimulatedScanner::new();
+            stdin_passes = Some(feeder);
+            Some(Box::new(scanner))
+        }
+    };
+    if stdin_keys.is_some() || stdin_passes.is_some() {
+        // A detached reader: it ends with standard input; the keypad and scanner then just stay idle.
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+                match (&stdin_passes, &stdin_keys) {
+                    (Some(passes), _) if line.trim().to_ascii_uppercase().starts_with(PASS_PREFIX) => {
+                        passes.scan(&line)
+                    }
+                    (_, Some(keys)) => keys.type_str(&line),
+                    _ => {}
+                }
+            }
+        });
+    }
+    if hw.gpio {
+        if !hw.contacts.is_empty() {
+            hardware.contacts = Some(Box::new(GpioContacts::open(&hw.contacts)?));
+        }
+        if let [None, None, None] = hw.lights {
+        } else {
+            let [green, red, buzzer] = hw.lights;
+            hardware.indicator = Some(Box::new(GpioIndicator::open(green, red, buzzer)?));
+        }
+        if let Some((d0, d1, cards)) = hw.wiegand {
+            hardware.wiegand = Some((Box::new(GpioWiegand::open(d0, d1)?), cards));
+        }
+    } else {
+        let (indicator, _log) = SimulatedIndicator::new();
+        hardware.indicator = Some(Box::new(indicator));
+        if let Some((_, _, cards)) = hw.wiegand {
+            let (output, _log) = SimulatedWiegand::new();
+            hardware.wiegand = Some((Box::new(output), cards));
+        }
+    }
+    Ok(hardware)
+}
+
 fn print_report(report: &GateReport) {
     let secs = report.elapsed.as_secs_f64().max(1e-9);
     #[allow(clippy::cast_precision_loss)]
     let fps = report.frames as f64 / secs;
-    println!("ran {secs:.1} s: {} frames ({fps:.2} fps)", report.frames);
+    println!("ran {secs:.1} s: {} frames ({fps:.2} fps), {} matched for faces", report.frames, report.faces_checked);
     for method in [EntryMethod::Face, EntryMethod::Pin, EntryMethod::VisitorPass, EntryMethod::Guard] {
         let n = report.admissions.iter().filter(|a| a.method == method).count();
         if n > 0 {

@@ -60,3 +60,33 @@ pub fn people_with(min_photos: usize) -> Vec<(String, Vec<PathBuf>)> {
     }
     by_person.into_iter().filter(|(_, photos)| photos.len() >= min_photos).collect()
 }
+
+/// A frame of `photo` with a visitor's phone held up in it: the QR code of `text` (error correction M,
+/// 4 px per module, a white quiet zone as a phone screen shows it) pasted over the photo's lower right.
+pub fn photo_with_qr(photo: &std::path::Path, text: &str) -> facegate::capture::Frame {
+    use facegate::capture::{decode_file, DecodeLimits, Frame};
+    let base = decode_file(photo, DecodeLimits::default()).unwrap_or_else(|e| panic!("{}: {e}", photo.display()));
+    let code = qrcode::QrCode::with_error_correction_level(text, qrcode::EcLevel::M)
+        .unwrap_or_else(|e| panic!("cannot encode {text:?}: {e}"));
+    let modules = code.width() as u32;
+    let dark = code.to_colors();
+    let (scale, quiet) = (4u32, 4u32);
+    let side = (modules + 2 * quiet) * scale;
+    let (w, h) = (base.width().max(side + 8), base.height().max(side + 8));
+    let (x0, y0) = (w - side - 4, h - side - 4);
+    let mut rgb = vec![0u8; (w * h * 3) as usize];
+    for y in 0..h {
+        for x in 0..w {
+            let mut px = if x < base.width() && y < base.height() { base.pixel(x, y) } else { [90, 90, 90] };
+            if (x0..x0 + side).contains(&x) && (y0..y0 + side).contains(&y) {
+                let (mx, my) = ((x - x0) / scale, (y - y0) / scale);
+                let inside = (quiet..quiet + modules).contains(&mx) && (quiet..quiet + modules).contains(&my);
+                let is_dark = inside && dark[((my - quiet) * modules + (mx - quiet)) as usize] == qrcode::Color::Dark;
+                px = if is_dark { [25, 25, 30] } else { [240, 240, 235] };
+            }
+            let i = ((y * w + x) * 3) as usize;
+            rgb[i..i + 3].copy_from_slice(&px);
+        }
+    }
+    Frame::from_rgb(w, h, rgb).unwrap_or_else(|e| panic!("{e}"))
+}

@@ -1,0 +1,233 @@
+//! Counts: what a property manager may see of the gate's use. Pure: the store's hourly counts in, the
+//! published table out.
+//!
+//! The store keeps only counts per hour x method x outcome. Publishing them follows the small-cell rule
+//! (no value of 1 to 10 may be reported, nor derived): a cell of 1-10 is shown as suppressed, and within
+//! each day, more hours are suppressed until the hidden hours add up to 0 or to more than 10, so the day's
+//! own count minus the visible hours never reveals a small number. Bins are fixed (whole hours or whole days
+//! in the compound's time zone), so asking again with other ranges yields the same cells and nothing to
+//! subtract. This module never sees an identity; there is none to see.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::store::PassageCount;
+
+/// Counts from 1 up to this are never shown.
+pub const SMALL_CELL_MAX: i64 = 10;
+
+/// The size of a published bin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Granularity {
+    /// One cell per hour, method and outcome.
+    Hour,
+    /// One cell per day, method and outcome.
+    Day,
+}
+
+/// A published count: the value, or suppressed (1 to 10, or hidden so that no small value can be derived;
+/// the two kinds look the same). In JSON a suppressed count is `null`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Published {
+    /// The exact count (0, or more than 10).
+    Count(i64),
+    /// Not shown.
+    Suppressed,
+}
+
+impl Published {
+    /// The text for a table or CSV cell.
+    pub fn as_text(&self) -> String {
+        match self {
+            Self::Count(n) => n.to_string(),
+            Self::Suppressed => "suppressed".into(),
+        }
+    }
+
+    /// Whether the value is hidden.
+    pub fn is_suppressed(&self) -> bool {
+        matches!(self, Self::Suppressed)
+    }
+}
+
+/// One published cell.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PublishedCell {
+    /// Start of the bin, Unix seconds (UTC instant of the local hour or midnight).
+    pub start: i64,
+    /// Entry method (`face`, `pin`, `visitor_pass`, `guard`).
+    pub method: String,
+    /// `opened` or `refused`.
+    pub outcome: String,
+    /// The count, or suppressed.
+    pub count: Published,
+}
+
+/// The local day (as the Unix second of its midnight) that `at` falls in, for a zone `utc_offset_secs` east
+/// of UTC.
+pub fn day_start(at: i64, utc_offset_secs: i64) -> i64 {
+    let local = at + utc_offset_secs;
+    local - local.rem_euclid(86_400) - utc_offset_secs
+}
+
+/// Publishes hourly counts at the given granularity, with small cells suppressed as the module explains.
+/// Zero cells are not listed. The input may be in any order.
+pub fn publish(counts: &[PassageCount], granularity: Granularity, utc_offset_secs: i64) -> Vec<PublishedCell> {
+    // (day, method, outcome) -> hour -> count
+    let mut days: BTreeMap<(i64, &str, &str), BTreeMap<i64, i64>> = BTreeMap::new();
+    for c in counts.iter().filter(|c| c.count > 0) {
+        *days
+            .entry((day_start(c.hour_start, utc_offset_secs), c.method.as_str(), c.outcome.as_str()))
+            .or_default()
+            .entry(c.hour_start)
+            .or_default() += c.count;
+    }
+    let mut out = Vec::new();
+    for ((day, method, outcome), hours) in days {
+        let cell = |start: i64, count: Published| PublishedCell {
+            start,
+            method: method.to_owned(),
+            outcome: outcome.to_owned(),
+            count,
+        };
+        match granularity {
+            Granularity::Day => out.push(cell(day, suppress_small(hours.values().sum()))),
+            Granularity::Hour => {
+                let hidden = hours_to_hide(&hours);
+                out.extend(hours.iter().map(|(&hour, &n)| {
+                    cell(hour, if hidden.contains(&hour) { Published::Suppressed } else { Published::Count(n) })
+                }));
+            }
+        }
+    }
+    out
+}
+
+fn suppress_small(n: i64) -> Published {
+    if (1..=SMALL_CELL_MAX).contains(&n) {
+        Published::Suppressed
+    } else {
+        Published::Count(n)
+    }
+}
+
+/// The hours of one day's group to hide: every small one, then the smallest others until the hidden total
+/// is 0 or above the limit (or everything is hidden, when the day itself is small and thus hidden too).
+fn hours_to_hide(hours: &BTreeMap<i64, i64>) -> Vec<i64> {
+    let mut hidden: Vec<i64> =
+        hours.iter().filter(|(_, &n)| (1..=SMALL_CELL_MAX).contains(&n)).map(|(&h, _)| h).collect();
+    let mut hidden_sum: i64 = hidden.iter().map(|h| hours[h]).sum();
+    let mut rest: Vec<(i64, i64)> =
+        hours.iter().filter(|(h, &n)| n > SMALL_CELL_MAX && !hidden.contains(h)).map(|(&h, &n)| (n, h)).collect();
+    rest.sort_unstable();
+    let mut rest = rest.into_iter();
+    while (1..=SMALL_CELL_MAX).contains(&hidden_sum) {
+        let Some((n, h)) = rest.next() else { break };
+        hidden.push(h);
+        hidden_sum += n;
+    }
+    hidden
+}
+
+/// The published cells as CSV (`start_utc,method,outcome,count`), times in RFC 3339 UTC.
+pub fn to_csv(cells: &[PublishedCell]) -> String {
+    let mut out = String::from("start_utc,method,outcome,count\n");
+    for c in cells {
+        let start = std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(c.start).unwrap_or(0));
+        out.push_str(&format!(
+            "{},{},{},{}\n",
+            humantime::format_rfc3339_seconds(start),
+            c.method,
+            c.outcome,
+            c.count.as_text()
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn count(hour: i64, method: &str, outcome: &str, n: i64) -> PassageCount {
+        PassageCount { hour_start: hour * 3600, method: method.into(), outcome: outcome.into(), count: n }
+    }
+
+    fn shown(cells: &[PublishedCell]) -> Vec<Option<i64>> {
+        cells
+            .iter()
+            .map(|c| match c.count {
+                Published::Count(n) => Some(n),
+                Published::Suppressed => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn small_cells_and_one_complement_are_hidden() {
+        let counts = [count(8, "face", "opened", 40), count(9, "face", "opened", 3), count(10, "face", "opened", 25)];
+        let hours = publish(&counts, Granularity::Hour, 0);
+        // 3 is hidden; hiding it alone would let the day (68) minus 40 and 25 reveal it, so 25 goes too.
+        assert_eq!(shown(&hours), vec![Some(40), None, None]);
+        let days = publish(&counts, Granularity::Day, 0);
+        assert_eq!(shown(&days), vec![Some(68)]);
+        assert_eq!(
+            to_csv(&hours).lines().nth(2).unwrap(),
+            "1970-01-01T09:00:00Z,face,opened,suppressed",
+            "csv marks the cell"
+        );
+    }
+
+    #[test]
+    fn a_quiet_day_is_hidden_whole_and_zero_is_shown() {
+        let counts = [count(1, "pin", "refused", 2), count(2, "pin", "refused", 5), count(3, "guard", "opened", 0)];
+        assert_eq!(shown(&publish(&counts, Granularity::Hour, 0)), vec![None, None]);
+        assert_eq!(shown(&publish(&counts, Granularity::Day, 0)), vec![None]);
+        let busy = [count(1, "pin", "refused", 11)];
+        assert_eq!(shown(&publish(&busy, Granularity::Day, 0)), vec![Some(11)]);
+    }
+
+    #[test]
+    fn days_follow_the_compound_time_zone() {
+        // 20:00 UTC and 17:00 UTC the next day fall on one day in UTC+8 (04:00 and 01:00 the day after).
+        let counts = [count(20, "face", "opened", 20), count(41, "face", "opened", 30)];
+        assert_eq!(shown(&publish(&counts, Granularity::Day, 0)), vec![Some(20), Some(30)]);
+        assert_eq!(shown(&publish(&counts, Granularity::Day, 8 * 3600)), vec![Some(50)]);
+        assert_eq!(day_start(20 * 3600, 8 * 3600), 16 * 3600);
+    }
+
+    proptest! {
+        #[test]
+        fn no_small_value_is_shown_or_derivable(cells in proptest::collection::vec((0i64..24, 0usize..2, 0i64..40), 0..40)) {
+            let methods = ["face", "pin"];
+            let counts: Vec<_> = cells.iter().map(|&(h, m, n)| count(h, methods[m], "opened", n)).collect();
+            let hours = publish(&counts, Granularity::Hour, 0);
+            let days = publish(&counts, Granularity::Day, 0);
+            for c in hours.iter().chain(&days) {
+                if let Published::Count(n) = c.count {
+                    prop_assert!(!(1..=SMALL_CELL_MAX).contains(&n));
+                }
+            }
+            for day in &days {
+                let group = hours.iter().filter(|h| h.method == day.method);
+                let (visible, any_hidden): (i64, bool) = group.fold((0, false), |(s, any), h| match h.count {
+                    Published::Count(n) => (s + n, any),
+                    Published::Suppressed => (s, true),
+                });
+                if let Published::Count(total) = day.count {
+                    let derived = total - visible;
+                    prop_assert!(!(1..=SMALL_CELL_MAX).contains(&derived), "derived {}", derived);
+                    prop_assert_eq!(any_hidden, derived != 0);
+                }
+            }
+            // The raw total is preserved wherever nothing is hidden.
+            let raw: i64 = counts.iter().map(|c| c.count).sum();
+            let published: i64 = days.iter().map(|d| if let Published::Count(n) = d.count { n } else { 0 }).sum();
+            prop_assert!(published <= raw);
+        }
+    }
+}
