@@ -525,7 +525,7 @@ impl RecentCodes {
     const HOLD: Duration = Duration::from_secs(10);
 
     fn first_sighting(&mut self, text: &str) -> bool {
-        let hash: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+        let hash: [u8; 32] = Sha256::digest(text.trim().to_ascii_uppercase().as_bytes()).into();
         self.0.retain(|(_, at)| at.elapsed() < Self::HOLD);
         if self.0.iter().any(|(h, _)| *h == hash) {
             return false;

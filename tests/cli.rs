@@ -168,3 +168,67 @@ fn eval_protected_reports_raw_protected_unlinkability_and_renewability() {
     // Few pairs here: the mean wanders with the random keys; the all-pairs figure is in the README.
     assert!(v["renewability"]["mean"].as_f64().unwrap().abs() < 0.2);
 }
+
+/// `facegate pass issue`, then the daemon (`facegate run`, simulated hardware, no camera) with the pass and a
+/// PIN typed on standard input: the pass opens once, a second showing is refused; `facegate counts` then
+/// shows those single passages as suppressed, never as 1.
+#[test]
+fn a_pass_issued_by_the_cli_opens_the_running_gate_once_and_counts_are_suppressed() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let (db, key) = (dir.path().join("data/f.sqlite"), dir.path().join("keys/master.key"));
+    let store = ["--db", db.to_str().unwrap(), "--key-file", key.to_str().unwrap()];
+    let issued = facegate(&[&["pass", "issue", "--valid-for", "1h", "--json"], &store[..]].concat());
+    assert!(issued.status.success(), "{}", stderr(&issued));
+    let issued: serde_json::Value = serde_json::from_str(&stdout(&issued)).unwrap();
+    let pass = issued["pass"].as_str().unwrap().to_owned();
+    assert!(pass.starts_with("FGP1:") && pass.len() == 57, "{pass}");
+    let bad = facegate(&[&["pass", "issue", "--valid-for", "30days"], &store[..]].concat());
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).contains("7 days"), "{}", stderr(&bad));
+
+    let config = dir.path().join("gate.toml");
+    std::fs::write(
+        &config,
+        "[capture]\nsource = \"camera\"\ncamera_index = 99\n[hardware]\nkeypad = \"stdin\"\nscanner = \"stdin\"\n",
+    )
+    .unwrap();
+    let run_gate = |lines: &[&str]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_facegate"))
+            .args(["--config", config.to_str().unwrap(), "--models", "/nonexistent", "run", "--duration", "3"])
+            .args(store)
+            .env("FACEGATE_LOG", "info")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        for line in lines {
+            writeln!(stdin, "{line}").unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        (stdout(&out), stderr(&out))
+    };
+    let (text, log) = run_gate(&[&pass, "12#3456#"]);
+    assert!(text.contains("admitted by visitor_pass: 1"), "{text}\n{log}");
+    assert!(text.contains("refused: 1"), "a PIN for an unknown code is refused: {text}");
+    assert!(log.contains("face entry is off"), "{log}");
+    assert!(!log.to_uppercase().contains(&pass[5..]), "the log holds the pass text: {log}");
+    assert!(!log.contains('\x1b'), "colour codes in a log that is not a terminal: {log}");
+    // Single use, across a restart of the daemon.
+    let (text, log) = run_gate(&[&pass.to_lowercase()]);
+    assert!(!text.contains("admitted") && text.contains("refused: 1"), "{text}\n{log}");
+    assert!(log.contains("used already"), "{log}");
+
+    let counts = facegate(&[&["counts", "--by", "hour", "--json"], &store[..]].concat());
+    assert!(counts.status.success(), "{}", stderr(&counts));
+    let counts: serde_json::Value = serde_json::from_str(&stdout(&counts)).unwrap();
+    let cells = counts["cells"].as_array().unwrap();
+    assert!(!cells.is_empty(), "{counts}");
+    assert!(cells.iter().all(|c| c["count"].is_null()), "a count of 1 was published: {counts}");
+    let csv = facegate(&[&["counts", "--csv"], &store[..]].concat());
+    assert!(stdout(&csv).starts_with("start_utc,method,outcome,count\n"), "{}", stdout(&csv));
+    assert!(stdout(&csv).contains("visitor_pass,opened,suppressed"), "{}", stdout(&csv));
+}

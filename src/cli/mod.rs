@@ -17,6 +17,7 @@ use crate::detect;
 use crate::eval::{self, EvalReport, EvalRequest, FMR_TARGETS};
 use crate::pipeline::FacePipeline;
 
+mod passes;
 mod residents;
 mod run;
 
@@ -78,6 +79,11 @@ pub enum Command {
     Expire(residents::StoreArgs),
     /// Run the gate: camera (or replay) to relay, the keypad beside it, until SIGTERM or Ctrl-C.
     Run(run::RunArgs),
+    /// Issue or cancel single-use visitor passes (QR codes).
+    #[command(subcommand)]
+    Pass(passes::PassCommand),
+    /// Passage counts per hour or day, method and outcome, with small counts suppressed (what a manager sees).
+    Counts(passes::CountsArgs),
 }
 
 /// `facegate eval` arguments.
@@ -126,6 +132,8 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::MoveOut(args) => residents::move_out(&config, &args),
         Command::Expire(args) => residents::expire(&config, &args),
         Command::Run(args) => run::run(&config, &args),
+        Command::Pass(command) => passes::pass(&config, &command),
+        Command::Counts(args) => passes::counts(&config, &args),
     }
 }
 

@@ -55,7 +55,8 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<std::process::ExitCode> {
 }
 
 async fn run_async(config: &Config, args: &RunArgs) -> Result<GateReport> {
-    let registry = open_registry(config, &args.store, false)?;
+    // The daemon owns the database: a fresh install starts with an empty one (PIN and passes still need it).
+    let registry = open_registry(config, &args.store, true)?;
     let pipeline = {
         let (dir, cfg) = (config.models_dir.clone(), config.pipeline);
         match tokio::task::spawn_blocking(move || FacePipeline::load(&dir, cfg)).await? {
