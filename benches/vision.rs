@@ -1,4 +1,5 @@
-//! Criterion benches of the per-frame vision stages, one thread: detect at 640x480 and 320x240, align, embed.
+//! Criterion benches of the per-frame vision stages, one thread: the QR search every frame gets, detect at
+//! 640x480 and 320x240, align, embed.
 //! Frames are real webcam frames from `../shared/spoof/live` (never written anywhere). The peer's figures
 //! (onnxruntime on the same models and input sizes) come from `benches/peer/ort_speed.py`; both are in
 //! `benches/README.md`.
@@ -39,6 +40,12 @@ fn benches(c: &mut Criterion) {
     group.sample_size(40);
     group.bench_function("yunet_640x480", |b| b.iter(|| detector.detect(&frame).expect("detect")));
     group.bench_function("yunet_320x240", |b| b.iter(|| detector.detect(&small).expect("detect")));
+    group.finish();
+
+    // Every frame is searched for a visitor pass, whether or not anyone asked for a face check.
+    let mut group = c.benchmark_group("qr");
+    group.sample_size(40);
+    group.bench_function("search_640x480_no_code", |b| b.iter(|| facegate::qr::read_codes(&frame, 1)));
     group.finish();
 
     let faces = detector.detect(&frame).expect("detect");

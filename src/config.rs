@@ -527,6 +527,15 @@ impl RawConfig {
                 },
             )
         });
+        if let Some((_, _, cards)) = &wiegand {
+            let numbers = [cards.face, cards.pin, cards.visitor, cards.guard];
+            if (1..4).any(|i| numbers[..i].contains(&numbers[i])) {
+                return Err(invalid(
+                    "hardware.wiegand",
+                    format!("the card numbers {numbers:?} must differ, one per entry method"),
+                ));
+            }
+        }
         let mut pins: Vec<(&'static str, u8)> = vec![("hardware.relay_bcm", relay_bcm)];
         if let KeypadConfig::Matrix { rows, cols } = &keypad {
             pins.extend(rows.iter().chain(cols).map(|&p| ("hardware.keypad_rows/keypad_cols", p)));
@@ -642,6 +651,7 @@ mod tests {
             ("[hardware.contacts]\nexit_button = 17", "hardware.contacts"),
             ("[hardware.lights]\ngreen = 30", "hardware.lights"),
             ("[gate]\nintent = \"cctv\"", "gate.intent"),
+            ("[hardware.wiegand]\nface_card = 2", "hardware.wiegand"),
             ("[gate]\nface_window_ms = 10", "gate.face_window_ms"),
             ("[gate]\ndoor_held_alarm_s = 1", "gate.door_held_alarm_s"),
         ] {

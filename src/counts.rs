@@ -193,8 +193,8 @@ mod tests {
 
     #[test]
     fn days_follow_the_compound_time_zone() {
-        // 20:00 UTC and 17:00 UTC the next day fall on one day in UTC+8 (04:00 and 01:00 the day after).
-        let counts = [count(20, "face", "opened", 20), count(41, "face", "opened", 30)];
+        // 20:00 UTC and 06:00 UTC the next day fall on one day in UTC+8 (04:00 and 14:00).
+        let counts = [count(20, "face", "opened", 20), count(30, "face", "opened", 30)];
         assert_eq!(shown(&publish(&counts, Granularity::Day, 0)), vec![Some(20), Some(30)]);
         assert_eq!(shown(&publish(&counts, Granularity::Day, 8 * 3600)), vec![Some(50)]);
         assert_eq!(day_start(20 * 3600, 8 * 3600), 16 * 3600);

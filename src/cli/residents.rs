@@ -364,6 +364,6 @@ pub fn pin(config: &Config, args: &PinArgs) -> Result<std::process::ExitCode> {
     let pin = Pin::parse(&typed)?;
     let mut registry = open_registry(config, &args.store, false)?;
     registry.set_pin(&args.resident, &args.code, &pin, unix_now())?;
-    println!("PIN set for resident {} (keypad: {} * PIN #)", args.resident, args.code);
+    println!("PIN set for resident {} (keypad: {} # PIN #)", args.resident, args.code);
     Ok(std::process::ExitCode::SUCCESS)
 }
