@@ -10,8 +10,9 @@
 set -eu
 
 ACCOUNT=facegate
-# Must match deploy/facegate.service: a SupplementaryGroups= entry that does not exist makes the unit fail at
-# start (status 216/GROUP), so a group the system lacks is created here rather than left to a failed start.
+# Must match SupplementaryGroups= in deploy/facegate.service (tests/deploy.rs checks it): an entry that does
+# not exist makes the unit fail at start (status 216/GROUP), so a group the system lacks is created here
+# rather than left to a failed start. gpio: relay, keypad, contacts; video: camera; input: USB keypad, scanner.
 DEVICE_GROUPS="gpio video input"
 # Database and master key in separate folders (the daemon refuses a key beside its data), both 0700.
 STATE_DIRS="/var/lib/facegate /var/lib/facegate-keys"
@@ -36,7 +37,7 @@ run() {
 for group in $DEVICE_GROUPS; do
     if ! getent group "$group" >/dev/null; then
         # Raspberry Pi OS has gpio (its udev rules hand it /dev/gpiomem); plain Debian has neither the rules nor
-        # the group. An empty group is harmless there and keeps the unit startable.
+        # the group, and a container may lack input too. An empty group is harmless and keeps the unit startable.
         echo "setup-system: creating system group $group"
         run groupadd --system "$group"
     fi
