@@ -140,7 +140,7 @@ pub struct GateStatus {
 }
 
 impl GateStatus {
-    /// Frames read by the face thread.
+    /// Frames read and handled by the camera thread.
     pub fn frames(&self) -> u64 {
         self.frames.load(Ordering::Relaxed)
     }
@@ -586,7 +586,6 @@ fn camera_loop(
             send(Input::Fault("camera back, face entry resumed".into()));
         }
         n += 1;
-        shared.status.frames.fetch_add(1, Ordering::Relaxed);
         if settings.passes_from_camera {
             for text in crate::qr::read_codes(&frame, 1) {
                 // Any other code in view (a poster, a T-shirt) is none of the gate's business.
@@ -615,6 +614,8 @@ fn camera_loop(
             }
         }
         face_was_on = face_on;
+        // Counted once handled, so "frames read" also means "their events are sent".
+        shared.status.frames.fetch_add(1, Ordering::Relaxed);
         std::thread::sleep(period.saturating_sub(started.elapsed()));
     }
 }

@@ -105,8 +105,16 @@ pub fn default_models_dir() -> PathBuf {
     if local.join(YUNET.file_name).exists() {
         return local;
     }
+    // Where the Debian package and deploy/install.sh put them.
+    let installed = PathBuf::from(INSTALLED_MODELS_DIR);
+    if installed.join(YUNET.file_name).exists() {
+        return installed;
+    }
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models")
 }
+
+/// The models folder of an installed system.
+pub const INSTALLED_MODELS_DIR: &str = "/usr/share/facegate/models";
 
 /// Reads a model file and checks it against its pinned sha256.
 pub fn read_verified(dir: &Path, spec: ModelSpec) -> Result<Vec<u8>> {

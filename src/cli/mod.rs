@@ -21,12 +21,16 @@ mod passes;
 mod residents;
 mod run;
 
+/// The config file of an installed system, used when `--config` is not given.
+pub const INSTALLED_CONFIG: &str = "/etc/facegate/facegate.toml";
+
 /// facegate: a privacy-first face gate. Faces are matched only against residents who consented; nothing
 /// image-like is ever written.
 #[derive(Debug, Parser)]
 #[command(name = "facegate", version, about, long_about = None)]
 pub struct Cli {
-    /// Config file (TOML); defaults apply to anything it leaves out.
+    /// Config file (TOML; default: /etc/facegate/facegate.toml if it exists); defaults apply to anything it
+    /// leaves out.
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Folder holding the model files (overrides the config).
@@ -112,8 +116,12 @@ pub struct EvalArgs {
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
+    // An installed system's config applies without --config, so an administrator's command and the daemon
+    // agree on where the database, the key and the models are.
+    let installed = Path::new(INSTALLED_CONFIG);
     let mut config = match &cli.config {
         Some(path) => RawConfig::read(path)?.validate()?,
+        None if installed.is_file() => RawConfig::read(installed)?.validate()?,
         None => RawConfig::default().validate()?,
     };
     if let Some(models) = cli.models {

@@ -125,9 +125,34 @@ fn date(t: i64) -> String {
     humantime::format_rfc3339_seconds(at).to_string().chars().take(10).collect()
 }
 
-/// Only `facegate consent` may create the database (and the master key); every other command needs one.
+/// Root would create (or rotate) files the daemon's own user cannot read: the gate would then fail at its
+/// next start. When the database folder belongs to another user, commands must run as that user.
+fn refuse_root_on_service_store(db: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let folder = db.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    if let Ok(meta) = std::fs::metadata(folder) {
+        if meta.uid() != 0 {
+            let owner = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(meta.uid()))
+                .ok()
+                .flatten()
+                .map_or_else(|| meta.uid().to_string(), |u| u.name);
+            bail!(
+                "{} belongs to {owner}; run this as that user (e.g. `sudo -u {owner} facegate ...`), so the daemon can still read what is written",
+                folder.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Only `consent`, `pass issue` and the daemon (`run`) may create the database and the master key; the other
+/// commands need an existing one, so a mistyped path is an error rather than a fresh empty store.
 pub(super) fn open_registry(config: &Config, args: &StoreArgs, may_create: bool) -> Result<Registry> {
     let db = args.db.clone().unwrap_or_else(|| config.database.clone());
+    refuse_root_on_service_store(&db)?;
     if !may_create && !db.exists() {
         bail!(
             "no resident database at {}: the first `facegate consent` creates it (or point --db / store.database at it)",
