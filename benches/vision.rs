@@ -1,5 +1,5 @@
 //! Criterion benches of the per-frame vision stages, one thread: the QR search every frame gets, detect at
-//! 640x480 and 320x240, align, embed.
+//! 640x480 and 320x240, align, liveness (the MiniFASNet pair, per face), embed.
 //! Frames are real webcam frames from `../shared/spoof/live` (never written anywhere). The peer's figures
 //! (onnxruntime on the same models and input sizes) come from `benches/peer/ort_speed.py`; both are in
 //! `benches/README.md`.
@@ -53,6 +53,12 @@ fn benches(c: &mut Criterion) {
     c.bench_function("align/umeyama_warp_112x112", |b| {
         b.iter(|| align::align(&frame, &face.landmarks).expect("alignable"))
     });
+
+    let liveness = facegate::liveness::LivenessModel::load(&models).unwrap_or_else(|e| panic!("{e}"));
+    let mut group = c.benchmark_group("liveness");
+    group.sample_size(30);
+    group.bench_function("minifasnet_pair_80x80", |b| b.iter(|| liveness.score(&frame, &face.bbox).expect("score")));
+    group.finish();
 
     let aligned = align::align(&frame, &face.landmarks).expect("alignable");
     let mut group = c.benchmark_group("embed");

@@ -82,6 +82,17 @@ pub struct RawConfig {
     /// `[hardware]`
     #[serde(default)]
     pub hardware: RawHardware,
+    /// `[liveness]`
+    #[serde(default)]
+    pub liveness: RawLiveness,
+}
+
+/// `[liveness]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLiveness {
+    /// Live-score threshold (0..1); a face (mean over a decision's frames) below it does not open.
+    pub threshold: Option<f32>,
 }
 
 /// `[gate]`
@@ -377,6 +388,8 @@ pub struct Config {
     pub gate: GateSettings,
     /// The daemon's hardware.
     pub hardware: HardwareConfig,
+    /// Live-score threshold of the liveness check.
+    pub live_threshold: f32,
 }
 
 impl RawConfig {
@@ -573,7 +586,12 @@ impl RawConfig {
         if !(5..=3_600).contains(&door_held_alarm_s) {
             return Err(invalid("gate.door_held_alarm_s", format!("{door_held_alarm_s} is not in 5..=3600")));
         }
+        let live_threshold = self.liveness.threshold.unwrap_or(crate::liveness::DEFAULT_LIVE_THRESHOLD);
+        if !(live_threshold > 0.0 && live_threshold < 1.0) {
+            return Err(invalid("liveness.threshold", format!("{live_threshold} is not in (0, 1)")));
+        }
         Ok(Config {
+            live_threshold,
             gate: GateSettings {
                 pulse: Duration::from_millis(pulse_ms),
                 max_open: Duration::from_millis(max_open_ms),
@@ -651,6 +669,7 @@ mod tests {
             ("[hardware.contacts]\nexit_button = 17", "hardware.contacts"),
             ("[hardware.lights]\ngreen = 30", "hardware.lights"),
             ("[gate]\nintent = \"cctv\"", "gate.intent"),
+            ("[liveness]\nthreshold = 1.0", "liveness.threshold"),
             ("[hardware.wiegand]\nface_card = 2", "hardware.wiegand"),
             ("[gate]\nface_window_ms = 10", "gate.face_window_ms"),
             ("[gate]\ndoor_held_alarm_s = 1", "gate.door_held_alarm_s"),

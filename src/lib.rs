@@ -26,6 +26,7 @@ pub mod hardening;
 pub mod inputs;
 pub mod keypad;
 pub mod keys;
+pub mod liveness;
 pub mod matching;
 pub mod model;
 pub mod pass;

@@ -17,6 +17,7 @@ use crate::detect;
 use crate::eval::{self, EvalReport, EvalRequest, FMR_TARGETS};
 use crate::pipeline::FacePipeline;
 
+mod liveness;
 mod passes;
 mod residents;
 mod run;
@@ -83,6 +84,10 @@ pub enum Command {
     Expire(residents::StoreArgs),
     /// Run the gate: camera (or replay) to relay, the keypad beside it, until SIGTERM or Ctrl-C.
     Run(run::RunArgs),
+    /// Liveness score and verdict per face (is it a live person, or a photo or screen held up?).
+    Liveness(liveness::LivenessArgs),
+    /// Presentation-attack evaluation on a labelled folder: APCER per attack type, BPCER.
+    EvalPad(liveness::EvalPadArgs),
     /// Issue or cancel single-use visitor passes (QR codes).
     #[command(subcommand)]
     Pass(passes::PassCommand),
@@ -141,6 +146,8 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Expire(args) => residents::expire(&config, &args),
         Command::Run(args) => run::run(&config, &args),
         Command::Pass(command) => passes::pass(&config, &command),
+        Command::Liveness(args) => liveness::liveness(&config, &args),
+        Command::EvalPad(args) => liveness::eval_pad(&config, &args),
         Command::Counts(args) => passes::counts(&config, &args),
     }
 }
