@@ -601,6 +601,7 @@ impl RawConfig {
                 face_window: Duration::from_millis(face_window_ms),
                 face_cooldown: Duration::from_millis(face_cooldown_ms),
                 passes_from_camera: self.gate.passes_from_camera.unwrap_or(true),
+                live_threshold: Some(live_threshold),
                 door_held_alarm: Duration::from_secs(door_held_alarm_s),
                 ..GateSettings::default()
             },

@@ -12,10 +12,10 @@ use crate::matching::{FrameAgreement, Slot};
 use crate::store::{EntryMethod, PassageOutcome};
 
 /// Something that happened at the gate.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum GateEvent {
-    /// One frame's identification: the matched slot, or `None` (no face, or no match).
-    FaceFrame(Option<Slot>),
+    /// One frame's identification and liveness.
+    FaceFrame(FaceObservation),
     /// A PIN was entered and checked.
     Pin(PinCheck),
     /// A visitor pass was shown and checked.
@@ -24,6 +24,22 @@ pub enum GateEvent {
     GuardOpen,
     /// Someone pressed the exit button inside.
     ExitButton,
+}
+
+/// What one frame showed of the face in front of the gate.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FaceObservation {
+    /// The matched gallery slot, or `None` (no face, or no match).
+    pub slot: Option<Slot>,
+    /// The live probability of that face (0..1), when the liveness check ran.
+    pub live: Option<f32>,
+}
+
+impl FaceObservation {
+    /// A frame that matched `slot` (or nothing) with no liveness score.
+    pub fn matched(slot: Option<Slot>) -> Self {
+        Self { slot, live: None }
+    }
 }
 
 /// The result of checking a PIN.
@@ -55,6 +71,9 @@ pub enum Decision {
     Release,
     /// Refuse, counted under this method (the outcome shown to the person: red light, short buzz).
     Refuse(EntryMethod),
+    /// A resident's face matched but did not look live (a photo or a screen?): refused and counted as a refused
+    /// face, with no lockout; the person is pointed to the other ways in.
+    NotLive,
     /// Nothing yet (a face seen in too few frames so far, or no face at all).
     Wait,
 }
@@ -65,30 +84,63 @@ impl Decision {
         match self {
             Self::Admit(method) => Some((method, PassageOutcome::Opened)),
             Self::Refuse(method) => Some((method, PassageOutcome::Refused)),
+            Self::NotLive => Some((EntryMethod::Face, PassageOutcome::Refused)),
             Self::Release | Self::Wait => None,
         }
     }
 }
 
-/// Turns events into decisions; holds only the recent frames' slots.
+/// Turns events into decisions; holds only the recent frames' slots and live scores.
 #[derive(Clone, Debug)]
 pub struct Decider {
     agreement: FrameAgreement,
+    window: usize,
+    recent: std::collections::VecDeque<FaceObservation>,
+    live_threshold: Option<f32>,
 }
 
 impl Decider {
     /// A face opens after `required` of the last `window` frames matched the same resident.
     pub fn new(required: usize, window: usize) -> Self {
-        Self { agreement: FrameAgreement::new(required, window) }
+        Self {
+            agreement: FrameAgreement::new(required, window),
+            window: window.max(1),
+            recent: std::collections::VecDeque::new(),
+            live_threshold: None,
+        }
+    }
+
+    /// Also requires the mean live score of the agreeing frames to reach `threshold`; a frame without a score
+    /// counts as not live (fail-secure when the check could not run).
+    pub fn with_liveness(mut self, threshold: f32) -> Self {
+        self.live_threshold = Some(threshold);
+        self
+    }
+
+    fn face(&mut self, seen: FaceObservation) -> (Decision, Option<Slot>) {
+        if self.recent.len() == self.window {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(seen);
+        let Some(slot) = self.agreement.observe(seen.slot) else {
+            return (Decision::Wait, None);
+        };
+        let agreeing: Vec<f32> =
+            self.recent.iter().filter(|o| o.slot == Some(slot)).map(|o| o.live.unwrap_or(0.0)).collect();
+        self.recent.clear();
+        match self.live_threshold {
+            #[allow(clippy::cast_precision_loss)]
+            Some(threshold) if agreeing.iter().sum::<f32>() / (agreeing.len().max(1) as f32) < threshold => {
+                (Decision::NotLive, None)
+            }
+            _ => (Decision::Admit(EntryMethod::Face), Some(slot)),
+        }
     }
 
     /// The decision for one event. Returns the slot that agreed, for a face admission.
     pub fn decide(&mut self, event: &GateEvent) -> (Decision, Option<Slot>) {
         match event {
-            GateEvent::FaceFrame(outcome) => match self.agreement.observe(*outcome) {
-                Some(slot) => (Decision::Admit(EntryMethod::Face), Some(slot)),
-                None => (Decision::Wait, None),
-            },
+            GateEvent::FaceFrame(seen) => self.face(*seen),
             GateEvent::Pin(PinCheck::Accepted) => (Decision::Admit(EntryMethod::Pin), None),
             GateEvent::Pin(PinCheck::Rejected | PinCheck::LockedOut(_)) => (Decision::Refuse(EntryMethod::Pin), None),
             GateEvent::VisitorPass(PassCheck::Valid) => (Decision::Admit(EntryMethod::VisitorPass), None),
@@ -101,6 +153,7 @@ impl Decider {
     /// Forgets the recent frames (the person left, or another way in was used).
     pub fn reset_faces(&mut self) {
         self.agreement.reset();
+        self.recent.clear();
     }
 }
 
@@ -318,6 +371,34 @@ impl DoorMonitor {
 mod tests {
     use super::*;
 
+    fn face(slot: Option<Slot>) -> GateEvent {
+        GateEvent::FaceFrame(FaceObservation::matched(slot))
+    }
+
+    fn seen(slot: Option<Slot>, live: f32) -> GateEvent {
+        GateEvent::FaceFrame(FaceObservation { slot, live: Some(live) })
+    }
+
+    #[test]
+    fn a_matching_face_opens_only_if_its_frames_look_live() {
+        let mut decider = Decider::new(2, 3).with_liveness(0.5);
+        assert_eq!(decider.decide(&seen(Some(1), 0.9)).0, Decision::Wait);
+        assert_eq!(decider.decide(&seen(Some(1), 0.7)), (Decision::Admit(EntryMethod::Face), Some(1)));
+        // A photo of resident 1: matches, but scores low: refused, no slot, counted as a refused face.
+        decider.decide(&seen(Some(1), 0.1));
+        assert_eq!(decider.decide(&seen(Some(1), 0.2)), (Decision::NotLive, None));
+        assert_eq!(Decision::NotLive.passage(), Some((EntryMethod::Face, PassageOutcome::Refused)));
+        // The mean decides: one low frame among live ones passes; no score at all does not.
+        decider.decide(&seen(Some(2), 0.45));
+        assert_eq!(decider.decide(&seen(Some(2), 0.8)).0, Decision::Admit(EntryMethod::Face));
+        decider.decide(&face(Some(3)));
+        assert_eq!(decider.decide(&face(Some(3))).0, Decision::NotLive, "no score is not live");
+        // Without liveness configured, scores are ignored.
+        let mut plain = Decider::new(2, 3);
+        plain.decide(&seen(Some(1), 0.0));
+        assert_eq!(plain.decide(&face(Some(1))).0, Decision::Admit(EntryMethod::Face));
+    }
+
     #[test]
     fn the_face_window_opens_on_intent_and_pauses_after_an_admission() {
         let s = Duration::from_secs;
@@ -371,12 +452,12 @@ mod tests {
     #[test]
     fn a_face_opens_only_after_agreement_and_every_other_way_in_works_alone() {
         let mut decider = Decider::new(2, 3);
-        assert_eq!(decider.decide(&GateEvent::FaceFrame(Some(4))), (Decision::Wait, None));
-        assert_eq!(decider.decide(&GateEvent::FaceFrame(None)), (Decision::Wait, None));
-        assert_eq!(decider.decide(&GateEvent::FaceFrame(Some(4))), (Decision::Admit(EntryMethod::Face), Some(4)));
+        assert_eq!(decider.decide(&face(Some(4))), (Decision::Wait, None));
+        assert_eq!(decider.decide(&face(None)), (Decision::Wait, None));
+        assert_eq!(decider.decide(&face(Some(4))), (Decision::Admit(EntryMethod::Face), Some(4)));
         // Three residents in turn never agree (no slot twice in any three frames).
         for slot in [1, 2, 3, 1, 2, 3].map(Some) {
-            assert_eq!(decider.decide(&GateEvent::FaceFrame(slot)).0, Decision::Wait);
+            assert_eq!(decider.decide(&face(slot)).0, Decision::Wait);
         }
         assert_eq!(decider.decide(&GateEvent::Pin(PinCheck::Accepted)).0, Decision::Admit(EntryMethod::Pin));
         assert_eq!(

@@ -22,10 +22,12 @@ use tokio::sync::mpsc;
 use crate::actuate::{ActuateError, Indicator, MethodCards, Relay, Signal, Wiegand26, WiegandOutput};
 use crate::capture::FrameSource;
 use crate::decide::{
-    Decider, Decision, DoorAlarm, DoorMonitor, DoorTiming, FaceIntent, GateEvent, IntentWindow, PassCheck, PinCheck,
+    Decider, Decision, DoorAlarm, DoorMonitor, DoorTiming, FaceIntent, FaceObservation, GateEvent, IntentWindow,
+    PassCheck, PinCheck,
 };
 use crate::inputs::{Contact, ContactChange, ContactInputs};
 use crate::keypad::{Entry, Keypad, PinEntry};
+use crate::liveness::LivenessModel;
 use crate::pass::PassError;
 use crate::pipeline::FacePipeline;
 use crate::registry::{Registry, RegistryError};
@@ -66,6 +68,9 @@ pub struct GateSettings {
     pub face_cooldown: Duration,
     /// Whether the camera also reads visitor passes' QR codes.
     pub passes_from_camera: bool,
+    /// A face opens only if the mean live score of the agreeing frames reaches this (`None`: no liveness
+    /// check, for tests of other parts only).
+    pub live_threshold: Option<f32>,
     /// An opening this soon after the lock closed again is not a forced door.
     pub door_grace: Duration,
     /// The door may stay open this long before the alarm sounds.
@@ -85,6 +90,8 @@ impl Default for GateSettings {
             face_window: Duration::from_secs(8),
             face_cooldown: Duration::from_secs(4),
             passes_from_camera: true,
+            // The config always sets one (`liveness.threshold`); `None` is for tests of the other parts.
+            live_threshold: None,
             door_grace: Duration::from_secs(5),
             door_held_alarm: Duration::from_secs(30),
         }
@@ -97,6 +104,8 @@ pub struct GateHardware {
     pub camera: Option<Box<dyn FrameSource>>,
     /// The face models; `None` (they failed to load) runs without face entry; passes are still read.
     pub pipeline: Option<Arc<FacePipeline>>,
+    /// The liveness models; without them (and a `live_threshold`) face entry is off.
+    pub liveness: Option<Arc<LivenessModel>>,
     /// The door relay.
     pub relay: Box<dyn Relay>,
     /// The keypad; `None` runs without PIN entry.
@@ -117,6 +126,7 @@ impl GateHardware {
         Self {
             camera: None,
             pipeline: None,
+            liveness: None,
             relay,
             keypad: None,
             scanner: None,
@@ -245,7 +255,15 @@ pub async fn run(
         status,
     });
     let (tx, mut rx) = mpsc::channel::<Input>(32);
-    let GateHardware { camera, pipeline, mut relay, keypad, scanner, contacts, indicator, wiegand } = hardware;
+    let GateHardware { camera, mut pipeline, liveness, mut relay, keypad, scanner, contacts, indicator, wiegand } =
+        hardware;
+    if settings.live_threshold.is_some() && liveness.is_none() && pipeline.is_some() {
+        // A face must match and be live: without the liveness models, a photo would open the door.
+        tracing::error!(
+            "liveness models unavailable: face entry is off; PIN, visitor pass and guard entry keep working"
+        );
+        pipeline = None;
+    }
     relay.set_unlocked(false)?;
     tracing::info!(relay = %relay.describe(), intent = ?settings.intent, "gate starting, door locked");
 
@@ -261,7 +279,8 @@ pub async fn run(
     match camera {
         Some(camera) if pipeline.is_some() || settings.passes_from_camera => {
             let (shared, tx) = (shared.clone(), tx.clone());
-            spawn("camera", Box::new(move || camera_loop(camera, pipeline.as_deref(), &shared, &tx, settings)));
+            let models = pipeline.map(|p| (p, liveness));
+            spawn("camera", Box::new(move || camera_loop(camera, models, &shared, &tx, settings)));
         }
         _ => tracing::warn!("no camera: face entry and camera-read passes are off; the other ways in keep working"),
     }
@@ -299,7 +318,10 @@ pub async fn run(
         relay: &mut *relay,
         indicator,
         wiegand,
-        decider: Decider::new(settings.agreement.0, settings.agreement.1),
+        decider: match settings.live_threshold {
+            Some(threshold) => Decider::new(settings.agreement.0, settings.agreement.1).with_liveness(threshold),
+            None => Decider::new(settings.agreement.0, settings.agreement.1),
+        },
         door: DoorTiming::new(settings.pulse, settings.max_open),
         monitor: DoorMonitor::new(settings.door_grace, settings.door_held_alarm),
         scanning: false,
@@ -503,6 +525,12 @@ impl GateLoop<'_> {
                 let locked_out = matches!(event, GateEvent::Pin(PinCheck::LockedOut(_)));
                 self.show(if locked_out { Signal::LockedOut } else { Signal::Refused });
             }
+            Decision::NotLive => {
+                self.report.refusals += 1;
+                self.shared.status.refusals.fetch_add(1, Ordering::Relaxed);
+                tracing::info!("a matching face was not confirmed live: refused; PIN, pass and guard remain");
+                self.show(Signal::Refused);
+            }
             Decision::Release => self.show(Signal::Granted),
             Decision::Wait => {}
         }
@@ -557,7 +585,7 @@ fn check_pass(shared: &Shared, text: &str, source: &str) -> PassCheck {
 
 fn camera_loop(
     mut camera: Box<dyn FrameSource>,
-    pipeline: Option<&FacePipeline>,
+    models: Option<(Arc<FacePipeline>, Option<Arc<LivenessModel>>)>,
     shared: &Shared,
     tx: &mpsc::Sender<Input>,
     settings: GateSettings,
@@ -597,14 +625,12 @@ fn camera_loop(
                 }
             }
         }
-        let face_on = pipeline.is_some() && lock(&shared.intent).face_allowed(shared.now());
-        if face_on {
-            let slot = pipeline
-                .and_then(|p| p.read(&frame).ok())
-                .and_then(|reading| lock(&shared.registry).identify(&reading.embedding).map(|m| m.slot));
+        let face_on = models.is_some() && lock(&shared.intent).face_allowed(shared.now());
+        if let (true, Some((pipeline, liveness))) = (face_on, &models) {
+            let seen = observe_face(&frame, pipeline, liveness.as_deref(), shared);
             drop(frame);
             shared.status.faces_checked.fetch_add(1, Ordering::Relaxed);
-            if !send(Input::Event { event: GateEvent::FaceFrame(slot), frame: Some((n, started)) }) {
+            if !send(Input::Event { event: GateEvent::FaceFrame(seen), frame: Some((n, started)) }) {
                 return;
             }
         } else {
@@ -618,6 +644,25 @@ fn camera_loop(
         shared.status.frames.fetch_add(1, Ordering::Relaxed);
         std::thread::sleep(period.saturating_sub(started.elapsed()));
     }
+}
+
+/// Matches the largest face and, only when it matched someone, checks that it is live (the liveness pair costs
+/// about a third of an embedding; strangers never need it).
+fn observe_face(
+    frame: &crate::capture::Frame,
+    pipeline: &FacePipeline,
+    liveness: Option<&LivenessModel>,
+    shared: &Shared,
+) -> FaceObservation {
+    let Ok(reading) = pipeline.read(frame) else {
+        return FaceObservation::matched(None);
+    };
+    let slot = lock(&shared.registry).identify(&reading.embedding).map(|m| m.slot);
+    let live = match (slot, liveness) {
+        (Some(_), Some(model)) => model.score(frame, &reading.face.bbox).ok(),
+        _ => None,
+    };
+    FaceObservation { slot, live }
 }
 
 fn keypad_loop(mut keypad: Box<dyn Keypad>, shared: &Shared, tx: &mpsc::Sender<Input>, idle: Duration) {

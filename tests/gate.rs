@@ -292,3 +292,73 @@ async fn without_the_models_a_pass_shown_to_the_camera_still_opens() {
     // Any other QR code in view (a poster, a T-shirt) is ignored, not refused.
     assert_eq!((relay_log.pulses(), status.passes_read(), report.refusals), (1, 1, 0));
 }
+
+/// Liveness at the gate, on real webcam frames (NUAA subject 0001, `../shared/spoof`): the subject enrolled
+/// from live frames opens with live frames; their printed photo, held up to the same camera, matches them but
+/// is refused as not live, with no lockout: the live face opens again right after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_printed_photo_of_a_resident_is_refused_and_the_live_resident_opens() {
+    let spoof = common::shared_faces().join("../spoof");
+    let list = |sub: &str| -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(spoof.join(sub))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("nuaa_0001_"))
+            .collect();
+        files.sort();
+        files
+    };
+    let (live, print) = (list("live"), list("print"));
+    assert!(live.len() >= 20 && print.len() >= 20, "subject 0001's frames are missing from {}", spoof.display());
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("data/facegate.sqlite");
+    let key = MasterKeySource::file(dir.path().join("keys/master.key"));
+    let mut registry = Registry::open(&db, &key, RegistryPolicy::default(), 1).unwrap();
+    let pipeline = Arc::new(FacePipeline::load(&common::models_dir(), PipelineConfig::default()).unwrap());
+    let liveness = Arc::new(facegate::liveness::LivenessModel::load(&common::models_dir()).unwrap());
+    let mut session = EnrolmentSession::new(3, QualityGate::default());
+    for path in &live[..10] {
+        let _ = session.offer_frame(&pipeline, &photo(path));
+    }
+    registry.record_consent("r-nuaa", None, &consent(), 1).unwrap();
+    registry.enrol("r-nuaa", &session.finish().unwrap(), 2).unwrap();
+
+    let (frames, camera) = mpsc::channel();
+    let relay_log = RelayLog::default();
+    let mut hardware = GateHardware::new(Box::new(SimulatedRelay::new(relay_log.clone())));
+    hardware.camera = Some(Box::new(ScriptedCamera(camera)));
+    hardware.pipeline = Some(pipeline);
+    hardware.liveness = Some(liveness);
+    let settings = GateSettings {
+        intent: FaceIntent::Always,
+        face_cooldown: Duration::ZERO,
+        live_threshold: Some(facegate::liveness::DEFAULT_LIVE_THRESHOLD),
+        ..settings()
+    };
+    let status = Arc::new(GateStatus::default());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let gate = tokio::spawn(gate::run(registry, settings, hardware, status.clone(), async {
+        let _ = stopped.await;
+    }));
+
+    // Six printed photos of the resident: they match, but never open.
+    for path in print.iter().step_by(4).take(6) {
+        frames.send(photo(path)).unwrap();
+    }
+    wait_for("the printed photos", || status.frames() == 6).await;
+    assert_eq!((status.admissions(), relay_log.pulses()), (0, 0), "a printed photo opened the gate");
+    assert!(status.refusals() >= 1, "the printed photo matched nobody: the test shows nothing");
+    // The live resident, on frames not used at enrolment: in within three frames.
+    for path in &live[10..13] {
+        frames.send(photo(path)).unwrap();
+    }
+    wait_for("the live frames", || status.frames() == 9).await;
+    assert_eq!(status.admissions(), 1, "the live resident was not let in");
+    stop.send(()).unwrap();
+    let report = gate.await.unwrap().unwrap();
+    assert_eq!(report.admissions[0].method, EntryMethod::Face);
+    let counts = Store::open(&db).unwrap().passage_counts(0, i64::MAX).unwrap();
+    let refused: i64 = counts.iter().filter(|c| c.method == "face" && c.outcome == "refused").map(|c| c.count).sum();
+    assert_eq!(refused, i64::try_from(report.refusals).unwrap(), "not-live refusals are counted as refused faces");
+}

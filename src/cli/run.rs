@@ -19,6 +19,7 @@ use crate::gate::{self, GateHardware, GateReport, GateStatus};
 use crate::hardening::harden_process;
 use crate::inputs::GpioContacts;
 use crate::keypad::{MatrixKeypad, SimulatedKeypad, UsbKeypad};
+use crate::liveness::LivenessModel;
 use crate::pass::PASS_PREFIX;
 use crate::pipeline::FacePipeline;
 use crate::scanner::{SimulatedScanner, UsbScanner};
@@ -67,6 +68,16 @@ async fn run_async(config: &Config, args: &RunArgs) -> Result<GateReport> {
             }
         }
     };
+    let liveness = {
+        let dir = config.models_dir.clone();
+        match tokio::task::spawn_blocking(move || LivenessModel::load(&dir)).await? {
+            Ok(model) => Some(Arc::new(model)),
+            Err(e) => {
+                tracing::error!("liveness models unavailable, face entry off: {e}");
+                None
+            }
+        }
+    };
     let fps = args.fps.unwrap_or(config.fps).clamp(0.1, 120.0);
     let camera: Option<Box<dyn FrameSource>> = match (&args.replay, args.camera, &config.capture) {
         (Some(dir), _, _) | (None, None, CaptureConfig::Replay { dir }) => {
@@ -94,7 +105,8 @@ async fn run_async(config: &Config, args: &RunArgs) -> Result<GateReport> {
         let log = RelayLog::default();
         Box::new(SimulatedRelay::new(log))
     };
-    let hardware = open_hardware(config, camera, pipeline, relay)?;
+    let mut hardware = open_hardware(config, camera, pipeline, relay)?;
+    hardware.liveness = liveness;
     let settings = crate::gate::GateSettings { fps, ..config.gate };
     if settings.intent == FaceIntent::Always && !matches!(config.capture, CaptureConfig::Replay { .. }) {
         tracing::warn!("gate.intent = \"always\" with a live camera: faces are matched without anyone asking");
