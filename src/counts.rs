@@ -135,14 +135,7 @@ fn hours_to_hide(hours: &BTreeMap<i64, i64>) -> Vec<i64> {
 pub fn to_csv(cells: &[PublishedCell]) -> String {
     let mut out = String::from("start_utc,method,outcome,count\n");
     for c in cells {
-        let start = std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(c.start).unwrap_or(0));
-        out.push_str(&format!(
-            "{},{},{},{}\n",
-            humantime::format_rfc3339_seconds(start),
-            c.method,
-            c.outcome,
-            c.count.as_text()
-        ));
+        out.push_str(&format!("{},{},{},{}\n", crate::store::rfc3339(c.start), c.method, c.outcome, c.count.as_text()));
     }
     out
 }

@@ -160,6 +160,12 @@ pub fn unix_now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// A store time (Unix seconds) as RFC 3339 UTC, e.g. `2026-11-24T12:00:00Z`; times before 1970 show as 1970.
+pub fn rfc3339(t: i64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(t).unwrap_or(0));
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
 /// Templates are touched at most once per this period, so `last_used_at` (needed for retention) is a coarse
 /// date, never a trail of passages.
 pub const LAST_USED_GRANULARITY_SECS: i64 = 30 * 86_400;

@@ -11,7 +11,7 @@ use super::residents::{open_registry, StoreArgs};
 use crate::config::Config;
 use crate::counts::{self, Granularity};
 use crate::pass::MAX_PASS_VALIDITY_SECS;
-use crate::store::unix_now;
+use crate::store::{rfc3339, unix_now};
 
 /// `facegate pass`
 #[derive(Debug, Subcommand)]
@@ -82,15 +82,12 @@ fn issue(config: &Config, args: &IssueArgs) -> Result<std::process::ExitCode> {
         let svg = code.render::<qrcode::render::svg::Color<'_>>().min_dimensions(240, 240).build();
         std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))?;
     }
-    let at = |t: i64| {
-        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(t).unwrap_or(0)))
-    };
     if args.store.json {
         let value = json!({
             "pass": text,
             "id": pass.id.to_hex(),
-            "valid_from": at(pass.valid_from).to_string(),
-            "valid_until": at(pass.valid_until).to_string(),
+            "valid_from": rfc3339(pass.valid_from),
+            "valid_until": rfc3339(pass.valid_until),
         });
         println!("{value}");
     } else {
@@ -103,8 +100,8 @@ fn issue(config: &Config, args: &IssueArgs) -> Result<std::process::ExitCode> {
         println!("{text}");
         println!(
             "single use, opens from {} to {} (UTC); pass id {} (for `facegate pass cancel`)",
-            at(pass.valid_from),
-            at(pass.valid_until),
+            rfc3339(pass.valid_from),
+            rfc3339(pass.valid_until),
             pass.id.to_hex()
         );
     }
@@ -173,8 +170,7 @@ pub fn counts(config: &Config, args: &CountsArgs) -> Result<std::process::ExitCo
     } else {
         println!("{:<22} {:<13} {:<8} {:>10}", "start (UTC)", "method", "outcome", "count");
         for c in &cells {
-            let start = std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(c.start).unwrap_or(0));
-            let start = humantime::format_rfc3339_seconds(start).to_string();
+            let start = rfc3339(c.start);
             println!("{start:<22} {:<13} {:<8} {:>10}", c.method, c.outcome, c.count.as_text());
         }
         println!("counts of 1 to {} are not shown, nor any that would reveal one", counts::SMALL_CELL_MAX);

@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, IsTerminal, Read};
 use std::path::PathBuf;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -121,8 +121,7 @@ pub struct EnrollArgs {
 }
 
 fn date(t: i64) -> String {
-    let at = UNIX_EPOCH + Duration::from_secs(u64::try_from(t).unwrap_or(0));
-    humantime::format_rfc3339_seconds(at).to_string().chars().take(10).collect()
+    crate::store::rfc3339(t).chars().take(10).collect()
 }
 
 /// Root would create (or rotate) files the daemon's own user cannot read: the gate would then fail at its
