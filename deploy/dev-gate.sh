@@ -35,9 +35,15 @@ if [ ! -f "$state/data/facegate.sqlite" ]; then
     i=0
     for dir in "$faces"/person_*/; do
         [ "$(ls "$dir" | wc -l)" -ge 6 ] || continue
-        i=$((i + 1))
-        "${run[@]}" consent --resident "r-dev-$i" --notice "$state/notice.txt" --notice-version dev >/dev/null
-        "${run[@]}" enroll --resident "r-dev-$i" $(ls "$dir"* | head -n 3) | tail -n 1
+        id="r-dev-$((i + 1))"
+        "${run[@]}" consent --resident "$id" --notice "$state/notice.txt" --notice-version dev >/dev/null
+        # Every photo of the person: enrol uses the first good, live ones and says why it skips the others.
+        if out=$("${run[@]}" enroll --resident "$id" "$dir"* 2>/dev/null); then
+            echo "$out" | tail -n 1
+            i=$((i + 1))
+        else
+            "${run[@]}" revoke --resident "$id" >/dev/null
+        fi
         [ "$i" -ge 3 ] && break
     done
     echo 4071 | "${run[@]}" pin --resident r-dev-1 --code 3401

@@ -1,14 +1,17 @@
 //! Enrolment: from several good frames of a consenting resident to one averaged embedding.
 //!
 //! The quality gate (face size, frontal pose from the landmarks, sharpness of the aligned crop) and the
-//! session that collects K good frames of one face and averages them; pure but for
-//! [`EnrolmentSession::offer_frame`], which runs the vision path on a frame. Consent, the duplicate check,
-//! sealing and storage are the registry's; this module never writes and never keeps a frame.
+//! session that collects K good, live frames of one face and averages them; pure but for
+//! [`EnrolmentSession::offer_frame`], which runs the vision path and the liveness models on a frame. A frame
+//! the liveness check does not find live is never used, so nobody can be enrolled from a printed photo or a
+//! screen held up to the camera. Consent, the duplicate check, sealing and storage are the registry's; this
+//! module never writes and never keeps a frame.
 
 use crate::align::{AlignedFace, ALIGNED_SIZE};
 use crate::capture::Frame;
 use crate::detect::FaceDetection;
 use crate::embed::Embedding;
+use crate::liveness::{LivenessError, LivenessModel};
 use crate::pipeline::{FacePipeline, PipelineError};
 
 /// Limits a frame must meet to be used for enrolment.
@@ -52,6 +55,26 @@ pub enum QualityIssue {
         /// Measured sharpness.
         sharpness: f32,
     },
+    /// The liveness check found a photo or a screen rather than a live face.
+    #[error(
+        "this does not look like a live face (live score {score:.2}); a photo or a screen cannot be enrolled: \
+         look at the camera yourself, in even light"
+    )]
+    NotLive {
+        /// The frame's live score (0..1).
+        score: f32,
+    },
+}
+
+/// Why a frame could not be offered at all (no usable face, or a model failed).
+#[derive(Debug, thiserror::Error)]
+pub enum EnrolFrameError {
+    /// Detection, alignment or embedding.
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    /// The liveness models.
+    #[error(transparent)]
+    Liveness(#[from] LivenessError),
 }
 
 impl QualityGate {
@@ -113,27 +136,41 @@ pub enum FrameVerdict {
     Inconsistent,
 }
 
-/// Collects K good frames of one person and averages them.
+/// Collects K good, live frames of one person and averages them.
 #[derive(Debug)]
 pub struct EnrolmentSession {
     needed: usize,
     gate: QualityGate,
+    live_threshold: f32,
     min_self_similarity: f32,
     embeddings: Vec<Embedding>,
 }
 
 impl EnrolmentSession {
-    /// A session that needs `needed` good frames (at least 1).
-    pub fn new(needed: usize, gate: QualityGate) -> Self {
+    /// A session that needs `needed` good frames (at least 1), each with a live score of at least
+    /// `live_threshold` (the gate's threshold, `[liveness] threshold`).
+    pub fn new(needed: usize, gate: QualityGate, live_threshold: f32) -> Self {
         // Frames of one person in one sitting score far above any impostor (cosine > 0.5 typically; the
         // FMR 1e-5 threshold is 0.46): lower means two people took turns.
-        Self { needed: needed.max(1), gate, min_self_similarity: 0.5, embeddings: Vec::new() }
+        Self { needed: needed.max(1), gate, live_threshold, min_self_similarity: 0.5, embeddings: Vec::new() }
     }
 
-    /// Offers a frame's face, crop and embedding.
-    pub fn offer(&mut self, face: &FaceDetection, aligned: &AlignedFace, embedding: Embedding) -> FrameVerdict {
+    /// Offers a frame's face, crop, embedding and live score. Each frame must be live on its own: the gate
+    /// fuses the score over a decision's frames, but a template is for years, so enrolment takes no frame
+    /// that a mean could carry.
+    pub fn offer(
+        &mut self,
+        face: &FaceDetection,
+        aligned: &AlignedFace,
+        embedding: Embedding,
+        live_score: f32,
+    ) -> FrameVerdict {
         if let Err(issue) = self.gate.check(face, aligned) {
             return FrameVerdict::Rejected(issue);
+        }
+        // `!(>=)` so that a NaN score is not live.
+        if !(live_score >= self.live_threshold) {
+            return FrameVerdict::Rejected(QualityIssue::NotLive { score: live_score });
         }
         if let Some(first) = self.embeddings.first() {
             if first.cosine(&embedding) < self.min_self_similarity {
@@ -146,11 +183,18 @@ impl EnrolmentSession {
         FrameVerdict::Accepted(self.embeddings.len())
     }
 
-    /// Runs the vision path on a frame (largest face) and offers the result. The frame is only read.
-    pub fn offer_frame(&mut self, pipeline: &FacePipeline, frame: &Frame) -> Result<FrameVerdict, PipelineError> {
+    /// Runs the vision path and the liveness check on a frame (largest face) and offers the result. The
+    /// frame is only read.
+    pub fn offer_frame(
+        &mut self,
+        pipeline: &FacePipeline,
+        liveness: &LivenessModel,
+        frame: &Frame,
+    ) -> Result<FrameVerdict, EnrolFrameError> {
         let reading = pipeline.read(frame)?;
         let aligned = crate::align::align(frame, &reading.face.landmarks).ok_or(PipelineError::Unalignable)?;
-        Ok(self.offer(&reading.face, &aligned, reading.embedding))
+        let live_score = liveness.score(frame, &reading.face.bbox)?;
+        Ok(self.offer(&reading.face, &aligned, reading.embedding, live_score))
     }
 
     /// True once enough good frames are in.
@@ -219,17 +263,36 @@ mod tests {
 
     #[test]
     fn a_session_averages_k_consistent_frames_and_restarts_on_a_new_face() {
-        let mut session = EnrolmentSession::new(3, QualityGate::default());
-        assert_eq!(session.offer(&face(frontal()), &textured(), embedding(0, 0.1)), FrameVerdict::Accepted(1));
+        let mut session = EnrolmentSession::new(3, QualityGate::default(), 0.5);
+        assert_eq!(session.offer(&face(frontal()), &textured(), embedding(0, 0.1), 0.9), FrameVerdict::Accepted(1));
         assert_eq!(
-            session.offer(&face(frontal()), &flat(), embedding(0, 0.1)),
+            session.offer(&face(frontal()), &flat(), embedding(0, 0.1), 0.9),
             FrameVerdict::Rejected(QualityIssue::Blurred { sharpness: 0.0 })
         );
-        assert_eq!(session.offer(&face(frontal()), &textured(), embedding(40, 0.0)), FrameVerdict::Inconsistent);
+        assert_eq!(session.offer(&face(frontal()), &textured(), embedding(40, 0.0), 0.9), FrameVerdict::Inconsistent);
         assert!(!session.is_complete());
-        assert_eq!(session.offer(&face(frontal()), &textured(), embedding(40, 0.2)), FrameVerdict::Accepted(2));
-        assert_eq!(session.offer(&face(frontal()), &textured(), embedding(40, -0.2)), FrameVerdict::Accepted(3));
+        assert_eq!(session.offer(&face(frontal()), &textured(), embedding(40, 0.2), 0.9), FrameVerdict::Accepted(2));
+        assert_eq!(session.offer(&face(frontal()), &textured(), embedding(40, -0.2), 0.9), FrameVerdict::Accepted(3));
         let mean = session.finish().unwrap();
         assert!((mean.as_slice()[40] - 1.0).abs() < 0.05);
+    }
+
+    #[test]
+    fn frames_that_are_not_live_are_never_used_even_between_live_ones() {
+        let mut session = EnrolmentSession::new(2, QualityGate::default(), 0.5);
+        assert_eq!(session.offer(&face(frontal()), &textured(), embedding(0, 0.1), 0.8), FrameVerdict::Accepted(1));
+        for score in [0.49, 0.0, f32::NAN] {
+            let verdict = session.offer(&face(frontal()), &textured(), embedding(0, 0.1), score);
+            assert!(matches!(verdict, FrameVerdict::Rejected(QualityIssue::NotLive { .. })), "{score}: {verdict:?}");
+        }
+        assert!(!session.is_complete(), "a photo's frames completed a session");
+        assert_eq!(session.offer(&face(frontal()), &textured(), embedding(0, 0.2), 0.5), FrameVerdict::Accepted(2));
+        assert!(session.finish().is_some());
+        // A printed photo alone never completes a session, however many frames it is shown for.
+        let mut photo_only = EnrolmentSession::new(1, QualityGate::default(), 0.5);
+        for _ in 0..50 {
+            photo_only.offer(&face(frontal()), &textured(), embedding(3, 0.0), 0.2);
+        }
+        assert!(photo_only.finish().is_none());
     }
 }

@@ -20,6 +20,7 @@ use facegate::enrol::{EnrolmentSession, QualityGate};
 use facegate::gate::{self, GateHardware, GateSettings, GateStatus};
 use facegate::inputs::{Contact, SimulatedContacts};
 use facegate::keypad::SimulatedKeypad;
+use facegate::liveness::DEFAULT_LIVE_THRESHOLD;
 use facegate::pipeline::{FacePipeline, PipelineConfig};
 use facegate::protect::Pin;
 use facegate::registry::{MasterKeySource, Registry, RegistryPolicy};
@@ -91,9 +92,9 @@ async fn every_way_in_end_to_end_and_the_alternatives_without_a_camera() {
 
     let mut registry = Registry::open(&db, &key, RegistryPolicy::default(), 1).unwrap();
     let pipeline = Arc::new(FacePipeline::load(&common::models_dir(), PipelineConfig::default()).unwrap());
-    let mut session = EnrolmentSession::new(3, QualityGate::default());
+    let mut session = EnrolmentSession::new(3, QualityGate::default(), DEFAULT_LIVE_THRESHOLD);
     for path in &resident[..5] {
-        let _ = session.offer_frame(&pipeline, &photo(path));
+        let _ = session.offer_frame(&pipeline, common::liveness(), &photo(path));
     }
     registry.record_consent("r-face", None, &consent(), 1).unwrap();
     registry.enrol("r-face", &session.finish().unwrap(), 2).unwrap();
@@ -298,18 +299,8 @@ async fn without_the_models_a_pass_shown_to_the_camera_still_opens() {
 /// is refused as not live, with no lockout: the live face opens again right after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_printed_photo_of_a_resident_is_refused_and_the_live_resident_opens() {
-    let spoof = common::shared_faces().join("../spoof");
-    let list = |sub: &str| -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(spoof.join(sub))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("nuaa_0001_"))
-            .collect();
-        files.sort();
-        files
-    };
-    let (live, print) = (list("live"), list("print"));
-    assert!(live.len() >= 20 && print.len() >= 20, "subject 0001's frames are missing from {}", spoof.display());
+    let (live, print) = (common::nuaa_frames("live", "0001"), common::nuaa_frames("print", "0001"));
+    assert!(live.len() >= 20 && print.len() >= 20, "subject 0001's frames are missing from the spoof set");
 
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("data/facegate.sqlite");
@@ -317,9 +308,9 @@ async fn a_printed_photo_of_a_resident_is_refused_and_the_live_resident_opens() 
     let mut registry = Registry::open(&db, &key, RegistryPolicy::default(), 1).unwrap();
     let pipeline = Arc::new(FacePipeline::load(&common::models_dir(), PipelineConfig::default()).unwrap());
     let liveness = Arc::new(facegate::liveness::LivenessModel::load(&common::models_dir()).unwrap());
-    let mut session = EnrolmentSession::new(3, QualityGate::default());
+    let mut session = EnrolmentSession::new(3, QualityGate::default(), DEFAULT_LIVE_THRESHOLD);
     for path in &live[..10] {
-        let _ = session.offer_frame(&pipeline, &photo(path));
+        let _ = session.offer_frame(&pipeline, &liveness, &photo(path));
     }
     registry.record_consent("r-nuaa", None, &consent(), 1).unwrap();
     registry.enrol("r-nuaa", &session.finish().unwrap(), 2).unwrap();

@@ -11,12 +11,6 @@ use facegate::capture::{decode_file, DecodeLimits, Frame};
 use facegate::detect::{self, BoundingBox};
 use facegate::liveness::{LivenessError, LivenessModel, DEFAULT_LIVE_THRESHOLD};
 
-fn spoof_dir() -> PathBuf {
-    let dir = common::shared_faces().join("../spoof");
-    assert!(dir.join("manifest.csv").is_file(), "the spoof set is missing: expected {}", dir.display());
-    dir
-}
-
 fn model() -> LivenessModel {
     LivenessModel::load(&common::models_dir()).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -31,7 +25,7 @@ fn largest_face_score(model: &LivenessModel, path: &std::path::Path) -> f32 {
 /// Every fifth live and print image of each NUAA subject, and the Silent-Face samples (EXIF-rotated).
 #[test]
 fn printed_photos_are_refused_and_live_faces_accepted() {
-    let dir = spoof_dir();
+    let dir = common::spoof_dir();
     let model = model();
     let pick = |sub: &str| -> Vec<PathBuf> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join(sub)).unwrap().map(|e| e.unwrap().path()).collect();

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use facegate::capture::{decode_file, DecodeLimits};
 use facegate::embed::{Embedding, EMBEDDING_DIM};
 use facegate::enrol::{EnrolmentSession, QualityGate};
+use facegate::liveness::DEFAULT_LIVE_THRESHOLD;
 use facegate::protect::{self, AeadKey, Sealed, TemplateContext, TransformId};
 use facegate::registry::{MasterKeySource, Registry, RegistryPolicy};
 use facegate::store::{unix_now, ConsentRecord, Store};
@@ -73,13 +74,13 @@ impl Device {
 
 /// The embedding `facegate enroll` computes from these photos (same session, same order).
 fn enrolment_embedding(photos: &[PathBuf]) -> Embedding {
-    let mut session = EnrolmentSession::new(3, QualityGate::default());
+    let mut session = EnrolmentSession::new(3, QualityGate::default(), DEFAULT_LIVE_THRESHOLD);
     for photo in photos {
         if session.is_complete() {
             break;
         }
         let frame = decode_file(photo, DecodeLimits::default()).unwrap();
-        let _ = session.offer_frame(common::pipeline(), &frame);
+        let _ = session.offer_frame(common::pipeline(), common::liveness(), &frame);
     }
     session.finish().expect("three good photos")
 }
@@ -173,6 +174,25 @@ fn cli_enrolments_leave_no_face_bytes_on_disk() {
     assert_eq!(device.registry().gallery_len(), 3);
 }
 
+/// `facegate enroll` given printed photos of a person held up to a webcam (NUAA subject 0002) refuses every
+/// one as not live, stores nothing, and says why; the same person's live frames then enrol.
+#[test]
+fn the_cli_refuses_to_enrol_a_printed_photo() {
+    let device = Device::new();
+    device.consent("r-print");
+    let prints: Vec<PathBuf> = common::nuaa_frames("print", "0002").into_iter().step_by(4).collect();
+    let out = device.enroll("r-print", &prints);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "enrolled from printed photos: {stderr}");
+    assert!(stderr.contains("does not look like a live face"), "{stderr}");
+    assert!(stderr.contains("nothing was stored"), "{stderr}");
+    assert_eq!(device.registry().gallery_len(), 0);
+    let live: Vec<PathBuf> = common::nuaa_frames("live", "0002").into_iter().step_by(4).collect();
+    let out = device.enroll("r-print", &live);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(device.registry().gallery_len(), 1);
+}
+
 #[test]
 fn a_revoked_resident_no_longer_matches_and_a_backup_of_their_row_cannot_be_opened() {
     let device = Device::new();
@@ -187,7 +207,10 @@ fn a_revoked_resident_no_longer_matches_and_a_backup_of_their_row_cannot_be_open
             granted_at: 1,
         };
         registry.record_consent(&format!("r-{i}"), None, &consent, 1).unwrap();
-        registry.enrol(&format!("r-{i}"), &enrolment_embedding(&photos[..5]), 2).unwrap();
+        // r-0 from its first five photos, kept apart from the probes; the others from any of theirs (the first
+        // photos of some are not live enough for the liveness check).
+        let enrol_from = if i == 0 { &photos[..5] } else { &photos[..] };
+        registry.enrol(&format!("r-{i}"), &enrolment_embedding(enrol_from), 2).unwrap();
     }
     // Probes: the photos of r-0 not used for enrolment.
     let probes: Vec<Embedding> = people[0].1[5..]

@@ -16,6 +16,7 @@ use zeroize::Zeroizing;
 use crate::capture::{decode_file, DecodeLimits, Frame};
 use crate::config::{CaptureConfig, Config};
 use crate::enrol::{EnrolmentSession, FrameVerdict, QualityGate};
+use crate::liveness::LivenessModel;
 use crate::pipeline::FacePipeline;
 use crate::protect::Pin;
 use crate::registry::{MasterKeySource, Registry};
@@ -116,7 +117,8 @@ pub struct EnrollArgs {
     /// Give up on the camera after this many seconds.
     #[arg(long, default_value_t = 60)]
     pub timeout: u64,
-    /// Photos of the resident (read in memory, never copied).
+    /// Photos of the resident (read in memory, never copied). Each must pass the same quality and liveness
+    /// checks as a camera frame; the first good ones are used, so give a few spare.
     pub images: Vec<PathBuf>,
 }
 
@@ -219,8 +221,14 @@ pub fn enroll(config: &Config, args: &EnrollArgs) -> Result<std::process::ExitCo
         bail!(crate::registry::RegistryError::NoConsent(args.resident.clone()));
     }
     let pipeline = super::load_pipeline(config)?;
+    let liveness = LivenessModel::load(&config.models_dir).with_context(|| {
+        format!(
+            "enrolment needs the liveness models (so that nobody is enrolled from a photo); install them in {}/pad",
+            config.models_dir.display()
+        )
+    })?;
     let needed = args.frames.unwrap_or(config.enrol_frames).clamp(1, 20);
-    let mut session = EnrolmentSession::new(needed, QualityGate::default());
+    let mut session = EnrolmentSession::new(needed, QualityGate::default(), config.live_threshold);
     if args.images.is_empty() {
         let index = match (args.camera, &config.capture) {
             (Some(i), _) if i >= 0 => u32::try_from(i).unwrap_or(0),
@@ -238,7 +246,7 @@ pub fn enroll(config: &Config, args: &EnrollArgs) -> Result<std::process::ExitCo
                 );
             }
             let frame = camera.next_frame()?;
-            offer(&pipeline, &mut session, &frame, "frame");
+            offer(&pipeline, &liveness, &mut session, &frame, "frame");
         }
     } else {
         for path in &args.images {
@@ -246,13 +254,16 @@ pub fn enroll(config: &Config, args: &EnrollArgs) -> Result<std::process::ExitCo
                 break;
             }
             match decode_file(path, DecodeLimits::default()) {
-                Ok(frame) => offer(&pipeline, &mut session, &frame, &path.display().to_string()),
+                Ok(frame) => offer(&pipeline, &liveness, &mut session, &frame, &path.display().to_string()),
                 Err(e) => eprintln!("{}: {e}", path.display()),
             }
         }
     }
     let Some(embedding) = session.finish() else {
-        bail!("fewer than {needed} good photos of one face; nothing was stored. Add sharper, frontal photos");
+        bail!(
+            "fewer than {needed} good, live photos of one face; nothing was stored. Add sharper, frontal photos \
+             taken of the resident in person (a photo of a photo or of a screen is refused)"
+        );
     };
     let receipt = registry.enrol(&args.resident, &embedding, unix_now())?;
     drop(embedding);
@@ -273,8 +284,14 @@ pub fn enroll(config: &Config, args: &EnrollArgs) -> Result<std::process::ExitCo
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-fn offer(pipeline: &FacePipeline, session: &mut EnrolmentSession, frame: &Frame, label: &str) {
-    match session.offer_frame(pipeline, frame) {
+fn offer(
+    pipeline: &FacePipeline,
+    liveness: &LivenessModel,
+    session: &mut EnrolmentSession,
+    frame: &Frame,
+    label: &str,
+) {
+    match session.offer_frame(pipeline, liveness, frame) {
         Ok(FrameVerdict::Accepted(n)) => eprintln!("{label}: good ({n})"),
         Ok(FrameVerdict::Rejected(issue)) => eprintln!("{label}: not used: {issue}"),
         Ok(FrameVerdict::Inconsistent) => eprintln!("{label}: a different face from the earlier frames; starting over"),

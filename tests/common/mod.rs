@@ -49,6 +49,39 @@ pub fn pipeline() -> &'static FacePipeline {
     })
 }
 
+/// The liveness models, loaded once per test binary.
+pub fn liveness() -> &'static facegate::liveness::LivenessModel {
+    static LIVENESS: OnceLock<facegate::liveness::LivenessModel> = OnceLock::new();
+    LIVENESS.get_or_init(|| {
+        facegate::liveness::LivenessModel::load(&models_dir())
+            .unwrap_or_else(|e| panic!("cannot load the liveness models from {}/pad: {e}", models_dir().display()))
+    })
+}
+
+/// `../shared/spoof` (live and printed-photo webcam frames) beside the labelled photos.
+pub fn spoof_dir() -> PathBuf {
+    let dir = shared_faces().join("../spoof");
+    assert!(
+        dir.join("manifest.csv").is_file(),
+        "the spoof set is missing: expected {} (live/, print/, screen/ and manifest.csv)",
+        dir.display()
+    );
+    dir
+}
+
+/// The frames of `../shared/spoof/<class>/` (`live` or `print`) of one NUAA subject (`"0001"`), sorted.
+pub fn nuaa_frames(class: &str, subject: &str) -> Vec<PathBuf> {
+    let prefix = format!("nuaa_{subject}_");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(spoof_dir().join(class))
+        .unwrap_or_else(|e| panic!("{}: {e}", spoof_dir().join(class).display()))
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&prefix)))
+        .collect();
+    files.sort();
+    files
+}
+
 /// The people of the labelled photos with at least `min_photos` photos each, and their photos' full paths,
 /// in folder order.
 pub fn people_with(min_photos: usize) -> Vec<(String, Vec<PathBuf>)> {
