@@ -168,8 +168,8 @@ impl EnrolmentSession {
         if let Err(issue) = self.gate.check(face, aligned) {
             return FrameVerdict::Rejected(issue);
         }
-        // `!(>=)` so that a NaN score is not live.
-        if !(live_score >= self.live_threshold) {
+        // Written so that a NaN score is not live.
+        if live_score.is_nan() || live_score < self.live_threshold {
             return FrameVerdict::Rejected(QualityIssue::NotLive { score: live_score });
         }
         if let Some(first) = self.embeddings.first() {
