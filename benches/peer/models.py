@@ -13,6 +13,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 MODELS = os.environ.get("FACEGATE_MODELS", os.path.join(HERE, "..", "..", "models"))
 YUNET = os.path.join(MODELS, "face_detection_yunet_2023mar_int8bq.onnx")
 SFACE = os.path.join(MODELS, "face_recognition_sface_2021dec_int8bq.onnx")
+# The liveness pair (Silent-Face-Anti-Spoofing, fp32), crop 2.7x and 4.0x the face box.
+MINIFAS = [os.path.join(MODELS, "pad", "2.7_80x80_MiniFASNetV2.onnx"),
+           os.path.join(MODELS, "pad", "4_0_0_80x80_MiniFASNetV1SE.onnx")]
 
 
 def fixed_model_bytes(path):

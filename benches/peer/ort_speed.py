@@ -53,6 +53,11 @@ def main():
     crop = np.random.default_rng(0).integers(0, 256, (1, 3, 112, 112)).astype(np.float32)
     sname = sface.get_inputs()[0].name
     print(f"onnxruntime {args.threads}t  embed/sface_112x112    {median_ms(lambda: sface.run(None, {sname: crop}), args.runs):7.2f} ms")
+    # The liveness pair on one face: two 80x80 patches, one per model (model only).
+    pair = [models.session(path, args.threads) for path in models.MINIFAS]
+    patch = np.random.default_rng(1).integers(0, 256, (1, 3, 80, 80)).astype(np.float32)
+    run_pair = lambda: [s.run(None, {s.get_inputs()[0].name: patch}) for s in pair]
+    print(f"onnxruntime {args.threads}t  liveness/minifasnet_pair {median_ms(run_pair, args.runs):7.2f} ms")
 
 
 if __name__ == "__main__":
