@@ -68,14 +68,24 @@ impl LivenessModel {
 
     /// The probability (0..1) that the face in `bbox` is live: the mean of the two models' softmax for class 1.
     pub fn score(&self, frame: &Frame, bbox: &BoundingBox) -> Result<f32, LivenessError> {
-        let mut live = 0.0;
-        let bbox = &upstream_box(bbox);
-        for (plan, scale) in self.plans.iter().zip(SCALES) {
+        let [a, b] = self.scores(frame, bbox)?;
+        Ok(f32::midpoint(a, b))
+    }
+
+    /// Each model's live probability, in the order of [`SCALES`] (for calibration and diagnosis).
+    pub fn scores(&self, frame: &Frame, bbox: &BoundingBox) -> Result<[f32; 2], LivenessError> {
+        self.scores_in_upstream_box(frame, &upstream_box(bbox))
+    }
+
+    /// As [`Self::scores`], for a box already shaped like upstream's detector's.
+    fn scores_in_upstream_box(&self, frame: &Frame, bbox: &BoundingBox) -> Result<[f32; 2], LivenessError> {
+        let mut live = [0.0; 2];
+        for ((plan, scale), out) in self.plans.iter().zip(SCALES).zip(&mut live) {
             let window = crop_window(frame.width(), frame.height(), bbox, scale).ok_or(LivenessError::BadBox(*bbox))?;
             let outputs = plan.run(patch(frame, window))?;
             let logits: Vec<f32> = outputs.into_iter().next().map(|o| o.iter().copied().collect()).unwrap_or_default();
             let [_, p_live, _] = softmax3(&logits).ok_or(LivenessError::Output(logits.len()))?;
-            live += p_live / 2.0;
+            *out = p_live;
         }
         Ok(live)
     }

@@ -43,6 +43,10 @@ fn load(config: &Config) -> Result<(Detector, LivenessModel)> {
     Ok((detector, liveness))
 }
 
+fn mean(pair: &[f32; 2]) -> f32 {
+    (pair[0] + pair[1]) / 2.0
+}
+
 /// Scores every face of every image.
 pub fn liveness(config: &Config, args: &LivenessArgs) -> Result<std::process::ExitCode> {
     let (detector, model) = load(config)?;
@@ -53,7 +57,7 @@ pub fn liveness(config: &Config, args: &LivenessArgs) -> Result<std::process::Ex
             let faces = detector.detect(&frame).map_err(|e| e.to_string())?;
             Ok(faces
                 .iter()
-                .map(|face| (face.bbox, model.score(&frame, &face.bbox).map_err(|e| e.to_string())))
+                .map(|face| (face.bbox, model.scores(&frame, &face.bbox).map_err(|e| e.to_string())))
                 .collect::<Vec<_>>())
         });
         match faces {
@@ -65,8 +69,11 @@ pub fn liveness(config: &Config, args: &LivenessArgs) -> Result<std::process::Ex
                 let rows: Vec<_> = faces
                     .iter()
                     .map(|(b, score)| match score {
-                        Ok(s) => {
-                            json!({ "box": [b.x, b.y, b.width, b.height], "live_score": s, "live": *s >= threshold })
+                        Ok(pair) => {
+                            let s = mean(pair);
+                            // Per model too: when they disagree the mean sits near 0.5 (see docs/liveness.md).
+                            json!({ "box": [b.x, b.y, b.width, b.height], "live_score": s, "live": s >= threshold,
+                                    "model_scores": {"minifasnet_v2_2.7": pair[0], "minifasnet_v1se_4.0": pair[1]} })
                         }
                         Err(e) => json!({ "box": [b.x, b.y, b.width, b.height], "error": e }),
                     })
@@ -80,8 +87,8 @@ pub fn liveness(config: &Config, args: &LivenessArgs) -> Result<std::process::Ex
                     println!("{}: {} face(s)", path.display(), faces.len());
                     for (b, score) in &faces {
                         let at = format!("  box {:.0},{:.0} {:.0}x{:.0}", b.x, b.y, b.width, b.height);
-                        match score {
-                            Ok(s) if *s >= threshold => println!("{at}  live score {s:.3}  live"),
+                        match score.as_ref().map(mean) {
+                            Ok(s) if s >= threshold => println!("{at}  live score {s:.3}  live"),
                             Ok(s) => println!("{at}  live score {s:.3}  NOT live (photo or screen?)"),
                             Err(e) => println!("{at}  error: {e}"),
                         }
