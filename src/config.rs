@@ -85,6 +85,18 @@ pub struct RawConfig {
     /// `[liveness]`
     #[serde(default)]
     pub liveness: RawLiveness,
+    /// `[audit]`
+    #[serde(default)]
+    pub audit: RawAudit,
+}
+
+/// `[audit]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// Folders or files scanned for images and embeddings besides the data and key folders (a log folder, a
+    /// backup target).
+    pub scan_paths: Option<Vec<PathBuf>>,
 }
 
 /// `[liveness]`
@@ -390,6 +402,8 @@ pub struct Config {
     pub hardware: HardwareConfig,
     /// Live-score threshold of the liveness check.
     pub live_threshold: f32,
+    /// Extra paths the audit scans.
+    pub audit_scan_paths: Vec<PathBuf>,
 }
 
 impl RawConfig {
@@ -592,6 +606,7 @@ impl RawConfig {
         }
         Ok(Config {
             live_threshold,
+            audit_scan_paths: self.audit.scan_paths.unwrap_or_default(),
             gate: GateSettings {
                 pulse: Duration::from_millis(pulse_ms),
                 max_open: Duration::from_millis(max_open_ms),

@@ -11,6 +11,7 @@
 
 pub mod actuate;
 pub mod align;
+pub mod audit;
 pub mod capture;
 pub mod cli;
 pub mod config;

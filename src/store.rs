@@ -347,6 +347,17 @@ pub struct Store {
 }
 
 impl Store {
+    /// Opens a database that must already exist (an audit or a report must not create one).
+    pub fn open_existing(path: &Path) -> Result<Self> {
+        if !path.is_file() {
+            return Err(StoreError::Database {
+                path: path.to_path_buf(),
+                reason: "no database here; check `store.database` in the config".into(),
+            });
+        }
+        Self::open(path)
+    }
+
     /// Opens (creating it and its folder, owner-only, if needed) and migrates the database.
     pub fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
@@ -911,6 +922,67 @@ impl Store {
             .map_err(|e| self.err(&e))
     }
 
+    /// Every table with its columns and declared types, for the auditor's schema check.
+    pub fn schema(&self) -> Result<Vec<TableSchema>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
+            .map_err(|e| self.err(&e))?;
+        let names: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .map_err(|e| self.err(&e))?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.err(&e))?;
+        let mut tables = Vec::new();
+        for name in names {
+            let mut cols = self
+                .conn
+                .prepare("SELECT name, type FROM pragma_table_info(?1) ORDER BY cid")
+                .map_err(|e| self.err(&e))?;
+            let columns = cols
+                .query_map([&name], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .map_err(|e| self.err(&e))?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(|e| self.err(&e))?;
+            tables.push(TableSchema { name, columns });
+        }
+        Ok(tables)
+    }
+
+    /// The audit log's events whose name is one of `events`, oldest first, each with the first 8 bytes of its
+    /// chain hash in hex (the verification code printed on a revocation receipt).
+    pub fn audit_events(&self, events: &[&str]) -> Result<Vec<AuditEvent>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, at, event, subject, hash FROM audit_log ORDER BY seq")
+            .map_err(|e| self.err(&e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(AuditEvent {
+                    seq: r.get(0)?,
+                    at: r.get(1)?,
+                    event: r.get(2)?,
+                    subject: r.get(3)?,
+                    verification_code: hex(r.get::<_, Vec<u8>>(4)?.get(..8).unwrap_or_default()),
+                })
+            })
+            .map_err(|e| self.err(&e))?;
+        let all: Vec<AuditEvent> = rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(&e))?;
+        Ok(all.into_iter().filter(|e| events.contains(&e.event.as_str())).collect())
+    }
+
+    /// The number of sealed templates, and of residents with a live consent.
+    pub fn enrolment_counts(&self) -> Result<(i64, i64)> {
+        self.conn
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM sealed_templates),
+                        (SELECT COUNT(DISTINCT resident_id) FROM consent_records WHERE revoked_at IS NULL)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(|e| self.err(&e))
+    }
+
     /// Verifies the audit log's hash chain end to end; returns the number of events.
     pub fn verify_audit_chain(&self) -> Result<usize> {
         let mut stmt = self
@@ -944,6 +1016,30 @@ impl Store {
         }
         Ok(n)
     }
+}
+
+/// One table of the database and its columns (name, declared type).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TableSchema {
+    /// Table name.
+    pub name: String,
+    /// Columns: name and declared type.
+    pub columns: Vec<(String, String)>,
+}
+
+/// One event of the hash-chained audit log.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AuditEvent {
+    /// Position in the chain.
+    pub seq: i64,
+    /// Unix seconds.
+    pub at: i64,
+    /// What happened (`revoke`, `enrol`, ...).
+    pub event: String,
+    /// Whom or what it concerned (a pseudonymous resident id, a pass id, a key id).
+    pub subject: String,
+    /// The first 8 bytes of the event's chain hash, hex: the code on a revocation receipt.
+    pub verification_code: String,
 }
 
 /// Deletes one resident's face data (and, by reason, PIN and residency) inside `tx`; returns what went.

@@ -17,6 +17,7 @@ use crate::detect;
 use crate::eval::{self, EvalReport, EvalRequest, FMR_TARGETS};
 use crate::pipeline::FacePipeline;
 
+mod audit;
 mod liveness;
 mod passes;
 mod residents;
@@ -93,6 +94,9 @@ pub enum Command {
     Pass(passes::PassCommand),
     /// Passage counts per hour or day, method and outcome, with small counts suppressed (what a manager sees).
     Counts(passes::CountsArgs),
+    /// The auditor's no-retention report, signed with the device key (exit 2 if a check fails); `audit verify
+    /// REPORT` checks a saved report offline.
+    Audit(audit::AuditArgs),
 }
 
 /// `facegate eval` arguments.
@@ -149,6 +153,7 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Liveness(args) => liveness::liveness(&config, &args),
         Command::EvalPad(args) => liveness::eval_pad(&config, &args),
         Command::Counts(args) => passes::counts(&config, &args),
+        Command::Audit(args) => audit::audit(&config, &args),
     }
 }
 

@@ -128,7 +128,7 @@ fn date(t: i64) -> String {
 
 /// Root would create (or rotate) files the daemon's own user cannot read: the gate would then fail at its
 /// next start. When the database folder belongs to another user, commands must run as that user.
-fn refuse_root_on_service_store(db: &std::path::Path) -> Result<()> {
+pub(super) fn refuse_root_on_service_store(db: &std::path::Path) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     if !nix::unistd::geteuid().is_root() {
         return Ok(());

@@ -1,0 +1,292 @@
+//! Byte scanners for the no-retention audit: image files (by their signatures, confirmed by a header that
+//! parses), raw camera frames (a file exactly the size of a frame, whose bytes vary like pixels), and plaintext
+//! embeddings (128 consecutive floats forming a unit vector). Pure: they take bytes and return findings.
+//!
+//! They must not raise false alarms on what the device legitimately keeps: AES-GCM ciphertext, SQLite pages and
+//! log text. Every finding is confirmed past a 3-byte magic (random data contains `FF D8 FF` once in 16 MB).
+
+use serde::Serialize;
+
+/// What a scanner found, and where.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Finding {
+    /// `image`, `raw_frame` or `plain_embedding`.
+    pub kind: &'static str,
+    /// Byte offset in the file.
+    pub offset: usize,
+    /// What it looks like (format and size, or the vector's norm).
+    pub detail: String,
+}
+
+/// The embedding length facegate's models produce.
+const DIM: usize = crate::embed::EMBEDDING_DIM;
+
+/// Image signatures, confirmed by parsing a header from that offset.
+pub fn find_images(bytes: &[u8]) -> Vec<Finding> {
+    const MAGICS: [&[u8]; 10] =
+        [b"\xFF\xD8\xFF", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"II*\0", b"MM\0*", b"RIFF", b"BM", b"P5", b"P6"];
+    let mut findings = Vec::new();
+    let mut offset = 0;
+    while offset < bytes.len() {
+        let rest = &bytes[offset..];
+        if MAGICS.iter().any(|m| rest.starts_with(m)) {
+            if let Some((format, w, h)) = image_header(rest) {
+                findings.push(Finding { kind: "image", offset, detail: format!("{format} {w}x{h}") });
+            }
+        }
+        offset += 1;
+    }
+    // HEIF/AVIF: `ftyp` box 4 bytes in.
+    for (i, w) in bytes.windows(8).enumerate() {
+        if &w[..4] == b"ftyp" && [&b"heic"[..], b"heix", b"mif1", b"avif"].contains(&&w[4..8]) && i >= 4 {
+            findings.push(Finding { kind: "image", offset: i - 4, detail: "HEIF/AVIF container".into() });
+        }
+    }
+    findings
+}
+
+/// The format and dimensions, if a real image header starts here (the `image` crate's decoders parse it;
+/// JPEG by a strict walk of its segment chain, since a lenient decoder skips garbage to the next marker).
+fn image_header(bytes: &[u8]) -> Option<(String, u32, u32)> {
+    if bytes.starts_with(b"\xFF\xD8") {
+        return jpeg_header(bytes).map(|(w, h)| ("Jpeg".to_owned(), w, h));
+    }
+    let format = image::guess_format(bytes).ok()?;
+    // Cap what a header parse may look at; a header is at most a few kilobytes before the dimensions.
+    let head = &bytes[..bytes.len().min(1 << 20)];
+    let reader = image::ImageReader::with_format(std::io::Cursor::new(head), format);
+    let (w, h) = std::panic::catch_unwind(|| reader.into_dimensions().ok()).ok().flatten()?;
+    (w >= 8 && h >= 8).then(|| (format!("{format:?}"), w, h))
+}
+
+/// Walks a JPEG's marker segments from SOI to the first frame header; the dimensions if the chain is intact.
+fn jpeg_header(bytes: &[u8]) -> Option<(u32, u32)> {
+    let mut i = 2;
+    for _ in 0..64 {
+        let (&ff, &marker) = (bytes.get(i)?, bytes.get(i + 1)?);
+        if ff != 0xFF {
+            return None;
+        }
+        let len = usize::from(u16::from_be_bytes([*bytes.get(i + 2)?, *bytes.get(i + 3)?]));
+        match marker {
+            0xC0..=0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => {
+                let sof = bytes.get(i + 4..i + 10)?;
+                let (precision, h, w, components) =
+                    (sof[0], u16::from_be_bytes([sof[1], sof[2]]), u16::from_be_bytes([sof[3], sof[4]]), sof[5]);
+                let valid = len == 8 + 3 * usize::from(components)
+                    && matches!(precision, 8 | 12)
+                    && matches!(components, 1 | 3 | 4)
+                    && h > 0
+                    && w > 0;
+                return valid.then_some((u32::from(w), u32::from(h)));
+            }
+            0xE0..=0xEF | 0xDB | 0xC4 | 0xCC | 0xDD | 0xFE if len >= 2 => i += 2 + len,
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// Frame sizes a camera or a decoder would produce, width x height.
+const FRAME_SIZES: [(usize, usize); 12] = [
+    (160, 120),
+    (320, 240),
+    (352, 288),
+    (640, 360),
+    (640, 480),
+    (800, 600),
+    (960, 540),
+    (1024, 768),
+    (1280, 720),
+    (1280, 960),
+    (1600, 1200),
+    (1920, 1080),
+];
+
+/// A whole file that is one raw frame: its size is width x height x (1, 1.5, 2, 3 or 4 bytes per pixel),
+/// it is no known container, and neighbouring pixels are alike (as in any photo, unlike ciphertext).
+pub fn find_raw_frame(bytes: &[u8]) -> Option<Finding> {
+    if bytes.starts_with(b"SQLite format 3\0") || image::guess_format(bytes).is_ok() {
+        return None;
+    }
+    // Several layouts can share a size (640x480 RGB is 640x360 RGBA): the one whose pixels are most alike wins.
+    let mut best: Option<(u64, String)> = None;
+    for (w, h) in FRAME_SIZES {
+        let pixels = w * h;
+        let layouts = [
+            (pixels, 1, "grey"),
+            (pixels * 3 / 2, 1, "NV12/I420"),
+            (pixels * 2, 2, "YUYV"),
+            (pixels * 3, 3, "RGB"),
+            (pixels * 4, 4, "RGBA"),
+        ];
+        for (size, step, layout) in layouts {
+            if bytes.len() != size {
+                continue;
+            }
+            let roughness = mean_neighbour_difference(bytes, step);
+            if roughness < 45 && best.as_ref().is_none_or(|(r, _)| roughness < *r) {
+                best = Some((roughness, format!("{w}x{h} {layout}")));
+            }
+        }
+    }
+    best.map(|(_, detail)| Finding { kind: "raw_frame", offset: 0, detail })
+}
+
+/// Mean absolute difference between a byte and the same channel of the next pixel: about 85 for uniform
+/// random bytes (ciphertext), well under 45 for camera images (even noisy ones), 0 for a flat frame.
+fn mean_neighbour_difference(bytes: &[u8], step: usize) -> u64 {
+    let n = bytes.len().saturating_sub(step);
+    if n == 0 {
+        return u64::MAX;
+    }
+    let stride = (n / 200_000).max(1);
+    let (mut sum, mut count) = (0u64, 0u64);
+    let mut i = 0;
+    while i < n {
+        sum += u64::from(bytes[i].abs_diff(bytes[i + step]));
+        count += 1;
+        i += stride;
+    }
+    sum / count
+}
+
+/// Runs of 128 little-endian f32 (at any byte alignment) that form a vector of norm 1 whose entries are all
+/// small and not mostly zero: what a normalised face embedding, or its rotated template, looks like in plain.
+pub fn find_plain_embeddings(bytes: &[u8]) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for align in 0..4 {
+        let floats: Vec<f32> = bytes[align.min(bytes.len())..]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let plausible = |v: f32| v.is_finite() && v.abs() <= 0.75;
+        // Windows that qualify, as (first float, squared norm).
+        let mut hits: Vec<(usize, f64)> = Vec::new();
+        let mut run = 0usize;
+        for (i, &v) in floats.iter().enumerate() {
+            run = if plausible(v) { run + 1 } else { 0 };
+            if run < DIM {
+                continue;
+            }
+            let first = i + 1 - DIM;
+            let window = &floats[first..=i];
+            let norm_sq: f64 = window.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+            let nonzero = window.iter().filter(|x| x.abs() > 1e-4).count();
+            if (0.9..=1.1).contains(&norm_sq) && nonzero >= DIM * 3 / 4 {
+                hits.push((first, norm_sq));
+            }
+        }
+        // Neighbouring windows overlap one vector (a few stray small floats beside it still sum near 1):
+        // report each cluster once, at the window whose norm is closest to 1.
+        let mut cluster: Option<(usize, usize, f64)> = None; // (last start, best start, its squared norm)
+        let mut flush = |c: (usize, usize, f64)| {
+            findings.push(Finding {
+                kind: "plain_embedding",
+                offset: align + 4 * c.1,
+                detail: format!("{DIM} f32, norm {:.3}", c.2.sqrt()),
+            });
+        };
+        for (first, norm_sq) in hits {
+            cluster = match cluster {
+                Some((last, best, best_sq)) if first < last + DIM => {
+                    Some(if (norm_sq - 1.0).abs() < (best_sq - 1.0).abs() {
+                        (first, first, norm_sq)
+                    } else {
+                        (first, best, best_sq)
+                    })
+                }
+                Some(done) => {
+                    flush(done);
+                    Some((first, first, norm_sq))
+                }
+                None => Some((first, first, norm_sq)),
+            };
+        }
+        if let Some(done) = cluster {
+            flush(done);
+        }
+    }
+    findings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+        (0..n).map(|_| rng.random()).collect()
+    }
+
+    fn unit_vector(seed: u64) -> Vec<f32> {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+        let v: Vec<f32> = (0..DIM).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter().map(|x| x / norm).collect()
+    }
+
+    fn png(w: u32, h: u32) -> Vec<u8> {
+        let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 7) as u8, (y * 3) as u8, 90]));
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn ciphertext_and_text_raise_nothing() {
+        let noise = random_bytes(4 << 20, 7);
+        assert!(find_images(&noise).is_empty());
+        assert!(find_plain_embeddings(&noise).is_empty());
+        let text = "2026-11-24T10:00:00Z INFO gate: opened (face)\n".repeat(20_000);
+        assert!(find_images(text.as_bytes()).is_empty());
+        assert!(find_plain_embeddings(text.as_bytes()).is_empty());
+        // Ciphertext exactly the size of a 640x480 RGB frame is not a frame.
+        assert!(find_raw_frame(&random_bytes(640 * 480 * 3, 8)).is_none());
+    }
+
+    #[test]
+    fn an_image_inside_other_bytes_is_found_at_its_offset() {
+        let mut bytes = random_bytes(10_000, 1);
+        let image = png(32, 24);
+        bytes.splice(1234..1234, image);
+        let found = find_images(&bytes);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].offset, found[0].detail.as_str()), (1234, "Png 32x24"));
+        // A JPEG magic alone (random bytes after it) is not an image.
+        let mut fake = random_bytes(5000, 2);
+        fake[100..103].copy_from_slice(b"\xFF\xD8\xFF");
+        assert!(find_images(&fake).is_empty());
+    }
+
+    #[test]
+    fn raw_frames_are_recognised_by_size_and_smoothness() {
+        let frame: Vec<u8> = (0..640 * 480)
+            .flat_map(|i| {
+                let (x, y) = (i % 640, i / 640);
+                [(x / 3) as u8, (y / 2) as u8, ((x + y) / 5) as u8]
+            })
+            .collect();
+        let finding = find_raw_frame(&frame).unwrap();
+        assert_eq!(finding.detail, "640x480 RGB");
+        assert!(find_raw_frame(&frame[..frame.len() - 1]).is_none(), "not a frame size");
+    }
+
+    #[test]
+    fn a_plain_unit_vector_is_found_at_any_alignment_and_a_sealed_one_is_not() {
+        for shift in 0..4 {
+            let mut bytes = random_bytes(3000, 3);
+            let v = unit_vector(4);
+            let at = 1001 + shift;
+            let raw: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            bytes.splice(at..at, raw);
+            let found = find_plain_embeddings(&bytes);
+            assert_eq!(found.len(), 1, "shift {shift}: {found:?}");
+            assert_eq!(found[0].offset, at);
+        }
+        // The same vector scaled (not an embedding) or all zeros is not reported.
+        let zeros = vec![0u8; 4 * DIM * 2];
+        assert!(find_plain_embeddings(&zeros).is_empty());
+    }
+}

@@ -1,0 +1,177 @@
+//! `facegate audit`, the real binary on a real device layout (SQLite file, key folder): a clean install with an
+//! enrolment and a revocation passes, and its signed report verifies offline and shows the deletion with the
+//! receipt's code; a JPEG or a raw frame planted in the data folder, or a plaintext embedding written into the
+//! database, fails the report, naming where.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use facegate::capture::{decode_file, DecodeLimits};
+
+const BIN: &str = env!("CARGO_BIN_EXE_facegate");
+
+struct Device {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Device {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        std::fs::write(root.join("notice.txt"), "Face entry notice 2026-11\n").unwrap();
+        Self { _dir: dir, root }
+    }
+    fn db(&self) -> PathBuf {
+        self.root.join("data/facegate.sqlite")
+    }
+    fn key(&self) -> PathBuf {
+        self.root.join("keys/master.key")
+    }
+    fn store_args(&self) -> Vec<String> {
+        vec!["--db".into(), self.db().display().to_string(), "--key-file".into(), self.key().display().to_string()]
+    }
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(["--models", common::models_dir().to_str().unwrap()])
+            .args(args)
+            .args(self.store_args())
+            .env_remove("FACEGATE_MASTER_PASSPHRASE")
+            .output()
+            .unwrap()
+    }
+    fn enrol(&self, resident: &str, photos: &[PathBuf]) {
+        let notice = self.root.join("notice.txt");
+        let out = self.cli(&[
+            "consent",
+            "--resident",
+            resident,
+            "--notice",
+            notice.to_str().unwrap(),
+            "--notice-version",
+            "1",
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let mut args = vec!["enroll".to_owned(), "--resident".into(), resident.into()];
+        args.extend(photos.iter().map(|p| p.display().to_string()));
+        let out = self.cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    /// The signed report as JSON, and the exit code.
+    fn audit(&self) -> (serde_json::Value, Option<i32>) {
+        let out = self.cli(&["audit", "--json"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{e}: {text} {}", String::from_utf8_lossy(&out.stderr)));
+        (value, out.status.code())
+    }
+}
+
+fn check<'a>(signed: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    signed["report"]["checks"].as_array().unwrap().iter().find(|c| c["id"] == id).unwrap()
+}
+
+fn details(check: &serde_json::Value) -> String {
+    check["details"].as_array().unwrap().iter().map(|d| d.as_str().unwrap()).collect::<Vec<_>>().join("\n")
+}
+
+fn verify(path: &Path) -> Output {
+    Command::new(BIN).args(["audit", "verify", path.to_str().unwrap()]).output().unwrap()
+}
+
+#[test]
+fn a_clean_install_passes_and_planted_images_frames_or_embeddings_fail() {
+    let device = Device::new();
+    let live =
+        |subject: &str| -> Vec<PathBuf> { common::nuaa_frames("live", subject).into_iter().step_by(4).collect() };
+    device.enrol("r-stays", &live("0001"));
+    device.enrol("r-leaves", &live("0002"));
+    let out = device.cli(&["revoke", "--resident", "r-leaves", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let receipt: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    // Clean: every check passes but the runtime one, which may only warn off a Pi (no unit, no daemon).
+    let (clean, code) = device.audit();
+    eprintln!("{}", serde_json::to_string_pretty(&clean["report"]["checks"]).unwrap());
+    assert_eq!(code, Some(0), "{clean}");
+    assert_eq!(clean["report"]["passed"], true);
+    for id in ["files", "database", "audit_log", "retention"] {
+        assert_eq!(check(&clean, id)["status"], "pass", "{id}: {}", details(check(&clean, id)));
+    }
+    assert_ne!(check(&clean, "runtime")["status"], "fail");
+    assert_eq!(clean["report"]["templates_held"], 1);
+    // The deletion is in the report, with the code the resident's receipt carries.
+    let deletions = clean["report"]["deletions"].as_array().unwrap();
+    assert_eq!(deletions.len(), 1, "{deletions:?}");
+    assert_eq!(deletions[0]["event"], "revoke");
+    assert_eq!(deletions[0]["verification_code"], receipt["verification_code"]);
+    assert!(!details(check(&clean, "files")).contains("0 files"), "nothing was scanned");
+
+    // Saved, it verifies offline; altered, it does not.
+    let saved = device.root.join("report.json");
+    std::fs::write(&saved, serde_json::to_vec_pretty(&clean).unwrap()).unwrap();
+    let out = verify(&saved);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("signature valid"));
+    let text = std::fs::read_to_string(&saved).unwrap().replace("\"templates_held\": 1", "\"templates_held\": 0");
+    std::fs::write(&saved, text).unwrap();
+    let out = verify(&saved);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("signature"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // A JPEG left in the data folder (a debugging "snapshot", say).
+    let photo = common::nuaa_frames("live", "0003").remove(0);
+    let planted = device.db().with_file_name("snapshot-0001.dat");
+    std::fs::copy(&photo, &planted).unwrap();
+    let (report, code) = device.audit();
+    assert_eq!((code, &report["report"]["passed"]), (Some(2), &serde_json::json!(false)));
+    let files = details(check(&report, "files"));
+    assert!(files.contains("snapshot-0001.dat: image at byte 0 (Jpeg 640x480)"), "{files}");
+    std::fs::remove_file(&planted).unwrap();
+
+    // A raw frame: the decoded pixels, as a camera driver would hand them over.
+    let frame = decode_file(&photo, DecodeLimits::default()).unwrap();
+    let raw = device.db().with_file_name("buffer.bin");
+    std::fs::write(&raw, frame.rgb()).unwrap();
+    let (report, code) = device.audit();
+    assert_eq!(code, Some(2));
+    let files = details(check(&report, "files"));
+    assert!(files.contains("buffer.bin: raw_frame at byte 0 (640x480 RGB)"), "{files}");
+    std::fs::remove_file(&raw).unwrap();
+    assert_eq!(device.audit().1, Some(0), "clean again once removed");
+
+    // A plaintext embedding hidden in an innocent text column of the database.
+    let embedding = common::pipeline().read(&frame).unwrap().embedding;
+    let bytes: Vec<u8> = embedding.as_slice().iter().flat_map(|v| v.to_le_bytes()).collect();
+    {
+        let conn = rusqlite::Connection::open(device.db()).unwrap();
+        conn.execute("UPDATE residents SET unit_label = ?1 WHERE id = 'r-stays'", [bytes]).unwrap();
+    }
+    let (report, code) = device.audit();
+    assert_eq!(code, Some(2));
+    let files = details(check(&report, "files"));
+    assert!(files.contains("plain_embedding"), "{files}");
+
+    // An image column added to the schema fails the database check.
+    {
+        let conn = rusqlite::Connection::open(device.db()).unwrap();
+        conn.execute_batch("UPDATE residents SET unit_label = NULL; ALTER TABLE residents ADD COLUMN photo BLOB;")
+            .unwrap();
+    }
+    let (report, _) = device.audit();
+    let database = details(check(&report, "database"));
+    assert_eq!(check(&report, "database")["status"], "fail", "{database}");
+    assert!(database.contains("residents.photo"), "{database}");
+}
+
+/// An audit of a device with no database says so and fails; it never creates one.
+#[test]
+fn an_audit_without_a_database_fails_clearly_and_creates_nothing() {
+    let device = Device::new();
+    let (report, code) = device.audit();
+    assert_eq!(code, Some(2));
+    assert!(details(check(&report, "database")).contains("no database here"));
+    assert!(!device.db().exists());
+}
