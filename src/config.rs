@@ -88,6 +88,60 @@ pub struct RawConfig {
     /// `[audit]`
     #[serde(default)]
     pub audit: RawAudit,
+    /// `[portal]`
+    #[serde(default)]
+    pub portal: RawPortal,
+}
+
+/// `[portal]`: the web portal inside the daemon.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPortal {
+    /// Serve the portal (default false).
+    pub enabled: Option<bool>,
+    /// Address and port on the compound's LAN (default 0.0.0.0:8443).
+    pub listen: Option<String>,
+    /// TLS certificate and key (PEM); default: made on first run in the key folder.
+    pub cert: Option<PathBuf>,
+    /// See `cert`.
+    pub key: Option<PathBuf>,
+    /// Who runs the gate (consent notice and signage).
+    pub operator: Option<String>,
+    /// How residents reach the operator.
+    pub contact: Option<String>,
+    /// Version label of the consent notice.
+    pub notice_version: Option<String>,
+    /// Which devices hold templates (for the notice).
+    pub templates_held_on: Option<String>,
+    /// The compound's offset from UTC for counts, like +08:00.
+    pub utc_offset: Option<String>,
+    /// Days an enrolment code stays valid (1-30, default 7).
+    pub code_valid_days: Option<u32>,
+}
+
+/// The portal's validated settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PortalConfig {
+    /// Serve it.
+    pub enabled: bool,
+    /// Where.
+    pub listen: std::net::SocketAddr,
+    /// Certificate (PEM).
+    pub cert: PathBuf,
+    /// Private key (PEM).
+    pub key: PathBuf,
+    /// Operator.
+    pub operator: String,
+    /// Contact.
+    pub contact: String,
+    /// Notice version.
+    pub notice_version: String,
+    /// Devices holding templates.
+    pub templates_held_on: String,
+    /// Seconds east of UTC.
+    pub utc_offset_secs: i64,
+    /// Code validity.
+    pub code_valid: Duration,
 }
 
 /// `[audit]`
@@ -404,6 +458,8 @@ pub struct Config {
     pub live_threshold: f32,
     /// Extra paths the audit scans.
     pub audit_scan_paths: Vec<PathBuf>,
+    /// The web portal.
+    pub portal: PortalConfig,
 }
 
 impl RawConfig {
@@ -604,7 +660,34 @@ impl RawConfig {
         if !(live_threshold > 0.0 && live_threshold < 1.0) {
             return Err(invalid("liveness.threshold", format!("{live_threshold} is not in (0, 1)")));
         }
+        let master_key = self.store.master_key.unwrap_or_else(|| PathBuf::from("/var/lib/facegate-keys/master.key"));
+        let key_dir = master_key.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let portal = &self.portal;
+        let listen = portal.listen.as_deref().unwrap_or("0.0.0.0:8443");
+        let listen = listen
+            .parse()
+            .map_err(|_| invalid("portal.listen", format!("{listen:?} is not an address:port like 0.0.0.0:8443")))?;
+        let utc_offset = portal.utc_offset.as_deref().unwrap_or("+00:00");
+        let utc_offset_secs =
+            crate::counts::parse_utc_offset(utc_offset).map_err(|e| invalid("portal.utc_offset", e))?;
+        let code_valid_days = portal.code_valid_days.unwrap_or(7);
+        if !(1..=30).contains(&code_valid_days) {
+            return Err(invalid("portal.code_valid_days", format!("{code_valid_days} is not in 1..=30")));
+        }
+        let portal = PortalConfig {
+            enabled: portal.enabled.unwrap_or(false),
+            listen,
+            cert: portal.cert.clone().unwrap_or_else(|| key_dir.join("portal-cert.pem")),
+            key: portal.key.clone().unwrap_or_else(|| key_dir.join("portal-key.pem")),
+            operator: portal.operator.clone().unwrap_or_else(|| "the property management office".into()),
+            contact: portal.contact.clone().unwrap_or_else(|| "the management office at the entrance".into()),
+            notice_version: portal.notice_version.clone().unwrap_or_else(|| "1".into()),
+            templates_held_on: portal.templates_held_on.clone().unwrap_or_else(|| "this gate's device".into()),
+            utc_offset_secs,
+            code_valid: Duration::from_secs(u64::from(code_valid_days) * 86_400),
+        };
         Ok(Config {
+            portal,
             live_threshold,
             audit_scan_paths: self.audit.scan_paths.unwrap_or_default(),
             gate: GateSettings {
@@ -631,7 +714,7 @@ impl RawConfig {
                 wiegand,
             },
             database: self.store.database.unwrap_or_else(|| PathBuf::from("/var/lib/facegate/facegate.sqlite")),
-            master_key: self.store.master_key.unwrap_or_else(|| PathBuf::from("/var/lib/facegate-keys/master.key")),
+            master_key,
             registry: RegistryPolicy { target_fpir, max_unused_secs: i64::from(max_unused_days) * 86_400 },
             enrol_frames,
             models_dir: self.models.dir.unwrap_or_else(crate::model::default_models_dir),

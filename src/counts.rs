@@ -65,6 +65,22 @@ pub struct PublishedCell {
     pub count: Published,
 }
 
+/// An offset from UTC like `+08:00` or `-05:00`, in seconds east of UTC.
+pub fn parse_utc_offset(text: &str) -> Result<i64, String> {
+    let bad = || format!("{text:?} is not an offset like +08:00 or -05:00");
+    let (sign, rest) = match text.as_bytes().first() {
+        Some(b'+') => (1, &text[1..]),
+        Some(b'-') => (-1, &text[1..]),
+        _ => return Err(bad()),
+    };
+    let (h, m) = rest.split_once(':').ok_or_else(bad)?;
+    let (h, m): (i64, i64) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if h > 14 || m > 59 {
+        return Err(bad());
+    }
+    Ok(sign * (h * 3600 + m * 60))
+}
+
 /// The local day (as the Unix second of its midnight) that `at` falls in, for a zone `utc_offset_secs` east
 /// of UTC.
 pub fn day_start(at: i64, utc_offset_secs: i64) -> i64 {

@@ -197,6 +197,11 @@ impl EnrolmentSession {
         Ok(self.offer(&reading.face, &aligned, reading.embedding, live_score))
     }
 
+    /// Good frames so far.
+    pub fn good_frames(&self) -> usize {
+        self.embeddings.len()
+    }
+
     /// True once enough good frames are in.
     pub fn is_complete(&self) -> bool {
         self.embeddings.len() >= self.needed
@@ -209,6 +214,131 @@ impl EnrolmentSession {
             Embedding::mean(&self.embeddings)
         } else {
             None
+        }
+    }
+}
+
+/// Where the portal asks for an enrolment and the gate's camera loop does it: one job at a time, on the gate
+/// camera, with the same quality and liveness checks as `facegate enroll`. The finished embedding is handed
+/// over once, in memory, and wiped with the job otherwise. While a job runs, the camera serves it instead of
+/// matching faces; PIN, pass and guard entry are untouched.
+#[derive(Default)]
+pub struct EnrolmentDesk {
+    job: std::sync::Mutex<Option<DeskJob>>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+struct DeskJob {
+    id: u64,
+    session: Option<EnrolmentSession>,
+    needed: usize,
+    deadline: std::time::Instant,
+    last_issue: Option<String>,
+    failed: Option<String>,
+}
+
+/// How a job stands, for the page the resident watches.
+#[derive(Debug)]
+pub enum DeskProgress {
+    /// Still capturing: good frames so far, frames needed, and the last hint (never an image).
+    Capturing {
+        /// Good frames so far.
+        good: usize,
+        /// Frames needed.
+        needed: usize,
+        /// Why the last frame was not used, if it was not.
+        hint: Option<String>,
+    },
+    /// Done: the averaged embedding, handed over once.
+    Complete(Embedding),
+    /// Gave up (timeout), or the job is not known (already collected, or replaced).
+    Failed(String),
+}
+
+/// The desk is busy with another resident's capture.
+#[derive(Debug, thiserror::Error)]
+#[error("the gate camera is enrolling someone else; try again in a minute")]
+pub struct DeskBusy;
+
+impl EnrolmentDesk {
+    /// Starts a capture job; a job past its deadline is replaced.
+    pub fn start(
+        &self,
+        needed: usize,
+        gate: QualityGate,
+        live_threshold: f32,
+        timeout: std::time::Duration,
+    ) -> Result<u64, DeskBusy> {
+        let mut job = self.job.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = std::time::Instant::now();
+        if job.as_ref().is_some_and(|j| j.deadline > now && j.failed.is_none()) {
+            return Err(DeskBusy);
+        }
+        let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        *job = Some(DeskJob {
+            id,
+            session: Some(EnrolmentSession::new(needed, gate, live_threshold)),
+            needed: needed.max(1),
+            deadline: now + timeout,
+            last_issue: None,
+            failed: None,
+        });
+        Ok(id)
+    }
+
+    /// True while a capture job wants frames.
+    pub fn wants_frames(&self) -> bool {
+        let job = self.job.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        job.as_ref().is_some_and(|j| {
+            j.failed.is_none()
+                && j.deadline > std::time::Instant::now()
+                && j.session.as_ref().is_some_and(|s| !s.is_complete())
+        })
+    }
+
+    /// The camera loop's side: offers one frame to the running job (the frame is only read).
+    pub fn offer_frame(&self, pipeline: &FacePipeline, liveness: &LivenessModel, frame: &Frame) {
+        let mut guard = self.job.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(job) = guard.as_mut() else { return };
+        let Some(session) = job.session.as_mut() else { return };
+        if session.is_complete() {
+            return;
+        }
+        job.last_issue = match session.offer_frame(pipeline, liveness, frame) {
+            Ok(FrameVerdict::Accepted(_)) => None,
+            Ok(FrameVerdict::Rejected(issue)) => Some(issue.to_string()),
+            Ok(FrameVerdict::Inconsistent) => Some("a different face appeared; starting over".into()),
+            Err(EnrolFrameError::Pipeline(PipelineError::NoFace)) => Some("no face in view".into()),
+            Err(e) => Some(e.to_string()),
+        };
+    }
+
+    /// The portal's side: how job `id` stands. A complete job hands its embedding over and ends.
+    pub fn progress(&self, id: u64) -> DeskProgress {
+        let mut guard = self.job.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(job) = guard.as_mut().filter(|j| j.id == id) else {
+            return DeskProgress::Failed("this capture is no longer running; start again".into());
+        };
+        if let Some(reason) = &job.failed {
+            return DeskProgress::Failed(reason.clone());
+        }
+        let complete = job.session.as_ref().is_some_and(EnrolmentSession::is_complete);
+        if complete {
+            let embedding = job.session.take().and_then(EnrolmentSession::finish);
+            *guard = None;
+            return embedding
+                .map_or_else(|| DeskProgress::Failed("capture failed; start again".into()), DeskProgress::Complete);
+        }
+        if job.deadline <= std::time::Instant::now() {
+            job.session = None;
+            let reason = "no good, live frames in time: stand in front of the camera, in even light, and try again";
+            job.failed = Some(reason.into());
+            return DeskProgress::Failed(reason.into());
+        }
+        DeskProgress::Capturing {
+            good: job.session.as_ref().map_or(0, EnrolmentSession::good_frames),
+            needed: job.needed,
+            hint: job.last_issue.clone(),
         }
     }
 }

@@ -25,6 +25,7 @@ use crate::decide::{
     Decider, Decision, DoorAlarm, DoorMonitor, DoorTiming, FaceIntent, FaceObservation, GateEvent, IntentWindow,
     PassCheck, PinCheck,
 };
+use crate::enrol::EnrolmentDesk;
 use crate::inputs::{Contact, ContactChange, ContactInputs};
 use crate::keypad::{Entry, Keypad, PinEntry};
 use crate::liveness::LivenessModel;
@@ -118,6 +119,8 @@ pub struct GateHardware {
     pub indicator: Option<Box<dyn Indicator>>,
     /// Wiegand output to an existing access controller, with the card number sent per entry method.
     pub wiegand: Option<(Box<dyn WiegandOutput>, MethodCards)>,
+    /// Where the portal asks the gate camera to capture an enrolment.
+    pub enrolment_desk: Option<Arc<EnrolmentDesk>>,
 }
 
 impl GateHardware {
@@ -133,6 +136,7 @@ impl GateHardware {
             contacts: None,
             indicator: None,
             wiegand: None,
+            enrolment_desk: None,
         }
     }
 }
@@ -255,8 +259,18 @@ pub async fn run(
         status,
     });
     let (tx, mut rx) = mpsc::channel::<Input>(32);
-    let GateHardware { camera, mut pipeline, liveness, mut relay, keypad, scanner, contacts, indicator, wiegand } =
-        hardware;
+    let GateHardware {
+        camera,
+        mut pipeline,
+        liveness,
+        mut relay,
+        keypad,
+        scanner,
+        contacts,
+        indicator,
+        wiegand,
+        enrolment_desk,
+    } = hardware;
     if settings.live_threshold.is_some() && liveness.is_none() && pipeline.is_some() {
         // A face must match and be live: without the liveness models, a photo would open the door.
         tracing::error!(
@@ -280,7 +294,7 @@ pub async fn run(
         Some(camera) if pipeline.is_some() || settings.passes_from_camera => {
             let (shared, tx) = (shared.clone(), tx.clone());
             let models = pipeline.map(|p| (p, liveness));
-            spawn("camera", Box::new(move || camera_loop(camera, models, &shared, &tx, settings)));
+            spawn("camera", Box::new(move || camera_loop(camera, models, enrolment_desk, &shared, &tx, settings)));
         }
         _ => tracing::warn!("no camera: face entry and camera-read passes are off; the other ways in keep working"),
     }
@@ -586,6 +600,7 @@ fn check_pass(shared: &Shared, text: &str, source: &str) -> PassCheck {
 fn camera_loop(
     mut camera: Box<dyn FrameSource>,
     models: Option<(Arc<FacePipeline>, Option<Arc<LivenessModel>>)>,
+    desk: Option<Arc<EnrolmentDesk>>,
     shared: &Shared,
     tx: &mpsc::Sender<Input>,
     settings: GateSettings,
@@ -623,6 +638,16 @@ fn camera_loop(
                         return;
                     }
                 }
+            }
+        }
+        // An enrolment asked for by the portal takes the camera's faces while it runs (never both).
+        if let (Some(desk), Some((pipeline, Some(liveness)))) = (&desk, &models) {
+            if desk.wants_frames() {
+                desk.offer_frame(pipeline, liveness, &frame);
+                drop(frame);
+                shared.status.frames.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(period.saturating_sub(started.elapsed()));
+                continue;
             }
         }
         let face_on = models.is_some() && lock(&shared.intent).face_allowed(shared.now());

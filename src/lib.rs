@@ -32,6 +32,7 @@ pub mod matching;
 pub mod model;
 pub mod pass;
 pub mod pipeline;
+pub mod portal;
 pub mod protect;
 pub mod qr;
 pub mod registry;

@@ -20,6 +20,7 @@ use crate::pipeline::FacePipeline;
 mod audit;
 mod liveness;
 mod passes;
+mod portal;
 mod residents;
 mod run;
 
@@ -97,6 +98,10 @@ pub enum Command {
     /// The auditor's no-retention report, signed with the device key (exit 2 if a check fails); `audit verify
     /// REPORT` checks a saved report offline.
     Audit(audit::AuditArgs),
+    /// Create or reset a portal staff account (manager or auditor); the password is read without echo.
+    Account(portal::AccountArgs),
+    /// Print the notice to post at the gate (purpose, what is kept, how long, how to revoke, the alternatives).
+    Signage(portal::SignageArgs),
 }
 
 /// `facegate eval` arguments.
@@ -154,6 +159,8 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::EvalPad(args) => liveness::eval_pad(&config, &args),
         Command::Counts(args) => passes::counts(&config, &args),
         Command::Audit(args) => audit::audit(&config, &args),
+        Command::Account(args) => portal::account(&config, &args),
+        Command::Signage(args) => portal::signage(&config, &args),
     }
 }
 

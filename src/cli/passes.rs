@@ -130,26 +130,11 @@ pub struct CountsArgs {
     #[arg(long, default_value_t = 7)]
     pub days: u32,
     /// The compound's time zone as an offset from UTC, e.g. `+08:00`.
-    #[arg(long, default_value = "+00:00", value_parser = parse_offset, allow_hyphen_values = true)]
+    #[arg(long, default_value = "+00:00", value_parser = counts::parse_utc_offset, allow_hyphen_values = true)]
     pub utc_offset: i64,
     /// CSV instead of a table.
     #[arg(long, conflicts_with = "json")]
     pub csv: bool,
-}
-
-fn parse_offset(text: &str) -> Result<i64, String> {
-    let bad = || format!("{text:?} is not an offset like +08:00 or -05:00");
-    let (sign, rest) = match text.as_bytes().first() {
-        Some(b'+') => (1, &text[1..]),
-        Some(b'-') => (-1, &text[1..]),
-        _ => return Err(bad()),
-    };
-    let (h, m) = rest.split_once(':').ok_or_else(bad)?;
-    let (h, m): (i64, i64) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
-    if h > 14 || m > 59 {
-        return Err(bad());
-    }
-    Ok(sign * (h * 3600 + m * 60))
 }
 
 /// Runs `facegate counts`: hourly or daily counts per method and outcome, small cells suppressed.

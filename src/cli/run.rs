@@ -112,7 +112,29 @@ async fn run_async(config: &Config, args: &RunArgs) -> Result<GateReport> {
         tracing::warn!("gate.intent = \"always\" with a live camera: faces are matched without anyone asking");
     }
     let duration = args.duration;
-    let shutdown = async move {
+    let (stopping, stop_watch) = tokio::sync::watch::channel(false);
+    if config.portal.enabled {
+        // The portal gets its own connection to the registry; the gate reloads when the portal changes it.
+        let desk = Arc::new(crate::enrol::EnrolmentDesk::default());
+        hardware.enrolment_desk = Some(desk.clone());
+        let portal_registry = open_registry(config, &args.store, true)?;
+        let state = Arc::new(crate::portal::PortalState::new(
+            portal_settings(config, &args.store),
+            portal_registry,
+            Some(desk),
+        ));
+        let mut watch = stop_watch.clone();
+        tokio::spawn(async move {
+            let stop = async move {
+                let _ = watch.wait_for(|stop| *stop).await;
+            };
+            // The gate keeps running without its portal: the portal is for set-up, not for entry.
+            if let Err(e) = crate::portal::serve(state, stop).await {
+                tracing::error!("{e}; the gate keeps running without the portal");
+            }
+        });
+    }
+    let signals = async move {
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(term) => term,
             Err(e) => {
@@ -127,10 +149,35 @@ async fn run_async(config: &Config, args: &RunArgs) -> Result<GateReport> {
             () = timer => tracing::info!("run duration reached"),
         }
     };
+    let shutdown = async move {
+        signals.await;
+        let _ = stopping.send(true);
+    };
     let report = gate::run(registry, settings, hardware, Arc::new(GateStatus::default()), shutdown)
         .await
         .context("the gate stopped")?;
     Ok(report)
+}
+
+/// The portal's settings from the config (and the command line's store paths).
+fn portal_settings(config: &Config, store: &StoreArgs) -> crate::portal::PortalSettings {
+    let p = &config.portal;
+    let database = store.db.clone().unwrap_or_else(|| config.database.clone());
+    let key_file = store.key_file.clone().unwrap_or_else(|| config.master_key.clone());
+    let key_dir = key_file.parent().map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf);
+    let mut audit = crate::audit::AuditScope::new(database, key_dir, config.registry.max_unused_secs);
+    audit.extra_paths.clone_from(&config.audit_scan_paths);
+    crate::portal::PortalSettings {
+        listen: p.listen,
+        cert: p.cert.clone(),
+        key: p.key.clone(),
+        notice: super::portal::notice_facts(config),
+        utc_offset_secs: p.utc_offset_secs,
+        enrol_frames: config.enrol_frames,
+        live_threshold: config.live_threshold,
+        code_valid: p.code_valid,
+        audit,
+    }
 }
 
 /// The keypad, scanner, contacts, lights and Wiegand output the config names. Off the Pi, standard input

@@ -1,0 +1,193 @@
+//! Who may do what on the portal: staff passwords (argon2id), login throttling (per account in the database,
+//! per address in memory), one-time codes (enrolment and revocation: random, shown once, kept as SHA-256), and
+//! CSRF tokens. Pure but for the throttle's clock.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// A signed-in staff member's role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Sees counts, issues enrolment codes.
+    Manager,
+    /// Sees and downloads the audit report.
+    Auditor,
+}
+
+impl Role {
+    /// As stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Manager => "manager",
+            Self::Auditor => "auditor",
+        }
+    }
+
+    /// From the stored text.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "manager" => Some(Self::Manager),
+            "auditor" => Some(Self::Auditor),
+            _ => None,
+        }
+    }
+}
+
+/// Errors of account set-up.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Too short a password.
+    #[error("a staff password needs at least {MIN_PASSWORD_CHARS} characters")]
+    WeakPassword,
+    /// Hashing failed.
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+}
+
+/// Shortest staff password.
+pub const MIN_PASSWORD_CHARS: usize = 12;
+
+/// The argon2id PHC string of a password (random salt, the crate's default cost).
+pub fn hash_password(password: &str) -> Result<String, AuthError> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(AuthError::WeakPassword);
+    }
+    let salt = SaltString::from_b64(&data_encoding::BASE64_NOPAD.encode(&rand::random::<[u8; 16]>()))
+        .map_err(|e| AuthError::Hash(e.to_string()))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| AuthError::Hash(e.to_string()))
+}
+
+/// A verifier for unknown names, so a login costs the same whether or not the account exists.
+pub fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| hash_password("not-a-real-password-at-all").unwrap_or_default())
+}
+
+/// Checks a password against a PHC string.
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    PasswordHash::new(phc).is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
+}
+
+/// Failed logins in a row before an account locks.
+pub const LOCK_AFTER: i64 = 5;
+
+/// Until when an account stays locked after `failed` failures in a row (None: not locked): 15 minutes at the
+/// fifth, doubling with each further one, at most a day.
+pub fn lock_until(failed: i64, now: i64) -> Option<i64> {
+    (failed >= LOCK_AFTER).then(|| {
+        let doublings = u32::try_from((failed - LOCK_AFTER).min(7)).unwrap_or(7);
+        now + (900i64 << doublings).min(86_400)
+    })
+}
+
+/// Login attempts per address: 10 a minute, then refused until the bucket refills.
+pub struct Throttle {
+    limiter: governor::DefaultKeyedRateLimiter<IpAddr>,
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        let per_minute = NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN);
+        Self { limiter: governor::RateLimiter::keyed(governor::Quota::per_minute(per_minute)) }
+    }
+}
+
+impl Throttle {
+    /// True if this address may try to sign in now.
+    pub fn allow(&self, addr: IpAddr) -> bool {
+        self.limiter.check_key(&addr).is_ok()
+    }
+}
+
+/// Letters and digits that cannot be mistaken for each other (no 0/O, 1/I/L, U).
+const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTVWXYZ23456789";
+
+/// A random code of `groups` groups of 4 characters, dash-separated (an enrolment code is 3 groups, about 59
+/// bits; a revocation code 4, about 78 bits).
+pub fn new_code(groups: usize) -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..groups)
+        .map(|_| {
+            (0..4).map(|_| char::from(CODE_ALPHABET[rng.random_range(0..CODE_ALPHABET.len())])).collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// The SHA-256 of a code as typed: case, spaces and dashes do not matter.
+pub fn code_hash(typed: &str) -> [u8; 32] {
+    let normal: String = typed.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect();
+    Sha256::digest(normal.as_bytes()).into()
+}
+
+/// A fresh CSRF token (128 bits, hex).
+pub fn new_csrf_token() -> String {
+    data_encoding::HEXLOWER.encode(&rand::random::<[u8; 16]>())
+}
+
+/// Constant-time comparison of a submitted token with the session's.
+pub fn csrf_ok(expected: &str, submitted: &str) -> bool {
+    !expected.is_empty() && bool::from(expected.as_bytes().ct_eq(submitted.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_hash_verify_and_short_ones_are_refused() {
+        let phc = hash_password("correct horse battery").unwrap();
+        assert!(phc.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse battery", &phc));
+        assert!(!verify_password("correct horse batterY", &phc));
+        assert!(!verify_password("anything", "not a phc string"));
+        assert!(matches!(hash_password("short"), Err(AuthError::WeakPassword)));
+        assert!(!verify_password("x", dummy_hash()));
+    }
+
+    #[test]
+    fn lockout_starts_at_the_fifth_failure_and_grows_to_a_day() {
+        assert_eq!(lock_until(4, 100), None);
+        assert_eq!(lock_until(5, 100), Some(1000));
+        assert_eq!(lock_until(6, 100), Some(1900));
+        assert_eq!(lock_until(40, 0), Some(86_400));
+    }
+
+    #[test]
+    fn codes_are_random_readable_and_hash_the_same_however_typed() {
+        let code = new_code(3);
+        assert_eq!(code.len(), 14);
+        assert_ne!(code, new_code(3));
+        assert!(code.bytes().all(|b| b == b'-' || CODE_ALPHABET.contains(&b)));
+        assert_eq!(code_hash(&code), code_hash(&code.to_lowercase().replace('-', " ")));
+        assert_ne!(code_hash("AAAA-BBBB-CCCC"), code_hash("AAAA-BBBB-CCCD"));
+    }
+
+    #[test]
+    fn csrf_tokens_compare_exactly() {
+        let token = new_csrf_token();
+        assert!(csrf_ok(&token, &token));
+        assert!(!csrf_ok(&token, &new_csrf_token()));
+        assert!(!csrf_ok("", ""));
+    }
+
+    #[test]
+    fn the_throttle_refuses_the_eleventh_attempt_in_a_minute() {
+        let throttle = Throttle::default();
+        let addr: IpAddr = [192, 168, 1, 20].into();
+        assert!((0..10).all(|_| throttle.allow(addr)));
+        assert!(!throttle.allow(addr));
+        assert!(throttle.allow([192, 168, 1, 21].into()), "other addresses are not affected");
+    }
+}

@@ -1,0 +1,165 @@
+//! The portal's two languages, English and Simplified Chinese: every text a page shows, by key.
+//!
+//! Pure. A key missing from the table shows the key itself, which the tests catch.
+
+use serde::{Deserialize, Serialize};
+
+/// A page language.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Lang {
+    /// English.
+    #[default]
+    En,
+    /// Simplified Chinese.
+    Zh,
+}
+
+impl Lang {
+    /// From a `lang` query value or an `Accept-Language` header: Chinese for `zh*`, English otherwise.
+    pub fn from_tag(tag: &str) -> Self {
+        if tag.trim().to_ascii_lowercase().starts_with("zh") {
+            Self::Zh
+        } else {
+            Self::En
+        }
+    }
+
+    /// The BCP 47 tag for `<html lang>`.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Self::En => "en",
+            Self::Zh => "zh-Hans",
+        }
+    }
+
+    /// The other language, for the switch link.
+    pub fn other(self) -> Self {
+        match self {
+            Self::En => Self::Zh,
+            Self::Zh => Self::En,
+        }
+    }
+
+    /// Short query value.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::En => "en",
+            Self::Zh => "zh",
+        }
+    }
+}
+
+/// (key, English, Simplified Chinese).
+const TEXTS: &[(&str, &str, &str)] = &[
+    ("title", "Compound gate", "小区门禁"),
+    ("lang_switch", "中文", "English"),
+    ("home_intro", "Face entry is optional. Everyone can always enter with a PIN, a visitor pass or by calling the guard.", "刷脸通行是自愿的。任何人都可以随时使用密码、访客通行码或呼叫保安进入。"),
+    ("resident_start", "I am a resident with an enrolment code", "我是持有登记码的住户"),
+    ("resident_revoke", "Withdraw my consent and delete my face template", "撤回同意并删除我的人脸模板"),
+    ("staff_login", "Staff sign-in (property manager, auditor)", "工作人员登录（物业管理、审计）"),
+    ("signage", "Notice on face recognition at this gate", "本门禁人脸识别告知"),
+    ("code_label", "Enrolment code (from the management office)", "登记码（由物业管理处提供）"),
+    ("continue", "Continue", "继续"),
+    ("code_bad", "This code is not valid, already used or expired. Ask the management office for a new one.", "此登记码无效、已使用或已过期。请向物业管理处申请新的登记码。"),
+    ("notice_heading", "Face entry: what we do with your face", "刷脸通行：我们如何处理您的人脸信息"),
+    ("notice_purpose", "Purpose: only to open this compound's gates for you. Nothing else.", "目的：仅用于为您开启本小区门禁，不作他用。"),
+    ("notice_kept", "What is kept: a protected face template (transformed with a secret key and encrypted), never a photo. No record of when you pass is kept.", "保存内容：经密钥变换并加密的受保护人脸模板，绝不保存照片。不记录您的通行时间。"),
+    ("notice_how_long", "How long: until you withdraw, or after {days} days without use.", "保存期限：直至您撤回同意，或连续 {days} 天未使用后自动删除。"),
+    ("notice_where", "Where: only on the gate devices of this compound ({where}). It never leaves the compound.", "存储位置：仅在本小区的门禁设备上（{where}），不会离开本小区。"),
+    ("notice_revoke", "How to withdraw: on this portal with your revocation code, at any time; the template is destroyed at once and you get a receipt.", "如何撤回：随时在本网站使用您的撤回码撤回，模板立即销毁，并向您出具回执。"),
+    ("notice_alternative", "You do not have to use your face. A PIN, a visitor pass and the guard are always available and cost nothing.", "您无需使用人脸。密码、访客通行码和保安服务始终可用，且免费。"),
+    ("notice_operator", "Operator: {operator}. Contact: {contact}.", "运营方：{operator}。联系方式：{contact}。"),
+    ("consent_checkbox", "I separately and explicitly consent to the processing of my face for gate entry, as described above.", "我单独并明确同意按上述说明处理我的人脸信息用于门禁通行。"),
+    ("consent_submit", "I consent: set up face entry", "我同意：开通刷脸通行"),
+    ("consent_decline", "No thanks: PIN only", "不用了：仅使用密码"),
+    ("consent_needed", "Tick the box to consent, or choose PIN only.", "请勾选同意，或选择仅使用密码。"),
+    ("enrol_heading", "Face enrolment at the gate camera", "在门禁摄像头前登记人脸"),
+    ("enrol_explain", "Stand in front of the gate camera, look at it, then press Start. This page never receives or shows an image.", "请站在门禁摄像头前并注视摄像头，然后点击开始。本页面不会接收或显示任何图像。"),
+    ("enrol_start", "Start", "开始"),
+    ("enrol_progress", "Good frames: {good} of {needed}", "合格画面：{good} / {needed}"),
+    ("enrol_failed", "Enrolment did not complete", "登记未完成"),
+    ("enrol_retry", "Try again", "重试"),
+    ("enrol_done", "Your face template is enrolled and protected.", "您的人脸模板已登记并受保护。"),
+    ("pin_heading", "Your PIN (the way in without your face)", "您的密码（不使用人脸的通行方式）"),
+    ("pin_label", "PIN (4 to 8 digits)", "密码（4 至 8 位数字）"),
+    ("pin_again", "PIN again", "再次输入密码"),
+    ("pin_set", "Set PIN", "设置密码"),
+    ("pin_mismatch", "The two PINs differ.", "两次输入的密码不一致。"),
+    ("done_heading", "All set", "设置完成"),
+    ("done_keypad", "At the keypad type: {code} # then your PIN #", "在键盘上输入：{code} # 然后输入密码 #"),
+    ("done_revocation", "Your revocation code (keep it; it is shown only once):", "您的撤回码（请妥善保存，仅显示一次）："),
+    ("revoke_heading", "Withdraw consent and delete your face template", "撤回同意并删除人脸模板"),
+    ("revoke_label", "Revocation code", "撤回码"),
+    ("revoke_submit", "Withdraw and delete now", "立即撤回并删除"),
+    ("revoke_bad", "This revocation code is not known. Check it, or ask the management office.", "撤回码无效。请核对，或联系物业管理处。"),
+    ("receipt_heading", "Receipt: your face data was deleted", "回执：您的人脸数据已删除"),
+    ("receipt_time", "Deleted at", "删除时间"),
+    ("receipt_deleted", "Deleted", "已删除"),
+    ("receipt_code", "Verification code (an auditor can check it against the device's audit log)", "验证码（审计人员可据此核对设备审计日志）"),
+    ("login_heading", "Staff sign-in", "工作人员登录"),
+    ("login_name", "Name", "用户名"),
+    ("login_password", "Password", "密码"),
+    ("login_submit", "Sign in", "登录"),
+    ("login_bad", "Wrong name or password, or too many attempts: wait and try again.", "用户名或密码错误，或尝试次数过多：请稍后再试。"),
+    ("logout", "Sign out", "退出登录"),
+    ("manager_heading", "Property manager", "物业管理"),
+    ("manager_enrolled", "Residents with face entry: {n}", "已开通刷脸通行的住户：{n}"),
+    ("manager_counts", "Entries (anonymized counts; 1 to 10 are not shown)", "通行统计（匿名计数；1 至 10 不显示）"),
+    ("manager_by_day", "By day, last 14 days", "按日，近 14 天"),
+    ("manager_by_hour", "By hour, last 24 hours", "按小时，近 24 小时"),
+    ("manager_csv", "Download CSV", "下载 CSV"),
+    ("manager_codes", "Enrolment codes", "登记码"),
+    ("manager_unit", "Unit (household)", "房号（住户）"),
+    ("manager_issue", "Issue code", "生成登记码"),
+    ("manager_issued", "Give this code to the household (shown once):", "请将此登记码交给住户（仅显示一次）："),
+    ("manager_cancel", "Cancel", "作废"),
+    ("suppressed", "not shown (1-10)", "不显示（1-10）"),
+    ("auditor_heading", "Auditor: no-retention report", "审计：不留存核查报告"),
+    ("auditor_download", "Download the signed report (JSON)", "下载签名报告（JSON）"),
+    ("auditor_deletions", "Template deletions in the audit log", "审计日志中的模板删除记录"),
+    ("result_passed", "PASSED", "通过"),
+    ("result_failed", "FAILED", "未通过"),
+    ("forbidden", "You may not see this page.", "您无权查看此页面。"),
+    ("not_found", "No such page.", "页面不存在。"),
+    ("bad_request", "The form was not accepted (expired or incomplete). Go back, reload and try again.", "表单未被接受（已过期或不完整）。请返回、刷新后重试。"),
+    ("busy", "The gate camera is enrolling someone else; try again in a minute.", "门禁摄像头正在为他人登记，请稍后再试。"),
+];
+
+/// The text for `key` in `lang`.
+pub fn t(lang: Lang, key: &str) -> &'static str {
+    TEXTS.iter().find(|(k, _, _)| *k == key).map_or("?", |(_, en, zh)| match lang {
+        Lang::En => en,
+        Lang::Zh => zh,
+    })
+}
+
+/// The text with `{name}` placeholders filled.
+pub fn tf(lang: Lang, key: &str, args: &[(&str, &str)]) -> String {
+    let mut text = t(lang, key).to_owned();
+    for (name, value) in args {
+        text = text.replace(&format!("{{{name}}}"), value);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_has_both_languages_and_keys_are_unique() {
+        let mut keys = std::collections::BTreeSet::new();
+        for (key, en, zh) in TEXTS {
+            assert!(keys.insert(*key), "{key} twice");
+            assert!(!en.is_empty() && !zh.is_empty(), "{key}");
+            // Placeholders agree between the two languages.
+            let holes = |s: &str| {
+                s.match_indices('{').map(|(i, _)| s[i..].split('}').next().unwrap_or("").to_owned()).collect::<Vec<_>>()
+            };
+            assert_eq!(holes(en), holes(zh), "{key}");
+        }
+        assert_eq!(Lang::from_tag("zh-CN,zh;q=0.9"), Lang::Zh);
+        assert_eq!(Lang::from_tag("en-GB"), Lang::En);
+        assert_eq!(tf(Lang::En, "enrol_progress", &[("good", "2"), ("needed", "3")]), "Good frames: 2 of 3");
+    }
+}

@@ -1,0 +1,184 @@
+//! The web portal on the compound's LAN: residents consent, enrol at the gate camera, set a PIN and revoke;
+//! property managers see anonymized counts and issue enrolment codes; auditors get the signed no-retention
+//! report. HTTPS only (rustls; a self-signed certificate is made on first run unless one is configured).
+//!
+//! Owns routing, sessions (in memory, `__Host-` cookie, Secure, HttpOnly, SameSite=Strict, 30 min idle), CSRF
+//! tokens on every form, staff accounts (argon2id) with login throttling per account and per address, and the
+//! security headers. It must never receive, show or export an image, an embedding or a passage identity: the
+//! enrolment page only starts a capture on the gate camera and shows a count of good frames.
+
+pub mod auth;
+mod handlers;
+pub mod i18n;
+pub mod views;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::{header, HeaderValue};
+use axum::Router;
+
+use crate::audit::AuditScope;
+use crate::enrol::EnrolmentDesk;
+use crate::registry::Registry;
+use views::NoticeFacts;
+
+/// Portal settings, from `[portal]` and the rest of the config.
+#[derive(Clone, Debug)]
+pub struct PortalSettings {
+    /// Address to listen on (LAN).
+    pub listen: SocketAddr,
+    /// Certificate and key (PEM); made and kept in the key folder when absent.
+    pub cert: PathBuf,
+    /// See `cert`.
+    pub key: PathBuf,
+    /// What the notice and signage say.
+    pub notice: NoticeFacts,
+    /// Local time zone of counts, seconds east of UTC.
+    pub utc_offset_secs: i64,
+    /// Good frames per enrolment.
+    pub enrol_frames: usize,
+    /// Live-score threshold at enrolment.
+    pub live_threshold: f32,
+    /// How long an enrolment code stays valid.
+    pub code_valid: Duration,
+    /// What the auditor's page checks.
+    pub audit: AuditScope,
+}
+
+/// Errors starting the portal.
+#[derive(Debug, thiserror::Error)]
+pub enum PortalError {
+    /// TLS material could not be read or made.
+    #[error("portal TLS ({path}): {reason}")]
+    Tls {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The address could not be bound or the server failed.
+    #[error("portal server on {addr}: {reason}; is another service on that port?")]
+    Serve {
+        /// Where.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Shared by every request.
+pub struct PortalState {
+    settings: PortalSettings,
+    registry: Mutex<Registry>,
+    desk: Option<Arc<EnrolmentDesk>>,
+    throttle: auth::Throttle,
+}
+
+impl PortalState {
+    /// The portal's own connection to the registry (the gate keeps its own and reloads on changes), and the
+    /// gate's enrolment desk (`None`: no camera, so no enrolment from the portal).
+    pub fn new(settings: PortalSettings, registry: Registry, desk: Option<Arc<EnrolmentDesk>>) -> Self {
+        Self { settings, registry: Mutex::new(registry), desk, throttle: auth::Throttle::default() }
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The router (also what the tests serve).
+pub fn router(state: Arc<PortalState>) -> Router {
+    use tower_sessions::cookie::SameSite;
+    use tower_sessions::{Expiry, MemoryStore, SessionManagerLayer};
+    let sessions = SessionManagerLayer::new(MemoryStore::default())
+        .with_name("__Host-facegate")
+        .with_secure(true)
+        .with_http_only(true)
+        .with_same_site(SameSite::Strict)
+        .with_path("/")
+        .with_expiry(Expiry::OnInactivity(tower_sessions::cookie::time::Duration::minutes(30)));
+    handlers::routes().with_state(state).layer(sessions).layer(axum::middleware::map_response(security_headers))
+}
+
+async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
+    let headers = response.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, k: header::HeaderName, v: &'static str| {
+        h.insert(k, HeaderValue::from_static(v));
+    };
+    set(
+        headers,
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; \
+         base-uri 'none'",
+    );
+    set(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(headers, header::REFERRER_POLICY, "no-referrer");
+    set(headers, header::CACHE_CONTROL, "no-store");
+    set(headers, header::STRICT_TRANSPORT_SECURITY, "max-age=31536000");
+    set(headers, header::X_FRAME_OPTIONS, "DENY");
+    response
+}
+
+/// Serves the portal over HTTPS until `shutdown` completes.
+pub async fn serve(
+    state: Arc<PortalState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), PortalError> {
+    let settings = state.settings.clone();
+    let tls = tls_config(&settings.cert, &settings.key).await?;
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.graceful_shutdown(Some(Duration::from_secs(2)));
+    });
+    tracing::info!(addr = %settings.listen, "portal listening (HTTPS)");
+    axum_server::bind_rustls(settings.listen, tls)
+        .handle(handle)
+        .serve(router(state).into_make_service_with_connect_info::<SocketAddr>())
+        .await
+        .map_err(|e| PortalError::Serve { addr: settings.listen, reason: e.to_string() })
+}
+
+/// Loads the certificate and key, making a self-signed pair (owner-only files) on first run.
+async fn tls_config(cert: &Path, key: &Path) -> Result<axum_server::tls_rustls::RustlsConfig, PortalError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    if !cert.exists() || !key.exists() {
+        make_self_signed(cert, key)?;
+    }
+    axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+        .await
+        .map_err(|e| PortalError::Tls { path: cert.to_path_buf(), reason: e.to_string() })
+}
+
+fn make_self_signed(cert: &Path, key: &Path) -> Result<(), PortalError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let err = |path: &Path, reason: String| PortalError::Tls { path: path.to_path_buf(), reason };
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+    let mut names = vec!["localhost".to_owned(), "facegate.local".to_owned()];
+    if !host.is_empty() {
+        names.push(host.clone());
+        names.push(format!("{host}.local"));
+    }
+    let certified = rcgen::generate_simple_self_signed(names).map_err(|e| err(cert, e.to_string()))?;
+    for (path, pem, mode) in [(key, certified.signing_key.serialize_pem(), 0o600), (cert, certified.cert.pem(), 0o644)]
+    {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| err(path, e.to_string()))?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(path)
+            .map_err(|e| err(path, e.to_string()))?;
+        file.write_all(pem.as_bytes()).map_err(|e| err(path, e.to_string()))?;
+    }
+    tracing::info!(cert = %cert.display(), "portal: made a self-signed certificate; install a LAN CA's if you have one");
+    Ok(())
+}
