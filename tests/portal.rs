@@ -273,3 +273,117 @@ fn staff_logins_are_throttled_and_locked_after_repeated_failures() {
     }
     assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
 }
+
+fn location(c: &Client, gate: &Gate, path: &str) -> (StatusCode, String, String) {
+    let response = c.get(format!("{}{path}", gate.base)).send().unwrap();
+    let to = response.headers().get("location").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    let (status, body) = text(response);
+    (status, to, body)
+}
+
+fn between<'a>(body: &'a str, start: &str, end: &str) -> &'a str {
+    let at = body.find(start).unwrap_or_else(|| panic!("{start:?} not in {body}")) + start.len();
+    &body[at..at + body[at..].find(end).unwrap()]
+}
+
+/// The portal from the code to the auditor, over HTTPS with the real daemon and a replay camera of NUAA
+/// subject 0003's live frames.
+#[test]
+fn a_resident_enrols_is_admitted_counted_suppressed_then_revokes_and_the_auditor_sees_the_deletion() {
+    let gate = start_gate(&common::nuaa_frames("live", "0003"));
+    let manager = client(&gate, false);
+    login(&manager, &gate, MANAGER);
+    let code = issue_code(&manager, &gate, "3-401");
+
+    let resident = client(&gate, false);
+    let t = token(&resident, &gate);
+    let (status, _) = post(&resident, &gate, "/resident", &[("csrf", &t), ("code", &code.to_lowercase())]);
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, notice) = get(&resident, &gate, "/resident/consent");
+    assert_eq!(status, StatusCode::OK);
+    assert!(notice.contains("Riverside Gardens management") && notice.contains("never a photo"), "{notice}");
+    // Consent is explicit: the box must be ticked.
+    let (status, body) = post(&resident, &gate, "/resident/consent", &[("csrf", &t), ("choice", "face")]);
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, _) =
+        post(&resident, &gate, "/resident/consent", &[("csrf", &t), ("choice", "face"), ("consent", "yes")]);
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    // The code is spent.
+    let other = client(&gate, false);
+    let ot = token(&other, &gate);
+    assert_eq!(post(&other, &gate, "/resident", &[("csrf", &ot), ("code", &code)]).0, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Enrolment at the gate camera: the page only shows progress, never an image.
+    assert_eq!(post(&resident, &gate, "/resident/enrol", &[("csrf", &t)]).0, StatusCode::SEE_OTHER);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut polls = 0;
+    loop {
+        let (status, to, body) = location(&resident, &gate, "/resident/enrol/status");
+        polls += 1;
+        assert_clean("/resident/enrol/status", &body);
+        if status == StatusCode::SEE_OTHER {
+            assert_eq!(to, "/resident/pin", "{body}");
+            break;
+        }
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("Good frames") && !body.contains("Enrolment did not complete"), "{body}");
+        assert!(Instant::now() < deadline, "enrolment did not complete: {body}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    eprintln!("enrolled after {polls} status polls");
+    let (status, body) = get(&resident, &gate, "/resident/pin");
+    assert!(status == StatusCode::OK && body.contains("enrolled and protected"), "{body}");
+    let (status, done) = post(&resident, &gate, "/resident/pin", &[("csrf", &t), ("pin", "4071"), ("pin2", "4071")]);
+    assert_eq!(status, StatusCode::OK, "{done}");
+    let keypad = between(&done, "At the keypad type: ", " #").to_owned();
+    let revocation = between(&done, "id=\"revocation-code\">", "<").to_owned();
+    assert!(keypad.len() == 4 && revocation.len() == 19, "{keypad} {revocation}");
+
+    // The gate now admits the resident's face; the manager sees the entry only as a suppressed count.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let days = loop {
+        let (_, body) = get(&manager, &gate, "/manager");
+        assert_clean("/manager", &body);
+        let days = between(&body, "id=\"table-days\"", "</table>").to_owned();
+        if days.contains("face") {
+            break days;
+        }
+        assert!(Instant::now() < deadline, "no face entry counted: {body}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(days.contains("opened") && days.contains("not shown (1-10)"), "{days}");
+    assert!(!days.contains("r-"), "a resident id on the manager's page: {days}");
+    let (_, csv) = get(&manager, &gate, "/manager/counts.csv");
+    assert!(csv.starts_with("start_utc,method,outcome,count\n") && csv.contains("face,opened,suppressed"), "{csv}");
+    let (_, enrolled) = get(&manager, &gate, "/manager");
+    assert!(enrolled.contains("Residents with face entry: 1"));
+
+    // Revocation with the code: a receipt at once.
+    let anyone = client(&gate, false);
+    let at = token(&anyone, &gate);
+    let (status, receipt) = post(&anyone, &gate, "/revoke", &[("csrf", &at), ("code", &revocation)]);
+    assert_eq!(status, StatusCode::OK, "{receipt}");
+    assert!(receipt.contains("sealed face template") && receipt.contains("PIN verifier"), "{receipt}");
+    let verification = between(&receipt, "id=\"verification-code\">", "<").to_owned();
+    assert_eq!(verification.len(), 16);
+    // The code cannot be used twice.
+    assert_eq!(post(&anyone, &gate, "/revoke", &[("csrf", &at), ("code", &revocation)]).0, StatusCode::UNPROCESSABLE_ENTITY);
+    let (_, after) = get(&manager, &gate, "/manager");
+    assert!(after.contains("Residents with face entry: 0"));
+
+    // The auditor: a clean scan, and the deletion with the receipt's code; the signed report verifies offline.
+    let auditor = client(&gate, false);
+    login(&auditor, &gate, AUDITOR);
+    let (status, report) = get(&auditor, &gate, "/auditor");
+    assert_eq!(status, StatusCode::OK);
+    assert!(report.contains("id=\"result\" class=\"pass\""), "{report}");
+    assert!(between(&report, "id=\"check-files\"", "</tr>").contains("PASS"), "{report}");
+    assert!(between(&report, "id=\"deletions\"", "</table>").contains(&verification), "{report}");
+    let (status, json) = get(&auditor, &gate, "/auditor/report.json");
+    assert_eq!(status, StatusCode::OK);
+    let saved = gate.dir.path().join("audit.json");
+    std::fs::write(&saved, json).unwrap();
+    let out = Command::new(BIN).args(["audit", "verify", saved.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("the report PASSED"));
+}
