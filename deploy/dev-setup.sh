@@ -12,6 +12,10 @@ command -v unzip >/dev/null 2>&1 || need+=(unzip)
 # systemd-analyze: tests/deploy.rs scores the unit's sandbox.
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v pip3 >/dev/null 2>&1 || python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
+# Headless Chromium and its driver: tests/browser.rs drives the portal; a CJK font for its Chinese pages.
+dpkg -s chromium >/dev/null 2>&1 || need+=(chromium)
+dpkg -s chromium-driver >/dev/null 2>&1 || need+=(chromium-driver)
+dpkg -s fonts-wqy-zenhei >/dev/null 2>&1 || need+=(fonts-wqy-zenhei)
 if [ ${#need[@]} -gt 0 ]; then
   echo "dev-setup: installing ${need[*]}"
   sudo_cmd=""

@@ -126,7 +126,7 @@ pub fn counts_chart(lang: Lang, id: &str, cells: &[PublishedCell], label_of: imp
         .max(10);
     let (bar_w, row_h, left) = (14.0f64, 46.0f64, 130.0f64);
     #[allow(clippy::cast_precision_loss)]
-    let width = left + bar_w * bins.len() as f64 + 10.0;
+    let width = (left + bar_w * bins.len() as f64 + 10.0).max(left + 200.0);
     #[allow(clippy::cast_precision_loss)]
     let height = row_h * series.len() as f64 + 24.0;
     html! {
@@ -151,9 +151,11 @@ pub fn counts_chart(lang: Lang, id: &str, cells: &[PublishedCell], label_of: imp
                     }
                 }
             }
-            @if let (Some(first), Some(last)) = (bins.first(), bins.last()) {
+            @if let Some(first) = bins.first() {
                 text x=(left) y=(height - 4.0) { (label_of(*first)) }
-                text x=(width - 70.0) y=(height - 4.0) { (label_of(*last)) }
+            }
+            @if let (true, Some(last)) = (bins.len() > 1, bins.last()) {
+                text x=(width - 70.0) y=(height - 4.0) text-anchor="start" { (label_of(*last)) }
             }
         }
     }

@@ -2,6 +2,8 @@
 //! pipeline per test binary.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use std::path::PathBuf;
 use std::sync::OnceLock;
 

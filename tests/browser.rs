@@ -1,0 +1,202 @@
+//! The portal in real headless Chromium (Debian's `chromium` and `chromium-driver`, installed by `.ci/run`),
+//! served by the real daemon with a replay camera of a live person (NUAA subject 0003): a manager issues a code;
+//! the resident consents and enrols through the gate camera, sets a PIN; the gate admits them and the counts
+//! page shows the entry suppressed; the resident revokes and gets a receipt; the auditor's report shows the
+//! deletion and a clean scan. Screenshots of each step go to `target/screenshots/` (pages only: the portal
+//! never shows an image of anyone).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::daemon::{free_port, start_gate, Gate, AUDITOR, MANAGER};
+use fantoccini::{Client, ClientBuilder, Locator};
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// chromedriver on a free port, killed on drop.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chromedriver() -> Driver {
+    assert!(
+        std::path::Path::new(CHROMEDRIVER).is_file() && std::path::Path::new(CHROMIUM).is_file(),
+        "headless Chromium is missing: `apt-get install chromium chromium-driver` (.ci/run installs them)"
+    );
+    let port = free_port();
+    let child = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "chromedriver did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Driver { child, url: format!("http://127.0.0.1:{port}") }
+}
+
+async fn browser(driver: &Driver) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert("browserName".into(), "chrome".into());
+    // The gate's certificate is its own self-signed one (the HTTPS tests pin it; here the browser accepts it).
+    caps.insert("acceptInsecureCerts".into(), true.into());
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": CHROMIUM,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1000,1300", "--lang=en-GB"]
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot start headless Chromium through chromedriver: {e}"))
+}
+
+fn shots() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn shot(c: &Client, name: &str) {
+    let png = c.screenshot().await.unwrap();
+    std::fs::write(shots().join(format!("{name}.png")), png).unwrap();
+}
+
+async fn text_of(c: &Client, css: &str) -> String {
+    c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css(css)).await.unwrap().text().await.unwrap()
+}
+
+async fn fill(c: &Client, css: &str, value: &str) {
+    c.find(Locator::Css(css)).await.unwrap().send_keys(value).await.unwrap();
+}
+
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
+}
+
+async fn path_of(c: &Client) -> String {
+    c.current_url().await.unwrap().path().to_owned()
+}
+
+/// Waits (up to 15 s) for the page a click led to: a click returns before the navigation it starts ends.
+async fn wait_path(c: &Client, expected: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while path_of(c).await != expected {
+        assert!(Instant::now() < deadline, "not at {expected}: {}", c.source().await.unwrap());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn sign_in(c: &Client, gate: &Gate, (name, password): (&str, &str)) {
+    c.goto(&format!("{}/login?lang=en", gate.base)).await.unwrap();
+    fill(c, "#name", name).await;
+    fill(c, "#password", password).await;
+    click(c, "#login-submit").await;
+}
+
+#[test]
+fn the_whole_portal_story_in_headless_chromium() {
+    let gate = start_gate(&common::nuaa_frames("live", "0003"));
+    let driver = chromedriver();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let manager = browser(&driver).await;
+        sign_in(&manager, &gate, MANAGER).await;
+        wait_path(&manager, "/manager").await;
+        fill(&manager, "#unit", "3-401").await;
+        click(&manager, "#issue").await;
+        let code = text_of(&manager, "#issued-code").await;
+        assert_eq!(code.len(), 14, "{code}");
+        shot(&manager, "01-manager-issues-a-code").await;
+
+        let resident = browser(&driver).await;
+        resident.goto(&format!("{}/?lang=zh", gate.base)).await.unwrap();
+        assert!(text_of(&resident, "#to-resident").await.contains("登记码"));
+        shot(&resident, "02-home-in-chinese").await;
+        resident.goto(&format!("{}/resident?lang=en", gate.base)).await.unwrap();
+        fill(&resident, "#code", &code).await;
+        click(&resident, "#code-submit").await;
+        wait_path(&resident, "/resident/consent").await;
+        assert!(text_of(&resident, "#notice").await.contains("never a photo"));
+        shot(&resident, "03-consent-notice").await;
+        // Without the tick, nothing happens but a clear message.
+        click(&resident, "#consent-face").await;
+        assert!(text_of(&resident, ".error").await.contains("Tick the box"));
+        click(&resident, "#consent").await;
+        click(&resident, "#consent-face").await;
+        wait_path(&resident, "/resident/enrol").await;
+        click(&resident, "#enrol-start").await;
+        // The status page refreshes itself until the gate camera has 3 good, live frames.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while path_of(&resident).await != "/resident/pin" {
+            assert!(Instant::now() < deadline, "enrolment did not finish: {}", resident.source().await.unwrap());
+            assert!(resident.find_all(Locator::Css("img, video, canvas")).await.unwrap().is_empty());
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        assert!(text_of(&resident, "#enrolled").await.contains("enrolled and protected"));
+        shot(&resident, "04-enrolled-set-a-pin").await;
+        fill(&resident, "#pin", "4071").await;
+        fill(&resident, "#pin2", "4071").await;
+        click(&resident, "#pin-submit").await;
+        let revocation = text_of(&resident, "#revocation-code").await;
+        assert!(text_of(&resident, "#keypad").await.contains("# then your PIN #"));
+        shot(&resident, "05-keypad-code-and-revocation-code").await;
+
+        // The gate admits the resident (replay camera, intent "always"); the manager sees a suppressed count.
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            manager.goto(&format!("{}/manager", gate.base)).await.unwrap();
+            let days = text_of(&manager, "#table-days").await;
+            if days.contains("face") {
+                assert!(days.contains("not shown (1-10)") && days.contains("opened"), "{days}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "no face entry counted: {days}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let outlined = manager.find_all(Locator::Css("#chart-days rect.suppressed")).await.unwrap();
+        assert!(!outlined.is_empty(), "the suppressed day is not drawn as suppressed");
+        shot(&manager, "06-counts-suppressed").await;
+
+        resident.goto(&format!("{}/revoke", gate.base)).await.unwrap();
+        fill(&resident, "#revocation", &revocation).await;
+        click(&resident, "#revoke-submit").await;
+        let verification = text_of(&resident, "#verification-code").await;
+        assert!(text_of(&resident, "#receipt").await.contains("sealed face template"));
+        shot(&resident, "07-revocation-receipt").await;
+
+        let auditor = browser(&driver).await;
+        sign_in(&auditor, &gate, AUDITOR).await;
+        wait_path(&auditor, "/auditor").await;
+        let result = auditor.find(Locator::Id("result")).await.unwrap();
+        assert_eq!(result.attr("class").await.unwrap().as_deref(), Some("pass"), "{}", result.text().await.unwrap());
+        assert!(text_of(&auditor, "#check-files").await.contains("PASS"));
+        assert!(text_of(&auditor, "#deletions").await.contains(&verification));
+        shot(&auditor, "08-auditor-report").await;
+
+        for c in [manager, resident, auditor] {
+            c.close().await.unwrap();
+        }
+    });
+    eprintln!("screenshots in {}", shots().display());
+}

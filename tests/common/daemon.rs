@@ -1,0 +1,124 @@
+//! The daemon with its portal, as the portal tests and the browser tests start it: a private device folder,
+//! a replay camera, two staff accounts, HTTPS on a free loopback port.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::Client;
+use reqwest::redirect::Policy;
+use reqwest::StatusCode;
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_facegate");
+/// The manager's account.
+pub const MANAGER: (&str, &str) = ("mgr", "manager-password-1");
+/// The auditor's account.
+pub const AUDITOR: (&str, &str) = ("aud", "auditor-password-1");
+
+/// A running daemon with its portal; killed on drop.
+pub struct Gate {
+    child: Child,
+    /// The device's folder (config, data, keys, replay).
+    pub dir: tempfile::TempDir,
+    /// `https://localhost:PORT`.
+    pub base: String,
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+    }
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn facegate(config: &Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    let mut child = Command::new(BIN)
+        .args(["--config", config.to_str().unwrap(), "--models", super::models_dir().to_str().unwrap()])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env_remove("FACEGATE_MASTER_PASSPHRASE")
+        .spawn()
+        .unwrap();
+    if let Some(text) = stdin {
+        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Starts the daemon with its portal over a replay of `frames` (copied to a private folder).
+pub fn start_gate(frames: &[PathBuf]) -> Gate {
+    let dir = tempfile::tempdir().unwrap();
+    let replay = dir.path().join("replay");
+    std::fs::create_dir_all(&replay).unwrap();
+    for (i, f) in frames.iter().enumerate() {
+        std::fs::copy(f, replay.join(format!("{i:03}.jpg"))).unwrap();
+    }
+    let port = free_port();
+    let config = dir.path().join("gate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\ndatabase = \"{d}/data/facegate.sqlite\"\nmaster_key = \"{d}/keys/master.key\"\n\
+             [capture]\nsource = \"replay\"\nreplay_dir = \"{r}\"\nfps = 8\n\
+             [gate]\nintent = \"always\"\n[hardware]\nbackend = \"simulated\"\nkeypad = \"none\"\n\
+             [portal]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\noperator = \"Riverside Gardens management\"\n\
+             contact = \"office@riverside.example\"\nutc_offset = \"+08:00\"\n",
+            d = dir.path().display(),
+            r = replay.display()
+        ),
+    )
+    .unwrap();
+    for ((name, password), role) in [(MANAGER, "manager"), (AUDITOR, "auditor")] {
+        let out = facegate(&config, &["account", "--name", name, "--role", role], Some(&format!("{password}\n")));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let child = Command::new(BIN)
+        .args(["--config", config.to_str().unwrap(), "--models", super::models_dir().to_str().unwrap(), "run"])
+        .env("FACEGATE_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let gate = Gate { child, dir, base: format!("https://localhost:{port}") };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if gate.dir.path().join("keys/portal-cert.pem").exists() {
+            if let Ok(response) = client(&gate, true).get(format!("{}/", gate.base)).send() {
+                assert_eq!(response.status(), StatusCode::OK);
+                return gate;
+            }
+        }
+        assert!(Instant::now() < deadline, "the portal did not come up on {}", gate.base);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A browser-like client that trusts the gate's own certificate (and nothing else).
+pub fn client(gate: &Gate, follow: bool) -> Client {
+    let pem = std::fs::read(gate.dir.path().join("keys/portal-cert.pem")).unwrap();
+    Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .tls_built_in_root_certs(false)
+        .cookie_store(true)
+        .redirect(if follow { Policy::limited(5) } else { Policy::none() })
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
