@@ -3,7 +3,9 @@
 //! Owns the choice of face (the largest, with the count of others reported) and the minimum face size below
 //! which no embedding is attempted. It holds the loaded models; it keeps no frame and writes nothing.
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 
 use crate::align;
 use crate::capture::{decode_file, DecodeError, DecodeLimits, Frame};
@@ -124,5 +126,94 @@ impl FacePipeline {
     pub fn read_file(&self, path: &Path, limits: DecodeLimits) -> Result<FaceReading, ReadFileError> {
         let frame = decode_file(path, limits)?;
         Ok(self.read(&frame)?)
+    }
+}
+
+/// Runs `work` on `workers` threads over the items `next` yields, and hands the results to `deliver` one at a
+/// time, in the order the items were pulled: frames are read on every core while the gate still decides on
+/// them in camera order. `next` is called under a lock (one camera, read by whichever worker is free); it ends
+/// the stream by returning `None`. Returns how many items were handled.
+pub fn ordered_parallel<T, R, N, W, D>(workers: usize, next: N, work: W, mut deliver: D) -> u64
+where
+    T: Send,
+    R: Send,
+    N: FnMut() -> Option<T> + Send,
+    W: Fn(T) -> R + Sync,
+    D: FnMut(R),
+{
+    let source = Mutex::new((0u64, next));
+    let (tx, rx) = std::sync::mpsc::channel::<(u64, R)>();
+    let mut delivered = 0u64;
+    std::thread::scope(|scope| {
+        for _ in 0..workers.max(1) {
+            let (tx, source, work) = (tx.clone(), &source, &work);
+            scope.spawn(move || loop {
+                let (seq, item) = {
+                    let mut guard = source.lock().unwrap_or_else(PoisonError::into_inner);
+                    let (count, next) = &mut *guard;
+                    let Some(item) = next() else { break };
+                    *count += 1;
+                    (*count - 1, item)
+                };
+                if tx.send((seq, work(item))).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        // Results arrive in any order; hold the early ones until their predecessors are delivered.
+        let mut early = BTreeMap::new();
+        for (seq, result) in rx {
+            early.insert(seq, result);
+            while let Some(result) = early.remove(&delivered) {
+                deliver(result);
+                delivered += 1;
+            }
+        }
+    });
+    delivered
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_come_back_in_input_order_whatever_the_workers_timing() {
+        for workers in [1, 2, 4] {
+            let mut items = 0..200u64;
+            let mut seen = Vec::new();
+            let n = ordered_parallel(
+                workers,
+                move || items.next(),
+                |i| {
+                    // Later items finish first often: the reordering is exercised.
+                    std::thread::sleep(std::time::Duration::from_micros((200 - i) % 7 * 50));
+                    i * 2
+                },
+                |r| seen.push(r),
+            );
+            assert_eq!(n, 200);
+            assert_eq!(seen, (0..200).map(|i| i * 2).collect::<Vec<_>>(), "{workers} workers");
+        }
+    }
+
+    #[test]
+    fn work_runs_on_several_threads_at_once() {
+        let busy = std::sync::atomic::AtomicUsize::new(0);
+        let peak = std::sync::atomic::AtomicUsize::new(0);
+        let mut items = 0..20;
+        ordered_parallel(
+            2,
+            move || items.next(),
+            |_| {
+                let now = busy.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                peak.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                busy.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            },
+            |()| {},
+        );
+        assert_eq!(peak.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 }

@@ -16,6 +16,8 @@ use tract_onnx::pb;
 use tract_onnx::prelude::*;
 use zeroize::Zeroize;
 
+mod prelu;
+
 /// The command that fetches and verifies the model files.
 pub const FETCH_COMMAND: &str = "bash models/fetch.sh";
 
@@ -155,7 +157,8 @@ impl OnnxGraph {
     pub fn load(dir: &Path, spec: ModelSpec) -> Result<Self> {
         let bytes = read_verified(dir, spec)?;
         let load_err = |detail: String| ModelError::Load { name: spec.file_name, detail };
-        let onnx = tract_onnx::onnx().with_ignore_output_shapes(true).with_ignore_value_info(true);
+        let mut onnx = tract_onnx::onnx().with_ignore_output_shapes(true).with_ignore_value_info(true);
+        prelu::register(&mut onnx);
         let mut proto = onnx.proto_model_for_read(&mut bytes.as_slice()).map_err(|e| load_err(format!("{e:#}")))?;
         let graph = proto.graph.as_mut().ok_or_else(|| load_err("no graph in the file".into()))?;
         fold_constant_dequantize(graph).map_err(load_err)?;
@@ -235,6 +238,46 @@ impl RunnablePlan {
                 value.into_tensor().into_plain_array::<f32>().map_err(|e| run_err(format!("output is not f32: {e:#}")))
             })
             .collect()
+    }
+}
+
+/// Time spent in one node of an optimised plan, summed over profiled runs.
+#[derive(Clone, Debug)]
+pub struct NodeTime {
+    /// The node's name in the optimised graph.
+    pub node: String,
+    /// The operator as tract prints it (kind and parameters).
+    pub op: String,
+    /// Total time over all runs.
+    pub total: std::time::Duration,
+}
+
+impl RunnablePlan {
+    /// Runs the plan `runs` times on `input`, timing every node: where an optimisation should look first.
+    pub fn profile(&self, input: &Array4<f32>, runs: usize) -> Result<Vec<NodeTime>> {
+        let run_err = |e: TractError| ModelError::Run { name: self.name, detail: format!("{e:#}") };
+        let model = self.plan.model();
+        let mut totals = vec![std::time::Duration::ZERO; model.nodes().len()];
+        let mut state = tract_onnx::tract_core::plan::SimpleState::new(&self.plan).map_err(run_err)?;
+        for _ in 0..runs {
+            let value = TValue::from_const(Arc::new(Tensor::from(input.clone())));
+            state
+                .run_plan_with_eval(tvec!(value), |ctx, op_state, node, inputs| {
+                    let start = std::time::Instant::now();
+                    let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, inputs);
+                    if let Some(t) = totals.get_mut(node.id) {
+                        *t += start.elapsed();
+                    }
+                    out
+                })
+                .map_err(run_err)?;
+        }
+        Ok(model
+            .nodes()
+            .iter()
+            .zip(totals)
+            .map(|(node, total)| NodeTime { node: node.name.clone(), op: format!("{}", node.op), total })
+            .collect())
     }
 }
 
