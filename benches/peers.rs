@@ -170,7 +170,9 @@ fn run_benches(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("protect_match_10k", "facegate"), |b| {
             b.iter(|| fg.gallery.best(&fg.rotation.protect(&embedding)).map(|c| c.slot))
         });
-        g.bench_function(BenchmarkId::new("protect_match_10k", "opencv"), |b| b.iter_custom(|n| opencv.time("match", n)));
+        g.bench_function(BenchmarkId::new("protect_match_10k", "opencv"), |b| {
+            b.iter_custom(|n| opencv.time("match", n))
+        });
         g.finish();
     }
     {

@@ -33,7 +33,13 @@ fn report(spec: ModelSpec, shape: [usize; 4], runs: usize) {
     let mut kinds: Vec<_> = by_kind.into_iter().collect();
     kinds.sort_by(|a, b| b.1 .0.cmp(&a.1 .0));
     for (k, (d, n)) in kinds.iter().take(12) {
-        println!("  {:>7.2} ms {:>5.1} %  {:>3} x {}", per_run(*d), 100.0 * d.as_secs_f64() / total.as_secs_f64(), n, k);
+        println!(
+            "  {:>7.2} ms {:>5.1} %  {:>3} x {}",
+            per_run(*d),
+            100.0 * d.as_secs_f64() / total.as_secs_f64(),
+            n,
+            k
+        );
     }
     let mut slow: Vec<&NodeTime> = times.iter().collect();
     slow.sort_by(|a, b| b.total.cmp(&a.total));

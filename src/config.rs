@@ -182,6 +182,8 @@ pub struct RawGate {
     pub face_cooldown_ms: Option<u64>,
     /// Whether the camera also reads visitor passes' QR codes.
     pub passes_from_camera: Option<bool>,
+    /// Threads reading camera frames (default: one per core).
+    pub face_workers: Option<usize>,
     /// Seconds the door may stay open before the held-open alarm.
     pub door_held_alarm_s: Option<u64>,
 }
@@ -504,6 +506,11 @@ impl RawConfig {
             "camera" => CaptureConfig::Camera { index: self.capture.camera_index.unwrap_or(0) },
             other => return Err(invalid("capture.source", format!("{other:?} is not \"replay\" or \"camera\""))),
         };
+        let face_workers =
+            self.gate.face_workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        if !(1..=16).contains(&face_workers) {
+            return Err(invalid("gate.face_workers", format!("{face_workers} is not in 1..=16")));
+        }
         let fps = self.capture.fps.unwrap_or(15.0);
         if !(fps > 0.0 && fps <= 120.0) {
             return Err(invalid("capture.fps", format!("{fps} is not in (0, 120]")));
@@ -699,6 +706,7 @@ impl RawConfig {
                 face_window: Duration::from_millis(face_window_ms),
                 face_cooldown: Duration::from_millis(face_cooldown_ms),
                 passes_from_camera: self.gate.passes_from_camera.unwrap_or(true),
+                face_workers,
                 live_threshold: Some(live_threshold),
                 door_held_alarm: Duration::from_secs(door_held_alarm_s),
                 ..GateSettings::default()

@@ -69,7 +69,9 @@ pub struct DetectorConfig {
     pub score_threshold: f32,
     /// IoU above which a lower-scored overlapping box is dropped.
     pub nms_iou: f32,
-    /// Frames whose longer side exceeds this are downscaled before detection (faces at a gate are large).
+    /// Frames whose longer side exceeds this are downscaled before detection. 320 by default: faces at a gate
+    /// are large (a 640x480 camera frame keeps faces down to ~40 px found), detection costs a quarter of full
+    /// size, and `facegate eval` and `facegate eval-pad` moved by less than 0.06 pp (benches/README.md).
     pub max_side: u32,
     /// At most this many candidates enter NMS.
     pub top_k: usize,
@@ -80,7 +82,7 @@ impl Default for DetectorConfig {
         // 0.8, not OpenCV's 0.9: on the development photos every real face scores >= 0.86 but 1.3 % of LFW
         // faces fall between 0.86 and 0.9, while the strongest non-face (a dog) scores 0.78. A false face
         // costs one "no match"; a missed face makes a resident wait.
-        Self { score_threshold: 0.8, nms_iou: 0.3, max_side: 640, top_k: 5000 }
+        Self { score_threshold: 0.8, nms_iou: 0.3, max_side: 320, top_k: 5000 }
     }
 }
 

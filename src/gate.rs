@@ -57,6 +57,9 @@ pub struct GateSettings {
     pub agreement: (usize, usize),
     /// Frames per second the face thread reads at most.
     pub fps: f32,
+    /// Threads reading frames (QR search, detect, align, embed, match); frames are still decided in camera
+    /// order. One per core lets a slow core keep up with the camera.
+    pub face_workers: usize,
     /// How often the gallery is checked for changes made by other processes (enrolment, revocation).
     pub reload_every: Duration,
     /// A half-typed keypad entry is cleared after this idle time.
@@ -85,6 +88,7 @@ impl Default for GateSettings {
             max_open: Duration::from_secs(10),
             agreement: (2, 3),
             fps: 15.0,
+            face_workers: 1,
             reload_every: Duration::from_secs(1),
             keypad_idle: Duration::from_secs(15),
             intent: FaceIntent::Button,
@@ -597,6 +601,27 @@ fn check_pass(shared: &Shared, text: &str, source: &str) -> PassCheck {
     }
 }
 
+/// What a worker read from one frame; the frame itself is gone (wiped) by the time this is delivered.
+struct FrameReading {
+    n: u64,
+    started: Instant,
+    /// Visitor-pass texts the QR search found (wiped on drop: a pass is a bearer token).
+    codes: Vec<zeroize::Zeroizing<String>>,
+    face: FaceWork,
+}
+
+enum FaceWork {
+    /// The frame went to an enrolment asked for by the portal.
+    Enrolment,
+    /// Face matching was on: what the largest face matched.
+    Observed(FaceObservation),
+    /// Face matching was off for this frame.
+    Off,
+}
+
+/// Reads the camera at most `settings.fps` times a second and has `settings.face_workers` threads read the
+/// frames ([`crate::pipeline::ordered_parallel`]); the readings are then turned into events one at a time,
+/// in camera order, so the decision sees frames as they were taken.
 fn camera_loop(
     mut camera: Box<dyn FrameSource>,
     models: Option<(Arc<FacePipeline>, Option<Arc<LivenessModel>>)>,
@@ -606,69 +631,96 @@ fn camera_loop(
     settings: GateSettings,
 ) {
     let period = Duration::from_secs_f32(1.0 / settings.fps.clamp(0.1, 120.0));
+    let closed = AtomicBool::new(false);
+    let send = |input: Input| {
+        let sent = tx.blocking_send(input).is_ok();
+        if !sent {
+            closed.store(true, Ordering::Relaxed);
+        }
+        sent
+    };
     let mut camera_down = false;
-    let mut face_was_on = false;
-    let mut recent = RecentCodes::default();
+    let mut last_read: Option<Instant> = None;
     let mut n = 0u64;
-    let send = |input: Input| tx.blocking_send(input).is_ok();
-    while !shared.stop.load(Ordering::Relaxed) {
+    let next = || loop {
+        if shared.stop.load(Ordering::Relaxed) || closed.load(Ordering::Relaxed) {
+            return None;
+        }
+        if let Some(last) = last_read {
+            std::thread::sleep(period.saturating_sub(last.elapsed()));
+        }
         let started = Instant::now();
-        let frame = match camera.next_frame() {
-            Ok(frame) => frame,
+        last_read = Some(started);
+        match camera.next_frame() {
+            Ok(frame) => {
+                if camera_down {
+                    camera_down = false;
+                    send(Input::Fault("camera back, face entry resumed".into()));
+                }
+                n += 1;
+                return Some((n, started, frame));
+            }
             Err(e) => {
                 if !camera_down {
                     camera_down = true;
                     send(Input::Fault(format!("camera down, face entry and camera-read passes paused: {e}")));
                 }
                 std::thread::sleep(Duration::from_millis(500));
-                continue;
-            }
-        };
-        if camera_down {
-            camera_down = false;
-            send(Input::Fault("camera back, face entry resumed".into()));
-        }
-        n += 1;
-        if settings.passes_from_camera {
-            for text in crate::qr::read_codes(&frame, 1) {
-                // Any other code in view (a poster, a T-shirt) is none of the gate's business.
-                if crate::pass::looks_like_pass(&text) && recent.first_sighting(&text) {
-                    let check = check_pass(shared, &text, "camera");
-                    if !send(Input::Event { event: GateEvent::VisitorPass(check), frame: None }) {
-                        return;
-                    }
-                }
             }
         }
-        // An enrolment asked for by the portal takes the camera's faces while it runs (never both).
-        if let (Some(desk), Some((pipeline, Some(liveness)))) = (&desk, &models) {
-            if desk.wants_frames() {
-                desk.offer_frame(pipeline, liveness, &frame);
-                drop(frame);
-                shared.status.frames.fetch_add(1, Ordering::Relaxed);
-                std::thread::sleep(period.saturating_sub(started.elapsed()));
-                continue;
-            }
-        }
-        let face_on = models.is_some() && lock(&shared.intent).face_allowed(shared.now());
-        if let (true, Some((pipeline, liveness))) = (face_on, &models) {
-            let seen = observe_face(&frame, pipeline, liveness.as_deref(), shared);
-            drop(frame);
-            shared.status.faces_checked.fetch_add(1, Ordering::Relaxed);
-            if !send(Input::Event { event: GateEvent::FaceFrame(seen), frame: Some((n, started)) }) {
-                return;
-            }
+    };
+    let work = |(n, started, frame): (u64, Instant, crate::capture::Frame)| {
+        let codes = if settings.passes_from_camera {
+            // Any other code in view (a poster, a T-shirt) is none of the gate's business.
+            crate::qr::read_codes(&frame, 1).into_iter().filter(|text| crate::pass::looks_like_pass(text)).collect()
         } else {
-            drop(frame);
-            if face_was_on && !send(Input::FaceIdle) {
-                return;
+            Vec::new()
+        };
+        // An enrolment asked for by the portal takes the camera's faces while it runs (never both).
+        let enrolling = match (&desk, &models) {
+            (Some(desk), Some((pipeline, Some(liveness)))) if desk.wants_frames() => {
+                desk.offer_frame(pipeline, liveness, &frame);
+                true
+            }
+            _ => false,
+        };
+        let face = match &models {
+            _ if enrolling => FaceWork::Enrolment,
+            Some((pipeline, liveness)) if lock(&shared.intent).face_allowed(shared.now()) => {
+                FaceWork::Observed(observe_face(&frame, pipeline, liveness.as_deref(), shared))
+            }
+            _ => FaceWork::Off,
+        };
+        drop(frame);
+        FrameReading { n, started, codes, face }
+    };
+    let mut face_was_on = false;
+    let mut recent = RecentCodes::default();
+    let deliver = |reading: FrameReading| {
+        for text in &reading.codes {
+            if recent.first_sighting(text) {
+                let check = check_pass(shared, text, "camera");
+                send(Input::Event { event: GateEvent::VisitorPass(check), frame: None });
             }
         }
-        face_was_on = face_on;
+        let face_on = matches!(reading.face, FaceWork::Observed(_));
+        match reading.face {
+            FaceWork::Observed(seen) => {
+                shared.status.faces_checked.fetch_add(1, Ordering::Relaxed);
+                send(Input::Event { event: GateEvent::FaceFrame(seen), frame: Some((reading.n, reading.started)) });
+            }
+            FaceWork::Off if face_was_on => {
+                send(Input::FaceIdle);
+            }
+            FaceWork::Off | FaceWork::Enrolment => {}
+        }
+        if !matches!(reading.face, FaceWork::Enrolment) {
+            face_was_on = face_on;
+        }
         // Counted once handled, so "frames read" also means "their events are sent".
         shared.status.frames.fetch_add(1, Ordering::Relaxed);
-        std::thread::sleep(period.saturating_sub(started.elapsed()));
-    }
+    };
+    crate::pipeline::ordered_parallel(settings.face_workers.max(1), next, work, deliver);
 }
 
 /// Matches the largest face and, only when it matched someone, checks that it is live (the liveness pair costs

@@ -43,7 +43,8 @@ impl Expansion for PreluExpansion {
         if let (Some(shape), Some(slope_value)) = (x_fact.shape.as_concrete(), slope_fact.konst.as_ref()) {
             if x_fact.datum_type == f32::datum_type() {
                 if let Some(period) = block_period(shape, slope_value.shape()) {
-                    let slopes: Vec<f32> = slope_value.cast_to::<f32>()?.try_as_plain_ram()?.as_slice::<f32>()?.to_vec();
+                    let slopes: Vec<f32> =
+                        slope_value.cast_to::<f32>()?.try_as_plain_ram()?.as_slice::<f32>()?.to_vec();
                     return model.wire_node(name, ChannelPrelu { slopes: Arc::new(slopes), period }, &[x]);
                 }
             }
@@ -139,8 +140,8 @@ impl EvalOp for ChannelPrelu {
         let x = args_1!(inputs);
         // Owned when nothing else reads the activation (the usual case): then no copy is made.
         let mut x = x.into_tensor();
-        let natural = x.len() == x.shape().iter().product::<usize>()
-            && x.strides() == &*Tensor::natural_strides(x.shape());
+        let natural =
+            x.len() == x.shape().iter().product::<usize>() && x.strides() == &*Tensor::natural_strides(x.shape());
         if !natural {
             x = x.deep_clone();
         }
