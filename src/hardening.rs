@@ -8,6 +8,19 @@ use nix::sys::mman::{mlockall, MlockAllFlags};
 use nix::sys::prctl;
 use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
 
+/// Sets glibc's mmap threshold to 1 MiB, fixed, so buffers of that size and more (tract's activations, freed after
+/// every frame) go back to the kernel when freed. Left dynamic, glibc raises the threshold after the first large
+/// free and keeps such buffers in its per-thread arenas: with 10,000 residents and two frame workers the daemon
+/// held 193 MiB resident instead of 100 MiB (`cargo bench --bench memory`); under `mlockall` that memory is also
+/// locked. Called first thing in `main`, before any large allocation. Returns whether glibc accepted it.
+#[allow(unsafe_code)]
+pub fn return_large_buffers_at_once() -> bool {
+    const ONE_MIB: libc::c_int = 1 << 20;
+    // SAFETY: mallopt only sets an allocator parameter; it reads no pointer and is called before other threads
+    // exist. It returns 1 on success, 0 for a parameter glibc does not accept.
+    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, ONE_MIB) == 1 }
+}
+
 /// What hardening achieved (logged at start; the daemon runs either way).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Hardening {
@@ -29,6 +42,11 @@ pub fn harden_process() -> Hardening {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn glibc_accepts_the_fixed_mmap_threshold() {
+        assert!(return_large_buffers_at_once());
+    }
 
     #[test]
     fn core_dumps_are_off_after_hardening() {
