@@ -1,7 +1,7 @@
 //! Steady resident memory of the gate daemon with 10,000 enrolled residents, next to OpenCV's path holding the same
 //! number of plain templates, in one run.
 //!
-//! Enrols 10,000 residents (random unit vectors, sealed and stored through the real registry, so the gallery,
+//! The daemon runs with the environment of `deploy/facegate.service`, as deployed. Enrols 10,000 residents (random unit vectors, sealed and stored through the real registry, so the gallery,
 //! keys and SQLite file are the real ones), then runs the release daemon (`facegate run`) on a replay of webcam
 //! frames with face matching always on, sampling its VmRSS twice a second. The steady figure is the median after
 //! a warm-up; the peak is the kernel's high-water mark. The peer is `benches/peer/frame_peer.py --runtime opencv`
@@ -151,28 +151,19 @@ fn main() {
     println!("enrolled {RESIDENTS} residents in {:.1} s", started.elapsed().as_secs_f64());
     let mib = |kib: u64| kib as f64 / 1024.0;
     let unit_env = unit_environment();
-    let mut deployed_steady = 0;
-    for (label, env) in
-        [("as deployed (the unit's environment)", unit_env.clone()), ("bare (no environment)", Vec::new())]
-    {
-        let (steady, max, peak, report) = daemon_rss(dir.path(), seconds, &env);
-        if !env.is_empty() || deployed_steady == 0 {
-            deployed_steady = steady;
-        }
-        println!(
-            "facegate run {label}, {RESIDENTS} residents, face matching always on, {seconds} s after a {} s warm-up:",
-            WARM_UP.as_secs()
-        );
-        println!("  environment: {env:?}");
-        println!("  {report}");
-        println!(
-            "  steady RSS (median) {:.1} MiB, highest sample {:.1} MiB, peak (VmHWM, incl. model loading) {:.1} MiB",
-            mib(steady),
-            mib(max),
-            mib(peak)
-        );
-    }
-    let steady = deployed_steady;
+    let (steady, max, peak, report) = daemon_rss(dir.path(), seconds, &unit_env);
+    println!(
+        "facegate run, {RESIDENTS} residents, face matching always on, {seconds} s after a {} s warm-up:",
+        WARM_UP.as_secs()
+    );
+    println!("  environment from deploy/facegate.service: {unit_env:?}");
+    println!("  {report}");
+    println!(
+        "  steady RSS (median) {:.1} MiB, highest sample {:.1} MiB, peak (VmHWM, incl. model loading) {:.1} MiB",
+        mib(steady),
+        mib(max),
+        mib(peak)
+    );
     match opencv_rss() {
         Some(kib) => println!(
             "OpenCV path (Python, 10,000 plain templates) after 100 frames: current RSS {:.1} MiB; facegate / OpenCV {:.2}",
