@@ -12,7 +12,7 @@ use facegate::model::{ModelSpec, NodeTime, OnnxGraph, SFACE, YUNET};
 use ndarray::Array4;
 
 fn kind(op: &str) -> String {
-    op.split(|c: char| c == '(' || c == ' ' || c == '{').next().unwrap_or(op).to_string()
+    op.split(['(', ' ', '{']).next().unwrap_or(op).to_string()
 }
 
 fn report(spec: ModelSpec, shape: [usize; 4], runs: usize) {
@@ -31,7 +31,7 @@ fn report(spec: ModelSpec, shape: [usize; 4], runs: usize) {
         e.1 += 1;
     }
     let mut kinds: Vec<_> = by_kind.into_iter().collect();
-    kinds.sort_by(|a, b| b.1 .0.cmp(&a.1 .0));
+    kinds.sort_by_key(|k| std::cmp::Reverse(k.1 .0));
     for (k, (d, n)) in kinds.iter().take(12) {
         println!(
             "  {:>7.2} ms {:>5.1} %  {:>3} x {}",
@@ -42,7 +42,7 @@ fn report(spec: ModelSpec, shape: [usize; 4], runs: usize) {
         );
     }
     let mut slow: Vec<&NodeTime> = times.iter().collect();
-    slow.sort_by(|a, b| b.total.cmp(&a.total));
+    slow.sort_by_key(|t| std::cmp::Reverse(t.total));
     println!("  slowest nodes:");
     for t in slow.iter().take(15) {
         let op: String = t.op.chars().take(110).collect();
