@@ -63,10 +63,24 @@ fn the_int8_detector_stays_within_half_a_pixel_of_the_reference() {
 #[test]
 fn detection_at_the_frames_own_size_agrees_with_the_reference() {
     let frame = decode_file(&common::astronaut(), DecodeLimits::default()).unwrap();
-    let faces = common::pipeline().detector().detect(&frame).unwrap();
+    // At its own size (512 px, padded to 512x512), not the gate's default working size.
+    let own_size = WorkingGeometry::for_frame(frame.width(), frame.height(), 640);
+    assert_eq!(own_size.scale, 1.0);
+    let faces = common::pipeline().detector().detect_with_geometry(&frame, &own_size).unwrap();
     assert_eq!(faces.len(), 1);
     let eye = faces[0].landmarks[0];
     assert!((eye[0] - 200.1).abs() < 1.5 && (eye[1] - 101.8).abs() < 1.5, "{eye:?}");
+}
+
+#[test]
+fn detection_at_the_default_working_size_still_finds_the_landmarks_within_a_few_pixels() {
+    // 512 px downscaled to 320: the landmarks come back in frame coordinates, a working pixel being 1.6 here.
+    let frame = decode_file(&common::astronaut(), DecodeLimits::default()).unwrap();
+    let faces = common::pipeline().detector().detect(&frame).unwrap();
+    assert_eq!(faces.len(), 1);
+    for (got, want) in faces[0].landmarks.iter().zip(ASTRONAUT_LANDMARKS) {
+        assert!((got[0] - want[0]).abs() < 5.0 && (got[1] - want[1]).abs() < 5.0, "{got:?} vs {want:?}");
+    }
 }
 
 #[test]
