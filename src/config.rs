@@ -91,6 +91,41 @@ pub struct RawConfig {
     /// `[portal]`
     #[serde(default)]
     pub portal: RawPortal,
+    /// `[compound]`: this gate is one of several sharing residents over a broker.
+    pub compound: Option<RawCompound>,
+}
+
+/// `[compound]`: the gates of one compound share enrolments, revocations and counts over a NATS broker.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCompound {
+    /// The compound's name, as given to `facegate compound init`.
+    pub name: String,
+    /// This gate's name, as given to `facegate compound add-gate`.
+    pub gate: String,
+    /// Every gate of the compound (named in the consent notice: the devices that hold a template).
+    pub gates: Option<Vec<String>>,
+    /// The broker, e.g. "tls://gate-a.local:4222".
+    pub broker: String,
+    /// Folder with `ca.pem`, `gate.pem`, `gate.key` and `compound.key` (default: `compound` in the key folder).
+    pub dir: Option<PathBuf>,
+    /// Face matching stops when the broker was silent this long (default "5m", at least "2s", at most "1h").
+    pub offline_limit: Option<String>,
+    /// How often this gate's hourly counts are sent (default "60s").
+    pub counts_every: Option<String>,
+}
+
+/// The validated `[compound]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CompoundConfig {
+    /// The compound's name.
+    pub name: String,
+    /// The broker link's settings.
+    pub link: crate::compound::LinkSettings,
+    /// The shared secret file.
+    pub secret: PathBuf,
+    /// Every gate of the compound, if listed.
+    pub gates: Vec<String>,
 }
 
 /// `[portal]`: the web portal inside the daemon.
@@ -462,6 +497,8 @@ pub struct Config {
     pub audit_scan_paths: Vec<PathBuf>,
     /// The web portal.
     pub portal: PortalConfig,
+    /// The compound this gate belongs to, if any.
+    pub compound: Option<CompoundConfig>,
 }
 
 impl RawConfig {
@@ -669,6 +706,7 @@ impl RawConfig {
         }
         let master_key = self.store.master_key.unwrap_or_else(|| PathBuf::from("/var/lib/facegate-keys/master.key"));
         let key_dir = master_key.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let compound = self.compound.as_ref().map(|c| validate_compound(c, &key_dir)).transpose()?;
         let portal = &self.portal;
         let listen = portal.listen.as_deref().unwrap_or("0.0.0.0:8443");
         let listen = listen
@@ -689,12 +727,19 @@ impl RawConfig {
             operator: portal.operator.clone().unwrap_or_else(|| "the property management office".into()),
             contact: portal.contact.clone().unwrap_or_else(|| "the management office at the entrance".into()),
             notice_version: portal.notice_version.clone().unwrap_or_else(|| "1".into()),
-            templates_held_on: portal.templates_held_on.clone().unwrap_or_else(|| "this gate's device".into()),
+            templates_held_on: portal.templates_held_on.clone().unwrap_or_else(|| match &compound {
+                Some(c) if !c.gates.is_empty() => {
+                    format!("the {} gates of this compound ({})", c.gates.len(), c.gates.join(", "))
+                }
+                Some(_) => "every gate of this compound".into(),
+                None => "this gate's device".into(),
+            }),
             utc_offset_secs,
             code_valid: Duration::from_secs(u64::from(code_valid_days) * 86_400),
         };
         Ok(Config {
             portal,
+            compound,
             live_threshold,
             audit_scan_paths: self.audit.scan_paths.unwrap_or_default(),
             gate: GateSettings {
@@ -735,6 +780,64 @@ impl RawConfig {
             fps,
         })
     }
+}
+
+fn validate_compound(c: &RawCompound, key_dir: &Path) -> Result<CompoundConfig, ConfigError> {
+    use crate::compound::valid_name;
+    let name_err = |key, name: &str| invalid(key, format!("{name:?} is not 1 to 32 of a-z, 0-9 and '-'"));
+    if !valid_name(&c.name) {
+        return Err(name_err("compound.name", &c.name));
+    }
+    if !valid_name(&c.gate) {
+        return Err(name_err("compound.gate", &c.gate));
+    }
+    let gates = c.gates.clone().unwrap_or_default();
+    if let Some(bad) = gates.iter().find(|g| !valid_name(g)) {
+        return Err(name_err("compound.gates", bad));
+    }
+    if !gates.is_empty() && !gates.contains(&c.gate) {
+        return Err(invalid("compound.gates", format!("does not list this gate ({})", c.gate)));
+    }
+    if !(c.broker.starts_with("tls://") && c.broker.len() > 6) {
+        return Err(invalid("compound.broker", format!("{:?} is not tls://host:port (the broker requires TLS)", c.broker)));
+    }
+    let duration = |key: &'static str, text: Option<&str>, default: Duration, range: (Duration, Duration)| {
+        let value = match text {
+            None => default,
+            Some(t) => humantime::parse_duration(t).map_err(|e| invalid(key, format!("{t:?}: {e} (e.g. \"5m\")")))?,
+        };
+        if value < range.0 || value > range.1 {
+            return Err(invalid(key, format!("{value:?} is not in {:?}..={:?}", range.0, range.1)));
+        }
+        Ok(value)
+    };
+    let offline_limit = duration(
+        "compound.offline_limit",
+        c.offline_limit.as_deref(),
+        Duration::from_secs(300),
+        (Duration::from_secs(2), Duration::from_secs(3_600)),
+    )?;
+    let counts_every = duration(
+        "compound.counts_every",
+        c.counts_every.as_deref(),
+        Duration::from_secs(60),
+        (Duration::from_secs(1), Duration::from_secs(3_600)),
+    )?;
+    let dir = c.dir.clone().unwrap_or_else(|| key_dir.join("compound"));
+    Ok(CompoundConfig {
+        name: c.name.clone(),
+        secret: dir.join("compound.key"),
+        gates,
+        link: crate::compound::LinkSettings {
+            gate: c.gate.clone(),
+            broker: c.broker.clone(),
+            ca: dir.join("ca.pem"),
+            cert: dir.join("gate.pem"),
+            key: dir.join("gate.key"),
+            offline_limit,
+            counts_every,
+        },
+    })
 }
 
 fn invalid(key: &'static str, reason: String) -> ConfigError {

@@ -89,7 +89,9 @@ impl Default for GateSettings {
             agreement: (2, 3),
             fps: 15.0,
             face_workers: 1,
-            reload_every: Duration::from_secs(1),
+            // `PRAGMA data_version` is a cheap read: a change made by the portal, the CLI or the compound link
+            // reaches the gallery within a quarter second.
+            reload_every: Duration::from_millis(250),
             keypad_idle: Duration::from_secs(15),
             intent: FaceIntent::Button,
             face_window: Duration::from_secs(8),
@@ -125,6 +127,9 @@ pub struct GateHardware {
     pub wiegand: Option<(Box<dyn WiegandOutput>, MethodCards)>,
     /// Where the portal asks the gate camera to capture an enrolment.
     pub enrolment_desk: Option<Arc<EnrolmentDesk>>,
+    /// In a compound: the broker link's word on whether faces may be matched (silent past the offline limit,
+    /// or not yet caught up after a reconnection: no). The other ways in never ask it.
+    pub compound: Option<Arc<crate::compound::LinkHealth>>,
 }
 
 impl GateHardware {
@@ -141,6 +146,7 @@ impl GateHardware {
             indicator: None,
             wiegand: None,
             enrolment_desk: None,
+            compound: None,
         }
     }
 }
@@ -274,6 +280,7 @@ pub async fn run(
         indicator,
         wiegand,
         enrolment_desk,
+        compound,
     } = hardware;
     if settings.live_threshold.is_some() && liveness.is_none() && pipeline.is_some() {
         // A face must match and be live: without the liveness models, a photo would open the door.
@@ -298,7 +305,10 @@ pub async fn run(
         Some(camera) if pipeline.is_some() || settings.passes_from_camera => {
             let (shared, tx) = (shared.clone(), tx.clone());
             let models = pipeline.map(|p| (p, liveness));
-            spawn("camera", Box::new(move || camera_loop(camera, models, enrolment_desk, &shared, &tx, settings)));
+            spawn(
+                "camera",
+                Box::new(move || camera_loop(camera, models, enrolment_desk, compound, &shared, &tx, settings)),
+            );
         }
         _ => tracing::warn!("no camera: face entry and camera-read passes are off; the other ways in keep working"),
     }
@@ -626,6 +636,7 @@ fn camera_loop(
     mut camera: Box<dyn FrameSource>,
     models: Option<(Arc<FacePipeline>, Option<Arc<LivenessModel>>)>,
     desk: Option<Arc<EnrolmentDesk>>,
+    compound: Option<Arc<crate::compound::LinkHealth>>,
     shared: &Shared,
     tx: &mpsc::Sender<Input>,
     settings: GateSettings,
@@ -686,7 +697,10 @@ fn camera_loop(
         };
         let face = match &models {
             _ if enrolling => FaceWork::Enrolment,
-            Some((pipeline, liveness)) if lock(&shared.intent).face_allowed(shared.now()) => {
+            Some((pipeline, liveness))
+                if compound.as_ref().is_none_or(|link| link.face_matching_allowed())
+                    && lock(&shared.intent).face_allowed(shared.now()) =>
+            {
                 FaceWork::Observed(observe_face(&frame, pipeline, liveness.as_deref(), shared))
             }
             _ => FaceWork::Off,

@@ -140,6 +140,15 @@ impl MasterKeyFile {
         }
     }
 
+    /// Loads a key that must already exist (e.g. the compound's shared secret, made by
+    /// `facegate compound init`); a missing file is an error, never a fresh key.
+    pub fn load(&self) -> Result<AeadKey, KeyError> {
+        self.read(&self.path)?.ok_or_else(|| KeyError::Io {
+            path: self.path.clone(),
+            reason: "missing; copy it from the compound folder (`facegate compound add-gate`)".into(),
+        })
+    }
+
     /// The staged successor, if a rotation was interrupted.
     pub fn load_next(&self) -> Result<Option<AeadKey>, KeyError> {
         self.read(&self.next_path())

@@ -14,6 +14,7 @@ pub mod align;
 pub mod audit;
 pub mod capture;
 pub mod cli;
+pub mod compound;
 pub mod config;
 pub mod counts;
 pub mod decide;

@@ -86,6 +86,12 @@ impl Gallery {
         Ok(())
     }
 
+    /// A copy of a slot's template (to carry it to another transform), if the slot is here.
+    pub fn template(&self, slot: Slot) -> Option<ProtectedTemplate> {
+        let idx = self.slots.iter().position(|&s| s == slot)?;
+        ProtectedTemplate::from_values(&self.matrix[idx * EMBEDDING_DIM..(idx + 1) * EMBEDDING_DIM], self.transform)
+    }
+
     /// Removes a slot's template at once, wiping its row. Returns whether it was there.
     pub fn remove(&mut self, slot: Slot) -> bool {
         let Some(idx) = self.slots.iter().position(|&s| s == slot) else { return false };

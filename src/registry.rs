@@ -19,7 +19,7 @@ use crate::keys::{self, KeyError, MasterKeyFile};
 use crate::matching::{threshold_for_fpir, Gallery, GalleryError, Slot, SFACE_CALIBRATION};
 use crate::pass::{PassError, PassKey, VisitorPass};
 use crate::protect::{self, AeadKey, Pin, PinError, PinPepper, ProtectedTemplate, Rotation, TransformId, TransformKey};
-use crate::store::{ConsentRecord, Rekey, RevocationReceipt, Store, StoreError};
+use crate::store::{ChangeOrigin, ConsentRecord, Rekey, RevocationReceipt, ShredReason, Store, StoreError};
 
 /// Longest retention of an unused template the configuration may ask for: three years.
 pub const MAX_RETENTION_SECS: i64 = 3 * 365 * 86_400;
@@ -359,6 +359,70 @@ impl Registry {
             self.reload()?;
         }
         Ok(outcome?)
+    }
+
+    /// Queues every later local enrolment, revocation and move-out for the compound's other gates (in the
+    /// same transaction as the change); see [`crate::compound`].
+    pub fn set_replicated(&mut self, replicated: bool) {
+        self.store.set_replicated(replicated);
+    }
+
+    /// A resident's live template carried from this device's transform to `to` (the compound's), without
+    /// forming the embedding; `None` if the resident has no matchable template.
+    pub fn template_under(&self, resident_id: &str, to: &Rotation) -> Option<ProtectedTemplate> {
+        let slot = *self.slot_of.get(resident_id)?;
+        let template = self.gallery.template(slot)?;
+        self.rotation.renewal_to(to).apply(&template)
+    }
+
+    /// Stores a template enrolled at another gate of the compound: records the consent given there (adding
+    /// the resident if new), carries the template from the compound's transform `from` to this device's,
+    /// seals it under a fresh data key and makes it matchable. Not announced again. The enrolling gate
+    /// already refused duplicates. `None` (nothing stored) when the consent it carries was given before a
+    /// revocation this device knows of: a revocation always wins over an enrolment that crossed it.
+    pub fn import_from_compound(
+        &mut self,
+        resident_id: &str,
+        consent: &ConsentRecord,
+        template: &ProtectedTemplate,
+        from: &Rotation,
+        now: i64,
+    ) -> Result<Option<EnrolReceipt>> {
+        if self.store.resident_exists(resident_id)?
+            && self.store.last_revocation(resident_id)?.is_some_and(|revoked| revoked >= consent.granted_at)
+        {
+            return Ok(None);
+        }
+        if !self.store.has_live_consent(resident_id)? {
+            self.record_consent(resident_id, None, consent, now)?;
+        }
+        let local = from
+            .renewal_to(&self.rotation)
+            .apply(template)
+            .ok_or(GalleryError::WrongTransform { expected: from.id(), found: template.transform() })?;
+        let version = self.store.store_template_from(resident_id, &local, &self.master, now, ChangeOrigin::Compound)?;
+        self.insert(resident_id.to_owned(), &local)?;
+        Ok(Some(EnrolReceipt { resident_id: resident_id.to_owned(), version }))
+    }
+
+    /// Applies a revocation or move-out announced by another gate: the resident stops being matchable, then
+    /// template, key and PIN are shredded with a key rotation, as for a local revocation. `None` when there
+    /// was nothing here to destroy (never enrolled here, or already gone).
+    pub fn shred_from_compound(
+        &mut self,
+        resident_id: &str,
+        reason: ShredReason,
+        now: i64,
+    ) -> Result<Option<RevocationReceipt>> {
+        self.drop_from_gallery(resident_id);
+        if !self.store.resident_exists(resident_id)? {
+            return Ok(None);
+        }
+        let holds_template = self.store.residents()?.iter().any(|r| r.id == resident_id && r.template_version.is_some());
+        if !holds_template && !self.store.has_live_consent(resident_id)? {
+            return Ok(None);
+        }
+        self.with_new_keys(|store, rekey| store.shred_from_compound(resident_id, reason, now, rekey)).map(Some)
     }
 
     /// The resident a probe matches at the current threshold, or `None`: never the nearest resident.

@@ -176,6 +176,30 @@ CREATE TABLE portal_revocation_codes (
     resident_id TEXT NOT NULL UNIQUE REFERENCES residents(id)
 );
 ",
+    // The compound link (several gates over a broker). The outbox holds what this device still has to tell
+    // the other gates: a kind and a pseudonymous id only; the sealed message is made when it is sent. The
+    // state holds the broker sequence applied so far. Other gates' hourly counts are kept per gate, replaced
+    // by each report, for compound-wide totals; none of it names anyone.
+    r"
+CREATE TABLE compound_outbox (
+    seq INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('template', 'revoked', 'moved_out')),
+    resident_id TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE TABLE compound_state (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE compound_counts (
+    gate TEXT NOT NULL,
+    hour_start INTEGER NOT NULL,
+    method TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (gate, hour_start, method, outcome)
+) WITHOUT ROWID;
+",
 ];
 
 /// The store's clock: Unix seconds, the unit of every time it records.
@@ -271,6 +295,28 @@ impl ShredReason {
             Self::MovedOut => "expire (moved out)",
         }
     }
+}
+
+/// Where a change to the residents comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeOrigin {
+    /// Made on this device (CLI, portal): announced to the compound's other gates when replicated.
+    Local,
+    /// Received from another gate of the compound: applied, never announced again.
+    Compound,
+}
+
+/// A change this device still has to announce to the compound's other gates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// Order of the changes (announced in this order).
+    pub seq: i64,
+    /// `template`, `revoked` or `moved_out`.
+    pub kind: String,
+    /// The resident's pseudonymous id.
+    pub resident_id: String,
+    /// When the change was made (Unix seconds).
+    pub at: i64,
 }
 
 /// The keys a shredding step (or an explicit rotation) moves the remaining data to, in the same
@@ -369,6 +415,8 @@ pub struct LiveTemplates {
 pub struct Store {
     path: PathBuf,
     conn: Connection,
+    /// Whether local enrolments and revocations are queued for the compound's other gates.
+    replicated: bool,
 }
 
 impl Store {
@@ -397,7 +445,7 @@ impl Store {
         if let Err(e) = std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)) {
             tracing::warn!("cannot make {} owner-only: {e}", path.display());
         }
-        let store = Self { path: path.to_path_buf(), conn };
+        let store = Self { path: path.to_path_buf(), conn, replicated: false };
         store
             .conn
             .execute_batch(
@@ -517,6 +565,19 @@ impl Store {
         master: &AeadKey,
         now: i64,
     ) -> Result<u32> {
+        self.store_template_from(resident_id, template, master, now, ChangeOrigin::Local)
+    }
+
+    /// [`Store::store_template`], saying where the change comes from: a local enrolment is queued for the
+    /// compound's other gates (in the same transaction), one received from them is not sent back.
+    pub fn store_template_from(
+        &mut self,
+        resident_id: &str,
+        template: &ProtectedTemplate,
+        master: &AeadKey,
+        now: i64,
+        origin: ChangeOrigin,
+    ) -> Result<u32> {
         if !self.has_live_consent(resident_id)? {
             return Err(StoreError::NoConsent(resident_id.to_owned()));
         }
@@ -549,7 +610,14 @@ impl Store {
                 )
             })
             .map_err(|e| db_err(&path, &e))?;
-        append_audit(&tx, now, "enrol", resident_id).map_err(|e| db_err(&path, &e))?;
+        let event = match origin {
+            ChangeOrigin::Local => "enrol",
+            ChangeOrigin::Compound => "enrol (from the compound)",
+        };
+        append_audit(&tx, now, event, resident_id).map_err(|e| db_err(&path, &e))?;
+        if self.replicated && origin == ChangeOrigin::Local {
+            queue_for_compound(&tx, "template", resident_id, now).map_err(|e| db_err(&path, &e))?;
+        }
         tx.commit().map_err(|e| db_err(&path, &e))?;
         Ok(version)
     }
@@ -609,12 +677,24 @@ impl Store {
     /// re-wrapping every remaining key from `old` to `new` in the same transaction so that no copy of the
     /// database taken before opens under the new master key; then checkpoints the WAL.
     pub fn revoke_and_shred(&mut self, resident_id: &str, now: i64, rekey: &Rekey<'_>) -> Result<RevocationReceipt> {
-        self.shred_one(resident_id, now, ShredReason::Revoked, rekey)
+        self.shred_one(resident_id, now, ShredReason::Revoked, ChangeOrigin::Local, rekey)
     }
 
     /// The resident moved out: template, key and PIN destroyed and consent ended, as [`Store::revoke_and_shred`].
     pub fn move_out(&mut self, resident_id: &str, now: i64, rekey: &Rekey<'_>) -> Result<RevocationReceipt> {
-        self.shred_one(resident_id, now, ShredReason::MovedOut, rekey)
+        self.shred_one(resident_id, now, ShredReason::MovedOut, ChangeOrigin::Local, rekey)
+    }
+
+    /// A revocation or move-out announced by another gate of the compound: the same shredding, not announced
+    /// again.
+    pub fn shred_from_compound(
+        &mut self,
+        resident_id: &str,
+        reason: ShredReason,
+        now: i64,
+        rekey: &Rekey<'_>,
+    ) -> Result<RevocationReceipt> {
+        self.shred_one(resident_id, now, reason, ChangeOrigin::Compound, rekey)
     }
 
     fn shred_one(
@@ -622,9 +702,10 @@ impl Store {
         resident_id: &str,
         now: i64,
         reason: ShredReason,
+        origin: ChangeOrigin,
         rekey: &Rekey<'_>,
     ) -> Result<RevocationReceipt> {
-        let mut receipts = self.shred(&[resident_id.to_owned()], now, reason, rekey)?;
+        let mut receipts = self.shred(&[resident_id.to_owned()], now, reason, origin, rekey)?;
         receipts.pop().ok_or_else(|| StoreError::UnknownResident(resident_id.to_owned()))
     }
 
@@ -646,7 +727,8 @@ impl Store {
         now: i64,
         rekey: &Rekey<'_>,
     ) -> Result<Vec<RevocationReceipt>> {
-        self.shred(residents, now, ShredReason::Unused, rekey)
+        // Retention is counted per device: a template unused at this gate expires here only.
+        self.shred(residents, now, ShredReason::Unused, ChangeOrigin::Local, rekey)
     }
 
     /// Notes that a resident's template matched, coarsely: at most one write per
@@ -668,6 +750,7 @@ impl Store {
         residents: &[String],
         now: i64,
         reason: ShredReason,
+        origin: ChangeOrigin,
         rekey: &Rekey<'_>,
     ) -> Result<Vec<RevocationReceipt>> {
         for resident_id in residents {
@@ -678,7 +761,19 @@ impl Store {
         let mut receipts = Vec::with_capacity(residents.len());
         for resident_id in residents {
             let deleted = shred_rows(&tx, resident_id, now, reason).map_err(|e| db_err(&path, &e))?;
-            let hash = append_audit(&tx, now, reason.event(), resident_id).map_err(|e| db_err(&path, &e))?;
+            let event = match origin {
+                ChangeOrigin::Local => reason.event().to_owned(),
+                ChangeOrigin::Compound => format!("{} (from the compound)", reason.event()),
+            };
+            let hash = append_audit(&tx, now, &event, resident_id).map_err(|e| db_err(&path, &e))?;
+            let announce = match reason {
+                ShredReason::Revoked => Some("revoked"),
+                ShredReason::MovedOut => Some("moved_out"),
+                ShredReason::Unused => None,
+            };
+            if let (true, ChangeOrigin::Local, Some(kind)) = (self.replicated, origin, announce) {
+                queue_for_compound(&tx, kind, resident_id, now).map_err(|e| db_err(&path, &e))?;
+            }
             receipts.push(RevocationReceipt {
                 resident_id: resident_id.clone(),
                 revoked_at: now,
@@ -897,6 +992,117 @@ impl Store {
             })
             .map_err(|e| self.err(&e))?;
         rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(&e))
+    }
+
+    /// The hourly counts in `[from, to)` of this gate and of every other gate of the compound (their latest
+    /// reports), summed per cell, oldest first. Alone, this is [`Store::passage_counts`].
+    pub fn compound_passage_counts(&self, from: i64, to: i64) -> Result<Vec<PassageCount>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT hour_start, method, outcome, SUM(count) FROM (
+                     SELECT hour_start, method, outcome, count FROM passage_counts
+                     UNION ALL SELECT hour_start, method, outcome, count FROM compound_counts)
+                 WHERE hour_start >= ?1 AND hour_start < ?2
+                 GROUP BY hour_start, method, outcome ORDER BY hour_start, method, outcome",
+            )
+            .map_err(|e| self.err(&e))?;
+        let rows = stmt
+            .query_map([from, to], |r| {
+                Ok(PassageCount { hour_start: r.get(0)?, method: r.get(1)?, outcome: r.get(2)?, count: r.get(3)? })
+            })
+            .map_err(|e| self.err(&e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(&e))
+    }
+
+    /// Replaces what is known of another gate's hourly counts by its latest report.
+    pub fn set_gate_counts(&mut self, gate: &str, counts: &[PassageCount]) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, &e))?;
+        tx.execute("DELETE FROM compound_counts WHERE gate = ?1", [gate]).map_err(|e| db_err(&path, &e))?;
+        for c in counts {
+            tx.execute(
+                "INSERT INTO compound_counts (gate, hour_start, method, outcome, count) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(gate, hour_start, method, outcome) DO UPDATE SET count = excluded.count",
+                params![gate, c.hour_start, c.method, c.outcome, c.count],
+            )
+            .map_err(|e| db_err(&path, &e))?;
+        }
+        tx.commit().map_err(|e| db_err(&path, &e))
+    }
+
+    /// Whether local enrolments and revocations are queued for the compound (set by the registry when the
+    /// device belongs to a compound).
+    pub fn set_replicated(&mut self, replicated: bool) {
+        self.replicated = replicated;
+    }
+
+    /// The oldest changes still to announce to the compound, at most `limit`.
+    pub fn outbox(&self, limit: usize) -> Result<Vec<OutboxEntry>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, kind, resident_id, at FROM compound_outbox ORDER BY seq LIMIT ?1")
+            .map_err(|e| self.err(&e))?;
+        let rows = stmt
+            .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                Ok(OutboxEntry { seq: r.get(0)?, kind: r.get(1)?, resident_id: r.get(2)?, at: r.get(3)? })
+            })
+            .map_err(|e| self.err(&e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(&e))
+    }
+
+    /// Removes an announced change (the broker acknowledged it).
+    pub fn outbox_done(&mut self, seq: i64) -> Result<()> {
+        self.conn.execute("DELETE FROM compound_outbox WHERE seq = ?1", [seq]).map_err(|e| self.err(&e))?;
+        Ok(())
+    }
+
+    /// A value of the compound link's state (e.g. the last broker sequence applied).
+    pub fn compound_state(&self, name: &str) -> Result<Option<i64>> {
+        self.conn
+            .query_row("SELECT value FROM compound_state WHERE name = ?1", [name], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(&e))
+    }
+
+    /// Sets a value of the compound link's state.
+    pub fn set_compound_state(&mut self, name: &str, value: i64) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO compound_state (name, value) VALUES (?1, ?2)
+                 ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                params![name, value],
+            )
+            .map_err(|e| self.err(&e))?;
+        Ok(())
+    }
+
+    /// When the resident's consent was last withdrawn (or ended), if ever.
+    pub fn last_revocation(&self, resident_id: &str) -> Result<Option<i64>> {
+        self.conn
+            .query_row("SELECT MAX(revoked_at) FROM consent_records WHERE resident_id = ?1", [resident_id], |r| r.get(0))
+            .map_err(|e| self.err(&e))
+    }
+
+    /// The resident's live consent, if any (the latest one).
+    pub fn live_consent(&self, resident_id: &str) -> Result<Option<ConsentRecord>> {
+        self.conn
+            .query_row(
+                "SELECT notice_version, notice_sha256, purpose, channel, granted_at FROM consent_records
+                 WHERE resident_id = ?1 AND revoked_at IS NULL ORDER BY id DESC LIMIT 1",
+                [resident_id],
+                |r| {
+                    Ok(ConsentRecord {
+                        notice_version: r.get(0)?,
+                        notice_sha256: r.get(1)?,
+                        purpose: r.get(2)?,
+                        channel: r.get(3)?,
+                        granted_at: r.get(4)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(&e))
     }
 
     /// Every resident with their consent, template and PIN status; no biometric data.
@@ -1270,6 +1476,14 @@ pub struct AuditEvent {
 }
 
 /// Deletes one resident's face data (and, by reason, PIN and residency) inside `tx`; returns what went.
+fn queue_for_compound(tx: &rusqlite::Transaction<'_>, kind: &str, resident_id: &str, at: i64) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO compound_outbox (kind, resident_id, at) VALUES (?1, ?2, ?3)",
+        params![kind, resident_id, at],
+    )
+    .map(|_| ())
+}
+
 fn shred_rows(
     tx: &rusqlite::Transaction<'_>,
     resident_id: &str,

@@ -1,7 +1,9 @@
 //! The replay source: a folder of photos played in a loop as if a camera saw them.
 //!
 //! Used off the Pi and in tests, and the default when no camera is configured. It reads image files and never
-//! writes one. A file that does not decode is skipped with a warning (its name only), never a crash.
+//! writes one. A file that does not decode is skipped with a warning (its name only), never a crash. A folder
+//! is listed again at the end of every loop, so its photos can be swapped while the gate runs (as a person
+//! steps in front of a camera).
 
 use std::path::{Path, PathBuf};
 
@@ -13,6 +15,8 @@ const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "pgm", "ppm", "pnm", "
 #[derive(Debug)]
 pub struct ReplaySource {
     root: PathBuf,
+    /// Whether `root` is listed again at each loop (a folder, not an explicit list).
+    follow: bool,
     files: Vec<PathBuf>,
     next_idx: usize,
     last_idx: Option<usize>,
@@ -26,7 +30,7 @@ impl ReplaySource {
         if files.is_empty() {
             return Err(CaptureError::NoImages(root.to_path_buf()));
         }
-        Ok(Self { root: root.to_path_buf(), files, next_idx: 0, last_idx: None, limits })
+        Ok(Self { root: root.to_path_buf(), follow: true, files, next_idx: 0, last_idx: None, limits })
     }
 
     /// Plays an explicit list of files in order, in a loop.
@@ -35,7 +39,7 @@ impl ReplaySource {
         if files.is_empty() {
             return Err(CaptureError::NoImages(root));
         }
-        Ok(Self { root, files, next_idx: 0, last_idx: None, limits })
+        Ok(Self { root, follow: false, files, next_idx: 0, last_idx: None, limits })
     }
 
     /// How many files one loop plays.
@@ -51,6 +55,10 @@ impl ReplaySource {
 
 impl FrameSource for ReplaySource {
     fn next_frame(&mut self) -> Result<Frame, CaptureError> {
+        if self.follow && self.next_idx == 0 {
+            self.files = list_images(&self.root);
+            self.last_idx = None;
+        }
         // One full loop without a decodable file means the folder is useless: say so instead of spinning.
         for _ in 0..self.files.len() {
             let idx = self.next_idx;
@@ -66,6 +74,8 @@ impl FrameSource for ReplaySource {
                 }
             }
         }
+        // Start the next call with a fresh listing: the folder may have been refilled.
+        self.next_idx = 0;
         Err(CaptureError::NoImages(self.root.clone()))
     }
 
@@ -115,5 +125,9 @@ mod tests {
         }
         std::fs::remove_file(dir.path().join("a.png")).unwrap();
         assert!(matches!(source.next_frame(), Err(CaptureError::NoImages(_))));
+        // The folder is listed again at the next loop: a photo dropped in is played.
+        image::RgbImage::from_pixel(6, 5, image::Rgb([1, 2, 3])).save(dir.path().join("c.png")).unwrap();
+        let frame = source.next_frame().unwrap();
+        assert_eq!((frame.width(), frame.height()), (6, 5));
     }
 }

@@ -18,6 +18,7 @@ use crate::eval::{self, EvalReport, EvalRequest, FMR_TARGETS};
 use crate::pipeline::FacePipeline;
 
 mod audit;
+mod compound;
 mod liveness;
 mod passes;
 mod portal;
@@ -100,6 +101,9 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// Create or reset a portal staff account (manager or auditor); the password is read without echo.
     Account(portal::AccountArgs),
+    /// Several gates of one compound: make its CA, broker configuration, gate certificates and shared secret.
+    #[command(subcommand)]
+    Compound(compound::CompoundCommand),
     /// Print the notice to post at the gate (purpose, what is kept, how long, how to revoke, the alternatives).
     Signage(portal::SignageArgs),
 }
@@ -161,6 +165,7 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Audit(args) => audit::audit(&config, &args),
         Command::Account(args) => portal::account(&config, &args),
         Command::Signage(args) => portal::signage(&config, &args),
+        Command::Compound(command) => compound::run(&command),
     }
 }
 

@@ -142,7 +142,7 @@ pub fn counts(config: &Config, args: &CountsArgs) -> Result<std::process::ExitCo
     let registry = open_registry(config, &args.store, false)?;
     let today = counts::day_start(unix_now(), args.utc_offset);
     let from = today - i64::from(args.days.min(3_660)) * 86_400;
-    let hourly = registry.store().passage_counts(from, today + 86_400)?;
+    let hourly = registry.store().compound_passage_counts(from, today + 86_400)?;
     let granularity = match args.by {
         By::Hour => Granularity::Hour,
         By::Day => Granularity::Day,

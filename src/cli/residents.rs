@@ -162,8 +162,11 @@ pub(super) fn open_registry(config: &Config, args: &StoreArgs, may_create: bool)
     }
     let passphrase = std::env::var(PASSPHRASE_ENV).ok().filter(|p| !p.is_empty()).map(Zeroizing::new);
     let key = MasterKeySource { file: args.key_file.clone().unwrap_or_else(|| config.master_key.clone()), passphrase };
-    let registry = Registry::open(&db, &key, config.registry, unix_now())
+    let mut registry = Registry::open(&db, &key, config.registry, unix_now())
         .with_context(|| format!("opening the resident registry {}", db.display()))?;
+    // In a compound, every local enrolment and revocation is queued for the other gates in its own
+    // transaction; the daemon's link sends it.
+    registry.set_replicated(config.compound.is_some());
     for failure in registry.load_failures() {
         eprintln!("warning: {failure}");
     }

@@ -134,6 +134,28 @@ async fn run_async(config: &Config, args: &RunArgs) -> Result<GateReport> {
             }
         });
     }
+    if let Some(compound) = &config.compound {
+        // The link gets its own registry connection, as the portal does; the gate reloads when it changes.
+        let secret = crate::keys::MasterKeyFile::new(compound.secret.clone(), None)
+            .load()
+            .context("the compound's shared secret ([compound] dir)")?;
+        let keys = crate::compound::CompoundKeys::derive(&secret, &compound.name);
+        drop(secret);
+        let health = Arc::new(crate::compound::LinkHealth::new(compound.link.offline_limit));
+        hardware.compound = Some(health.clone());
+        let link_registry = open_registry(config, &args.store, true)?;
+        let settings = compound.link.clone();
+        let mut watch = stop_watch.clone();
+        tokio::spawn(async move {
+            let stop = async move {
+                let _ = watch.wait_for(|stop| *stop).await;
+            };
+            // Without the link, face entry stays off (never caught up); the other ways in keep working.
+            if let Err(e) = crate::compound::link::run(settings, keys, link_registry, health, stop).await {
+                tracing::error!("{e}; face entry stays off, PIN, passes and the guard keep working");
+            }
+        });
+    }
     let signals = async move {
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(term) => term,

@@ -686,8 +686,8 @@ fn published(state: &PortalState) -> Result<(Vec<counts::PublishedCell>, Vec<cou
     let today = counts::day_start(now, offset);
     let registry = state.registry();
     let store = registry.store();
-    let days = store.passage_counts(today - 13 * 86_400, today + 86_400).map_err(|e| e.to_string())?;
-    let hours = store.passage_counts(now - 24 * 3_600, now + 3_600).map_err(|e| e.to_string())?;
+    let days = store.compound_passage_counts(today - 13 * 86_400, today + 86_400).map_err(|e| e.to_string())?;
+    let hours = store.compound_passage_counts(now - 24 * 3_600, now + 3_600).map_err(|e| e.to_string())?;
     let (templates, _) = store.enrolment_counts().map_err(|e| e.to_string())?;
     Ok((
         counts::publish(&days, Granularity::Day, offset),

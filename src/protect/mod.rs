@@ -26,7 +26,7 @@ impl Secret32 {
 
 pub use pin::{pin_verifier, verify_pin, Pin, PinError, PinPepper};
 pub use seal::{
-    open_template, seal_template, unwrap_key, unwrap_transform_key, wrap_key, wrap_transform_key, AeadKey, SealError,
-    Sealed, TemplateContext,
+    open_message, open_template, seal_message, seal_template, unwrap_key, unwrap_transform_key, wrap_key,
+    wrap_transform_key, AeadKey, SealError, Sealed, TemplateContext,
 };
 pub use transform::{ProtectedTemplate, Renewal, Rotation, TransformId, TransformKey};

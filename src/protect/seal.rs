@@ -164,6 +164,17 @@ pub fn open_template(
     ProtectedTemplate::from_values(&values[..], context.transform).ok_or(SealError::Malformed("template values"))
 }
 
+/// Seals a message (AES-256-GCM, fresh random nonce) bound to `aad`; used for what crosses the compound's
+/// network, where the caller names the context in `aad`.
+pub fn seal_message(key: &AeadKey, plaintext: &[u8], aad: &[u8]) -> Result<Sealed, SealError> {
+    seal_with_nonce(key, fresh_nonce(), plaintext, aad)
+}
+
+/// Opens a [`seal_message`] sealed under `key` with the same `aad`; the plaintext wipes itself on drop.
+pub fn open_message(key: &AeadKey, sealed: &Sealed, aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, SealError> {
+    open(key, sealed, aad)
+}
+
 /// Wraps (encrypts) a resident's data key under the master key, bound to the resident.
 pub fn wrap_key(data_key: &AeadKey, master: &AeadKey, resident_id: &str) -> Result<Sealed, SealError> {
     seal_with_nonce(master, fresh_nonce(), data_key.as_bytes(), &wrap_aad(resident_id))

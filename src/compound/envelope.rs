@@ -1,0 +1,442 @@
+//! What the compound's gates tell each other, and how it is sealed. Pure: values in, bytes out.
+//!
+//! Every announcement is sealed end to end under a key derived from the compound's shared secret, bound to
+//! the compound and to the broker subject it travels on, so the broker (and anyone who copies its disk)
+//! sees ciphertext, and a message moved to another subject does not open. Subjects name a resident only by a
+//! keyed pseudonym. A template travels under the compound's transform (derived from the same secret, never
+//! a device's own), so no gate's local transform or embedding ever leaves it.
+
+use std::borrow::Cow;
+
+use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use crate::embed::EMBEDDING_DIM;
+use crate::protect::seal::NONCE_LEN;
+use crate::protect::{self, AeadKey, ProtectedTemplate, Rotation, SealError, Sealed, TransformKey};
+use crate::store::{ConsentRecord, PassageCount, ShredReason};
+
+/// First bytes of every payload: the format version.
+const MAGIC: &[u8; 4] = b"FGC1";
+/// A template's values, base64 in the sealed JSON (512 bytes of f32).
+const TEMPLATE_BYTES: usize = EMBEDDING_DIM * 4;
+/// Room for the sealed JSON of any announcement but counts, so the buffer never reallocates (a reallocation
+/// would leave an unwiped copy of the template behind).
+const PLAINTEXT_ROOM: usize = 4096;
+
+/// Why an announcement was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EnvelopeError {
+    /// Not a facegate compound message, or a format this version does not know.
+    #[error("not a facegate compound message (or a newer format); upgrade every gate of the compound together")]
+    Format,
+    /// The seal did not open: another compound's secret, a tampered message, or one moved to another subject.
+    #[error("the message does not open with this compound's secret: another compound, tampering, or a moved message")]
+    Seal(#[from] SealError),
+    /// It opened but its content is not valid.
+    #[error("the message opened but is malformed ({0}); the sending gate runs an incompatible version")]
+    Content(&'static str),
+}
+
+/// What one gate tells the others.
+#[derive(Debug)]
+pub enum Announcement {
+    /// A resident enrolled (or re-enrolled) at `origin`: their consent and template, under the compound's
+    /// transform.
+    Template {
+        /// The gate that enrolled them.
+        origin: String,
+        /// Pseudonymous id.
+        resident: String,
+        /// The separate consent they gave there.
+        consent: ConsentRecord,
+        /// The template under [`CompoundKeys::rotation`].
+        template: ProtectedTemplate,
+    },
+    /// A tombstone: the resident revoked consent (or moved out) at `origin`; every gate shreds.
+    Shred {
+        /// The gate where it happened.
+        origin: String,
+        /// Pseudonymous id.
+        resident: String,
+        /// Revoked or moved out.
+        reason: ShredReason,
+        /// When (Unix seconds).
+        at: i64,
+    },
+    /// A gate's hourly passage counts (method and outcome per hour; nobody in them).
+    Counts {
+        /// The gate counted.
+        origin: String,
+        /// Its cells.
+        counts: Vec<PassageCount>,
+    },
+}
+
+impl Announcement {
+    /// The gate that sent it.
+    pub fn origin(&self) -> &str {
+        match self {
+            Self::Template { origin, .. } | Self::Shred { origin, .. } | Self::Counts { origin, .. } => origin,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum Wire<'a> {
+    Template {
+        origin: String,
+        resident: String,
+        notice_version: String,
+        notice_sha256: String,
+        purpose: String,
+        channel: String,
+        granted_at: i64,
+        #[serde(borrow)]
+        template: Cow<'a, str>,
+    },
+    Revoked {
+        origin: String,
+        resident: String,
+        at: i64,
+    },
+    MovedOut {
+        origin: String,
+        resident: String,
+        at: i64,
+    },
+    Counts {
+        origin: String,
+        cells: Vec<(i64, String, String, i64)>,
+    },
+}
+
+/// The keys every gate of one compound derives from the shared secret (`facegate compound init`).
+pub struct CompoundKeys {
+    compound: String,
+    seal: AeadKey,
+    names: AeadKey,
+    rotation: Rotation,
+}
+
+impl std::fmt::Debug for CompoundKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompoundKeys").field("compound", &self.compound).finish_non_exhaustive()
+    }
+}
+
+fn derive(secret: &AeadKey, label: &str, compound: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    let info = format!("facegate compound {label} v1\0{compound}");
+    // 32 bytes is always a valid HKDF-SHA256 output length.
+    let _ = Hkdf::<Sha256>::new(Some(b"facegate compound"), secret.as_bytes()).expand(info.as_bytes(), &mut out);
+    out
+}
+
+impl CompoundKeys {
+    /// Derives the sealing key, the subject-naming key and the compound transform of `compound`.
+    pub fn derive(secret: &AeadKey, compound: &str) -> Self {
+        let seal = AeadKey::from_bytes(derive(secret, "seal", compound));
+        let names = AeadKey::from_bytes(derive(secret, "names", compound));
+        let transform = TransformKey::from_bytes(derive(secret, "transform", compound));
+        Self { compound: compound.to_owned(), seal, names, rotation: Rotation::from_key(&transform) }
+    }
+
+    /// The compound's name.
+    pub fn compound(&self) -> &str {
+        &self.compound
+    }
+
+    /// The transform templates travel under (the same at every gate of the compound).
+    pub fn rotation(&self) -> &Rotation {
+        &self.rotation
+    }
+
+    /// The broker stream holding the compound's announcements.
+    pub fn stream(&self) -> String {
+        format!("FACEGATE_{}", self.compound.replace('-', "_").to_ascii_uppercase())
+    }
+
+    /// Every subject of the compound.
+    pub fn subjects(&self) -> String {
+        format!("facegate.{}.>", self.compound)
+    }
+
+    /// The subject of a resident's latest state (template or tombstone), named by a keyed pseudonym.
+    pub fn resident_subject(&self, resident: &str) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.names.as_bytes()).unwrap_or_else(|_| {
+            // HMAC takes keys of any length; this cannot happen.
+            unreachable!("HMAC-SHA256 accepts a 32-byte key")
+        });
+        mac.update(resident.as_bytes());
+        let tag = mac.finalize().into_bytes();
+        format!("facegate.{}.resident.{}", self.compound, data_encoding::HEXLOWER.encode(&tag[..16]))
+    }
+
+    /// The subject of a gate's latest counts.
+    pub fn counts_subject(&self, gate: &str) -> String {
+        format!("facegate.{}.counts.{gate}", self.compound)
+    }
+
+    /// The subject an announcement travels on.
+    pub fn subject_of(&self, announcement: &Announcement) -> String {
+        match announcement {
+            Announcement::Template { resident, .. } | Announcement::Shred { resident, .. } => {
+                self.resident_subject(resident)
+            }
+            Announcement::Counts { origin, .. } => self.counts_subject(origin),
+        }
+    }
+
+    fn aad(&self, subject: &str) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(64 + subject.len());
+        aad.extend_from_slice(b"facegate compound message v1\0");
+        aad.extend_from_slice(self.compound.as_bytes());
+        aad.push(0);
+        aad.extend_from_slice(subject.as_bytes());
+        aad
+    }
+
+    /// Seals an announcement for its subject ([`CompoundKeys::subject_of`]).
+    pub fn seal(&self, announcement: &Announcement) -> Result<(String, Vec<u8>), EnvelopeError> {
+        let subject = self.subject_of(announcement);
+        let mut encoded = Zeroizing::new([0u8; TEMPLATE_BYTES * 2]);
+        let wire = match announcement {
+            Announcement::Template { origin, resident, consent, template } => {
+                if template.transform() != self.rotation.id() {
+                    return Err(EnvelopeError::Content("template not under the compound transform"));
+                }
+                let mut raw = Zeroizing::new([0u8; TEMPLATE_BYTES]);
+                for (chunk, v) in raw.chunks_exact_mut(4).zip(template.as_slice()) {
+                    chunk.copy_from_slice(&v.to_le_bytes());
+                }
+                let len = data_encoding::BASE64.encode_len(TEMPLATE_BYTES);
+                data_encoding::BASE64.encode_mut(&raw[..], &mut encoded[..len]);
+                let text = std::str::from_utf8(&encoded[..len]).map_err(|_| EnvelopeError::Content("base64"))?;
+                Wire::Template {
+                    origin: origin.clone(),
+                    resident: resident.clone(),
+                    notice_version: consent.notice_version.clone(),
+                    notice_sha256: consent.notice_sha256.clone(),
+                    purpose: consent.purpose.clone(),
+                    channel: consent.channel.clone(),
+                    granted_at: consent.granted_at,
+                    template: Cow::Borrowed(text),
+                }
+            }
+            Announcement::Shred { origin, resident, reason, at } => match reason {
+                ShredReason::MovedOut => Wire::MovedOut { origin: origin.clone(), resident: resident.clone(), at: *at },
+                _ => Wire::Revoked { origin: origin.clone(), resident: resident.clone(), at: *at },
+            },
+            Announcement::Counts { origin, counts } => Wire::Counts {
+                origin: origin.clone(),
+                cells: counts.iter().map(|c| (c.hour_start, c.method.clone(), c.outcome.clone(), c.count)).collect(),
+            },
+        };
+        let mut plaintext = Zeroizing::new(Vec::with_capacity(PLAINTEXT_ROOM));
+        serde_json::to_writer(&mut *plaintext, &wire).map_err(|_| EnvelopeError::Content("encoding"))?;
+        let sealed = protect::seal_message(&self.seal, &plaintext, &self.aad(&subject))?;
+        let mut payload = Vec::with_capacity(MAGIC.len() + NONCE_LEN + sealed.ciphertext.len());
+        payload.extend_from_slice(MAGIC);
+        payload.extend_from_slice(&sealed.nonce);
+        payload.extend_from_slice(&sealed.ciphertext);
+        Ok((subject, payload))
+    }
+
+    /// Opens a payload received on `subject`, checking that it belongs there.
+    pub fn open(&self, subject: &str, payload: &[u8]) -> Result<Announcement, EnvelopeError> {
+        let body = payload.strip_prefix(MAGIC).ok_or(EnvelopeError::Format)?;
+        if body.len() < NONCE_LEN {
+            return Err(EnvelopeError::Format);
+        }
+        let (nonce, ciphertext) = body.split_at(NONCE_LEN);
+        let sealed =
+            Sealed { nonce: nonce.try_into().map_err(|_| EnvelopeError::Format)?, ciphertext: ciphertext.to_vec() };
+        let plaintext = protect::open_message(&self.seal, &sealed, &self.aad(subject))?;
+        let wire: Wire<'_> = serde_json::from_slice(&plaintext).map_err(|_| EnvelopeError::Content("json"))?;
+        let announcement = match wire {
+            Wire::Template {
+                origin,
+                resident,
+                notice_version,
+                notice_sha256,
+                purpose,
+                channel,
+                granted_at,
+                template,
+            } => {
+                let mut raw = Zeroizing::new([0u8; TEMPLATE_BYTES + 4]);
+                let len = data_encoding::BASE64
+                    .decode_len(template.len())
+                    .map_err(|_| EnvelopeError::Content("template encoding"))?;
+                if len > raw.len() {
+                    return Err(EnvelopeError::Content("template length"));
+                }
+                let n = data_encoding::BASE64
+                    .decode_mut(template.as_bytes(), &mut raw[..len])
+                    .map_err(|_| EnvelopeError::Content("template encoding"))?;
+                if n != TEMPLATE_BYTES {
+                    return Err(EnvelopeError::Content("template length"));
+                }
+                let mut values = Zeroizing::new([0.0f32; EMBEDDING_DIM]);
+                for (v, chunk) in values.iter_mut().zip(raw.chunks_exact(4)) {
+                    *v = f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+                }
+                let norm = values.iter().map(|v| v * v).sum::<f32>().sqrt();
+                if !(0.99..=1.01).contains(&norm) {
+                    return Err(EnvelopeError::Content("template is not a unit vector"));
+                }
+                let template = ProtectedTemplate::from_values(&values[..], self.rotation.id())
+                    .ok_or(EnvelopeError::Content("template values"))?;
+                let consent = ConsentRecord { notice_version, notice_sha256, purpose, channel, granted_at };
+                Announcement::Template { origin, resident, consent, template }
+            }
+            Wire::Revoked { origin, resident, at } => {
+                Announcement::Shred { origin, resident, reason: ShredReason::Revoked, at }
+            }
+            Wire::MovedOut { origin, resident, at } => {
+                Announcement::Shred { origin, resident, reason: ShredReason::MovedOut, at }
+            }
+            Wire::Counts { origin, cells } => Announcement::Counts {
+                origin,
+                counts: cells
+                    .into_iter()
+                    .map(|(hour_start, method, outcome, count)| PassageCount { hour_start, method, outcome, count })
+                    .collect(),
+            },
+        };
+        // The subject is chosen by the sender and bound by the seal; it must also be the right one, so the
+        // broker's one-message-per-subject keeps exactly the latest state of each resident and gate.
+        if self.subject_of(&announcement) != subject {
+            return Err(EnvelopeError::Content("announcement on another resident's or gate's subject"));
+        }
+        if !valid_name(announcement.origin()) {
+            return Err(EnvelopeError::Content("gate name"));
+        }
+        Ok(announcement)
+    }
+}
+
+/// A compound or gate name: 1 to 32 of `a-z`, `0-9` and `-` (it becomes part of broker subjects).
+pub fn valid_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::protect::TransformId;
+
+    fn keys(secret: u8, compound: &str) -> CompoundKeys {
+        CompoundKeys::derive(&AeadKey::from_bytes([secret; 32]), compound)
+    }
+
+    fn unit_template(keys: &CompoundKeys, seed: u32) -> ProtectedTemplate {
+        let mut values: Vec<f32> = (0..EMBEDDING_DIM).map(|i| ((i as u32 * 7 + seed) % 13) as f32 - 6.0).collect();
+        let norm = values.iter().map(|v| v * v).sum::<f32>().sqrt();
+        values.iter_mut().for_each(|v| *v /= norm);
+        ProtectedTemplate::from_values(&values, keys.rotation().id()).unwrap()
+    }
+
+    fn consent() -> ConsentRecord {
+        ConsentRecord {
+            notice_version: "2026-11".into(),
+            notice_sha256: "ab".repeat(32),
+            purpose: "opening the compound's gates".into(),
+            channel: "kiosk".into(),
+            granted_at: 7,
+        }
+    }
+
+    fn template_announcement(keys: &CompoundKeys) -> Announcement {
+        Announcement::Template {
+            origin: "gate-a".into(),
+            resident: "r-1".into(),
+            consent: consent(),
+            template: unit_template(keys, 3),
+        }
+    }
+
+    #[test]
+    fn a_template_round_trips_and_its_values_never_appear_in_the_payload() {
+        let k = keys(1, "maple-court");
+        let original = unit_template(&k, 3);
+        let (subject, payload) = k.seal(&template_announcement(&k)).unwrap();
+        assert!(subject.starts_with("facegate.maple-court.resident."));
+        assert!(!subject.contains("r-1"), "the subject names the resident: {subject}");
+        for v in original.as_slice() {
+            let bytes = v.to_le_bytes();
+            assert!(!payload.windows(4).any(|w| w == bytes), "a template value is in the payload");
+        }
+        assert!(!String::from_utf8_lossy(&payload).contains("r-1"));
+        match k.open(&subject, &payload).unwrap() {
+            Announcement::Template { origin, resident, consent: c, template } => {
+                assert_eq!((origin.as_str(), resident.as_str()), ("gate-a", "r-1"));
+                assert_eq!(c, consent());
+                assert_eq!(template.as_slice(), original.as_slice());
+                assert_eq!(template.transform(), k.rotation().id());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn tombstones_and_counts_round_trip() {
+        let k = keys(1, "maple-court");
+        let tomb = Announcement::Shred { origin: "gate-b".into(), resident: "r-1".into(), reason: ShredReason::MovedOut, at: 9 };
+        let (subject, payload) = k.seal(&tomb).unwrap();
+        assert_eq!(subject, k.resident_subject("r-1"), "a tombstone replaces the template on the same subject");
+        assert!(matches!(
+            k.open(&subject, &payload).unwrap(),
+            Announcement::Shred { reason: ShredReason::MovedOut, at: 9, .. }
+        ));
+        let counts = vec![PassageCount { hour_start: 3600, method: "pin".into(), outcome: "opened".into(), count: 12 }];
+        let (subject, payload) = k.seal(&Announcement::Counts { origin: "gate-c".into(), counts: counts.clone() }).unwrap();
+        assert_eq!(subject, "facegate.maple-court.counts.gate-c");
+        match k.open(&subject, &payload).unwrap() {
+            Announcement::Counts { origin, counts: got } => assert_eq!((origin.as_str(), got), ("gate-c", counts)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn another_compound_a_moved_message_or_a_flipped_bit_does_not_open() {
+        let k = keys(1, "maple-court");
+        let (subject, payload) = k.seal(&template_announcement(&k)).unwrap();
+        assert!(matches!(keys(2, "maple-court").open(&subject, &payload), Err(EnvelopeError::Seal(_))));
+        assert!(matches!(keys(1, "oak-yard").open(&subject, &payload), Err(EnvelopeError::Seal(_))));
+        assert!(matches!(k.open(&k.resident_subject("r-2"), &payload), Err(EnvelopeError::Seal(_))));
+        for i in [0, 5, payload.len() / 2, payload.len() - 1] {
+            let mut bad = payload.clone();
+            bad[i] ^= 0x40;
+            assert!(k.open(&subject, &bad).is_err(), "byte {i} flipped still opens");
+        }
+        assert_eq!(k.open(&subject, b"FGC1").unwrap_err(), EnvelopeError::Format);
+        assert_eq!(k.open(&subject, b"").unwrap_err(), EnvelopeError::Format);
+    }
+
+    #[test]
+    fn a_template_under_another_transform_is_refused() {
+        let k = keys(1, "maple-court");
+        let foreign = ProtectedTemplate::from_values(unit_template(&k, 1).as_slice(), TransformId(42)).unwrap();
+        let a = Announcement::Template { origin: "gate-a".into(), resident: "r".into(), consent: consent(), template: foreign };
+        assert!(matches!(k.seal(&a), Err(EnvelopeError::Content(_))));
+    }
+
+    #[test]
+    fn every_gate_derives_the_same_transform_and_subjects() {
+        let (a, b) = (keys(1, "maple-court"), keys(1, "maple-court"));
+        assert_eq!(a.rotation().id(), b.rotation().id());
+        assert_eq!(a.resident_subject("r-1"), b.resident_subject("r-1"));
+        assert_ne!(a.rotation().id(), keys(2, "maple-court").rotation().id());
+        assert_eq!(a.stream(), "FACEGATE_MAPLE_COURT");
+        assert!(valid_name("gate-a") && !valid_name("Gate A") && !valid_name("") && !valid_name("-x"));
+    }
+}

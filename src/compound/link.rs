@@ -1,0 +1,525 @@
+//! The gate's link to the compound's broker (NATS with JetStream): announces this device's enrolments,
+//! revocations and counts, applies the other gates' in broker order, and tells the face path whether it may
+//! match.
+//!
+//! It owns its own registry connection; every announcement is sealed by [`super::envelope`] before it leaves,
+//! and only sealed templates, tombstones and hourly counts ever do. It never blocks the other ways in: the
+//! keypad, passes and the guard never ask it anything.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer, stream};
+use futures_util::StreamExt;
+
+use super::envelope::{Announcement, CompoundKeys};
+use crate::registry::{Registry, RegistryError};
+use crate::store::{unix_now, ShredReason};
+
+/// The compound-state key holding the last broker sequence applied.
+const APPLIED: &str = "applied_seq";
+/// Counts older than this are not sent (the manager pages show two weeks).
+const COUNTS_HORIZON_SECS: i64 = 40 * 86_400;
+
+/// Errors of the link; each says what to check.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The client could not be set up (certificate files, broker address).
+    #[error("cannot set up the compound link to {broker}: {reason}; check [compound] broker, ca, cert and key")]
+    Setup {
+        /// The broker address.
+        broker: String,
+        /// Why.
+        reason: String,
+    },
+    /// The registry failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+/// Where and how a gate joins its compound (`[compound]` in the config).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LinkSettings {
+    /// This gate's name (unique in the compound).
+    pub gate: String,
+    /// The broker, e.g. `tls://gate-a.local:4222`.
+    pub broker: String,
+    /// The compound CA's certificate (the broker's certificate must chain to it).
+    pub ca: PathBuf,
+    /// This gate's client certificate.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    /// Face matching stops when the broker has not been heard from for this long.
+    pub offline_limit: Duration,
+    /// How often this gate's counts are sent.
+    pub counts_every: Duration,
+}
+
+/// Whether the face path may match, as the link sees it; shared with the gate's frame workers.
+#[derive(Debug)]
+pub struct LinkHealth {
+    origin: Instant,
+    limit: Duration,
+    /// Milliseconds since `origin` when the broker last answered; `u64::MAX` before the first answer.
+    last_heard_ms: AtomicU64,
+    caught_up: AtomicBool,
+    connected: AtomicBool,
+}
+
+impl LinkHealth {
+    /// A link not yet caught up: faces wait for the first synchronisation.
+    pub fn new(offline_limit: Duration) -> Self {
+        Self {
+            origin: Instant::now(),
+            limit: offline_limit,
+            last_heard_ms: AtomicU64::new(u64::MAX),
+            caught_up: AtomicBool::new(false),
+            connected: AtomicBool::new(false),
+        }
+    }
+
+    /// Faces may be matched only when every announcement the broker held at the last (re)connection has been
+    /// applied, and the broker answered within the offline limit. PIN, passes and the guard never ask.
+    pub fn face_matching_allowed(&self) -> bool {
+        self.caught_up.load(Ordering::Acquire) && self.silent_for().is_some_and(|silent| silent < self.limit)
+    }
+
+    /// How long since the broker last answered (`None`: never, since start).
+    pub fn silent_for(&self) -> Option<Duration> {
+        let heard = self.last_heard_ms.load(Ordering::Acquire);
+        (heard != u64::MAX).then(|| self.origin.elapsed().saturating_sub(Duration::from_millis(heard)))
+    }
+
+    /// Whether the client holds a connection to the broker now.
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    fn heard(&self) {
+        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.last_heard_ms.store(ms, Ordering::Release);
+    }
+}
+
+/// Why an announcement could not be applied.
+enum Apply {
+    /// Try again later (the store is busy or failed): the sequence is not advanced.
+    Retry(String),
+}
+
+struct Link {
+    settings: LinkSettings,
+    keys: CompoundKeys,
+    registry: Registry,
+    health: Arc<LinkHealth>,
+    applied: u64,
+    data_version: Option<i64>,
+    /// The broker's last sequence at the latest (re)connection: applied up to here means caught up.
+    target: Option<u64>,
+    face_was_allowed: bool,
+}
+
+/// Runs the link until `stop` completes. The registry must be this process's own connection (not the gate's):
+/// the gate reloads its gallery when the link changes the store.
+pub async fn run(
+    settings: LinkSettings,
+    keys: CompoundKeys,
+    registry: Registry,
+    health: Arc<LinkHealth>,
+    stop: impl Future<Output = ()>,
+) -> Result<(), LinkError> {
+    let setup = |reason: String| LinkError::Setup { broker: settings.broker.clone(), reason };
+    for (what, path) in [("ca", &settings.ca), ("cert", &settings.cert), ("key", &settings.key)] {
+        if !path.is_file() {
+            return Err(setup(format!("{what} file {} is missing (made by `facegate compound add-gate`)", path.display())));
+        }
+    }
+    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let client = async_nats::ConnectOptions::new()
+        .name(format!("facegate {}/{}", keys.compound(), settings.gate))
+        .add_root_certificates(settings.ca.clone())
+        .add_client_certificate(settings.cert.clone(), settings.key.clone())
+        .require_tls(true)
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .reconnect_delay_callback(|attempts| {
+            Duration::from_millis(u64::try_from(attempts).unwrap_or(u64::MAX).saturating_mul(200).min(2_000))
+        })
+        .ping_interval(Duration::from_secs(10))
+        .connection_timeout(Duration::from_secs(5))
+        .request_timeout(Some(Duration::from_secs(5)))
+        .event_callback(move |event| {
+            let tx = events_tx.clone();
+            async move {
+                let _ = tx.send(event);
+            }
+        })
+        .connect(settings.broker.as_str())
+        .await
+        .map_err(|e| setup(e.to_string()))?;
+    let js = jetstream::new(client.clone());
+    let applied = registry.store().compound_state(APPLIED).map_err(RegistryError::from)?.unwrap_or(0);
+    let data_version = registry.store().data_version().ok();
+    let beat_every = (settings.offline_limit / 10).clamp(Duration::from_millis(250), Duration::from_secs(5));
+    let counts_every = settings.counts_every;
+    let mut link = Link {
+        settings,
+        keys,
+        registry,
+        health,
+        applied: u64::try_from(applied).unwrap_or(0),
+        data_version,
+        target: None,
+        face_was_allowed: false,
+    };
+    tracing::info!(gate = %link.settings.gate, broker = %link.settings.broker, "compound link starting; faces wait for the first synchronisation");
+
+    let mut beat = tokio::time::interval(beat_every);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut outbox = tokio::time::interval(Duration::from_millis(200));
+    outbox.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut counts = tokio::time::interval(counts_every);
+    counts.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut messages: Option<consumer::pull::Ordered> = None;
+    let mut stream_ready = false;
+    let mut was_disconnected = false;
+    let mut broker_unreachable_logged = false;
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            Some(event) = events.recv() => match event {
+                async_nats::Event::Connected => {
+                    link.health.connected.store(true, Ordering::Release);
+                    if was_disconnected {
+                        // Whatever was announced meanwhile must be applied before a face is matched again.
+                        link.health.caught_up.store(false, Ordering::Release);
+                        link.target = None;
+                        tracing::info!("compound broker reconnected: applying what was missed before matching faces");
+                    }
+                    beat.reset_immediately();
+                }
+                async_nats::Event::Disconnected => {
+                    link.health.connected.store(false, Ordering::Release);
+                    was_disconnected = true;
+                    tracing::warn!(
+                        limit = ?link.settings.offline_limit,
+                        "compound broker unreachable: faces keep matching until the offline limit, PIN and passes always"
+                    );
+                }
+                other => tracing::debug!("compound link: {other}"),
+            },
+            _ = beat.tick() => {
+                let info = if stream_ready {
+                    tokio::time::timeout(Duration::from_secs(5), js.get_stream(link.keys.stream())).await
+                        .map_err(|_| "timed out".to_owned())
+                        .and_then(|r| r.map_err(|e| e.to_string()))
+                } else {
+                    let config = stream::Config {
+                        name: link.keys.stream(),
+                        subjects: vec![link.keys.subjects()],
+                        // One message per subject: a resident's tombstone replaces their template, a gate's
+                        // latest counts replace the earlier ones.
+                        max_messages_per_subject: 1,
+                        storage: stream::StorageType::File,
+                        // No gate may erase a tombstone through the API.
+                        deny_delete: true,
+                        deny_purge: true,
+                        ..Default::default()
+                    };
+                    tokio::time::timeout(Duration::from_secs(5), js.get_or_create_stream(config)).await
+                        .map_err(|_| "timed out".to_owned())
+                        .and_then(|r| r.map_err(|e| e.to_string()))
+                };
+                match info {
+                    Ok(stream) => {
+                        stream_ready = true;
+                        broker_unreachable_logged = false;
+                        link.health.heard();
+                        let last = stream.cached_info().state.last_sequence;
+                        if last < link.applied {
+                            tracing::error!(
+                                last, applied = link.applied,
+                                "the broker holds fewer announcements than this gate applied (its data was lost or replaced): reading them all again"
+                            );
+                            link.set_applied(0);
+                            messages = None;
+                        }
+                        if !link.health.caught_up.load(Ordering::Acquire) && link.target.is_none() {
+                            link.target = Some(last);
+                        }
+                        link.check_caught_up();
+                        if messages.is_none() {
+                            let config = consumer::pull::OrderedConfig {
+                                filter_subject: link.keys.subjects(),
+                                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                                    start_sequence: link.applied + 1,
+                                },
+                                ..Default::default()
+                            };
+                            match stream.create_consumer(config).await {
+                                Ok(c) => match c.messages().await {
+                                    Ok(m) => messages = Some(m),
+                                    Err(e) => tracing::warn!("compound consumer: {e}; retrying"),
+                                },
+                                Err(e) => tracing::warn!("compound consumer: {e}; retrying"),
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        if !broker_unreachable_logged {
+                            broker_unreachable_logged = true;
+                            tracing::warn!("compound broker not answering ({e}); retrying");
+                        }
+                    }
+                }
+                link.log_face_permission();
+            }
+            message = next_message(&mut messages) => match message {
+                Some(Ok(message)) => {
+                    link.health.heard();
+                    let (seq, pending) = match message.info() {
+                        Ok(info) => (info.stream_sequence, info.pending),
+                        Err(e) => {
+                            tracing::warn!("compound message without stream info: {e}");
+                            continue;
+                        }
+                    };
+                    if seq <= link.applied {
+                        continue;
+                    }
+                    let subject = message.subject.to_string();
+                    let outcome = tokio::task::block_in_place(|| link.apply(&subject, &message.payload));
+                    match outcome {
+                        Ok(()) => {
+                            link.set_applied(seq);
+                            if pending == 0 {
+                                // Nothing more on the broker right now: applied all it held.
+                                link.target = Some(seq);
+                            }
+                            link.check_caught_up();
+                            link.log_face_permission();
+                        }
+                        Err(Apply::Retry(why)) => {
+                            tracing::error!("cannot apply a compound announcement ({why}); retrying from it");
+                            messages = None;
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::warn!("compound messages interrupted ({e}); resuming after the last one applied");
+                    messages = None;
+                }
+                None => messages = None,
+            },
+            _ = outbox.tick() => link.send_outbox(&js).await,
+            _ = counts.tick() => link.send_counts(&js).await,
+        }
+    }
+    drop(messages);
+    let _ = client.drain().await;
+    Ok(())
+}
+
+async fn next_message(
+    messages: &mut Option<consumer::pull::Ordered>,
+) -> Option<Result<jetstream::Message, consumer::pull::OrderedError>> {
+    match messages {
+        Some(m) => m.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Link {
+    fn set_applied(&mut self, seq: u64) {
+        self.applied = seq;
+        if let Err(e) = self.registry.store_mut().set_compound_state(APPLIED, i64::try_from(seq).unwrap_or(i64::MAX))
+        {
+            // Not fatal: a restart re-applies from the last saved sequence; every announcement is idempotent.
+            tracing::warn!("cannot save the compound sequence: {e}");
+        }
+    }
+
+    fn check_caught_up(&mut self) {
+        if let Some(target) = self.target {
+            if self.applied >= target && !self.health.caught_up.swap(true, Ordering::AcqRel) {
+                self.target = None;
+                tracing::info!(applied = self.applied, "caught up with the compound");
+            }
+        }
+    }
+
+    fn log_face_permission(&mut self) {
+        let allowed = self.health.face_matching_allowed();
+        if allowed != self.face_was_allowed {
+            self.face_was_allowed = allowed;
+            if allowed {
+                tracing::info!("compound link in step: face matching on");
+            } else {
+                tracing::warn!(
+                    limit = ?self.settings.offline_limit,
+                    "compound link silent past the offline limit (or not caught up): face matching off; PIN, passes and the guard keep working"
+                );
+            }
+        }
+    }
+
+    fn reload_if_changed(&mut self) {
+        let now = self.registry.store().data_version().ok();
+        if now != self.data_version {
+            self.data_version = now;
+            if let Err(e) = self.registry.reload() {
+                tracing::warn!("compound link: reloading the registry failed: {e}");
+            }
+        }
+    }
+
+    /// Applies one announcement from the broker. One that does not open or is malformed is skipped with a
+    /// warning (a forged message can never shred or enrol anyone); a store failure is retried.
+    fn apply(&mut self, subject: &str, payload: &[u8]) -> Result<(), Apply> {
+        let announcement = match self.keys.open(subject, payload) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(subject, "compound announcement refused: {e}");
+                return Ok(());
+            }
+        };
+        if announcement.origin() == self.settings.gate {
+            return Ok(());
+        }
+        self.reload_if_changed();
+        let now = unix_now();
+        match announcement {
+            Announcement::Template { origin, resident, consent, template } => {
+                match self.registry.import_from_compound(&resident, &consent, &template, self.keys.rotation(), now) {
+                    Ok(Some(_)) => tracing::info!(from = %origin, "enrolment from the compound stored"),
+                    Ok(None) => tracing::info!(from = %origin, "enrolment from the compound older than a revocation here: ignored"),
+                    Err(RegistryError::Store(e)) => return Err(Apply::Retry(e.to_string())),
+                    Err(e) => tracing::warn!(from = %origin, "enrolment from the compound refused: {e}"),
+                }
+            }
+            Announcement::Shred { origin, resident, reason, .. } => {
+                match self.registry.shred_from_compound(&resident, reason, now) {
+                    Ok(Some(_)) => tracing::info!(
+                        from = %origin,
+                        reason = if reason == ShredReason::MovedOut { "moved out" } else { "revoked" },
+                        "revocation from the compound: template and key shredded here"
+                    ),
+                    Ok(None) => tracing::debug!(from = %origin, "revocation from the compound: nothing held here"),
+                    Err(e) => return Err(Apply::Retry(e.to_string())),
+                }
+            }
+            Announcement::Counts { origin, counts } => {
+                if let Err(e) = self.registry.store_mut().set_gate_counts(&origin, &counts) {
+                    return Err(Apply::Retry(e.to_string()));
+                }
+            }
+        }
+        self.data_version = self.registry.store().data_version().ok();
+        Ok(())
+    }
+
+    /// Sends what this device changed, oldest first; each entry leaves the outbox only once the broker has
+    /// stored it (acknowledged), so a broker outage or a crash loses nothing.
+    async fn send_outbox(&mut self, js: &jetstream::Context) {
+        let entries = tokio::task::block_in_place(|| {
+            self.reload_if_changed();
+            self.registry.store().outbox(32)
+        });
+        let entries = match entries {
+            Ok(entries) => entries,
+            Err(e) => {
+                tracing::warn!("compound outbox: {e}");
+                return;
+            }
+        };
+        for entry in entries {
+            let announcement = match entry.kind.as_str() {
+                "template" => {
+                    let template = self.registry.template_under(&entry.resident_id, self.keys.rotation());
+                    let consent = self.registry.store().live_consent(&entry.resident_id).ok().flatten();
+                    match (template, consent) {
+                        (Some(template), Some(consent)) => Announcement::Template {
+                            origin: self.settings.gate.clone(),
+                            resident: entry.resident_id.clone(),
+                            consent,
+                            template,
+                        },
+                        // Revoked since: its tombstone follows in the outbox.
+                        _ => {
+                            self.done(entry.seq);
+                            continue;
+                        }
+                    }
+                }
+                kind @ ("revoked" | "moved_out") => Announcement::Shred {
+                    origin: self.settings.gate.clone(),
+                    resident: entry.resident_id.clone(),
+                    reason: if kind == "moved_out" { ShredReason::MovedOut } else { ShredReason::Revoked },
+                    at: entry.at,
+                },
+                _ => {
+                    self.done(entry.seq);
+                    continue;
+                }
+            };
+            if !self.publish(js, &announcement).await {
+                return;
+            }
+            tracing::info!(kind = %entry.kind, "announced to the compound");
+            self.done(entry.seq);
+        }
+    }
+
+    fn done(&mut self, seq: i64) {
+        if let Err(e) = self.registry.store_mut().outbox_done(seq) {
+            tracing::warn!("compound outbox: {e}");
+        }
+    }
+
+    async fn send_counts(&mut self, js: &jetstream::Context) {
+        let now = unix_now();
+        let counts = match self.registry.store().passage_counts(now - COUNTS_HORIZON_SECS, now + 3_600) {
+            Ok(counts) => counts,
+            Err(e) => {
+                tracing::warn!("compound counts: {e}");
+                return;
+            }
+        };
+        let announcement = Announcement::Counts { origin: self.settings.gate.clone(), counts };
+        self.publish(js, &announcement).await;
+    }
+
+    async fn publish(&mut self, js: &jetstream::Context, announcement: &Announcement) -> bool {
+        let (subject, payload) = match self.keys.seal(announcement) {
+            Ok(sealed) => sealed,
+            Err(e) => {
+                tracing::error!("cannot seal an announcement: {e}");
+                return false;
+            }
+        };
+        let sent = tokio::time::timeout(Duration::from_secs(5), async {
+            js.publish(subject, payload.into()).await.map_err(|e| e.to_string())?.await.map_err(|e| e.to_string())
+        })
+        .await;
+        match sent {
+            Ok(Ok(_ack)) => {
+                self.health.heard();
+                true
+            }
+            Ok(Err(e)) => {
+                tracing::debug!("compound publish not acknowledged ({e}); kept for the next try");
+                false
+            }
+            Err(_) => {
+                tracing::debug!("compound publish timed out; kept for the next try");
+                false
+            }
+        }
+    }
+}
