@@ -16,6 +16,8 @@ command -v pip3 >/dev/null 2>&1 || python3 -m pip --version >/dev/null 2>&1 || n
 dpkg -s chromium >/dev/null 2>&1 || need+=(chromium)
 dpkg -s chromium-driver >/dev/null 2>&1 || need+=(chromium-driver)
 dpkg -s fonts-wqy-zenhei >/dev/null 2>&1 || need+=(fonts-wqy-zenhei)
+# The compound's broker: tests/compound.rs runs three gates over a real nats-server (JetStream) on loopback.
+command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need+=(nats-server)
 if [ ${#need[@]} -gt 0 ]; then
   echo "dev-setup: installing ${need[*]}"
   sudo_cmd=""

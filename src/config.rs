@@ -799,7 +799,10 @@ fn validate_compound(c: &RawCompound, key_dir: &Path) -> Result<CompoundConfig, 
         return Err(invalid("compound.gates", format!("does not list this gate ({})", c.gate)));
     }
     if !(c.broker.starts_with("tls://") && c.broker.len() > 6) {
-        return Err(invalid("compound.broker", format!("{:?} is not tls://host:port (the broker requires TLS)", c.broker)));
+        return Err(invalid(
+            "compound.broker",
+            format!("{:?} is not tls://host:port (the broker requires TLS)", c.broker),
+        ));
     }
     let duration = |key: &'static str, text: Option<&str>, default: Duration, range: (Duration, Duration)| {
         let value = match text {

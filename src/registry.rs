@@ -418,7 +418,8 @@ impl Registry {
         if !self.store.resident_exists(resident_id)? {
             return Ok(None);
         }
-        let holds_template = self.store.residents()?.iter().any(|r| r.id == resident_id && r.template_version.is_some());
+        let holds_template =
+            self.store.residents()?.iter().any(|r| r.id == resident_id && r.template_version.is_some());
         if !holds_template && !self.store.has_live_consent(resident_id)? {
             return Ok(None);
         }

@@ -1080,7 +1080,9 @@ impl Store {
     /// When the resident's consent was last withdrawn (or ended), if ever.
     pub fn last_revocation(&self, resident_id: &str) -> Result<Option<i64>> {
         self.conn
-            .query_row("SELECT MAX(revoked_at) FROM consent_records WHERE resident_id = ?1", [resident_id], |r| r.get(0))
+            .query_row("SELECT MAX(revoked_at) FROM consent_records WHERE resident_id = ?1", [resident_id], |r| {
+                r.get(0)
+            })
             .map_err(|e| self.err(&e))
     }
 

@@ -220,7 +220,8 @@ fn check_database(store: &Store) -> Check {
         Ok(tables) => {
             out.note(format!("{} tables, none holding images", tables.len()));
             for table in &tables {
-                if !KNOWN_TABLES.contains(&table.name.as_str()) && !table.name.starts_with("portal_")
+                if !KNOWN_TABLES.contains(&table.name.as_str())
+                    && !table.name.starts_with("portal_")
                     && !table.name.starts_with("compound_")
                 {
                     out.fail(format!("unknown table {}: nothing but facegate may write here", table.name));

@@ -302,12 +302,14 @@ fn offer(
     }
 }
 
-fn print_receipt(receipt: &RevocationReceipt, as_json: bool) {
+fn print_receipt(receipt: &RevocationReceipt, announced: Option<bool>, as_json: bool) {
+    let compound = announced.map(|done| if done { "announced" } else { "queued" });
     if as_json {
         println!(
             "{}",
             json!({"resident": receipt.resident_id, "revoked_at": receipt.revoked_at,
-                   "deleted": receipt.deleted, "verification_code": receipt.verification_code})
+                   "deleted": receipt.deleted, "verification_code": receipt.verification_code,
+                   "compound": compound})
         );
     } else {
         println!("receipt for resident {} ({}):", receipt.resident_id, date(receipt.revoked_at));
@@ -315,6 +317,16 @@ fn print_receipt(receipt: &RevocationReceipt, as_json: bool) {
             println!("  deleted: {item}");
         }
         println!("  verification code: {}", receipt.verification_code);
+        match announced {
+            Some(true) => {
+                println!("  every gate of the compound was told to shred it (the broker holds the tombstone)")
+            }
+            Some(false) => println!(
+                "  the other gates will be told as soon as the broker is reachable (queued); until then they stop \
+                 matching faces once past their offline limit"
+            ),
+            None => {}
+        }
     }
 }
 
@@ -322,15 +334,38 @@ fn print_receipt(receipt: &RevocationReceipt, as_json: bool) {
 pub fn revoke(config: &Config, args: &ResidentArgs) -> Result<std::process::ExitCode> {
     let mut registry = open_registry(config, &args.store, false)?;
     let receipt = registry.revoke(&args.resident, unix_now())?;
-    print_receipt(&receipt, args.store.json);
+    let announced = config.compound.as_ref().map(|_| wait_until_announced(&registry, &args.resident));
+    print_receipt(&receipt, announced, args.store.json);
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// In a compound, the daemon's link sends the tombstone queued with the revocation; the receipt says whether
+/// the broker has it (every gate then shreds) or it is still queued (the broker is unreachable: it is sent
+/// when it is back, and gates stop matching faces once past their offline limit).
+fn wait_until_announced(registry: &Registry, resident: &str) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let pending = registry
+            .store()
+            .outbox(10_000)
+            .map(|entries| entries.iter().any(|e| e.resident_id == resident && e.kind != "template"))
+            .unwrap_or(true);
+        if !pending {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 /// `facegate move-out`
 pub fn move_out(config: &Config, args: &ResidentArgs) -> Result<std::process::ExitCode> {
     let mut registry = open_registry(config, &args.store, false)?;
     let receipt = registry.move_out(&args.resident, unix_now())?;
-    print_receipt(&receipt, args.store.json);
+    let announced = config.compound.as_ref().map(|_| wait_until_announced(&registry, &args.resident));
+    print_receipt(&receipt, announced, args.store.json);
     Ok(std::process::ExitCode::SUCCESS)
 }
 
@@ -342,7 +377,8 @@ pub fn expire(config: &Config, args: &StoreArgs) -> Result<std::process::ExitCod
         println!("{} template(s) expired", receipts.len());
     }
     for receipt in &receipts {
-        print_receipt(receipt, args.json);
+        // Retention is counted per device: an expiry here is not announced to the compound.
+        print_receipt(receipt, None, args.json);
     }
     Ok(std::process::ExitCode::SUCCESS)
 }

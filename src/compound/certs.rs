@@ -198,14 +198,15 @@ pub fn add_gate(dir: &Path, gate: &str) -> Result<PathBuf, CertError> {
     let ca_key = KeyPair::from_pem(&ca_key_pem)?;
     let issuer = Issuer::new(ca_params(&compound), &ca_key);
     let gate_key = KeyPair::generate()?;
-    let cert = leaf_params(&compound, gate, Vec::new(), ExtendedKeyUsagePurpose::ClientAuth)?
-        .signed_by(&gate_key, &issuer)?;
+    let cert =
+        leaf_params(&compound, gate, Vec::new(), ExtendedKeyUsagePurpose::ClientAuth)?.signed_by(&gate_key, &issuer)?;
     let out = dir.join("gates").join(gate);
     write_file(&out.join("gate.pem"), cert.pem().as_bytes(), 0o644)?;
     write_file(&out.join("gate.key"), gate_key.serialize_pem().as_bytes(), 0o600)?;
     let ca = std::fs::read(dir.join("ca.pem")).map_err(io(&dir.join("ca.pem")))?;
     write_file(&out.join("ca.pem"), &ca, 0o644)?;
-    let secret = zeroize::Zeroizing::new(std::fs::read(dir.join("compound.key")).map_err(io(&dir.join("compound.key")))?);
+    let secret =
+        zeroize::Zeroizing::new(std::fs::read(dir.join("compound.key")).map_err(io(&dir.join("compound.key")))?);
     write_file(&out.join("compound.key"), &secret, 0o600)?;
     Ok(out)
 }
@@ -271,7 +272,8 @@ mod tests {
             )
             .build()
             .unwrap();
-            let leaf = rustls::pki_types::CertificateDer::from(pem_body(&std::fs::read(gate.join("gate.pem")).unwrap()));
+            let leaf =
+                rustls::pki_types::CertificateDer::from(pem_body(&std::fs::read(gate.join("gate.pem")).unwrap()));
             verifier.verify_client_cert(&leaf, &[], rustls::pki_types::UnixTime::now()).is_ok()
         };
         assert!(verify(&a), "the gate's certificate does not chain to its own compound's CA");

@@ -390,7 +390,12 @@ mod tests {
     #[test]
     fn tombstones_and_counts_round_trip() {
         let k = keys(1, "maple-court");
-        let tomb = Announcement::Shred { origin: "gate-b".into(), resident: "r-1".into(), reason: ShredReason::MovedOut, at: 9 };
+        let tomb = Announcement::Shred {
+            origin: "gate-b".into(),
+            resident: "r-1".into(),
+            reason: ShredReason::MovedOut,
+            at: 9,
+        };
         let (subject, payload) = k.seal(&tomb).unwrap();
         assert_eq!(subject, k.resident_subject("r-1"), "a tombstone replaces the template on the same subject");
         assert!(matches!(
@@ -398,7 +403,8 @@ mod tests {
             Announcement::Shred { reason: ShredReason::MovedOut, at: 9, .. }
         ));
         let counts = vec![PassageCount { hour_start: 3600, method: "pin".into(), outcome: "opened".into(), count: 12 }];
-        let (subject, payload) = k.seal(&Announcement::Counts { origin: "gate-c".into(), counts: counts.clone() }).unwrap();
+        let (subject, payload) =
+            k.seal(&Announcement::Counts { origin: "gate-c".into(), counts: counts.clone() }).unwrap();
         assert_eq!(subject, "facegate.maple-court.counts.gate-c");
         match k.open(&subject, &payload).unwrap() {
             Announcement::Counts { origin, counts: got } => assert_eq!((origin.as_str(), got), ("gate-c", counts)),
@@ -426,7 +432,12 @@ mod tests {
     fn a_template_under_another_transform_is_refused() {
         let k = keys(1, "maple-court");
         let foreign = ProtectedTemplate::from_values(unit_template(&k, 1).as_slice(), TransformId(42)).unwrap();
-        let a = Announcement::Template { origin: "gate-a".into(), resident: "r".into(), consent: consent(), template: foreign };
+        let a = Announcement::Template {
+            origin: "gate-a".into(),
+            resident: "r".into(),
+            consent: consent(),
+            template: foreign,
+        };
         assert!(matches!(k.seal(&a), Err(EnvelopeError::Content(_))));
     }
 

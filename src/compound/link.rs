@@ -121,6 +121,8 @@ struct Link {
     /// The broker's last sequence at the latest (re)connection: applied up to here means caught up.
     target: Option<u64>,
     face_was_allowed: bool,
+    /// Connections the client made so far (a change means a reconnection).
+    connects: u64,
 }
 
 /// Runs the link until `stop` completes. The registry must be this process's own connection (not the gate's):
@@ -135,10 +137,12 @@ pub async fn run(
     let setup = |reason: String| LinkError::Setup { broker: settings.broker.clone(), reason };
     for (what, path) in [("ca", &settings.ca), ("cert", &settings.cert), ("key", &settings.key)] {
         if !path.is_file() {
-            return Err(setup(format!("{what} file {} is missing (made by `facegate compound add-gate`)", path.display())));
+            return Err(setup(format!(
+                "{what} file {} is missing (made by `facegate compound add-gate`)",
+                path.display()
+            )));
         }
     }
-    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
     let client = async_nats::ConnectOptions::new()
         .name(format!("facegate {}/{}", keys.compound(), settings.gate))
         .add_root_certificates(settings.ca.clone())
@@ -152,12 +156,6 @@ pub async fn run(
         .ping_interval(Duration::from_secs(10))
         .connection_timeout(Duration::from_secs(5))
         .request_timeout(Some(Duration::from_secs(5)))
-        .event_callback(move |event| {
-            let tx = events_tx.clone();
-            async move {
-                let _ = tx.send(event);
-            }
-        })
         .connect(settings.broker.as_str())
         .await
         .map_err(|e| setup(e.to_string()))?;
@@ -175,6 +173,7 @@ pub async fn run(
         data_version,
         target: None,
         face_was_allowed: false,
+        connects: 0,
     };
     tracing::info!(gate = %link.settings.gate, broker = %link.settings.broker, "compound link starting; faces wait for the first synchronisation");
 
@@ -186,36 +185,24 @@ pub async fn run(
     counts.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut messages: Option<consumer::pull::Ordered> = None;
     let mut stream_ready = false;
-    let mut was_disconnected = false;
     let mut broker_unreachable_logged = false;
     tokio::pin!(stop);
     loop {
         tokio::select! {
             () = &mut stop => break,
-            Some(event) = events.recv() => match event {
-                async_nats::Event::Connected => {
-                    link.health.connected.store(true, Ordering::Release);
-                    if was_disconnected {
-                        // Whatever was announced meanwhile must be applied before a face is matched again.
-                        link.health.caught_up.store(false, Ordering::Release);
-                        link.target = None;
-                        tracing::info!("compound broker reconnected: applying what was missed before matching faces");
-                    }
-                    beat.reset_immediately();
-                }
-                async_nats::Event::Disconnected => {
-                    link.health.connected.store(false, Ordering::Release);
-                    was_disconnected = true;
-                    tracing::warn!(
-                        limit = ?link.settings.offline_limit,
-                        "compound broker unreachable: faces keep matching until the offline limit, PIN and passes always"
-                    );
-                }
-                other => tracing::debug!("compound link: {other}"),
-            },
             _ = beat.tick() => {
+                if link.observe_connection(&client) {
+                    // A fresh consumer from this gate's own last sequence: the broker may have restarted and
+                    // lost the old (ephemeral) one.
+                    messages = None;
+                }
+                // Nothing to ask while the client has no connection: the loop must never wait on one.
+                if !link.health.connected() {
+                    link.log_face_permission();
+                    continue;
+                }
                 let info = if stream_ready {
-                    tokio::time::timeout(Duration::from_secs(5), js.get_stream(link.keys.stream())).await
+                    tokio::time::timeout(Duration::from_secs(2), js.get_stream(link.keys.stream())).await
                         .map_err(|_| "timed out".to_owned())
                         .and_then(|r| r.map_err(|e| e.to_string()))
                 } else {
@@ -231,7 +218,7 @@ pub async fn run(
                         deny_purge: true,
                         ..Default::default()
                     };
-                    tokio::time::timeout(Duration::from_secs(5), js.get_or_create_stream(config)).await
+                    tokio::time::timeout(Duration::from_secs(2), js.get_or_create_stream(config)).await
                         .map_err(|_| "timed out".to_owned())
                         .and_then(|r| r.map_err(|e| e.to_string()))
                 };
@@ -261,11 +248,11 @@ pub async fn run(
                                 },
                                 ..Default::default()
                             };
-                            match stream.create_consumer(config).await {
-                                Ok(c) => match c.messages().await {
-                                    Ok(m) => messages = Some(m),
-                                    Err(e) => tracing::warn!("compound consumer: {e}; retrying"),
-                                },
+                            let created = tokio::time::timeout(Duration::from_secs(2), async {
+                                stream.create_consumer(config).await.map_err(|e| e.to_string())?.messages().await.map_err(|e| e.to_string())
+                            }).await.unwrap_or_else(|_| Err("timed out".into()));
+                            match created {
+                                Ok(m) => messages = Some(m),
                                 Err(e) => tracing::warn!("compound consumer: {e}; retrying"),
                             }
                         }
@@ -281,6 +268,12 @@ pub async fn run(
             }
             message = next_message(&mut messages) => match message {
                 Some(Ok(message)) => {
+                    if link.observe_connection(&client) {
+                        // Delivered over a new connection: start again from the last applied, with faces off.
+                        messages = None;
+                        beat.reset_immediately();
+                        continue;
+                    }
                     link.health.heard();
                     let (seq, pending) = match message.info() {
                         Ok(info) => (info.stream_sequence, info.pending),
@@ -317,7 +310,14 @@ pub async fn run(
                 }
                 None => messages = None,
             },
-            _ = outbox.tick() => link.send_outbox(&js).await,
+            _ = outbox.tick() => {
+                if link.observe_connection(&client) {
+                    messages = None;
+                    beat.reset_immediately();
+                }
+                link.log_face_permission();
+                link.send_outbox(&js).await;
+            }
             _ = counts.tick() => link.send_counts(&js).await,
         }
     }
@@ -336,10 +336,36 @@ async fn next_message(
 }
 
 impl Link {
+    /// Reads the client's connection state. A new connection (the client counts them) after the first means
+    /// announcements may have been missed: faces wait until everything the broker holds is applied. Returns
+    /// whether the client has reconnected since the last look.
+    fn observe_connection(&mut self, client: &async_nats::Client) -> bool {
+        let connected = client.connection_state() == async_nats::connection::State::Connected;
+        let was = self.health.connected.swap(connected, Ordering::AcqRel);
+        if was && !connected {
+            tracing::warn!(
+                limit = ?self.settings.offline_limit,
+                "compound broker unreachable: faces keep matching until the offline limit, PIN and passes always"
+            );
+        }
+        let connects = client.statistics().connects.load(Ordering::Relaxed);
+        if connects == self.connects {
+            return false;
+        }
+        let reconnected = self.connects > 0;
+        if reconnected {
+            // Whatever was announced meanwhile must be applied before a face is matched again.
+            self.health.caught_up.store(false, Ordering::Release);
+            self.target = None;
+            tracing::info!("compound broker reconnected: applying what was missed before matching faces");
+        }
+        self.connects = connects;
+        reconnected
+    }
+
     fn set_applied(&mut self, seq: u64) {
         self.applied = seq;
-        if let Err(e) = self.registry.store_mut().set_compound_state(APPLIED, i64::try_from(seq).unwrap_or(i64::MAX))
-        {
+        if let Err(e) = self.registry.store_mut().set_compound_state(APPLIED, i64::try_from(seq).unwrap_or(i64::MAX)) {
             // Not fatal: a restart re-applies from the last saved sequence; every announcement is idempotent.
             tracing::warn!("cannot save the compound sequence: {e}");
         }
@@ -398,7 +424,9 @@ impl Link {
             Announcement::Template { origin, resident, consent, template } => {
                 match self.registry.import_from_compound(&resident, &consent, &template, self.keys.rotation(), now) {
                     Ok(Some(_)) => tracing::info!(from = %origin, "enrolment from the compound stored"),
-                    Ok(None) => tracing::info!(from = %origin, "enrolment from the compound older than a revocation here: ignored"),
+                    Ok(None) => {
+                        tracing::info!(from = %origin, "enrolment from the compound older than a revocation here: ignored")
+                    }
                     Err(RegistryError::Store(e)) => return Err(Apply::Retry(e.to_string())),
                     Err(e) => tracing::warn!(from = %origin, "enrolment from the compound refused: {e}"),
                 }
@@ -496,6 +524,9 @@ impl Link {
     }
 
     async fn publish(&mut self, js: &jetstream::Context, announcement: &Announcement) -> bool {
+        if !self.health.connected() {
+            return false;
+        }
         let (subject, payload) = match self.keys.seal(announcement) {
             Ok(sealed) => sealed,
             Err(e) => {
@@ -503,7 +534,7 @@ impl Link {
                 return false;
             }
         };
-        let sent = tokio::time::timeout(Duration::from_secs(5), async {
+        let sent = tokio::time::timeout(Duration::from_secs(2), async {
             js.publish(subject, payload.into()).await.map_err(|e| e.to_string())?.await.map_err(|e| e.to_string())
         })
         .await;
