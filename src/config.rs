@@ -856,6 +856,30 @@ mod tests {
     }
 
     #[test]
+    fn a_compound_section_is_validated_and_names_the_devices_in_the_notice() {
+        let base = "[store]\nmaster_key = \"/k/master.key\"\n[compound]\nname = \"maple-court\"\ngate = \"gate-b\"\n";
+        let c =
+            parse(&format!("{base}broker = \"tls://gate-a.local:4222\"\ngates = [\"gate-a\", \"gate-b\"]\n")).unwrap();
+        let compound = c.compound.unwrap();
+        assert_eq!(compound.link.offline_limit, Duration::from_secs(300));
+        assert_eq!(compound.link.cert, PathBuf::from("/k/compound/gate.pem"));
+        assert_eq!(compound.secret, PathBuf::from("/k/compound/compound.key"));
+        assert_eq!(c.portal.templates_held_on, "the 2 gates of this compound (gate-a, gate-b)");
+        assert!(parse("").unwrap().compound.is_none());
+        for (extra, key) in [
+            ("broker = \"nats://gate-a:4222\"\n", "compound.broker"),
+            ("broker = \"tls://a:4222\"\ngates = [\"gate-a\"]\n", "compound.gates"),
+            ("broker = \"tls://a:4222\"\noffline_limit = \"1s\"\n", "compound.offline_limit"),
+            ("broker = \"tls://a:4222\"\noffline_limit = \"soon\"\n", "compound.offline_limit"),
+        ] {
+            let err = parse(&format!("{base}{extra}")).unwrap_err().to_string();
+            assert!(err.contains(key), "{extra}: {err}");
+        }
+        let err = parse("[compound]\nname = \"Maple Court\"\ngate = \"a\"\nbroker = \"tls://a:1\"\n").unwrap_err();
+        assert!(err.to_string().contains("compound.name"), "{err}");
+    }
+
+    #[test]
     fn an_empty_file_gives_the_defaults() {
         let c = parse("").unwrap();
         assert_eq!(c.match_threshold.get(), DEFAULT_MATCH_THRESHOLD);

@@ -230,7 +230,6 @@ pub fn compound_name(dir: &Path) -> Result<String, CertError> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use rustls::server::danger::ClientCertVerifier;
     use std::os::unix::fs::PermissionsExt;
 
     #[test]

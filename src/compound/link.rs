@@ -554,3 +554,23 @@ impl Link {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faces_wait_for_the_first_sync_and_stop_past_the_offline_limit() {
+        let health = LinkHealth::new(Duration::from_millis(150));
+        assert!(!health.face_matching_allowed(), "before any word from the broker");
+        health.heard();
+        assert!(!health.face_matching_allowed(), "heard but not caught up");
+        health.caught_up.store(true, Ordering::Release);
+        assert!(health.face_matching_allowed());
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!health.face_matching_allowed(), "silent past the limit");
+        assert!(health.silent_for().is_some_and(|d| d >= Duration::from_millis(150)));
+        health.heard();
+        assert!(health.face_matching_allowed());
+    }
+}
