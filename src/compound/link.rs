@@ -123,6 +123,8 @@ struct Link {
     face_was_allowed: bool,
     /// Connections the client made so far (a change means a reconnection).
     connects: u64,
+    /// The counts last sent.
+    last_counts: Option<Vec<crate::store::PassageCount>>,
 }
 
 /// Runs the link until `stop` completes. The registry must be this process's own connection (not the gate's):
@@ -174,6 +176,7 @@ pub async fn run(
         target: None,
         face_was_allowed: false,
         connects: 0,
+        last_counts: None,
     };
     tracing::info!(gate = %link.settings.gate, broker = %link.settings.broker, "compound link starting; faces wait for the first synchronisation");
 
@@ -519,8 +522,16 @@ impl Link {
                 return;
             }
         };
+        // Unchanged counts are not sent again: every message makes every gate write its sequence.
+        if self.last_counts.as_ref() == Some(&counts) {
+            return;
+        }
         let announcement = Announcement::Counts { origin: self.settings.gate.clone(), counts };
-        self.publish(js, &announcement).await;
+        if self.publish(js, &announcement).await {
+            if let Announcement::Counts { counts, .. } = announcement {
+                self.last_counts = Some(counts);
+            }
+        }
     }
 
     async fn publish(&mut self, js: &jetstream::Context, announcement: &Announcement) -> bool {
