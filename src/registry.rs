@@ -567,6 +567,38 @@ mod tests {
     }
 
     #[test]
+    fn a_template_carried_through_the_compound_transform_matches_at_another_gate_until_revoked() {
+        let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (mut gate_a, mut gate_b) = (open(a_dir.path()), open(b_dir.path()));
+        assert_ne!(gate_a.transform_id(), gate_b.transform_id(), "each device has its own transform");
+        let compound = Rotation::from_key(&TransformKey::from_bytes([9; 32]));
+        gate_a.set_replicated(true);
+        gate_a.record_consent("r-1", None, &consent(1_000), 1_000).unwrap();
+        gate_a.enrol("r-1", &face(1, 0.1), 1_000).unwrap();
+        assert!(gate_a.template_under("r-2", &compound).is_none());
+        let travelling = gate_a.template_under("r-1", &compound).unwrap();
+        assert_eq!(travelling.transform(), compound.id());
+
+        let stored = gate_b.import_from_compound("r-1", &consent(1_000), &travelling, &compound, 1_001).unwrap();
+        assert_eq!(stored.map(|r| r.version), Some(1));
+        assert!(gate_b.store().outbox(10).unwrap().is_empty(), "an imported enrolment was queued again");
+        let found = gate_b.identify(&face(1, 0.12)).unwrap();
+        assert_eq!(found.resident_id, "r-1");
+        assert!(found.score > 0.99, "{}", found.score);
+        assert!(gate_b.identify(&face(2, 0.1)).is_none());
+
+        assert!(gate_b.shred_from_compound("r-1", ShredReason::Revoked, 1_002).unwrap().is_some());
+        assert!(gate_b.identify(&face(1, 0.12)).is_none());
+        assert!(gate_b.shred_from_compound("r-1", ShredReason::Revoked, 1_003).unwrap().is_none(), "twice");
+        assert!(gate_b.shred_from_compound("never-here", ShredReason::Revoked, 1_003).unwrap().is_none());
+        // An enrolment that crossed the revocation (its consent is older) is ignored; a fresh consent is not.
+        assert!(gate_b.import_from_compound("r-1", &consent(1_000), &travelling, &compound, 1_004).unwrap().is_none());
+        assert!(gate_b.identify(&face(1, 0.12)).is_none());
+        assert!(gate_b.import_from_compound("r-1", &consent(1_005), &travelling, &compound, 1_005).unwrap().is_some());
+        assert_eq!(gate_b.identify(&face(1, 0.12)).unwrap().resident_id, "r-1");
+    }
+
+    #[test]
     fn consent_enrol_identify_revoke() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("data")).unwrap();

@@ -979,13 +979,16 @@ impl Store {
 
     /// The hourly counts in `[from, to)`, oldest first.
     pub fn passage_counts(&self, from: i64, to: i64) -> Result<Vec<PassageCount>> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT hour_start, method, outcome, count FROM passage_counts
-                 WHERE hour_start >= ?1 AND hour_start < ?2 ORDER BY hour_start, method, outcome",
-            )
-            .map_err(|e| self.err(&e))?;
+        self.counts_query(
+            "SELECT hour_start, method, outcome, count FROM passage_counts
+             WHERE hour_start >= ?1 AND hour_start < ?2 ORDER BY hour_start, method, outcome",
+            from,
+            to,
+        )
+    }
+
+    fn counts_query(&self, sql: &str, from: i64, to: i64) -> Result<Vec<PassageCount>> {
+        let mut stmt = self.conn.prepare(sql).map_err(|e| self.err(&e))?;
         let rows = stmt
             .query_map([from, to], |r| {
                 Ok(PassageCount { hour_start: r.get(0)?, method: r.get(1)?, outcome: r.get(2)?, count: r.get(3)? })
@@ -997,22 +1000,15 @@ impl Store {
     /// The hourly counts in `[from, to)` of this gate and of every other gate of the compound (their latest
     /// reports), summed per cell, oldest first. Alone, this is [`Store::passage_counts`].
     pub fn compound_passage_counts(&self, from: i64, to: i64) -> Result<Vec<PassageCount>> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT hour_start, method, outcome, SUM(count) FROM (
-                     SELECT hour_start, method, outcome, count FROM passage_counts
-                     UNION ALL SELECT hour_start, method, outcome, count FROM compound_counts)
-                 WHERE hour_start >= ?1 AND hour_start < ?2
-                 GROUP BY hour_start, method, outcome ORDER BY hour_start, method, outcome",
-            )
-            .map_err(|e| self.err(&e))?;
-        let rows = stmt
-            .query_map([from, to], |r| {
-                Ok(PassageCount { hour_start: r.get(0)?, method: r.get(1)?, outcome: r.get(2)?, count: r.get(3)? })
-            })
-            .map_err(|e| self.err(&e))?;
-        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(&e))
+        self.counts_query(
+            "SELECT hour_start, method, outcome, SUM(count) FROM (
+                 SELECT hour_start, method, outcome, count FROM passage_counts
+                 UNION ALL SELECT hour_start, method, outcome, count FROM compound_counts)
+             WHERE hour_start >= ?1 AND hour_start < ?2
+             GROUP BY hour_start, method, outcome ORDER BY hour_start, method, outcome",
+            from,
+            to,
+        )
     }
 
     /// Replaces what is known of another gate's hourly counts by its latest report.
@@ -1833,6 +1829,73 @@ mod tests {
         // 2 consents, 2 enrolments, the revocation and its key rotation.
         assert_eq!(store.verify_audit_chain().unwrap(), 6);
         store.integrity_check().unwrap();
+    }
+
+    #[test]
+    fn replicated_changes_are_queued_in_their_transaction_and_received_ones_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("facegate.sqlite")).unwrap();
+        let master = AeadKey::generate();
+        let rotation = Rotation::from_key(&TransformKey::from_bytes([5; 32]));
+        let next = AeadKey::generate();
+        let next_transform = TransformKey::from_bytes([6; 32]);
+        let renewal = rotation.renewal_to(&Rotation::from_key(&next_transform));
+        let rekey = Rekey { old_master: &master, new_master: &next, new_transform: &next_transform, renewal: &renewal };
+        for id in ["local", "received", "standalone"] {
+            store.add_resident(id, None, 100).unwrap();
+            store.grant_consent(id, &consent(100)).unwrap();
+        }
+        // Not replicated: nothing queued.
+        store.store_template("standalone", &rotation.protect(&embedding(3)), &master, 100).unwrap();
+        assert!(store.outbox(10).unwrap().is_empty());
+        store.set_replicated(true);
+        store.store_template("local", &rotation.protect(&embedding(1)), &master, 101).unwrap();
+        store
+            .store_template_from("received", &rotation.protect(&embedding(2)), &master, 101, ChangeOrigin::Compound)
+            .unwrap();
+        store.revoke_and_shred("local", 102, &rekey).unwrap();
+        let queued: Vec<(String, String)> =
+            store.outbox(10).unwrap().into_iter().map(|e| (e.kind, e.resident_id)).collect();
+        assert_eq!(queued, [("template".into(), "local".into()), ("revoked".into(), "local".into())]);
+        let receipt = store
+            .shred_from_compound(
+                "received",
+                ShredReason::MovedOut,
+                103,
+                &Rekey {
+                    old_master: &next,
+                    new_master: &master,
+                    new_transform: &TransformKey::from_bytes([5; 32]),
+                    renewal: &Rotation::from_key(&next_transform).renewal_to(&rotation),
+                },
+            )
+            .unwrap();
+        assert!(receipt.deleted.contains(&"sealed face template"));
+        assert_eq!(store.outbox(10).unwrap().len(), 2, "a shred received from the compound was queued again");
+        assert_eq!(store.last_revocation("received").unwrap(), Some(103));
+        let first = store.outbox(1).unwrap()[0].seq;
+        store.outbox_done(first).unwrap();
+        assert_eq!(store.outbox(10).unwrap()[0].kind, "revoked");
+        assert!(
+            store.audit_events(&["enrol (from the compound)", "expire (moved out) (from the compound)"]).unwrap().len()
+                == 2
+        );
+    }
+
+    #[test]
+    fn compound_counts_add_every_gates_latest_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("facegate.sqlite")).unwrap();
+        store.count_passage(3_600 * 10 + 5, EntryMethod::Pin, PassageOutcome::Opened).unwrap();
+        let cell = |count| PassageCount { hour_start: 36_000, method: "pin".into(), outcome: "opened".into(), count };
+        store.set_gate_counts("gate-b", &[cell(4)]).unwrap();
+        store.set_gate_counts("gate-c", &[cell(7)]).unwrap();
+        store.set_gate_counts("gate-b", &[cell(5)]).unwrap(); // a later report replaces the earlier one
+        assert_eq!(store.passage_counts(0, 100_000).unwrap(), vec![cell(1)]);
+        assert_eq!(store.compound_passage_counts(0, 100_000).unwrap(), vec![cell(13)]);
+        store.set_compound_state("applied_seq", 42).unwrap();
+        assert_eq!(store.compound_state("applied_seq").unwrap(), Some(42));
+        assert_eq!(store.compound_state("other").unwrap(), None);
     }
 
     #[test]

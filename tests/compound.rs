@@ -39,22 +39,9 @@ fn nats_server() -> PathBuf {
     })
 }
 
+/// Runs the binary and insists that it succeeds.
 fn facegate(args: &[&str], stdin: Option<&str>) -> std::process::Output {
-    let mut child = Command::new(BIN)
-        .args(["--models", common::models_dir().to_str().unwrap()])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .env_remove("FACEGATE_MASTER_PASSPHRASE")
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).unwrap();
-    }
-    drop(input);
-    let out = child.wait_with_output().unwrap();
+    let out = common::daemon::facegate(None, args, stdin);
     assert!(out.status.success(), "facegate {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     out
 }

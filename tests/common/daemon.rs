@@ -45,9 +45,14 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn facegate(config: &Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
-    let mut child = Command::new(BIN)
-        .args(["--config", config.to_str().unwrap(), "--models", super::models_dir().to_str().unwrap()])
+/// Runs the binary with the test models (and `--config` when given), feeding `stdin`; returns its output.
+pub fn facegate(config: Option<&Path>, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    let mut command = Command::new(BIN);
+    if let Some(config) = config {
+        command.args(["--config", config.to_str().unwrap()]);
+    }
+    let mut child = command
+        .args(["--models", super::models_dir().to_str().unwrap()])
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -55,9 +60,11 @@ fn facegate(config: &Path, args: &[&str], stdin: Option<&str>) -> std::process::
         .env_remove("FACEGATE_MASTER_PASSPHRASE")
         .spawn()
         .unwrap();
+    let mut input = child.stdin.take().unwrap();
     if let Some(text) = stdin {
-        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        input.write_all(text.as_bytes()).unwrap();
     }
+    drop(input);
     child.wait_with_output().unwrap()
 }
 
@@ -85,7 +92,7 @@ pub fn start_gate(frames: &[PathBuf]) -> Gate {
     )
     .unwrap();
     for ((name, password), role) in [(MANAGER, "manager"), (AUDITOR, "auditor")] {
-        let out = facegate(&config, &["account", "--name", name, "--role", role], Some(&format!("{password}\n")));
+        let out = facegate(Some(&config), &["account", "--name", name, "--role", role], Some(&format!("{password}\n")));
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
     let child = Command::new(BIN)
