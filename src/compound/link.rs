@@ -325,7 +325,8 @@ pub async fn run(
         }
     }
     drop(messages);
-    let _ = client.drain().await;
+    // Never hold the daemon's shutdown on an unreachable broker.
+    let _ = tokio::time::timeout(Duration::from_secs(2), client.drain()).await;
     Ok(())
 }
 
