@@ -1011,6 +1011,16 @@ impl Store {
         )
     }
 
+    /// The other gates whose counts arrived, with how many hourly cells each reported.
+    pub fn compound_gates(&self) -> Result<Vec<(String, i64)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT gate, COUNT(*) FROM compound_counts GROUP BY gate ORDER BY gate")
+            .map_err(|e| self.err(&e))?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(|e| self.err(&e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(&e))
+    }
+
     /// Replaces what is known of another gate's hourly counts by its latest report.
     pub fn set_gate_counts(&mut self, gate: &str, counts: &[PassageCount]) -> Result<()> {
         let path = self.path.clone();
@@ -1893,6 +1903,7 @@ mod tests {
         store.set_gate_counts("gate-b", &[cell(5)]).unwrap(); // a later report replaces the earlier one
         assert_eq!(store.passage_counts(0, 100_000).unwrap(), vec![cell(1)]);
         assert_eq!(store.compound_passage_counts(0, 100_000).unwrap(), vec![cell(13)]);
+        assert_eq!(store.compound_gates().unwrap(), [("gate-b".to_owned(), 1), ("gate-c".to_owned(), 1)]);
         store.set_compound_state("applied_seq", 42).unwrap();
         assert_eq!(store.compound_state("applied_seq").unwrap(), Some(42));
         assert_eq!(store.compound_state("other").unwrap(), None);

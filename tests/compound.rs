@@ -436,15 +436,22 @@ fn three_gates_enrol_once_revoke_everywhere_survive_cuts_and_restarts() {
     }
 
     // 2. Revoke X at gate B: no gate opens for X from 2 s on (every camera still sees X).
-    let out = gates[1].cli(&["revoke", "--resident", "r-x", "--json"], None);
+    // Timed from the moment the command starts (it opens the store, shreds, rotates keys, waits for the
+    // broker's acknowledgement).
     let revoked = Instant::now();
+    let out = gates[1].cli(&["revoke", "--resident", "r-x", "--json"], None);
+    eprintln!("revoke command took {:?}", revoked.elapsed());
     let receipt: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(receipt["resident"], "r-x");
     assert_eq!(receipt["compound"], "announced", "{receipt}");
     std::thread::sleep(Duration::from_secs(8));
     for gate in [&gates[0], &gates[2]] {
         let applied = gate.wait_for("revocation from the compound", revoked - Duration::from_secs(1), Duration::ZERO);
-        eprintln!("revoked at B -> shredded at {} after {:?}", gate.name, applied.saturating_duration_since(revoked));
+        eprintln!(
+            "revoke started at B -> shredded at {} after {:?}",
+            gate.name,
+            applied.saturating_duration_since(revoked)
+        );
     }
     for gate in &gates {
         let late = gate.lines_since(FACE_OPENED, revoked + Duration::from_secs(2));
@@ -538,6 +545,14 @@ fn three_gates_enrol_once_revoke_everywhere_survive_cuts_and_restarts() {
         pins(store_a.compound_passage_counts(day, day + 2 * 86_400).unwrap()) >= 3,
         "gate C's counts did not reach A"
     );
+    // The installer's view: nothing left to send, sequences applied, the other gates' counts known.
+    let status: serde_json::Value =
+        serde_json::from_slice(&gates[1].cli(&["compound", "status", "--json"], None).stdout).unwrap();
+    assert_eq!(status["outbox"], 0, "{status}");
+    assert!(status["applied_sequence"].as_u64().unwrap() > 5, "{status}");
+    let reporting: Vec<&str> =
+        status["gates_reporting_counts"].as_array().unwrap().iter().map(|g| g["gate"].as_str().unwrap()).collect();
+    assert!(reporting.contains(&"gate-c"), "{status}");
     stop_observing.store(true, Ordering::SeqCst);
     let seen = observer.join().unwrap();
     broker.stop();

@@ -3,10 +3,13 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 
+use super::residents::StoreArgs;
 use crate::compound::certs::{self, BrokerPlan};
+use crate::config::Config;
+use crate::store::Store;
 
 /// `facegate compound`
 #[derive(Debug, Subcommand)]
@@ -16,6 +19,9 @@ pub enum CompoundCommand {
     Init(InitArgs),
     /// Issue a gate's client certificate; writes `gates/<GATE>/` to copy into that gate's key folder.
     AddGate(AddGateArgs),
+    /// This gate's view of the compound, from its database: changes still waiting for the broker, the last
+    /// broker sequence applied, the other gates whose counts arrived. Reads nothing else, sends nothing.
+    Status(StoreArgs),
 }
 
 /// `facegate compound init`
@@ -54,8 +60,9 @@ pub struct AddGateArgs {
 }
 
 /// Runs a `compound` subcommand.
-pub fn run(command: &CompoundCommand) -> Result<std::process::ExitCode> {
+pub fn run(config: &Config, command: &CompoundCommand) -> Result<std::process::ExitCode> {
     match command {
+        CompoundCommand::Status(args) => status(config, args)?,
         CompoundCommand::Init(args) => {
             let mut plan = BrokerPlan {
                 listen: args.listen.clone(),
@@ -83,4 +90,40 @@ pub fn run(command: &CompoundCommand) -> Result<std::process::ExitCode> {
         }
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn status(config: &Config, args: &StoreArgs) -> Result<()> {
+    let Some(compound) = &config.compound else {
+        bail!("this device is not in a compound: add a [compound] section to its config (deploy/broker/README.md)");
+    };
+    let store = Store::open_existing(args.db.as_ref().unwrap_or(&config.database))?;
+    let outbox = store.outbox(100_000)?;
+    let applied = store.compound_state("applied_seq")?.unwrap_or(0);
+    let gates = store.compound_gates()?;
+    if args.json {
+        let gates: Vec<_> =
+            gates.iter().map(|(gate, cells)| serde_json::json!({"gate": gate, "cells": cells})).collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "compound": compound.name, "gate": compound.link.gate, "broker": compound.link.broker,
+                "offline_limit_s": compound.link.offline_limit.as_secs(), "applied_sequence": applied,
+                "outbox": outbox.len(), "gates_reporting_counts": gates,
+            })
+        );
+        return Ok(());
+    }
+    println!("compound {}, gate {}, broker {}", compound.name, compound.link.gate, compound.link.broker);
+    println!(
+        "offline limit {}; last broker sequence applied: {applied}",
+        humantime::format_duration(compound.link.offline_limit)
+    );
+    println!("outbox: {} change(s) waiting for the broker", outbox.len());
+    if gates.is_empty() {
+        println!("no other gate's counts received yet");
+    }
+    for (gate, cells) in gates {
+        println!("counts received from {gate}: {cells} hourly cell(s)");
+    }
+    Ok(())
 }

@@ -165,7 +165,7 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Audit(args) => audit::audit(&config, &args),
         Command::Account(args) => portal::account(&config, &args),
         Command::Signage(args) => portal::signage(&config, &args),
-        Command::Compound(command) => compound::run(&command),
+        Command::Compound(command) => compound::run(&config, &command),
     }
 }
 
