@@ -414,13 +414,13 @@ impl Registry {
         reason: ShredReason,
         now: i64,
     ) -> Result<Option<RevocationReceipt>> {
+        // The gallery holds exactly the live templates: no need to list every resident to know.
+        let matchable = self.slot_of.contains_key(resident_id);
         self.drop_from_gallery(resident_id);
         if !self.store.resident_exists(resident_id)? {
             return Ok(None);
         }
-        let holds_template =
-            self.store.residents()?.iter().any(|r| r.id == resident_id && r.template_version.is_some());
-        if !holds_template && !self.store.has_live_consent(resident_id)? {
+        if !matchable && !self.store.has_live_consent(resident_id)? {
             return Ok(None);
         }
         self.with_new_keys(|store, rekey| store.shred_from_compound(resident_id, reason, now, rekey)).map(Some)

@@ -125,6 +125,9 @@ struct Link {
     connects: u64,
     /// The counts last sent.
     last_counts: Option<Vec<crate::store::PassageCount>>,
+    /// Whether the outbox may hold entries to send (checked at start, after other connections' commits, and
+    /// until a pass drains it).
+    outbox_dirty: bool,
 }
 
 /// Runs the link until `stop` completes. The registry must be this process's own connection (not the gate's):
@@ -177,6 +180,7 @@ pub async fn run(
         face_was_allowed: false,
         connects: 0,
         last_counts: None,
+        outbox_dirty: true,
     };
     tracing::info!(gate = %link.settings.gate, broker = %link.settings.broker, "compound link starting; faces wait for the first synchronisation");
 
@@ -399,10 +403,13 @@ impl Link {
         }
     }
 
+    /// Follows changes other connections (the CLI, the portal) made: reloads the registry and notes that the
+    /// outbox may hold something new (only they write it).
     fn reload_if_changed(&mut self) {
         let now = self.registry.store().data_version().ok();
         if now != self.data_version {
             self.data_version = now;
+            self.outbox_dirty = true;
             if let Err(e) = self.registry.reload() {
                 tracing::warn!("compound link: reloading the registry failed: {e}");
             }
@@ -452,24 +459,31 @@ impl Link {
                 }
             }
         }
-        self.data_version = self.registry.store().data_version().ok();
         Ok(())
     }
 
     /// Sends what this device changed, oldest first; each entry leaves the outbox only once the broker has
     /// stored it (acknowledged), so a broker outage or a crash loses nothing.
     async fn send_outbox(&mut self, js: &jetstream::Context) {
+        const BATCH: usize = 32;
         let entries = tokio::task::block_in_place(|| {
             self.reload_if_changed();
-            self.registry.store().outbox(32)
+            // Read the outbox only when another connection committed something, or the last pass left entries.
+            if self.outbox_dirty {
+                self.registry.store().outbox(BATCH).map(Some)
+            } else {
+                Ok(None)
+            }
         });
         let entries = match entries {
-            Ok(entries) => entries,
+            Ok(None) => return,
+            Ok(Some(entries)) => entries,
             Err(e) => {
                 tracing::warn!("compound outbox: {e}");
                 return;
             }
         };
+        let drained = entries.len() < BATCH;
         for entry in entries {
             let announcement = match entry.kind.as_str() {
                 "template" => {
@@ -506,6 +520,7 @@ impl Link {
             tracing::info!(kind = %entry.kind, "announced to the compound");
             self.done(entry.seq);
         }
+        self.outbox_dirty = !drained;
     }
 
     fn done(&mut self, seq: i64) {
