@@ -12,7 +12,7 @@ use crate::capture::Frame;
 use crate::detect::FaceDetection;
 use crate::embed::Embedding;
 use crate::liveness::{LivenessError, LivenessModel};
-use crate::pipeline::{FacePipeline, PipelineError};
+use crate::pipeline::{FaceReader, PipelineError};
 
 /// Limits a frame must meet to be used for enrolment.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -185,9 +185,9 @@ impl EnrolmentSession {
 
     /// Runs the vision path and the liveness check on a frame (largest face) and offers the result. The
     /// frame is only read.
-    pub fn offer_frame(
+    pub fn offer_frame<R: FaceReader + ?Sized>(
         &mut self,
-        pipeline: &FacePipeline,
+        pipeline: &R,
         liveness: &LivenessModel,
         frame: &Frame,
     ) -> Result<FrameVerdict, EnrolFrameError> {
@@ -297,7 +297,7 @@ impl EnrolmentDesk {
     }
 
     /// The camera loop's side: offers one frame to the running job (the frame is only read).
-    pub fn offer_frame(&self, pipeline: &FacePipeline, liveness: &LivenessModel, frame: &Frame) {
+    pub fn offer_frame(&self, pipeline: &dyn FaceReader, liveness: &LivenessModel, frame: &Frame) {
         let mut guard = self.job.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(job) = guard.as_mut() else { return };
         let Some(session) = job.session.as_mut() else { return };

@@ -248,8 +248,7 @@ impl MasterKeyFile {
         let sealed = bytes.len() == SEALED_LEN && bytes.starts_with(SEALED_MAGIC);
         match (&self.passphrase, sealed) {
             (None, false) => {
-                let array: [u8; 32] = bytes.try_into().map_err(|_| corrupt())?;
-                Ok(AeadKey::from_bytes(array))
+                AeadKey::from_slice(bytes).ok_or_else(corrupt)
             }
             (Some(passphrase), true) => {
                 let salt: [u8; 16] = bytes[4..20].try_into().map_err(|_| corrupt())?;

@@ -17,6 +17,7 @@ pub mod cli;
 pub mod compound;
 pub mod config;
 pub mod counts;
+pub mod daemon;
 pub mod decide;
 pub mod demo;
 pub mod detect;

@@ -26,7 +26,8 @@ pub enum GalleryError {
     },
 }
 
-/// The live templates, one row each.
+/// The live templates, one row each. A clone is a zeroizing copy (the daemon's published snapshots).
+#[derive(Clone)]
 pub struct Gallery {
     transform: TransformId,
     slots: Vec<Slot>,

@@ -77,6 +77,25 @@ pub enum ReadFileError {
     Face(#[from] PipelineError),
 }
 
+/// What reads a face from a frame: [`FacePipeline`] in production. A trait so the gate and enrolment can be
+/// driven through a reader that wraps the real one (fault injection: a reader that panics on one frame).
+pub trait FaceReader: Send + Sync {
+    /// Detects, picks the largest face, checks its size, aligns and embeds it.
+    fn read(&self, frame: &Frame) -> Result<FaceReading, PipelineError>;
+}
+
+impl FaceReader for FacePipeline {
+    fn read(&self, frame: &Frame) -> Result<FaceReading, PipelineError> {
+        FacePipeline::read(self, frame)
+    }
+}
+
+impl<T: FaceReader + ?Sized> FaceReader for std::sync::Arc<T> {
+    fn read(&self, frame: &Frame) -> Result<FaceReading, PipelineError> {
+        (**self).read(frame)
+    }
+}
+
 /// Both models, loaded and optimised once; `&self` methods, so one instance serves every thread.
 #[derive(Debug)]
 pub struct FacePipeline {
@@ -129,33 +148,46 @@ impl FacePipeline {
     }
 }
 
+/// A worker's `work` panicked on one item; the item is lost, the stream goes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorkerPanicked {
+    /// The item's position in pull order (from 0).
+    pub seq: u64,
+}
+
 /// Runs `work` on `workers` threads over the items `next` yields, and hands the results to `deliver` one at a
 /// time, in the order the items were pulled: frames are read on every core while the gate still decides on
 /// them in camera order. `next` is called under a lock (one camera, read by whichever worker is free); it ends
-/// the stream by returning `None`. Returns how many items were handled.
+/// the stream by returning `None`. A `work` that panics costs its own item only: `deliver` gets
+/// `Err(WorkerPanicked)` in its place (its sequence number is not lost, so later results are not held back
+/// forever) and the worker goes on. Returns how many items were handled.
 pub fn ordered_parallel<T, R, N, W, D>(workers: usize, next: N, work: W, mut deliver: D) -> u64
 where
     T: Send,
     R: Send,
     N: FnMut() -> Option<T> + Send,
     W: Fn(T) -> R + Sync,
-    D: FnMut(R),
+    D: FnMut(Result<R, WorkerPanicked>),
 {
     let source = Mutex::new((0u64, next));
-    let (tx, rx) = std::sync::mpsc::channel::<(u64, R)>();
+    let (tx, rx) = std::sync::mpsc::channel::<(u64, Result<R, WorkerPanicked>)>();
     let mut delivered = 0u64;
     std::thread::scope(|scope| {
         for _ in 0..workers.max(1) {
             let (tx, source, work) = (tx.clone(), &source, &work);
             scope.spawn(move || loop {
-                let (seq, item) = {
+                let pulled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     let mut guard = source.lock().unwrap_or_else(PoisonError::into_inner);
                     let (count, next) = &mut *guard;
-                    let Some(item) = next() else { break };
+                    let item = next()?;
                     *count += 1;
-                    (*count - 1, item)
-                };
-                if tx.send((seq, work(item))).is_err() {
+                    Some((*count - 1, item))
+                }));
+                // A source that panicked cannot be trusted to go on: end the stream.
+                let Ok(Some((seq, item))) = pulled else { break };
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(item)))
+                    .map_err(|_| WorkerPanicked { seq });
+                if tx.send((seq, result)).is_err() {
                     break;
                 }
             });
@@ -191,7 +223,7 @@ mod tests {
                     std::thread::sleep(std::time::Duration::from_micros((200 - i) % 7 * 50));
                     i * 2
                 },
-                |r| seen.push(r),
+                |r| seen.push(r.unwrap()),
             );
             assert_eq!(n, 200);
             assert_eq!(seen, (0..200).map(|i| i * 2).collect::<Vec<_>>(), "{workers} workers");
@@ -212,8 +244,33 @@ mod tests {
                 std::thread::sleep(std::time::Duration::from_millis(5));
                 busy.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
             },
-            |()| {},
+            |r| r.unwrap(),
         );
         assert_eq!(peak.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    /// Issue 16: a panic in one worker used to lose its sequence number, and every later result waited for
+    /// it forever (the gate stopped deciding). Now it costs that one item.
+    #[test]
+    fn a_panicking_item_costs_that_item_only() {
+        for workers in [1, 2, 3] {
+            let mut items = 0..50u64;
+            let mut seen = Vec::new();
+            let n = ordered_parallel(
+                workers,
+                move || items.next(),
+                |i| {
+                    assert!(i != 7 && i != 30, "injected fault on item {i}");
+                    i
+                },
+                |r| seen.push(r),
+            );
+            assert_eq!(n, 50, "{workers} workers");
+            assert_eq!(seen.len(), 50);
+            assert_eq!(seen[7], Err(WorkerPanicked { seq: 7 }));
+            assert_eq!(seen[30], Err(WorkerPanicked { seq: 30 }));
+            let fine: Vec<u64> = seen.iter().filter_map(|r| r.ok()).collect();
+            assert_eq!(fine, (0..50).filter(|&i| i != 7 && i != 30).collect::<Vec<_>>());
+        }
     }
 }

@@ -57,6 +57,16 @@ pub enum StoreError {
     /// The resident already exists.
     #[error("resident {0} already exists")]
     DuplicateResident(String),
+    /// The keys the caller holds are not the current ones: another process (the CLI, a revocation received
+    /// from the compound) rotated the master key and the transform since they were loaded. Nothing was
+    /// written; reload the keys and try again.
+    #[error("the keys in use (generation {held}) were rotated by another process (now generation {current}); nothing was written: reload the keys and retry")]
+    StaleKeys {
+        /// The generation the caller holds.
+        held: u64,
+        /// The store's current generation.
+        current: u64,
+    },
     /// A sealed row that does not open (wrong master key, tampering, a swapped row).
     #[error("the sealed data of resident {resident} does not open: {source}")]
     Sealed {
@@ -200,7 +210,38 @@ CREATE TABLE compound_counts (
     PRIMARY KEY (gate, hour_start, method, outcome)
 ) WITHOUT ROWID;
 ",
+    // The generation of the device keys (master key and transform), raised by every rotation in the rotation's
+    // own transaction. Every write that seals or wraps compares it, inside its transaction, with the generation
+    // its caller's keys belong to: a process holding keys another process has rotated away is refused instead
+    // of committing data that no current key opens.
+    r"
+CREATE TABLE key_generation (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    generation INTEGER NOT NULL
+);
+INSERT INTO key_generation (id, generation) VALUES (0, 0);
+",
 ];
+
+/// Which rotation of the device keys a set of keys belongs to (see [`Store::key_generation`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KeyGeneration(pub u64);
+
+/// The master key a write seals or wraps under, with the generation it belongs to (checked in the write's own
+/// transaction).
+#[derive(Clone, Copy)]
+pub struct KeysInUse<'a> {
+    /// The master key.
+    pub master: &'a AeadKey,
+    /// Its generation, as read together with it.
+    pub generation: KeyGeneration,
+}
+
+impl std::fmt::Debug for KeysInUse<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeysInUse").field("generation", &self.generation).finish_non_exhaustive()
+    }
+}
 
 /// The store's clock: Unix seconds, the unit of every time it records.
 pub fn unix_now() -> i64 {
@@ -323,6 +364,8 @@ pub struct OutboxEntry {
 /// transaction: a fresh master key wraps every data key, and every template is carried to a fresh transform,
 /// so nothing on the device links or opens what was there before.
 pub struct Rekey<'a> {
+    /// The generation of `old_master` (the rotation is refused unless it is still the current one).
+    pub generation: KeyGeneration,
     /// The master key everything is wrapped under now.
     pub old_master: &'a AeadKey,
     /// The master key everything is wrapped under after.
@@ -335,7 +378,7 @@ pub struct Rekey<'a> {
 
 impl std::fmt::Debug for Rekey<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Rekey").field("renewal", self.renewal).finish_non_exhaustive()
+        f.debug_struct("Rekey").field("generation", &self.generation).field("renewal", self.renewal).finish_non_exhaustive()
     }
 }
 
@@ -562,19 +605,21 @@ impl Store {
         &mut self,
         resident_id: &str,
         template: &ProtectedTemplate,
-        master: &AeadKey,
+        keys: KeysInUse<'_>,
         now: i64,
     ) -> Result<u32> {
-        self.store_template_from(resident_id, template, master, now, ChangeOrigin::Local)
+        self.store_template_from(resident_id, template, keys, now, ChangeOrigin::Local)
     }
 
     /// [`Store::store_template`], saying where the change comes from: a local enrolment is queued for the
     /// compound's other gates (in the same transaction), one received from them is not sent back.
+    /// Refused with [`StoreError::StaleKeys`] when `keys` are not the current generation (checked inside the
+    /// transaction, so no rotation can slip in between).
     pub fn store_template_from(
         &mut self,
         resident_id: &str,
         template: &ProtectedTemplate,
-        master: &AeadKey,
+        keys: KeysInUse<'_>,
         now: i64,
         origin: ChangeOrigin,
     ) -> Result<u32> {
@@ -591,9 +636,10 @@ impl Store {
         let sealed_err = |source| StoreError::Sealed { resident: resident_id.to_owned(), source };
         let context = TemplateContext { resident_id, version, transform: template.transform() };
         let sealed = protect::seal_template(template, &data_key, context).map_err(sealed_err)?;
-        let wrapped = protect::wrap_key(&data_key, master, resident_id).map_err(sealed_err)?;
+        let wrapped = protect::wrap_key(&data_key, keys.master, resident_id).map_err(sealed_err)?;
         let path = self.path.clone();
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, &e))?;
+        require_generation(&tx, &path, keys.generation)?;
         tx.execute("DELETE FROM sealed_templates WHERE resident_id = ?1", [resident_id])
             .and_then(|_| tx.execute("DELETE FROM wrapped_keys WHERE resident_id = ?1", [resident_id]))
             .and_then(|_| {
@@ -838,10 +884,12 @@ impl Store {
 
     /// A stable device secret (e.g. the PIN pepper key), created on first use and kept wrapped under the
     /// master key; a master key rotation re-wraps it, so it survives revocations.
-    pub fn device_secret(&mut self, name: &str, master: &AeadKey) -> Result<AeadKey> {
+    pub fn device_secret(&mut self, name: &str, keys: KeysInUse<'_>) -> Result<AeadKey> {
+        let master = keys.master;
         let path = self.path.clone();
         let label = secret_label(name);
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, &e))?;
+        require_generation(&tx, &path, keys.generation)?;
         let stored: Option<(Vec<u8>, Vec<u8>)> = tx
             .query_row("SELECT nonce, ciphertext FROM device_secrets WHERE name = ?1", [name], |r| {
                 Ok((r.get(0)?, r.get(1)?))
@@ -869,6 +917,11 @@ impl Store {
     /// polls it to know when to reload its gallery.
     pub fn data_version(&self) -> Result<i64> {
         self.conn.query_row("PRAGMA data_version", [], |r| r.get(0)).map_err(|e| self.err(&e))
+    }
+
+    /// The current generation of the device keys: raised by every rotation, in its transaction.
+    pub fn key_generation(&self) -> Result<KeyGeneration> {
+        read_generation(&self.conn).map_err(|e| self.err(&e))
     }
 
     /// Whether any device key is stored (a database that has been used).
@@ -975,6 +1028,36 @@ impl Store {
             )
             .map_err(|e| self.err(&e))?;
         Ok(())
+    }
+
+    /// Adds several passages at once, and notes template uses (coarsely, as [`Store::note_used`]), in one
+    /// transaction: the daemon's tally of what happened while the database was busy. All or nothing, so a
+    /// passage is never counted twice or lost: on an error nothing was written and the caller keeps its tally.
+    pub fn record_tally(
+        &mut self,
+        counts: &[(i64, EntryMethod, PassageOutcome, u64)],
+        used: &[(String, i64)],
+    ) -> Result<()> {
+        let path = self.path.clone();
+        let db = |e: rusqlite::Error| db_err(&path, &e);
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db)?;
+        for &(at, method, outcome, n) in counts {
+            tx.execute(
+                "INSERT INTO passage_counts (hour_start, method, outcome, count) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(hour_start, method, outcome) DO UPDATE SET count = count + ?4",
+                params![at - at.rem_euclid(3600), method.as_str(), outcome.as_str(), i64::try_from(n).unwrap_or(i64::MAX)],
+            )
+            .map_err(db)?;
+        }
+        for (resident_id, at) in used {
+            let today = day_floor(*at);
+            tx.execute(
+                "UPDATE sealed_templates SET last_used_at = ?2 WHERE resident_id = ?1 AND last_used_at <= ?3",
+                params![resident_id, today, today - LAST_USED_GRANULARITY_SECS],
+            )
+            .map_err(db)?;
+        }
+        tx.commit().map_err(db)
     }
 
     /// The hourly counts in `[from, to)`, oldest first.
@@ -1536,6 +1619,8 @@ fn shred_rows(
 /// not block everyone else's change. Returns how many templates were carried over.
 fn rotate_keys_in(tx: &rusqlite::Transaction<'_>, path: &Path, rekey: &Rekey<'_>, now: i64) -> Result<usize> {
     let db = |e: rusqlite::Error| db_err(path, &e);
+    // Keys rotated by another process since the caller loaded them: refuse before touching anything.
+    require_generation(tx, path, rekey.generation)?;
     // The old transform key must open under the old master: otherwise the caller's keys are wrong.
     if let Some(current) = current_transform_key(tx, rekey.old_master).map_err(db)? {
         current.map_err(|source| StoreError::WrongMasterKey { source })?;
@@ -1605,7 +1690,23 @@ fn rotate_keys_in(tx: &rusqlite::Transaction<'_>, path: &Path, rekey: &Rekey<'_>
     .map_err(db)?;
     append_audit(tx, now, "key rotation", &format!("transform {:016x}", rekey.new_transform.transform_id().0))
         .map_err(db)?;
+    tx.execute("UPDATE key_generation SET generation = generation + 1 WHERE id = 0", []).map_err(db)?;
     Ok(renewed)
+}
+
+fn read_generation(conn: &Connection) -> rusqlite::Result<KeyGeneration> {
+    conn.query_row("SELECT generation FROM key_generation WHERE id = 0", [], |r| r.get::<_, i64>(0))
+        .map(|g| KeyGeneration(u64::try_from(g).unwrap_or(0)))
+}
+
+/// Inside a write's transaction: the caller's keys must be the current generation.
+fn require_generation(conn: &Connection, path: &Path, held: KeyGeneration) -> Result<()> {
+    let current = read_generation(conn).map_err(|e| db_err(path, &e))?;
+    if current == held {
+        Ok(())
+    } else {
+        Err(StoreError::StaleKeys { held: held.0, current: current.0 })
+    }
 }
 
 /// The device's current transform key as `master` opens it: `None` before the first one is made, `Some(Err)`
@@ -1757,6 +1858,11 @@ mod tests {
     use crate::embed::{Embedding, EMBEDDING_DIM};
     use crate::protect::{Rotation, TransformKey};
 
+    /// A master key of the first generation (before any rotation).
+    fn gen0(master: &AeadKey) -> KeysInUse<'_> {
+        KeysInUse { master, generation: KeyGeneration(0) }
+    }
+
     fn consent(now: i64) -> ConsentRecord {
         ConsentRecord {
             notice_version: "2026-11".into(),
@@ -1791,9 +1897,9 @@ mod tests {
         let (t1, t2) = (rotation.protect(&e1), rotation.protect(&e2));
         for (id, t) in [("r1", &t1), ("r2", &t2)] {
             store.add_resident(id, Some("3-401"), 100).unwrap();
-            assert!(matches!(store.store_template(id, t, &master, 100), Err(StoreError::NoConsent(_))));
+            assert!(matches!(store.store_template(id, t, gen0(&master), 100), Err(StoreError::NoConsent(_))));
             store.grant_consent(id, &consent(100)).unwrap();
-            assert_eq!(store.store_template(id, t, &master, 101).unwrap(), 1);
+            assert_eq!(store.store_template(id, t, gen0(&master), 101).unwrap(), 1);
         }
         let LiveTemplates { templates: live, failures } = store.live_templates(&master, rotation.id()).unwrap();
         assert!(failures.is_empty());
@@ -1824,7 +1930,7 @@ mod tests {
         let next_transform = TransformKey::from_bytes([6; 32]);
         let next_rotation = Rotation::from_key(&next_transform);
         let renewal = rotation.renewal_to(&next_rotation);
-        let rekey = Rekey { old_master: &master, new_master: &next, new_transform: &next_transform, renewal: &renewal };
+        let rekey = Rekey { generation: KeyGeneration(0), old_master: &master, new_master: &next, new_transform: &next_transform, renewal: &renewal };
         let receipt = store.revoke_and_shred("r1", 200, &rekey).unwrap();
         assert_eq!(receipt.deleted.len(), 3, "{receipt:?}");
         assert_eq!(receipt.verification_code.len(), 16);
@@ -1850,18 +1956,18 @@ mod tests {
         let next = AeadKey::generate();
         let next_transform = TransformKey::from_bytes([6; 32]);
         let renewal = rotation.renewal_to(&Rotation::from_key(&next_transform));
-        let rekey = Rekey { old_master: &master, new_master: &next, new_transform: &next_transform, renewal: &renewal };
+        let rekey = Rekey { generation: KeyGeneration(0), old_master: &master, new_master: &next, new_transform: &next_transform, renewal: &renewal };
         for id in ["local", "received", "standalone"] {
             store.add_resident(id, None, 100).unwrap();
             store.grant_consent(id, &consent(100)).unwrap();
         }
         // Not replicated: nothing queued.
-        store.store_template("standalone", &rotation.protect(&embedding(3)), &master, 100).unwrap();
+        store.store_template("standalone", &rotation.protect(&embedding(3)), gen0(&master), 100).unwrap();
         assert!(store.outbox(10).unwrap().is_empty());
         store.set_replicated(true);
-        store.store_template("local", &rotation.protect(&embedding(1)), &master, 101).unwrap();
+        store.store_template("local", &rotation.protect(&embedding(1)), gen0(&master), 101).unwrap();
         store
-            .store_template_from("received", &rotation.protect(&embedding(2)), &master, 101, ChangeOrigin::Compound)
+            .store_template_from("received", &rotation.protect(&embedding(2)), gen0(&master), 101, ChangeOrigin::Compound)
             .unwrap();
         store.revoke_and_shred("local", 102, &rekey).unwrap();
         let queued: Vec<(String, String)> =
@@ -1873,6 +1979,7 @@ mod tests {
                 ShredReason::MovedOut,
                 103,
                 &Rekey {
+                    generation: KeyGeneration(1),
                     old_master: &next,
                     new_master: &master,
                     new_transform: &TransformKey::from_bytes([5; 32]),
@@ -1918,7 +2025,7 @@ mod tests {
         for (id, seed) in [("a", 1), ("b", 2)] {
             store.add_resident(id, None, 1).unwrap();
             store.grant_consent(id, &consent(1)).unwrap();
-            store.store_template(id, &rotation.protect(&embedding(seed)), &master, 2).unwrap();
+            store.store_template(id, &rotation.protect(&embedding(seed)), gen0(&master), 2).unwrap();
         }
         // Swap the two sealed templates between residents.
         store

@@ -148,17 +148,18 @@ fn the_whole_portal_story_in_headless_chromium() {
         click(&resident, "#enrol-start").await;
         // The status page refreshes itself until the gate camera has 3 good, live frames.
         let deadline = Instant::now() + Duration::from_secs(60);
-        while path_of(&resident).await != "/resident/pin" {
+        // Enrolled: the revocation code comes with the enrolment itself, before the PIN step.
+        while resident.find(Locator::Css("#revocation-code")).await.is_err() {
             assert!(Instant::now() < deadline, "enrolment did not finish: {}", resident.source().await.unwrap());
             assert!(resident.find_all(Locator::Css("img, video, canvas")).await.unwrap().is_empty());
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         assert!(text_of(&resident, "#enrolled").await.contains("enrolled and protected"));
-        shot(&resident, "04-enrolled-set-a-pin").await;
+        let revocation = text_of(&resident, "#revocation-code").await;
+        shot(&resident, "04-enrolled-revocation-code-set-a-pin").await;
         fill(&resident, "#pin", "4071").await;
         fill(&resident, "#pin2", "4071").await;
         click(&resident, "#pin-submit").await;
-        let revocation = text_of(&resident, "#revocation-code").await;
         assert!(text_of(&resident, "#keypad").await.contains("# then your PIN #"));
         shot(&resident, "05-keypad-code-and-revocation-code").await;
 

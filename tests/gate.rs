@@ -17,12 +17,13 @@ use facegate::actuate::{MethodCards, RelayLog, Signal, SimulatedIndicator, Simul
 use facegate::capture::{decode_file, CaptureError, DecodeLimits, Frame, FrameSource};
 use facegate::decide::FaceIntent;
 use facegate::enrol::{EnrolmentSession, QualityGate};
-use facegate::gate::{self, GateHardware, GateSettings, GateStatus};
+use facegate::gate::{self, GateError, GateHardware, GateReport, GateSettings, GateStatus};
 use facegate::inputs::{Contact, SimulatedContacts};
 use facegate::keypad::SimulatedKeypad;
 use facegate::liveness::DEFAULT_LIVE_THRESHOLD;
 use facegate::pipeline::{FacePipeline, PipelineConfig};
 use facegate::protect::Pin;
+use facegate::registry::owner::{OwnerSettings, RegistryOwner};
 use facegate::registry::{MasterKeySource, Registry, RegistryPolicy};
 use facegate::scanner::SimulatedScanner;
 use facegate::store::{unix_now, ConsentRecord, EntryMethod, Store};
@@ -73,11 +74,35 @@ fn settings() -> GateSettings {
         pulse: Duration::from_millis(60),
         max_open: Duration::from_millis(300),
         fps: 120.0,
-        reload_every: Duration::from_millis(100),
         intent: FaceIntent::Button,
         face_window: Duration::from_secs(60),
         ..GateSettings::default()
     }
+}
+
+/// Runs the gate as the daemon does: the registry on its own owner thread (following other processes every
+/// 100 ms), the gate with a handle to it; the owner writes the last counts when the gate stops.
+fn spawn_gate(
+    registry: Registry,
+    settings: GateSettings,
+    hardware: GateHardware,
+    status: Arc<GateStatus>,
+    stopped: tokio::sync::oneshot::Receiver<()>,
+) -> tokio::task::JoinHandle<Result<GateReport, GateError>> {
+    let owner = RegistryOwner::spawn(
+        registry,
+        OwnerSettings { follow_every: Duration::from_millis(100), ..OwnerSettings::default() },
+    )
+    .unwrap();
+    let handle = owner.handle();
+    tokio::spawn(async move {
+        let report = gate::run(handle, settings, hardware, status, async {
+            let _ = stopped.await;
+        })
+        .await;
+        tokio::task::spawn_blocking(move || owner.stop()).await.unwrap();
+        report
+    })
 }
 
 const CARDS: MethodCards = MethodCards { facility: 42, face: 1001, pin: 1002, visitor: 1003, guard: 1004 };
@@ -122,9 +147,7 @@ async fn every_way_in_end_to_end_and_the_alternatives_without_a_camera() {
     hardware.wiegand = Some((Box::new(wiegand), CARDS));
     let status = Arc::new(GateStatus::default());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let gate = tokio::spawn(gate::run(registry, settings(), hardware, status.clone(), async {
-        let _ = stopped.await;
-    }));
+    let gate = spawn_gate(registry, settings(), hardware, status.clone(), stopped);
     let pulses_done = |n: usize| relay_log.transitions().len() >= 2 * n;
 
     // 0. Nobody asked: the resident walks past, no face is even matched.
@@ -278,9 +301,7 @@ async fn without_the_models_a_pass_shown_to_the_camera_still_opens() {
     let status = Arc::new(GateStatus::default());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let settings = GateSettings { intent: FaceIntent::Always, ..settings() };
-    let gate = tokio::spawn(gate::run(registry, settings, hardware, status.clone(), async {
-        let _ = stopped.await;
-    }));
+    let gate = spawn_gate(registry, settings, hardware, status.clone(), stopped);
     frames.send(photo(someone)).unwrap();
     frames.send(common::photo_with_qr(someone, "https://example.com/not-a-pass")).unwrap();
     frames.send(common::photo_with_qr(someone, &pass)).unwrap();
@@ -329,9 +350,7 @@ async fn a_printed_photo_of_a_resident_is_refused_and_the_live_resident_opens() 
     };
     let status = Arc::new(GateStatus::default());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let gate = tokio::spawn(gate::run(registry, settings, hardware, status.clone(), async {
-        let _ = stopped.await;
-    }));
+    let gate = spawn_gate(registry, settings, hardware, status.clone(), stopped);
 
     // Six printed photos of the resident: they match, but never open.
     for path in print.iter().step_by(4).take(6) {

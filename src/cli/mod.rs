@@ -76,7 +76,7 @@ pub enum Command {
     /// Enrol a consenting resident's face from K good frames (photos or the camera).
     Enroll(residents::EnrollArgs),
     /// Withdraw a resident's consent: template, data key and PIN are destroyed at once; prints a receipt.
-    Revoke(residents::ResidentArgs),
+    Revoke(residents::RevokeArgs),
     /// List residents: pseudonymous ids, unit, consent and enrolment status. No biometric data.
     Residents(residents::ListArgs),
     /// Set a resident's keypad code and PIN (the non-biometric way in); the PIN is read from standard input.
@@ -132,6 +132,24 @@ pub struct EvalArgs {
     pub protected: bool,
 }
 
+impl Command {
+    /// Whether the command handles a key, a PIN, a password, a frame or an embedding (and so hardens itself).
+    fn holds_secrets(&self) -> bool {
+        matches!(
+            self,
+            Self::Consent(_)
+                | Self::Enroll(_)
+                | Self::Revoke(_)
+                | Self::Pin(_)
+                | Self::MoveOut(_)
+                | Self::Expire(_)
+                | Self::Account(_)
+                | Self::Pass(_)
+                | Self::Compound(_)
+        )
+    }
+}
+
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
     // An installed system's config applies without --config, so an administrator's command and the daemon
@@ -144,6 +162,12 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
     };
     if let Some(models) = cli.models {
         config.models_dir = models;
+    }
+    if cli.command.holds_secrets() {
+        // Keys, PINs, frames or embeddings pass through this process: no core dump, no ptrace by other
+        // users, no swap where the memory-lock limit allows it, as in the daemon.
+        let hardening = crate::hardening::harden_process();
+        tracing::debug!(core_dumps_off = hardening.core_dumps_off, memory_locked = hardening.memory_locked, "hardening");
     }
     match cli.command {
         Command::Detect { images, json } => detect_command(&config, &images, json),

@@ -85,12 +85,5 @@ pub fn signage(config: &Config, args: &SignageArgs) -> Result<std::process::Exit
 
 /// What the notice says, from the config.
 pub fn notice_facts(config: &Config) -> NoticeFacts {
-    let p = &config.portal;
-    NoticeFacts {
-        operator: p.operator.clone(),
-        contact: p.contact.clone(),
-        held_on: p.templates_held_on.clone(),
-        max_unused_days: config.registry.max_unused_secs / 86_400,
-        version: p.notice_version.clone(),
-    }
+    crate::portal::notice_facts(config)
 }

@@ -51,6 +51,22 @@ pub struct ResidentArgs {
     pub resident: String,
 }
 
+/// `facegate revoke`
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("who").required(true).args(["resident", "unit"])))]
+pub struct RevokeArgs {
+    /// Database and key.
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// The resident's pseudonymous id.
+    #[arg(long)]
+    pub resident: Option<String>,
+    /// The resident's unit (when the household lost its revocation code or its id): revoked when exactly one
+    /// resident of the unit can withdraw; otherwise they are listed, to name one with --resident.
+    #[arg(long)]
+    pub unit: Option<String>,
+}
+
 /// `facegate pin`
 #[derive(Debug, Args)]
 pub struct PinArgs {
@@ -331,10 +347,34 @@ fn print_receipt(receipt: &RevocationReceipt, announced: Option<bool>, as_json: 
 }
 
 /// `facegate revoke`
-pub fn revoke(config: &Config, args: &ResidentArgs) -> Result<std::process::ExitCode> {
+pub fn revoke(config: &Config, args: &RevokeArgs) -> Result<std::process::ExitCode> {
     let mut registry = open_registry(config, &args.store, false)?;
-    let receipt = registry.revoke(&args.resident, unix_now())?;
-    let announced = config.compound.as_ref().map(|_| wait_until_announced(&registry, &args.resident));
+    let resident = match (&args.resident, &args.unit) {
+        (Some(id), _) => id.clone(),
+        (None, Some(unit)) => {
+            // Whoever can still withdraw: a live consent, a template or a PIN.
+            let found: Vec<ResidentSummary> = registry
+                .store()
+                .residents()?
+                .into_iter()
+                .filter(|r| r.unit_label.as_deref() == Some(unit.as_str()) && r.moved_out_at.is_none())
+                .filter(|r| r.consent_granted_at.is_some() || r.template_version.is_some() || r.has_pin)
+                .collect();
+            match found.as_slice() {
+                [] => bail!("nobody in unit {unit} can withdraw (no consent, template or PIN); see `facegate residents`"),
+                [one] => one.id.clone(),
+                several => {
+                    for r in several {
+                        println!("{}", summary_json(r));
+                    }
+                    bail!("{} residents of unit {unit} can withdraw: name one with --resident", several.len());
+                }
+            }
+        }
+        (None, None) => bail!("name the resident (--resident) or the unit (--unit)"),
+    };
+    let receipt = registry.revoke(&resident, unix_now())?;
+    let announced = config.compound.as_ref().map(|_| wait_until_announced(&registry, &resident));
     print_receipt(&receipt, announced, args.store.json);
     Ok(std::process::ExitCode::SUCCESS)
 }

@@ -2,8 +2,10 @@
 //! revocations and counts, applies the other gates' in broker order, and tells the face path whether it may
 //! match.
 //!
-//! It owns its own registry connection; every announcement is sealed by [`super::envelope`] before it leaves,
-//! and only sealed templates, tombstones and hourly counts ever do. It never blocks the other ways in: the
+//! It holds no registry: it sends jobs to the daemon's registry owner ([`crate::registry::owner`]) and awaits
+//! them, so what it applies is matchable (or shredded) in the same gallery the gate reads. Every announcement
+//! is sealed by [`super::envelope`] before it leaves, and only sealed templates, tombstones and hourly counts
+//! ever do. It never blocks the other ways in: the
 //! keypad, passes and the guard never ask it anything.
 
 use std::future::Future;
@@ -16,7 +18,8 @@ use async_nats::jetstream::{self, consumer, stream};
 use futures_util::StreamExt;
 
 use super::envelope::{Announcement, CompoundKeys};
-use crate::registry::{Registry, RegistryError};
+use crate::registry::owner::{OwnerError, RegistryHandle};
+use crate::registry::RegistryError;
 use crate::store::{unix_now, ShredReason};
 
 /// The compound-state key holding the last broker sequence applied.
@@ -38,6 +41,9 @@ pub enum LinkError {
     /// The registry failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// The registry's owner has stopped.
+    #[error(transparent)]
+    Owner(#[from] OwnerError),
 }
 
 /// Where and how a gate joins its compound (`[compound]` in the config).
@@ -113,11 +119,12 @@ enum Apply {
 
 struct Link {
     settings: LinkSettings,
-    keys: CompoundKeys,
-    registry: Registry,
+    keys: Arc<CompoundKeys>,
+    registry: RegistryHandle,
+    /// Raised by the registry's owner after every change: the outbox may hold something new.
+    changes: tokio::sync::watch::Receiver<u64>,
     health: Arc<LinkHealth>,
     applied: u64,
-    data_version: Option<i64>,
     /// The broker's last sequence at the latest (re)connection: applied up to here means caught up.
     target: Option<u64>,
     face_was_allowed: bool,
@@ -130,12 +137,11 @@ struct Link {
     outbox_dirty: bool,
 }
 
-/// Runs the link until `stop` completes. The registry must be this process's own connection (not the gate's):
-/// the gate reloads its gallery when the link changes the store.
+/// Runs the link until `stop` completes, applying what it receives through the daemon's registry owner.
 pub async fn run(
     settings: LinkSettings,
     keys: CompoundKeys,
-    registry: Registry,
+    registry: RegistryHandle,
     health: Arc<LinkHealth>,
     stop: impl Future<Output = ()>,
 ) -> Result<(), LinkError> {
@@ -165,17 +171,18 @@ pub async fn run(
         .await
         .map_err(|e| setup(e.to_string()))?;
     let js = jetstream::new(client.clone());
-    let applied = registry.store().compound_state(APPLIED).map_err(RegistryError::from)?.unwrap_or(0);
-    let data_version = registry.store().data_version().ok();
+    let applied =
+        registry.call(|r| r.store().compound_state(APPLIED)).await?.map_err(RegistryError::from)?.unwrap_or(0);
+    let changes = registry.changes();
     let beat_every = (settings.offline_limit / 10).clamp(Duration::from_millis(250), Duration::from_secs(5));
     let counts_every = settings.counts_every;
     let mut link = Link {
         settings,
-        keys,
+        keys: Arc::new(keys),
         registry,
+        changes,
         health,
         applied: u64::try_from(applied).unwrap_or(0),
-        data_version,
         target: None,
         face_was_allowed: false,
         connects: 0,
@@ -240,7 +247,7 @@ pub async fn run(
                                 last, applied = link.applied,
                                 "the broker holds fewer announcements than this gate applied (its data was lost or replaced): reading them all again"
                             );
-                            link.set_applied(0);
+                            link.set_applied(0).await;
                             messages = None;
                         }
                         if !link.health.caught_up.load(Ordering::Acquire) && link.target.is_none() {
@@ -293,10 +300,10 @@ pub async fn run(
                         continue;
                     }
                     let subject = message.subject.to_string();
-                    let outcome = tokio::task::block_in_place(|| link.apply(&subject, &message.payload));
+                    let outcome = link.apply(&subject, &message.payload).await;
                     match outcome {
                         Ok(()) => {
-                            link.set_applied(seq);
+                            link.set_applied(seq).await;
                             if pending == 0 {
                                 // Nothing more on the broker right now: applied all it held.
                                 link.target = Some(seq);
@@ -371,11 +378,14 @@ impl Link {
         reconnected
     }
 
-    fn set_applied(&mut self, seq: u64) {
+    async fn set_applied(&mut self, seq: u64) {
         self.applied = seq;
-        if let Err(e) = self.registry.store_mut().set_compound_state(APPLIED, i64::try_from(seq).unwrap_or(i64::MAX)) {
+        let value = i64::try_from(seq).unwrap_or(i64::MAX);
+        match self.registry.call(move |r| r.store_mut().set_compound_state(APPLIED, value)).await {
+            Ok(Ok(())) => {}
             // Not fatal: a restart re-applies from the last saved sequence; every announcement is idempotent.
-            tracing::warn!("cannot save the compound sequence: {e}");
+            Ok(Err(e)) => tracing::warn!("cannot save the compound sequence: {e}"),
+            Err(e) => tracing::warn!("cannot save the compound sequence: {e}"),
         }
     }
 
@@ -403,22 +413,9 @@ impl Link {
         }
     }
 
-    /// Follows changes other connections (the CLI, the portal) made: reloads the registry and notes that the
-    /// outbox may hold something new (only they write it).
-    fn reload_if_changed(&mut self) {
-        let now = self.registry.store().data_version().ok();
-        if now != self.data_version {
-            self.data_version = now;
-            self.outbox_dirty = true;
-            if let Err(e) = self.registry.reload() {
-                tracing::warn!("compound link: reloading the registry failed: {e}");
-            }
-        }
-    }
-
     /// Applies one announcement from the broker. One that does not open or is malformed is skipped with a
     /// warning (a forged message can never shred or enrol anyone); a store failure is retried.
-    fn apply(&mut self, subject: &str, payload: &[u8]) -> Result<(), Apply> {
+    async fn apply(&mut self, subject: &str, payload: &[u8]) -> Result<(), Apply> {
         let announcement = match self.keys.open(subject, payload) {
             Ok(a) => a,
             Err(e) => {
@@ -429,11 +426,17 @@ impl Link {
         if announcement.origin() == self.settings.gate {
             return Ok(());
         }
-        self.reload_if_changed();
         let now = unix_now();
+        let keys = self.keys.clone();
+        let owner_gone = |e: OwnerError| Apply::Retry(e.to_string());
         match announcement {
             Announcement::Template { origin, resident, consent, template } => {
-                match self.registry.import_from_compound(&resident, &consent, &template, self.keys.rotation(), now) {
+                let imported = self
+                    .registry
+                    .call(move |r| r.import_from_compound(&resident, &consent, &template, keys.rotation(), now))
+                    .await
+                    .map_err(owner_gone)?;
+                match imported {
                     Ok(Some(_)) => tracing::info!(from = %origin, "enrolment from the compound stored"),
                     Ok(None) => {
                         tracing::info!(from = %origin, "enrolment from the compound older than a revocation here: ignored")
@@ -443,7 +446,12 @@ impl Link {
                 }
             }
             Announcement::Shred { origin, resident, reason, .. } => {
-                match self.registry.shred_from_compound(&resident, reason, now) {
+                let shredded = self
+                    .registry
+                    .call(move |r| r.shred_from_compound(&resident, reason, now))
+                    .await
+                    .map_err(owner_gone)?;
+                match shredded {
                     Ok(Some(_)) => tracing::info!(
                         from = %origin,
                         reason = if reason == ShredReason::MovedOut { "moved out" } else { "revoked" },
@@ -454,7 +462,9 @@ impl Link {
                 }
             }
             Announcement::Counts { origin, counts } => {
-                if let Err(e) = self.registry.store_mut().set_gate_counts(&origin, &counts) {
+                let stored =
+                    self.registry.call(move |r| r.store_mut().set_gate_counts(&origin, &counts)).await.map_err(owner_gone)?;
+                if let Err(e) = stored {
                     return Err(Apply::Retry(e.to_string()));
                 }
             }
@@ -466,73 +476,93 @@ impl Link {
     /// stored it (acknowledged), so a broker outage or a crash loses nothing.
     async fn send_outbox(&mut self, js: &jetstream::Context) {
         const BATCH: usize = 32;
-        let entries = tokio::task::block_in_place(|| {
-            self.reload_if_changed();
-            // Read the outbox only when another connection committed something, or the last pass left entries.
-            if self.outbox_dirty {
-                self.registry.store().outbox(BATCH).map(Some)
-            } else {
-                Ok(None)
+        // Read the outbox only when the registry changed since the last look, or the last pass left entries.
+        if self.changes.has_changed().unwrap_or(false) {
+            self.changes.mark_unchanged();
+            self.outbox_dirty = true;
+        }
+        if !self.outbox_dirty {
+            return;
+        }
+        let (gate, keys) = (self.settings.gate.clone(), self.keys.clone());
+        // One job: the outbox and, for each entry, what to announce (the template carried to the compound's
+        // transform inside the owner, never as an embedding).
+        let batch = self
+            .registry
+            .call(move |r| -> Result<Vec<(i64, String, Option<Announcement>)>, crate::store::StoreError> {
+                let entries = r.store().outbox(BATCH)?;
+                Ok(entries
+                    .into_iter()
+                    .map(|entry| {
+                        let announcement = match entry.kind.as_str() {
+                            "template" => {
+                                let template = r.template_under(&entry.resident_id, keys.rotation());
+                                let consent = r.store().live_consent(&entry.resident_id).ok().flatten();
+                                match (template, consent) {
+                                    (Some(template), Some(consent)) => Some(Announcement::Template {
+                                        origin: gate.clone(),
+                                        resident: entry.resident_id.clone(),
+                                        consent,
+                                        template,
+                                    }),
+                                    // Revoked since: its tombstone follows in the outbox.
+                                    _ => None,
+                                }
+                            }
+                            kind @ ("revoked" | "moved_out") => Some(Announcement::Shred {
+                                origin: gate.clone(),
+                                resident: entry.resident_id.clone(),
+                                reason: if kind == "moved_out" { ShredReason::MovedOut } else { ShredReason::Revoked },
+                                at: entry.at,
+                            }),
+                            _ => None,
+                        };
+                        (entry.seq, entry.kind, announcement)
+                    })
+                    .collect())
+            })
+            .await;
+        let entries = match batch {
+            Ok(Ok(entries)) => entries,
+            Ok(Err(e)) => {
+                tracing::warn!("compound outbox: {e}");
+                return;
             }
-        });
-        let entries = match entries {
-            Ok(None) => return,
-            Ok(Some(entries)) => entries,
             Err(e) => {
                 tracing::warn!("compound outbox: {e}");
                 return;
             }
         };
         let drained = entries.len() < BATCH;
-        for entry in entries {
-            let announcement = match entry.kind.as_str() {
-                "template" => {
-                    let template = self.registry.template_under(&entry.resident_id, self.keys.rotation());
-                    let consent = self.registry.store().live_consent(&entry.resident_id).ok().flatten();
-                    match (template, consent) {
-                        (Some(template), Some(consent)) => Announcement::Template {
-                            origin: self.settings.gate.clone(),
-                            resident: entry.resident_id.clone(),
-                            consent,
-                            template,
-                        },
-                        // Revoked since: its tombstone follows in the outbox.
-                        _ => {
-                            self.done(entry.seq);
-                            continue;
-                        }
-                    }
+        for (seq, kind, announcement) in entries {
+            if let Some(announcement) = announcement {
+                if !self.publish(js, &announcement).await {
+                    return;
                 }
-                kind @ ("revoked" | "moved_out") => Announcement::Shred {
-                    origin: self.settings.gate.clone(),
-                    resident: entry.resident_id.clone(),
-                    reason: if kind == "moved_out" { ShredReason::MovedOut } else { ShredReason::Revoked },
-                    at: entry.at,
-                },
-                _ => {
-                    self.done(entry.seq);
-                    continue;
-                }
-            };
-            if !self.publish(js, &announcement).await {
-                return;
+                tracing::info!(kind = %kind, "announced to the compound");
             }
-            tracing::info!(kind = %entry.kind, "announced to the compound");
-            self.done(entry.seq);
+            self.done(seq).await;
         }
         self.outbox_dirty = !drained;
     }
 
-    fn done(&mut self, seq: i64) {
-        if let Err(e) = self.registry.store_mut().outbox_done(seq) {
-            tracing::warn!("compound outbox: {e}");
+    async fn done(&mut self, seq: i64) {
+        match self.registry.call(move |r| r.store_mut().outbox_done(seq)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("compound outbox: {e}"),
+            Err(e) => tracing::warn!("compound outbox: {e}"),
         }
     }
 
     async fn send_counts(&mut self, js: &jetstream::Context) {
         let now = unix_now();
-        let counts = match self.registry.store().passage_counts(now - COUNTS_HORIZON_SECS, now + 3_600) {
-            Ok(counts) => counts,
+        let counts = match self.registry.call(move |r| r.store().passage_counts(now - COUNTS_HORIZON_SECS, now + 3_600)).await
+        {
+            Ok(Ok(counts)) => counts,
+            Ok(Err(e)) => {
+                tracing::warn!("compound counts: {e}");
+                return;
+            }
             Err(e) => {
                 tracing::warn!("compound counts: {e}");
                 return;

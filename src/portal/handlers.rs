@@ -20,6 +20,7 @@ use super::PortalState;
 use crate::counts::{self, Granularity};
 use crate::enrol::{DeskProgress, QualityGate};
 use crate::protect::Pin;
+use crate::registry::Registry;
 use crate::store::{rfc3339, unix_now, ConsentRecord};
 
 type Shared = State<Arc<PortalState>>;
@@ -90,7 +91,22 @@ fn message(data: &SessionData, lang: Lang, status: StatusCode, key: &str) -> Res
     page(status, layout(&frame(data, lang, "/"), t(lang, key), html! { p { a href="/" { (t(lang, "title")) } } }))
 }
 
-/// Runs registry work off the async workers (SQLite, argon2 and key rotation take milliseconds).
+/// Runs `job` on the registry's owner (the daemon's one registry) and awaits its reply; `None` (logged) when
+/// the owner has stopped.
+async fn registry<T: Send + 'static>(
+    state: &PortalState,
+    job: impl FnOnce(&mut Registry) -> T + Send + 'static,
+) -> Option<T> {
+    match state.registry.call(job).await {
+        Ok(value) => Some(value),
+        Err(e) => {
+            tracing::error!("portal: {e}");
+            None
+        }
+    }
+}
+
+/// Runs CPU-bound work that is not the registry's (argon2id, the audit's file scan) off the async workers.
 async fn blocking<T: Send + 'static>(
     state: &Arc<PortalState>,
     work: impl FnOnce(&PortalState) -> T + Send + 'static,
@@ -126,6 +142,7 @@ pub(super) fn routes() -> Router<Arc<PortalState>> {
         .route("/manager/counts.csv", get(manager_csv))
         .route("/manager/codes", post(issue_code))
         .route("/manager/codes/{id}/cancel", post(cancel_code))
+        .route("/manager/residents/{id}/revoke", post(manager_revoke))
         .route("/auditor", get(auditor))
         .route("/auditor/report.json", get(auditor_report))
         .fallback(not_found)
@@ -205,7 +222,7 @@ async fn resident_code(
         return page(StatusCode::TOO_MANY_REQUESTS, code_page(&data, lang, Some(t(lang, "code_bad"))));
     }
     let hash = auth::code_hash(&form.code);
-    let found = blocking(&state, move |s| s.registry().store().usable_enrolment_code(&hash, unix_now())).await;
+    let found = registry(&state, move |r| r.store().usable_enrolment_code(&hash, unix_now())).await;
     match found {
         Some(Ok(Some((code_id, unit)))) => {
             data.flow = Flow::Code { code_id, unit };
@@ -277,9 +294,8 @@ async fn consent(
     }
     let notice_text = views::notice_items(lang, &state.settings.notice).join("\n");
     let version = state.settings.notice.version.clone();
-    let created = blocking(&state, move |s| -> Result<Option<String>, String> {
+    let created = registry(&state, move |registry| -> Result<Option<String>, String> {
         let now = unix_now();
-        let mut registry = s.registry();
         if !registry.store_mut().use_enrolment_code(code_id, now).map_err(|e| e.to_string())? {
             return Ok(None);
         }
@@ -406,18 +422,23 @@ async fn enrol_status(State(state): Shared, session: Session, headers: HeaderMap
         }
         DeskProgress::Complete(embedding) => {
             let resident = id.clone();
-            let enrolled = blocking(&state, move |s| {
-                s.registry().enrol(&resident, &embedding, unix_now()).map_err(|e| e.to_string())
+            // The revocation code is issued with the enrolment itself: a resident who closes the tab now can
+            // still withdraw (and the manager can revoke by unit).
+            let revocation = auth::new_code(4);
+            let revocation_hash = auth::code_hash(&revocation);
+            let enrolled = registry(&state, move |r| -> Result<(), String> {
+                r.enrol(&resident, &embedding, unix_now()).map_err(|e| e.to_string())?;
+                r.store_mut().set_revocation_code(&resident, &revocation_hash).map_err(|e| e.to_string())
             })
             .await;
             match enrolled {
-                Some(Ok(_)) => {
+                Some(Ok(())) => {
                     if let Flow::Resident { enrolled, job, .. } = &mut data.flow {
                         *enrolled = true;
                         *job = None;
                     }
                     save(&session, &data).await;
-                    Redirect::to("/resident/pin").into_response()
+                    page(StatusCode::OK, pin_markup(&data, lang, Some(t(lang, "enrol_done")), Some(&revocation), None))
                 }
                 Some(Err(reason)) => failed(&data, &reason),
                 None => server_error(&data, lang),
@@ -427,12 +448,22 @@ async fn enrol_status(State(state): Shared, session: Session, headers: HeaderMap
     }
 }
 
-fn pin_markup(data: &SessionData, lang: Lang, notice: Option<&str>, error: Option<&str>) -> Markup {
+fn pin_markup(
+    data: &SessionData,
+    lang: Lang,
+    notice: Option<&str>,
+    revocation: Option<&str>,
+    error: Option<&str>,
+) -> Markup {
     layout(
         &frame(data, lang, "/resident/pin"),
         t(lang, "pin_heading"),
         html! {
             @if let Some(n) = notice { p.ok id="enrolled" { (n) } }
+            @if let Some(code) = revocation {
+                p { (t(lang, "enrol_revocation")) }
+                p.code id="revocation-code" { (code) }
+            }
             (error_line(error))
             form method="post" action="/resident/pin" {
                 (csrf_field(&data.csrf))
@@ -455,7 +486,7 @@ fn pin_resident(data: &SessionData) -> Option<(String, bool)> {
 async fn pin_page(session: Session, headers: HeaderMap, Query(q): Query<LangQuery>) -> Response {
     let (data, lang) = open(&session, &headers, Some(&q)).await;
     let Some((_, enrolled)) = pin_resident(&data) else { return Redirect::to("/resident").into_response() };
-    page(StatusCode::OK, pin_markup(&data, lang, enrolled.then(|| t(lang, "enrol_done")), None))
+    page(StatusCode::OK, pin_markup(&data, lang, enrolled.then(|| t(lang, "enrol_done")), None, None))
 }
 
 #[derive(Deserialize)]
@@ -470,19 +501,24 @@ async fn pin_set(State(state): Shared, session: Session, headers: HeaderMap, For
     if !auth::csrf_ok(&data.csrf, &form.csrf) {
         return message(&data, lang, StatusCode::BAD_REQUEST, "bad_request");
     }
-    let Some((id, _)) = pin_resident(&data) else { return Redirect::to("/resident").into_response() };
+    let Some((id, enrolled)) = pin_resident(&data) else { return Redirect::to("/resident").into_response() };
     if form.pin != form.pin2 {
-        return page(StatusCode::UNPROCESSABLE_ENTITY, pin_markup(&data, lang, None, Some(t(lang, "pin_mismatch"))));
+        return page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            pin_markup(&data, lang, None, None, Some(t(lang, "pin_mismatch"))),
+        );
     }
     let pin = match Pin::parse(&form.pin) {
         Ok(pin) => pin,
-        Err(e) => return page(StatusCode::UNPROCESSABLE_ENTITY, pin_markup(&data, lang, None, Some(&e.to_string()))),
+        Err(e) => {
+            return page(StatusCode::UNPROCESSABLE_ENTITY, pin_markup(&data, lang, None, None, Some(&e.to_string())))
+        }
     };
-    let revocation = auth::new_code(4);
-    let revocation_hash = auth::code_hash(&revocation);
-    let result = blocking(&state, move |s| -> Result<String, String> {
+    // An enrolled resident got their revocation code with the enrolment; a PIN-only resident gets it now.
+    let revocation = (!enrolled).then(|| auth::new_code(4));
+    let revocation_hash = revocation.as_deref().map(auth::code_hash);
+    let result = registry(&state, move |registry| -> Result<String, String> {
         use rand::Rng;
-        let mut registry = s.registry();
         let taken = registry.store().keypad_codes().map_err(|e| e.to_string())?;
         let mut rng = rand::rng();
         let keypad = (0..1000)
@@ -490,7 +526,9 @@ async fn pin_set(State(state): Shared, session: Session, headers: HeaderMap, For
             .find(|c| !taken.contains(c))
             .ok_or("no free keypad code")?;
         registry.set_pin(&id, &keypad, &pin, unix_now()).map_err(|e| e.to_string())?;
-        registry.store_mut().set_revocation_code(&id, &revocation_hash).map_err(|e| e.to_string())?;
+        if let Some(hash) = revocation_hash {
+            registry.store_mut().set_revocation_code(&id, &hash).map_err(|e| e.to_string())?;
+        }
         Ok(keypad)
     })
     .await;
@@ -500,13 +538,17 @@ async fn pin_set(State(state): Shared, session: Session, headers: HeaderMap, For
             save(&session, &data).await;
             let body = html! {
                 p id="keypad" { (tf(lang, "done_keypad", &[("code", &keypad)])) }
-                p { (t(lang, "done_revocation")) }
-                p.code id="revocation-code" { (revocation) }
+                @if let Some(revocation) = &revocation {
+                    p { (t(lang, "done_revocation")) }
+                    p.code id="revocation-code" { (revocation) }
+                } @else {
+                    p { (t(lang, "done_revocation_kept")) }
+                }
                 p { a href="/revoke" { (t(lang, "resident_revoke")) } }
             };
             page(StatusCode::OK, layout(&frame(&data, lang, "/"), t(lang, "done_heading"), body))
         }
-        Some(Err(e)) => page(StatusCode::UNPROCESSABLE_ENTITY, pin_markup(&data, lang, None, Some(&e))),
+        Some(Err(e)) => page(StatusCode::UNPROCESSABLE_ENTITY, pin_markup(&data, lang, None, None, Some(&e))),
         None => server_error(&data, lang),
     }
 }
@@ -546,8 +588,7 @@ async fn revoke(
         return page(StatusCode::TOO_MANY_REQUESTS, revoke_markup(&data, lang, Some(t(lang, "revoke_bad"))));
     }
     let hash = auth::code_hash(&form.code);
-    let receipt = blocking(&state, move |s| -> Result<Option<crate::store::RevocationReceipt>, String> {
-        let mut registry = s.registry();
+    let receipt = registry(&state, move |registry| -> Result<Option<crate::store::RevocationReceipt>, String> {
         let Some(id) = registry.store().resident_for_revocation_code(&hash).map_err(|e| e.to_string())? else {
             return Ok(None);
         };
@@ -622,23 +663,7 @@ async fn login(
     }
     let name = form.name.trim().to_owned();
     let password = zeroize::Zeroizing::new(form.password);
-    let outcome = blocking(&state, move |s| -> Result<Option<Role>, String> {
-        let now = unix_now();
-        let account = s.registry().store().account(&name).map_err(|e| e.to_string())?;
-        let Some(account) = account else {
-            auth::verify_password(&password, auth::dummy_hash());
-            return Ok(None);
-        };
-        // A locked account is refused whatever the password, and the attempt still costs the hash.
-        let good = auth::verify_password(&password, &account.password_hash) && account.locked_until <= now;
-        let lock = auth::lock_until(account.failed_attempts + 1, now);
-        s.registry()
-            .store_mut()
-            .record_login(&name, good, if good { None } else { lock })
-            .map_err(|e| e.to_string())?;
-        Ok(if good { Role::parse(&account.role) } else { None })
-    })
-    .await;
+    let outcome = sign_in(&state, name, password).await;
     match outcome {
         Some(Ok(Some(role))) => {
             // A new session id at sign-in (no fixation) and a new CSRF token.
@@ -660,6 +685,29 @@ async fn login(
     }
 }
 
+/// Checks a staff sign-in: the account is read by the registry's owner, the password verified (argon2id) on a
+/// blocking thread, and the outcome recorded by the owner again, so the owner never spends a hash's time.
+async fn sign_in(state: &Arc<PortalState>, name: String, password: zeroize::Zeroizing<String>) -> Option<Result<Option<Role>, String>> {
+    let lookup = name.clone();
+    let account = match registry(state, move |r| r.store().account(&lookup)).await? {
+        Ok(account) => account,
+        Err(e) => return Some(Err(e.to_string())),
+    };
+    let now = unix_now();
+    let Some(account) = account else {
+        let _ = blocking(state, move |_| auth::verify_password(&password, auth::dummy_hash())).await;
+        return Some(Ok(None));
+    };
+    let hash = account.password_hash.clone();
+    let verified = blocking(state, move |_| auth::verify_password(&password, &hash)).await?;
+    // A locked account is refused whatever the password, and the attempt still costs the hash.
+    let good = verified && account.locked_until <= now;
+    let lock = auth::lock_until(account.failed_attempts + 1, now);
+    let recorded =
+        registry(state, move |r| r.store_mut().record_login(&name, good, if good { None } else { lock })).await?;
+    Some(recorded.map(|()| if good { Role::parse(&account.role) } else { None }).map_err(|e| e.to_string()))
+}
+
 async fn logout(session: Session, headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
     let (data, lang) = open(&session, &headers, None).await;
     if !auth::csrf_ok(&data.csrf, &form.csrf) {
@@ -679,12 +727,17 @@ fn refuse_unless(data: &SessionData, lang: Lang, role: Role) -> Option<Response>
     }
 }
 
+type Published = (Vec<counts::PublishedCell>, Vec<counts::PublishedCell>, i64);
+
 /// Published day and hour cells for the manager (never an hourly row of the store itself).
-fn published(state: &PortalState) -> Result<(Vec<counts::PublishedCell>, Vec<counts::PublishedCell>, i64), String> {
+async fn published(state: &PortalState) -> Option<Result<Published, String>> {
     let offset = state.settings.utc_offset_secs;
+    registry(state, move |r| published_from(r, offset)).await
+}
+
+fn published_from(registry: &Registry, offset: i64) -> Result<Published, String> {
     let now = unix_now();
     let today = counts::day_start(now, offset);
-    let registry = state.registry();
     let store = registry.store();
     let days = store.compound_passage_counts(today - 13 * 86_400, today + 86_400).map_err(|e| e.to_string())?;
     let hours = store.compound_passage_counts(now - 24 * 3_600, now + 3_600).map_err(|e| e.to_string())?;
@@ -697,10 +750,19 @@ fn published(state: &PortalState) -> Result<(Vec<counts::PublishedCell>, Vec<cou
 }
 
 async fn manager_page(state: Arc<PortalState>, data: SessionData, lang: Lang, issued: Option<String>) -> Response {
-    let Some(Ok((days, hours, enrolled))) = blocking(&state, published).await else { return server_error(&data, lang) };
-    let Some(Ok(codes)) = blocking(&state, |s| s.registry().store().enrolment_codes()).await else {
+    let Some(Ok((days, hours, enrolled))) = published(&state).await else { return server_error(&data, lang) };
+    let Some(Ok(codes)) = registry(&state, |r| r.store().enrolment_codes()).await else {
         return server_error(&data, lang);
     };
+    let Some(Ok(residents)) = registry(&state, |r| r.store().residents()).await else {
+        return server_error(&data, lang);
+    };
+    // Who can still withdraw: a live consent, a template or a PIN. Units and pseudonymous ids only.
+    let revocable: Vec<_> = residents
+        .into_iter()
+        .filter(|r| r.moved_out_at.is_none())
+        .filter(|r| r.consent_granted_at.is_some() || r.template_version.is_some() || r.has_pin)
+        .collect();
     let offset = state.settings.utc_offset_secs;
     let day_label = move |t: i64| rfc3339(t + offset).chars().take(10).collect::<String>();
     let hour_label = move |t: i64| rfc3339(t + offset).chars().skip(5).take(11).collect::<String>().replace('T', " ");
@@ -736,6 +798,22 @@ async fn manager_page(state: Arc<PortalState>, data: SessionData, lang: Lang, is
                 }
             }
         }
+        h2 { (t(lang, "manager_residents")) }
+        @if revocable.is_empty() { p { (t(lang, "manager_no_residents")) } } @else {
+            table id="residents" {
+                tr { th { (t(lang, "manager_unit")) } th { "id" } th { "face" } th { "PIN" } th {} }
+                @for r in &revocable {
+                    tr {
+                        td { (r.unit_label.as_deref().unwrap_or("-")) } td.code { (r.id) }
+                        td { @if r.template_version.is_some() { "yes" } @else { "no" } }
+                        td { @if r.has_pin { "yes" } @else { "no" } }
+                        td { form.inline method="post" action={ "/manager/residents/" (r.id) "/revoke" } {
+                            (csrf_field(&data.csrf)) button type="submit" { (t(lang, "manager_revoke")) }
+                        } }
+                    }
+                }
+            }
+        }
     };
     page(StatusCode::OK, layout(&frame(&data, lang, "/manager"), t(lang, "manager_heading"), body))
 }
@@ -753,7 +831,7 @@ async fn manager_csv(State(state): Shared, session: Session, headers: HeaderMap)
     if let Some(response) = refuse_unless(&data, lang, Role::Manager) {
         return response;
     }
-    let Some(Ok((days, _, _))) = blocking(&state, published).await else { return server_error(&data, lang) };
+    let Some(Ok((days, _, _))) = published(&state).await else { return server_error(&data, lang) };
     (
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
@@ -787,9 +865,9 @@ async fn issue_code(
     let code = auth::new_code(3);
     let hash = auth::code_hash(&code);
     let valid = i64::try_from(state.settings.code_valid.as_secs()).unwrap_or(7 * 86_400);
-    let stored = blocking(&state, move |s| {
+    let stored = registry(&state, move |r| {
         let now = unix_now();
-        s.registry().store_mut().add_enrolment_code(&hash, &unit, now, now + valid)
+        r.store_mut().add_enrolment_code(&hash, &unit, now, now + valid)
     })
     .await;
     match stored {
@@ -812,9 +890,54 @@ async fn cancel_code(
     if !auth::csrf_ok(&data.csrf, &form.csrf) {
         return message(&data, lang, StatusCode::BAD_REQUEST, "bad_request");
     }
-    match blocking(&state, move |s| s.registry().store_mut().cancel_enrolment_code(id, unix_now())).await {
+    match registry(&state, move |r| r.store_mut().cancel_enrolment_code(id, unix_now())).await {
         Some(Ok(_)) => Redirect::to("/manager").into_response(),
         _ => server_error(&data, lang),
+    }
+}
+
+/// The manager withdraws a household's face data for them (they lost their revocation code, or abandoned the
+/// set-up after enrolling): the same revocation as `/revoke`, with its receipt to hand over.
+async fn manager_revoke(
+    State(state): Shared,
+    session: Session,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let (data, lang) = open(&session, &headers, None).await;
+    if let Some(response) = refuse_unless(&data, lang, Role::Manager) {
+        return response;
+    }
+    if !auth::csrf_ok(&data.csrf, &form.csrf) {
+        return message(&data, lang, StatusCode::BAD_REQUEST, "bad_request");
+    }
+    let receipt = registry(&state, move |r| -> Result<Option<crate::store::RevocationReceipt>, String> {
+        if !r.store().resident_exists(&id).map_err(|e| e.to_string())? {
+            return Ok(None);
+        }
+        r.revoke(&id, unix_now()).map(Some).map_err(|e| e.to_string())
+    })
+    .await;
+    match receipt {
+        Some(Ok(Some(receipt))) => {
+            let body = html! {
+                p { (t(lang, "manager_revoked")) }
+                table id="receipt" {
+                    tr { th { (t(lang, "receipt_time")) } td { (rfc3339(receipt.revoked_at)) } }
+                    tr { th { (t(lang, "receipt_deleted")) } td { ul { @for item in &receipt.deleted { li { (item) } } } } }
+                    tr { th { (t(lang, "receipt_code")) } td.code id="verification-code" { (receipt.verification_code) } }
+                }
+                p { a href="/manager" { (t(lang, "manager_heading")) } }
+            };
+            page(StatusCode::OK, layout(&frame(&data, lang, "/manager"), t(lang, "receipt_heading"), body))
+        }
+        Some(Ok(None)) => message(&data, lang, StatusCode::NOT_FOUND, "not_found"),
+        Some(Err(e)) => {
+            tracing::error!("portal revoke (manager): {e}");
+            server_error(&data, lang)
+        }
+        None => server_error(&data, lang),
     }
 }
 

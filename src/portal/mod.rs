@@ -14,7 +14,7 @@ pub mod views;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{header, HeaderValue};
@@ -22,8 +22,20 @@ use axum::Router;
 
 use crate::audit::AuditScope;
 use crate::enrol::EnrolmentDesk;
-use crate::registry::Registry;
+use crate::registry::owner::RegistryHandle;
 use views::NoticeFacts;
+
+/// What the notice and the signage say, from `[portal]` and the retention setting.
+pub fn notice_facts(config: &crate::config::Config) -> NoticeFacts {
+    let p = &config.portal;
+    NoticeFacts {
+        operator: p.operator.clone(),
+        contact: p.contact.clone(),
+        held_on: p.templates_held_on.clone(),
+        max_unused_days: config.registry.max_unused_secs / 86_400,
+        version: p.notice_version.clone(),
+    }
+}
 
 /// Portal settings, from `[portal]` and the rest of the config.
 #[derive(Clone, Debug)]
@@ -72,20 +84,17 @@ pub enum PortalError {
 /// Shared by every request.
 pub struct PortalState {
     settings: PortalSettings,
-    registry: Mutex<Registry>,
+    registry: RegistryHandle,
     desk: Option<Arc<EnrolmentDesk>>,
     throttle: auth::Throttle,
 }
 
 impl PortalState {
-    /// The portal's own connection to the registry (the gate keeps its own and reloads on changes), and the
-    /// gate's enrolment desk (`None`: no camera, so no enrolment from the portal).
-    pub fn new(settings: PortalSettings, registry: Registry, desk: Option<Arc<EnrolmentDesk>>) -> Self {
-        Self { settings, registry: Mutex::new(registry), desk, throttle: auth::Throttle::default() }
-    }
-
-    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
-        self.registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// A handle to the registry's owner (the portal holds no registry of its own: every change goes through
+    /// the daemon's one owner, so keys and gallery never disagree), and the gate's enrolment desk (`None`: no
+    /// camera, so no enrolment from the portal).
+    pub fn new(settings: PortalSettings, registry: RegistryHandle, desk: Option<Arc<EnrolmentDesk>>) -> Self {
+        Self { settings, registry, desk, throttle: auth::Throttle::default() }
     }
 }
 

@@ -13,13 +13,32 @@ pub mod transform;
 /// 32 secret bytes, wiped on drop, never printed: the storage inside every key type of this module, which
 /// stay distinct types so a data key can never be passed where a transform key is expected.
 #[derive(Clone, zeroize::ZeroizeOnDrop)]
-struct Secret32([u8; 32]);
+// Boxed: moving a key (into a struct, out of a function) moves a pointer, never the 32 bytes, so no stale
+// copy of a key is left behind in a stack frame or a moved-from struct for a memory scan to find.
+struct Secret32(Box<[u8; 32]>);
 
 impl Secret32 {
     fn random() -> Self {
         use rand::Rng;
-        let mut secret = Self([0u8; 32]);
-        rand::rng().fill(&mut secret.0);
+        let mut secret = Self(Box::new([0u8; 32]));
+        rand::rng().fill(&mut secret.0[..]);
+        secret
+    }
+
+    /// Copies 32 bytes straight into the heap; `None` for any other length.
+    fn from_slice(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != 32 {
+            return None;
+        }
+        let mut secret = Self(Box::new([0u8; 32]));
+        secret.0.copy_from_slice(bytes);
+        Some(secret)
+    }
+
+    /// Takes an array the caller owns, wiping the caller's copy.
+    fn from_array(bytes: &mut [u8; 32]) -> Self {
+        let secret = Self(Box::new(*bytes));
+        zeroize::Zeroize::zeroize(bytes);
         secret
     }
 }

@@ -25,8 +25,13 @@ pub struct AeadKey(super::Secret32);
 
 impl AeadKey {
     /// Wraps 32 secret bytes.
-    pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(super::Secret32(bytes))
+    pub fn from_bytes(mut bytes: [u8; 32]) -> Self {
+        Self(super::Secret32::from_array(&mut bytes))
+    }
+
+    /// Copies a 32-byte key from a (zeroizing) buffer without an intermediate copy; `None` for another length.
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        super::Secret32::from_slice(bytes).map(Self)
     }
 
     /// A fresh random key.
@@ -40,7 +45,7 @@ impl AeadKey {
     }
 
     fn cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new((&self.0 .0).into())
+        Aes256Gcm::new((&*self.0 .0).into())
     }
 }
 
@@ -183,8 +188,7 @@ pub fn wrap_key(data_key: &AeadKey, master: &AeadKey, resident_id: &str) -> Resu
 /// Unwraps a resident's data key.
 pub fn unwrap_key(wrapped: &Sealed, master: &AeadKey, resident_id: &str) -> Result<AeadKey, SealError> {
     let bytes = open(master, wrapped, &wrap_aad(resident_id))?;
-    let array: [u8; 32] = bytes.as_slice().try_into().map_err(|_| SealError::Malformed("key length"))?;
-    Ok(AeadKey::from_bytes(array))
+    AeadKey::from_slice(&bytes).ok_or(SealError::Malformed("key length"))
 }
 
 /// Wraps the device's transform key under the master key, bound to its transform id.
@@ -195,8 +199,7 @@ pub fn wrap_transform_key(key: &TransformKey, master: &AeadKey) -> Result<Sealed
 /// Unwraps the transform key stored under `id`; fails on a wrong master key or a row moved under another id.
 pub fn unwrap_transform_key(wrapped: &Sealed, master: &AeadKey, id: TransformId) -> Result<TransformKey, SealError> {
     let bytes = open(master, wrapped, &transform_aad(id))?;
-    let array: [u8; 32] = bytes.as_slice().try_into().map_err(|_| SealError::Malformed("key length"))?;
-    let key = TransformKey::from_bytes(array);
+    let key = TransformKey::from_slice(&bytes).ok_or(SealError::Malformed("key length"))?;
     if key.transform_id() != id {
         return Err(SealError::Malformed("transform key does not hash to its id"));
     }

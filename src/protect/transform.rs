@@ -22,8 +22,13 @@ pub struct TransformKey(super::Secret32);
 
 impl TransformKey {
     /// A key from 32 secret bytes (from the key store, never from a literal in production).
-    pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(super::Secret32(bytes))
+    pub fn from_bytes(mut bytes: [u8; 32]) -> Self {
+        Self(super::Secret32::from_array(&mut bytes))
+    }
+
+    /// Copies a 32-byte key from a (zeroizing) buffer without an intermediate copy; `None` for another length.
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        super::Secret32::from_slice(bytes).map(Self)
     }
 
     /// A fresh key from the operating system's random source.
@@ -39,7 +44,7 @@ impl TransformKey {
     /// A public identifier of the transform (not secret: a one-way hash of the key), stored beside sealed
     /// templates and bound into their associated data so a template is never matched under the wrong key.
     pub fn transform_id(&self) -> TransformId {
-        let digest = Sha256::new().chain_update(b"facegate transform id v1").chain_update(self.0 .0).finalize();
+        let digest = Sha256::new().chain_update(b"facegate transform id v1").chain_update(&self.0 .0[..]).finalize();
         let mut id = [0u8; 8];
         id.copy_from_slice(&digest[..8]);
         TransformId(u64::from_be_bytes(id))
@@ -74,7 +79,7 @@ impl fmt::Debug for Rotation {
 impl Rotation {
     /// Expands a key into its rotation (about a millisecond; do it once per key, not per frame).
     pub fn from_key(key: &TransformKey) -> Self {
-        let mut rng = ChaCha20Rng::from_seed(key.0 .0);
+        let mut rng = ChaCha20Rng::from_seed(*key.0 .0);
         let n = EMBEDDING_DIM;
         // Gram-Schmidt in f64 over Gaussian rows gives a Haar-distributed orthonormal matrix.
         let mut rows = Zeroizing::new(vec![0.0f64; n * n]);

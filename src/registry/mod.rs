@@ -6,20 +6,34 @@
 //! the gallery at once. Only residents with live consent are ever in the gallery, and identification answers
 //! "no match" rather than "the nearest resident". It never writes a plaintext embedding or a protected
 //! template anywhere but the sealed store, and never records who passed the gate.
+//!
+//! The keys it holds carry their generation (see [`crate::store::KeyGeneration`]): every write that seals,
+//! wraps or rotates is checked against the store's generation inside its own transaction, and a registry whose
+//! keys another process rotated refreshes them (under the key file's lock) and tries once more. In the daemon
+//! one [`owner`] thread holds the only `Registry`; the frame workers match against [`GallerySnapshot`]s it
+//! publishes.
+
+pub mod owner;
+pub mod snapshot;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use zeroize::Zeroizing;
 
 use crate::decide::PinCheck;
 use crate::embed::Embedding;
-use crate::keys::{self, KeyError, MasterKeyFile};
-use crate::matching::{threshold_for_fpir, Gallery, GalleryError, Slot, SFACE_CALIBRATION};
+use crate::keys::{self, KeyError, KeyFileLock, MasterKeyFile};
+use crate::matching::{threshold_for_fpir, GalleryError, Slot, SFACE_CALIBRATION};
 use crate::pass::{PassError, PassKey, VisitorPass};
 use crate::protect::{self, AeadKey, Pin, PinError, PinPepper, ProtectedTemplate, Rotation, TransformId, TransformKey};
-use crate::store::{ChangeOrigin, ConsentRecord, Rekey, RevocationReceipt, ShredReason, Store, StoreError};
+use crate::store::{
+    ChangeOrigin, ConsentRecord, KeyGeneration, KeysInUse, Rekey, RevocationReceipt, ShredReason, Store, StoreError,
+};
+pub use snapshot::{GallerySnapshot, Identified};
 
 /// Longest retention of an unused template the configuration may ask for: three years.
 pub const MAX_RETENTION_SECS: i64 = 3 * 365 * 86_400;
@@ -104,31 +118,79 @@ pub struct EnrolReceipt {
     pub version: u32,
 }
 
-/// A probe that matched a resident.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Identified {
-    /// The gallery slot (stable while the registry is open).
-    pub slot: Slot,
-    /// The resident's pseudonymous id.
-    pub resident_id: String,
-    /// The cosine.
-    pub score: f32,
+/// What the keypad must do with a typed code before anything is verified (see [`Registry::pin_challenge`]).
+pub enum PinChallenge {
+    /// The code is locked for this long: refused unchecked.
+    LockedOut(Duration),
+    /// Verify the PIN against `verifier` (argon2id, off the registry's owner), then report the outcome with
+    /// [`Registry::record_pin_attempt`].
+    Verify {
+        /// Whose code it is.
+        resident_id: String,
+        /// The PHC string.
+        verifier: String,
+        /// The pepper the verifier was made with.
+        pepper: PinPepper,
+    },
+    /// No such code: verify against a dummy verifier anyway (same time as a real one), then refuse.
+    Unknown {
+        /// The pepper, for the dummy verification.
+        pepper: PinPepper,
+    },
+}
+
+impl std::fmt::Debug for PinChallenge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::LockedOut(d) => f.debug_tuple("LockedOut").field(d).finish(),
+            Self::Verify { .. } => f.write_str("Verify"),
+            Self::Unknown { .. } => f.write_str("Unknown"),
+        }
+    }
+}
+
+impl PinChallenge {
+    /// Runs the argon2id verification the challenge asks for (about 50-100 ms on a Pi: call it off the
+    /// registry's owner and off any async executor). `Some((resident, ok))` to record, `None` when there is
+    /// nothing to record (unknown code, or locked).
+    pub fn verify(&self, pin: &Pin) -> (PinCheck, Option<(String, bool)>) {
+        match self {
+            Self::LockedOut(wait) => (PinCheck::LockedOut(*wait), None),
+            Self::Unknown { pepper } => {
+                let _ = protect::verify_pin(pin, dummy_verifier(pepper), pepper);
+                (PinCheck::Rejected, None)
+            }
+            Self::Verify { resident_id, verifier, pepper } => {
+                let ok = protect::verify_pin(pin, verifier, pepper).unwrap_or(false);
+                (if ok { PinCheck::Accepted } else { PinCheck::Rejected }, Some((resident_id.clone(), ok)))
+            }
+        }
+    }
+}
+
+/// The device keys of one generation, loaded together under the key file's lock.
+struct DeviceKeys {
+    generation: KeyGeneration,
+    master: AeadKey,
+    rotation: Arc<Rotation>,
 }
 
 /// The residents, their sealed templates, and the live gallery.
 pub struct Registry {
     store: Store,
     key_file: MasterKeyFile,
-    master: AeadKey,
+    keys: DeviceKeys,
     pin_key: AeadKey,
     pass_key: AeadKey,
-    rotation: Rotation,
-    gallery: Gallery,
+    /// The gallery: the only copy the process holds; a change builds the next one and publishes it.
+    gallery: Arc<GallerySnapshot>,
     slot_of: HashMap<String, Slot>,
-    resident_of: HashMap<Slot, String>,
     next_slot: Slot,
     policy: RegistryPolicy,
     load_failures: Vec<StoreError>,
+    /// Where the frame workers read the gallery, once someone asked ([`Registry::share_gallery`]).
+    shared: Option<Arc<ArcSwap<GallerySnapshot>>>,
+    versions: u64,
 }
 
 impl std::fmt::Debug for Registry {
@@ -153,69 +215,117 @@ impl Registry {
             }
             .into());
         }
-        let (master, transform_key) = open_device_keys(&key_file, &mut store, now)?;
-        let pin_key = store.device_secret("pin-pepper", &master)?;
-        let pass_key = store.device_secret("visitor-pass-key", &master)?;
-        let rotation = Rotation::from_key(&transform_key);
+        let (keys, pin_key, pass_key) = {
+            let guard = key_file.lock()?;
+            let keys = open_device_keys(&key_file, &mut store, now, &guard)?;
+            // Under the lock, so no rotation can come between loading the keys and using them here.
+            let in_use = KeysInUse { master: &keys.master, generation: keys.generation };
+            let pin_key = store.device_secret("pin-pepper", in_use)?;
+            let pass_key = store.device_secret("visitor-pass-key", in_use)?;
+            (keys, pin_key, pass_key)
+        };
         let policy = RegistryPolicy { max_unused_secs: policy.max_unused_secs.min(MAX_RETENTION_SECS), ..policy };
         let mut registry = Self {
             store,
             key_file,
-            master,
+            gallery: Arc::new(GallerySnapshot::empty(keys.rotation.clone(), policy.target_fpir)),
+            keys,
             pin_key,
             pass_key,
-            gallery: Gallery::new(rotation.id()),
-            rotation,
             slot_of: HashMap::new(),
-            resident_of: HashMap::new(),
             next_slot: 0,
             policy,
             load_failures: Vec::new(),
+            shared: None,
+            versions: 0,
         };
         registry.reload()?;
         Ok(registry)
     }
 
-    /// Rebuilds the gallery from the store (after another process enrolled or revoked someone), reading the
-    /// key file again if another process rotated the master key.
+    /// Whether another process rotated the keys since they were loaded.
+    fn keys_are_stale(&self) -> Result<bool> {
+        Ok(self.store.key_generation()? != self.keys.generation)
+    }
+
+    /// Loads the current keys (the caller holds the key file's lock). The old master key is dropped, and
+    /// so wiped, here.
+    fn refresh_keys_locked(&mut self, guard: &KeyFileLock) -> Result<()> {
+        self.keys = open_device_keys(&self.key_file, &mut self.store, 0, guard)?;
+        Ok(())
+    }
+
+    /// Rebuilds the gallery from the store (after another process enrolled or revoked someone), loading the
+    /// keys again if another process rotated them. Residents keep their slots.
     pub fn reload(&mut self) -> Result<()> {
-        if !self.store.opens_with(&self.master)? {
-            let (master, transform_key) = open_device_keys(&self.key_file, &mut self.store, 0)?;
-            self.master = master;
-            if transform_key.transform_id() != self.rotation.id() {
-                self.rotation = Rotation::from_key(&transform_key);
-            }
+        if self.keys_are_stale()? {
+            let guard = self.key_file.lock()?;
+            self.refresh_keys_locked(&guard)?;
         }
-        let live = self.store.live_templates(&self.master, self.rotation.id())?;
-        self.gallery = Gallery::new(self.rotation.id());
-        self.slot_of.clear();
-        self.resident_of.clear();
+        let live = self.store.live_templates(&self.keys.master, self.keys.rotation.id())?;
+        let mut next = GallerySnapshot::empty(self.keys.rotation.clone(), self.policy.target_fpir);
+        let mut slot_of = HashMap::with_capacity(live.templates.len());
         for (resident, template) in live.templates {
-            self.insert(resident, &template)?;
+            let slot = match self.slot_of.get(&resident) {
+                Some(&slot) => slot,
+                None => self.fresh_slot(),
+            };
+            next.insert(slot, resident.clone(), &template)?;
+            slot_of.insert(resident, slot);
         }
+        self.slot_of = slot_of;
         self.load_failures = live.failures;
+        self.publish(next);
         Ok(())
     }
 
-    fn insert(&mut self, resident: String, template: &ProtectedTemplate) -> Result<()> {
-        let slot = match self.slot_of.get(&resident) {
+    fn fresh_slot(&mut self) -> Slot {
+        let slot = self.next_slot;
+        self.next_slot = self.next_slot.wrapping_add(1);
+        slot
+    }
+
+    /// Makes `next` the gallery, and the one the frame workers read.
+    fn publish(&mut self, mut next: GallerySnapshot) {
+        self.versions += 1;
+        next.set_version(self.versions);
+        next.settle();
+        // The previous snapshot goes when its last reader lets go; the current one is the only other copy.
+        self.gallery = Arc::new(next);
+        if let Some(shared) = &self.shared {
+            shared.store(self.gallery.clone());
+        }
+    }
+
+    /// The gallery as it stands, shared with the frame workers from now on: every later change is published
+    /// there whole, so a reader never waits on a writer.
+    pub fn share_gallery(&mut self) -> Arc<ArcSwap<GallerySnapshot>> {
+        self.shared.get_or_insert_with(|| Arc::new(ArcSwap::new(self.gallery.clone()))).clone()
+    }
+
+    /// The current gallery.
+    pub fn gallery(&self) -> Arc<GallerySnapshot> {
+        self.gallery.clone()
+    }
+
+    fn insert(&mut self, resident: &str, template: &ProtectedTemplate) -> Result<()> {
+        let slot = match self.slot_of.get(resident) {
             Some(&slot) => slot,
-            None => {
-                let slot = self.next_slot;
-                self.next_slot = self.next_slot.wrapping_add(1);
-                slot
-            }
+            None => self.fresh_slot(),
         };
-        self.gallery.insert(slot, template)?;
-        self.slot_of.insert(resident.clone(), slot);
-        self.resident_of.insert(slot, resident);
+        let mut next = (*self.gallery).clone();
+        next.insert(slot, resident.to_owned(), template)?;
+        self.slot_of.insert(resident.to_owned(), slot);
+        self.publish(next);
         Ok(())
     }
 
+    /// Drops a resident from the gallery and publishes that at once (before anything is written).
     fn drop_from_gallery(&mut self, resident: &str) {
         if let Some(slot) = self.slot_of.remove(resident) {
-            self.gallery.remove(slot);
-            self.resident_of.remove(&slot);
+            let mut next = (*self.gallery).clone();
+            next.remove(slot);
+            self.publish(next);
         }
     }
 
@@ -236,7 +346,12 @@ impl Registry {
 
     /// The device's current transform.
     pub fn transform_id(&self) -> TransformId {
-        self.rotation.id()
+        self.keys.rotation.id()
+    }
+
+    /// The generation of the keys held.
+    pub fn key_generation(&self) -> KeyGeneration {
+        self.keys.generation
     }
 
     /// How many residents are matchable.
@@ -246,12 +361,17 @@ impl Registry {
 
     /// Applies the device transform to an embedding (the only way a probe reaches the gallery).
     pub fn protect(&self, embedding: &Embedding) -> ProtectedTemplate {
-        self.rotation.protect(embedding)
+        self.keys.rotation.protect(embedding)
     }
 
     /// The identification threshold for the current gallery size and target FPIR.
     pub fn threshold(&self) -> f32 {
-        threshold_for_fpir(self.policy.target_fpir, self.gallery.len().max(1), &SFACE_CALIBRATION)
+        self.gallery.threshold()
+    }
+
+    /// The rules in force.
+    pub fn policy(&self) -> RegistryPolicy {
+        self.policy
     }
 
     /// Records a resident's separate consent to face entry, adding the resident under `resident_id` if new.
@@ -269,25 +389,41 @@ impl Registry {
         Ok(())
     }
 
+    /// Runs a write that seals or wraps under the held keys; when another process rotated them meanwhile (the
+    /// store refuses such a write inside its transaction), reloads keys and gallery and runs it once more.
+    fn with_current_keys<T>(&mut self, mut write: impl FnMut(&mut Self) -> Result<T>) -> Result<T> {
+        match write(self) {
+            Err(RegistryError::Store(StoreError::StaleKeys { held, current })) => {
+                tracing::info!(held, current, "keys rotated by another process: reloading them and retrying");
+                self.reload()?;
+                write(self)
+            }
+            other => other,
+        }
+    }
+
     /// Enrols (or re-enrols) a resident from their averaged embedding: needs live consent, refuses a face that
     /// already matches another resident, seals under a fresh data key, and makes it matchable at once.
     pub fn enrol(&mut self, resident_id: &str, embedding: &Embedding, now: i64) -> Result<EnrolReceipt> {
         if !self.store.has_live_consent(resident_id)? {
             return Err(RegistryError::NoConsent(resident_id.to_owned()));
         }
-        let template = self.rotation.protect(embedding);
-        // The bar is the gate's own threshold with this person added: anything above it would open the gate
-        // as someone else.
-        let threshold = threshold_for_fpir(self.policy.target_fpir, self.gallery.len() + 1, &SFACE_CALIBRATION);
-        let own_slot = self.slot_of.get(resident_id).copied();
-        if let Some(other) = self.gallery.best_excluding(&template, own_slot) {
-            if other.score >= threshold {
-                return Err(RegistryError::Duplicate { score: other.score, threshold });
+        self.with_current_keys(|this| {
+            let template = this.keys.rotation.protect(embedding);
+            // The bar is the gate's own threshold with this person added: anything above it would open the
+            // gate as someone else.
+            let threshold = threshold_for_fpir(this.policy.target_fpir, this.gallery.len() + 1, &SFACE_CALIBRATION);
+            let own_slot = this.slot_of.get(resident_id).copied();
+            if let Some(score) = this.gallery.best_excluding(&template, own_slot) {
+                if score >= threshold {
+                    return Err(RegistryError::Duplicate { score, threshold });
+                }
             }
-        }
-        let version = self.store.store_template(resident_id, &template, &self.master, now)?;
-        self.insert(resident_id.to_owned(), &template)?;
-        Ok(EnrolReceipt { resident_id: resident_id.to_owned(), version })
+            let keys = KeysInUse { master: &this.keys.master, generation: this.keys.generation };
+            let version = this.store.store_template(resident_id, &template, keys, now)?;
+            this.insert(resident_id, &template)?;
+            Ok(EnrolReceipt { resident_id: resident_id.to_owned(), version })
+        })
     }
 
     /// Withdraws consent and destroys template, data key and PIN (crypto-shredding), rotating the master key
@@ -323,7 +459,9 @@ impl Registry {
 
     /// Stages a fresh master key, runs `change` (which must move every key and template to the new master key
     /// and transform in its transaction), then promotes the new key and rebuilds the gallery under the new
-    /// transform; a change that did not commit discards the staged key.
+    /// transform; a change that did not commit discards the staged key. Keys another process rotated since
+    /// they were loaded are reloaded first, under the same lock, so the change always starts from the current
+    /// generation.
     fn with_new_keys<T>(
         &mut self,
         change: impl FnOnce(&mut Store, &Rekey<'_>) -> std::result::Result<T, StoreError>,
@@ -331,13 +469,22 @@ impl Registry {
         // One rotation at a time across processes (the daemon, the CLI): another process must never discard
         // or promote our staged key halfway through.
         let guard = self.key_file.lock()?;
+        let refreshed = self.keys_are_stale()?;
+        if refreshed {
+            self.refresh_keys_locked(&guard)?;
+        }
         let new = AeadKey::generate();
         let new_transform = TransformKey::generate();
         let new_rotation = Rotation::from_key(&new_transform);
-        let renewal = self.rotation.renewal_to(&new_rotation);
+        let renewal = self.keys.rotation.renewal_to(&new_rotation);
         self.key_file.stage_next(&new)?;
-        let rekey =
-            Rekey { old_master: &self.master, new_master: &new, new_transform: &new_transform, renewal: &renewal };
+        let rekey = Rekey {
+            generation: self.keys.generation,
+            old_master: &self.keys.master,
+            new_master: &new,
+            new_transform: &new_transform,
+            renewal: &renewal,
+        };
         let outcome = change(&mut self.store, &rekey);
         // An error means the change did not commit; still, never discard a key the database needs.
         let committed = match &outcome {
@@ -346,16 +493,16 @@ impl Registry {
         };
         match committed {
             Some(true) => {
-                self.master = new;
-                self.rotation = new_rotation;
-                self.key_file.promote_next(&self.master)?;
+                let generation = self.store.key_generation()?;
+                self.keys = DeviceKeys { generation, master: new, rotation: Arc::new(new_rotation) };
+                self.key_file.promote_next(&self.keys.master)?;
             }
             Some(false) => self.key_file.discard_next()?,
             // Unsure (the check itself failed): keep `.next`; the next open settles it.
             None => {}
         }
         drop(guard);
-        if committed == Some(true) {
+        if committed == Some(true) || refreshed {
             self.reload()?;
         }
         Ok(outcome?)
@@ -372,7 +519,7 @@ impl Registry {
     pub fn template_under(&self, resident_id: &str, to: &Rotation) -> Option<ProtectedTemplate> {
         let slot = *self.slot_of.get(resident_id)?;
         let template = self.gallery.template(slot)?;
-        self.rotation.renewal_to(to).apply(&template)
+        self.gallery.rotation().renewal_to(to).apply(&template)
     }
 
     /// Stores a template enrolled at another gate of the compound: records the consent given there (adding
@@ -396,13 +543,16 @@ impl Registry {
         if !self.store.has_live_consent(resident_id)? {
             self.record_consent(resident_id, None, consent, now)?;
         }
-        let local = from
-            .renewal_to(&self.rotation)
-            .apply(template)
-            .ok_or(GalleryError::WrongTransform { expected: from.id(), found: template.transform() })?;
-        let version = self.store.store_template_from(resident_id, &local, &self.master, now, ChangeOrigin::Compound)?;
-        self.insert(resident_id.to_owned(), &local)?;
-        Ok(Some(EnrolReceipt { resident_id: resident_id.to_owned(), version }))
+        self.with_current_keys(|this| {
+            let local = from
+                .renewal_to(&this.keys.rotation)
+                .apply(template)
+                .ok_or(GalleryError::WrongTransform { expected: from.id(), found: template.transform() })?;
+            let keys = KeysInUse { master: &this.keys.master, generation: this.keys.generation };
+            let version = this.store.store_template_from(resident_id, &local, keys, now, ChangeOrigin::Compound)?;
+            this.insert(resident_id, &local)?;
+            Ok(Some(EnrolReceipt { resident_id: resident_id.to_owned(), version }))
+        })
     }
 
     /// Applies a revocation or move-out announced by another gate: the resident stops being matchable, then
@@ -428,17 +578,14 @@ impl Registry {
 
     /// The resident a probe matches at the current threshold, or `None`: never the nearest resident.
     pub fn identify(&self, probe: &Embedding) -> Option<Identified> {
-        let template = self.rotation.protect(probe);
-        let candidate = self.gallery.identify(&template, self.threshold())?;
-        let resident_id = self.resident_of.get(&candidate.slot)?.clone();
-        Some(Identified { slot: candidate.slot, resident_id, score: candidate.score })
+        self.gallery.identify(probe)
     }
 
     /// Notes (coarsely, see [`crate::store::Store::note_used`]) that the resident in `slot` came in by face,
     /// for retention.
     pub fn note_used(&mut self, slot: Slot, now: i64) -> Result<()> {
-        if let Some(resident) = self.resident_of.get(&slot) {
-            self.store.note_used(resident, now)?;
+        if let Some(resident) = self.gallery.resident(slot).map(str::to_owned) {
+            self.store.note_used(&resident, now)?;
         }
         Ok(())
     }
@@ -454,24 +601,39 @@ impl Registry {
         Ok(())
     }
 
-    /// Checks a PIN typed after a keypad code. Wrong attempts in a row lock the code with a growing backoff
-    /// ([`crate::decide::pin_backoff`]); an unknown code costs the same time as a known one and is simply
-    /// rejected, so the keypad does not reveal which codes exist.
-    pub fn check_pin(&mut self, keypad_code: &str, pin: &Pin, now: i64) -> Result<PinCheck> {
+    /// The first half of a PIN check, without the argon2id work: whether the code is locked, or what to verify
+    /// the PIN against. An unknown code gets a dummy verifier, so the keypad does not reveal which codes exist.
+    pub fn pin_challenge(&self, keypad_code: &str, now: i64) -> Result<PinChallenge> {
         let pepper = PinPepper::derive(&self.pin_key);
         let Some(record) = self.store.pin_record(keypad_code)? else {
-            let _ = protect::verify_pin(pin, dummy_verifier(&pepper), &pepper);
-            return Ok(PinCheck::Rejected);
+            return Ok(PinChallenge::Unknown { pepper });
         };
         let wait = crate::decide::pin_backoff(record.failed_attempts);
         let until =
             record.last_failed_at.unwrap_or(i64::MIN).saturating_add(i64::try_from(wait.as_secs()).unwrap_or(0));
         if !wait.is_zero() && now < until {
-            return Ok(PinCheck::LockedOut(Duration::from_secs(u64::try_from(until - now).unwrap_or(0))));
+            return Ok(PinChallenge::LockedOut(Duration::from_secs(u64::try_from(until - now).unwrap_or(0))));
         }
-        let ok = protect::verify_pin(pin, &record.verifier, &pepper)?;
-        self.store.record_pin_attempt(&record.resident_id, ok, now)?;
-        Ok(if ok { PinCheck::Accepted } else { PinCheck::Rejected })
+        Ok(PinChallenge::Verify { resident_id: record.resident_id, verifier: record.verifier, pepper })
+    }
+
+    /// The second half: records a verified attempt (a failure counts towards the lockout, a success resets it).
+    pub fn record_pin_attempt(&mut self, resident_id: &str, success: bool, now: i64) -> Result<()> {
+        self.store.record_pin_attempt(resident_id, success, now)?;
+        Ok(())
+    }
+
+    /// Checks a PIN typed after a keypad code, in one call (the CLI and tests; the daemon splits it so the
+    /// argon2id work runs off the registry's owner). Wrong attempts in a row lock the code with a growing
+    /// backoff ([`crate::decide::pin_backoff`]); an unknown code costs the same time as a known one and is
+    /// simply rejected, so the keypad does not reveal which codes exist.
+    pub fn check_pin(&mut self, keypad_code: &str, pin: &Pin, now: i64) -> Result<PinCheck> {
+        let challenge = self.pin_challenge(keypad_code, now)?;
+        let (check, record) = challenge.verify(pin);
+        if let Some((resident, ok)) = record {
+            self.record_pin_attempt(&resident, ok, now)?;
+        }
+        Ok(check)
     }
 }
 
@@ -512,30 +674,34 @@ fn dummy_verifier(pepper: &PinPepper) -> &'static str {
     })
 }
 
-/// Loads the master key and, with it, the device transform key. Finishes an interrupted rotation: when the
-/// key file does not open the database but a staged `.next` does, the database was committed under `.next`.
+/// Loads the master key and, with it, the device transform key and the keys' generation; the caller holds the
+/// key file's lock (every rotation takes it, so the three belong together). Finishes an interrupted rotation:
+/// when the key file does not open the database but a staged `.next` does, the database was committed under
+/// `.next`.
 fn open_device_keys(
     key_file: &MasterKeyFile,
     store: &mut Store,
     now: i64,
-) -> Result<(AeadKey, crate::protect::TransformKey)> {
-    let _guard = key_file.lock()?;
+    _lock: &KeyFileLock,
+) -> Result<DeviceKeys> {
     let current = key_file
         .load_or_create()
         .map_err(RegistryError::from)
         .and_then(|master| Ok((store.transform_key(&master, now)?, master)));
-    match current {
+    let (transform, master) = match current {
         Ok((transform, master)) => {
             key_file.discard_next()?;
-            Ok((master, transform))
+            (transform, master)
         }
         Err(first) => {
             let Some(next) = key_file.load_next()? else { return Err(first) };
             let transform = store.transform_key(&next, now).map_err(|_| first)?;
             key_file.promote_next(&next)?;
-            Ok((next, transform))
+            (transform, next)
         }
-    }
+    };
+    let generation = store.key_generation()?;
+    Ok(DeviceKeys { generation, master, rotation: Arc::new(Rotation::from_key(&transform)) })
 }
 
 #[cfg(test)]
@@ -812,10 +978,17 @@ mod tests {
         let old = file.load_or_create().unwrap();
         let new = AeadKey::generate();
         let new_transform = TransformKey::generate();
-        let renewal = registry.rotation.renewal_to(&Rotation::from_key(&new_transform));
+        let renewal = registry.gallery().rotation().renewal_to(&Rotation::from_key(&new_transform));
+        let generation = registry.key_generation();
         file.stage_next(&new).unwrap();
         drop(registry);
-        let rekey = Rekey { old_master: &old, new_master: &new, new_transform: &new_transform, renewal: &renewal };
+        let rekey = Rekey {
+            generation,
+            old_master: &old,
+            new_master: &new,
+            new_transform: &new_transform,
+            renewal: &renewal,
+        };
         Store::open(&dir.path().join("data/facegate.sqlite")).unwrap().rotate_keys(&rekey, 5).unwrap();
         let registry = open(dir.path());
         assert_eq!(registry.identify(&face(1, 0.0)).unwrap().resident_id, "r-1");
@@ -849,6 +1022,43 @@ mod tests {
         assert!(err.to_string().contains("FACEGATE_MASTER_PASSPHRASE"), "{err}");
         let registry = Registry::open(&db, &source("correct horse"), RegistryPolicy::default(), 1).unwrap();
         assert_eq!(registry.gallery_len(), 1);
+    }
+
+    /// Issue 16: a registry whose keys another process rotated (the CLI's `revoke`, a revocation from the
+    /// compound) must neither commit a template sealed under the deleted master key (an "enrolled" resident
+    /// nobody can ever match) nor refuse a revocation as `WrongMasterKey`: it refreshes its keys and goes on.
+    #[test]
+    fn a_stale_writer_refreshes_its_keys_instead_of_sealing_under_deleted_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut portal = open(dir.path());
+        for (id, person) in [("r-1", 1), ("r-2", 2)] {
+            portal.record_consent(id, None, &consent(0), 0).unwrap();
+            portal.enrol(id, &face(person, 0.0), 0).unwrap();
+        }
+        portal.record_consent("r-3", None, &consent(0), 0).unwrap();
+        portal.record_consent("r-4", None, &consent(0), 0).unwrap();
+        // Another process (the CLI) revokes r-1: master key and transform rotate under the portal's feet.
+        let mut cli = open(dir.path());
+        cli.revoke("r-1", 5).unwrap();
+        drop(cli);
+        // The portal enrols r-3 with what it holds: the row must open for everyone afterwards.
+        portal.enrol("r-3", &face(3, 0.0), 6).unwrap();
+        // And a revocation on the portal succeeds.
+        let receipt = portal.revoke("r-2", 7).unwrap();
+        assert!(receipt.deleted.contains(&"template data key (crypto-shredded)"), "{receipt:?}");
+        // Once more after another outside rotation: enrolment and identification still line up.
+        let mut cli = open(dir.path());
+        cli.rotate_keys(8).unwrap();
+        drop(cli);
+        portal.enrol("r-4", &face(4, 0.0), 9).unwrap();
+        let fresh = open(dir.path());
+        assert!(fresh.load_failures().is_empty(), "{:?}", fresh.load_failures());
+        assert_eq!(fresh.gallery_len(), 2);
+        assert_eq!(fresh.identify(&face(3, 0.0)).unwrap().resident_id, "r-3");
+        assert_eq!(fresh.identify(&face(4, 0.0)).unwrap().resident_id, "r-4");
+        assert_eq!(fresh.identify(&face(2, 0.0)), None);
+        assert_eq!(portal.identify(&face(4, 0.0)).unwrap().resident_id, "r-4");
+        assert_eq!(portal.identify(&face(1, 0.0)), None);
     }
 
     #[test]

@@ -1,0 +1,341 @@
+//! The daemon, wired: `daemon::run(config, options, shutdown)` opens the registry and gives it to its one
+//! owner ([`crate::registry::owner`]), loads the models, opens the hardware the config names, starts the
+//! portal and the compound link with handles to that owner, and runs the gate until `shutdown` completes.
+//!
+//! Who owns what while it runs:
+//! - the registry's owner thread: the keys, the write connection, the audit chain, the gallery it publishes,
+//!   the passage tally, retention;
+//! - the gate's door task: the relay, its timing and the door contact; the event loop: decisions and lights;
+//! - the portal's and the link's tasks: nothing of the registry; they send it jobs and await replies.
+//!
+//! It must never open a second registry on the same database: one process, one owner.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::actuate::{
+    GpioIndicator, GpioRelay, GpioWiegand, Relay, RelayLog, SimulatedIndicator, SimulatedRelay, SimulatedWiegand,
+};
+use crate::capture::{DecodeLimits, FrameSource, ReplaySource};
+use crate::config::{CaptureConfig, Config, KeypadConfig, ScannerConfig};
+use crate::decide::FaceIntent;
+use crate::gate::{self, GateHardware, GateReport, GateStatus};
+use crate::inputs::GpioContacts;
+use crate::keypad::{MatrixKeypad, SimulatedKeypad, UsbKeypad};
+use crate::liveness::LivenessModel;
+use crate::pass::PASS_PREFIX;
+use crate::pipeline::FacePipeline;
+use crate::registry::owner::{OwnerSettings, RegistryHandle, RegistryOwner};
+use crate::registry::{MasterKeySource, Registry, RegistryError};
+use crate::scanner::{SimulatedScanner, UsbScanner};
+use crate::store::unix_now;
+
+/// Errors that keep the daemon from starting, or stop it.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The registry (database or master key) could not be opened.
+    #[error("opening the resident registry {path}: {source}")]
+    Registry {
+        /// The database.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: RegistryError,
+    },
+    /// A configured device could not be opened.
+    #[error(transparent)]
+    Hardware(#[from] crate::actuate::ActuateError),
+    /// The compound's shared secret could not be read.
+    #[error("the compound's shared secret ([compound] dir): {0}")]
+    CompoundSecret(#[source] crate::keys::KeyError),
+    /// A thread could not be started.
+    #[error("cannot start the {what} thread: {source}")]
+    Thread {
+        /// Which.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The gate stopped on an error.
+    #[error("the gate stopped: {0}")]
+    Gate(#[from] gate::GateError),
+}
+
+/// What the command line may override, and the owner's timing.
+#[derive(Default)]
+pub struct DaemonOptions {
+    /// The database (default: `store.database`).
+    pub db: Option<PathBuf>,
+    /// The master key file (default: `store.master_key`).
+    pub key_file: Option<PathBuf>,
+    /// Sealing the key file (`FACEGATE_MASTER_PASSPHRASE`).
+    pub passphrase: Option<zeroize::Zeroizing<String>>,
+    /// Replay this folder as the camera.
+    pub replay: Option<PathBuf>,
+    /// Read this V4L2 camera.
+    pub camera: Option<u32>,
+    /// Frames per second (default: `capture.fps`).
+    pub fps: Option<f32>,
+    /// How often the registry's owner follows other processes, enforces retention and writes counts.
+    pub owner: OwnerSettings,
+    /// Where the daemon's live counters go (a fresh set when `None`).
+    pub status: Option<Arc<GateStatus>>,
+    /// Receives a handle to the registry's owner once it runs (for tests and tools in the same process).
+    pub on_ready: Option<tokio::sync::oneshot::Sender<RegistryHandle>>,
+}
+
+impl std::fmt::Debug for DaemonOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the passphrase.
+        f.debug_struct("DaemonOptions")
+            .field("db", &self.db)
+            .field("key_file", &self.key_file)
+            .field("replay", &self.replay)
+            .field("camera", &self.camera)
+            .field("fps", &self.fps)
+            .field("owner", &self.owner)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs the daemon until `shutdown` completes: the gate, and with them the portal and the compound link the
+/// config enables. Returns the gate's report; the door is locked on every way out, and the passages counted
+/// are written before it returns (a busy database gets `options.owner.drain_within`).
+pub async fn run(
+    config: &Config,
+    mut options: DaemonOptions,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<GateReport, DaemonError> {
+    let db = options.db.clone().unwrap_or_else(|| config.database.clone());
+    let key = MasterKeySource {
+        file: options.key_file.clone().unwrap_or_else(|| config.master_key.clone()),
+        passphrase: options.passphrase.clone(),
+    };
+    let opened = {
+        let (db, policy) = (db.clone(), config.registry);
+        tokio::task::spawn_blocking(move || Registry::open(&db, &key, policy, unix_now())).await
+    };
+    let mut registry = match opened {
+        Ok(result) => result.map_err(|source| DaemonError::Registry { path: db.clone(), source })?,
+        Err(e) => return Err(DaemonError::Thread { what: "registry", source: std::io::Error::other(e.to_string()) }),
+    };
+    // In a compound, every local enrolment and revocation is queued for the other gates in its own transaction.
+    registry.set_replicated(config.compound.is_some());
+    for failure in registry.load_failures() {
+        tracing::warn!("{failure}");
+    }
+    let owner = RegistryOwner::spawn(registry, options.owner)
+        .map_err(|source| DaemonError::Thread { what: "registry", source })?;
+    let handle = owner.handle();
+    if let Some(ready) = options.on_ready.take() {
+        let _ = ready.send(handle.clone());
+    }
+    let outcome = run_with(config, &options, handle, shutdown).await;
+    // Everything that held a handle has stopped; the owner writes the last counts and lets go.
+    let _ = tokio::task::spawn_blocking(move || owner.stop()).await;
+    outcome
+}
+
+async fn run_with(
+    config: &Config,
+    options: &DaemonOptions,
+    registry: RegistryHandle,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<GateReport, DaemonError> {
+    let pipeline = {
+        let (dir, cfg) = (config.models_dir.clone(), config.pipeline);
+        match tokio::task::spawn_blocking(move || FacePipeline::load(&dir, cfg)).await {
+            Ok(Ok(pipeline)) => Some(Arc::new(pipeline)),
+            Ok(Err(e)) => {
+                tracing::error!("face models unavailable, face entry off: {e}");
+                None
+            }
+            Err(e) => {
+                tracing::error!("face models unavailable, face entry off: {e}");
+                None
+            }
+        }
+    };
+    let liveness = {
+        let dir = config.models_dir.clone();
+        match tokio::task::spawn_blocking(move || LivenessModel::load(&dir)).await {
+            Ok(Ok(model)) => Some(Arc::new(model)),
+            Ok(Err(e)) => {
+                tracing::error!("liveness models unavailable, face entry off: {e}");
+                None
+            }
+            Err(e) => {
+                tracing::error!("liveness models unavailable, face entry off: {e}");
+                None
+            }
+        }
+    };
+    let fps = options.fps.unwrap_or(config.fps).clamp(0.1, 120.0);
+    let camera = open_camera(config, options, fps);
+    let relay: Box<dyn Relay> = if config.hardware.gpio {
+        Box::new(GpioRelay::open(config.hardware.relay_bcm, config.hardware.relay_active_high)?)
+    } else {
+        Box::new(SimulatedRelay::new(RelayLog::default()))
+    };
+    let mut hardware = open_hardware(config, camera, relay)?;
+    hardware.pipeline = pipeline.map(|p| p as Arc<dyn crate::pipeline::FaceReader>);
+    hardware.liveness = liveness;
+    let settings = crate::gate::GateSettings { fps, ..config.gate };
+    if settings.intent == FaceIntent::Always && !matches!(config.capture, CaptureConfig::Replay { .. }) {
+        tracing::warn!("gate.intent = \"always\" with a live camera: faces are matched without anyone asking");
+    }
+    let (stopping, stop_watch) = tokio::sync::watch::channel(false);
+    let stopped = |mut watch: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = watch.wait_for(|stop| *stop).await;
+    };
+    let mut services = Vec::new();
+    if config.portal.enabled {
+        let desk = Arc::new(crate::enrol::EnrolmentDesk::default());
+        hardware.enrolment_desk = Some(desk.clone());
+        let state = Arc::new(crate::portal::PortalState::new(portal_settings(config, options), registry.clone(), Some(desk)));
+        let stop = stopped(stop_watch.clone());
+        services.push(tokio::spawn(async move {
+            // The gate keeps running without its portal: the portal is for set-up, not for entry.
+            if let Err(e) = crate::portal::serve(state, stop).await {
+                tracing::error!("{e}; the gate keeps running without the portal");
+            }
+        }));
+    }
+    if let Some(compound) = &config.compound {
+        let secret = crate::keys::MasterKeyFile::new(compound.secret.clone(), None)
+            .load()
+            .map_err(DaemonError::CompoundSecret)?;
+        let keys = crate::compound::CompoundKeys::derive(&secret, &compound.name);
+        drop(secret);
+        let health = Arc::new(crate::compound::LinkHealth::new(compound.link.offline_limit));
+        hardware.compound = Some(health.clone());
+        let (settings, registry) = (compound.link.clone(), registry.clone());
+        let stop = stopped(stop_watch.clone());
+        services.push(tokio::spawn(async move {
+            // Without the link, face entry stays off (never caught up); the other ways in keep working.
+            if let Err(e) = crate::compound::link::run(settings, keys, registry, health, stop).await {
+                tracing::error!("{e}; face entry stays off, PIN, passes and the guard keep working");
+            }
+        }));
+    }
+    let status = options.status.clone().unwrap_or_default();
+    let report = gate::run(registry, settings, hardware, status, shutdown).await;
+    let _ = stopping.send(true);
+    for service in services {
+        let _ = service.await;
+    }
+    Ok(report?)
+}
+
+fn open_camera(config: &Config, options: &DaemonOptions, fps: f32) -> Option<Box<dyn FrameSource>> {
+    match (&options.replay, options.camera, &config.capture) {
+        (Some(dir), _, _) | (None, None, CaptureConfig::Replay { dir }) => {
+            match ReplaySource::open(dir, DecodeLimits::default()) {
+                Ok(source) => Some(Box::new(source)),
+                Err(e) => {
+                    tracing::error!("replay {}: {e}; face entry off", dir.display());
+                    None
+                }
+            }
+        }
+        (None, Some(index), _) | (None, None, &CaptureConfig::Camera { index }) => {
+            match crate::capture::open_camera(index, fps) {
+                Ok(camera) => Some(camera),
+                Err(e) => {
+                    tracing::error!("{e}; face entry off until restart");
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// The portal's settings from the config (and the command line's store paths).
+fn portal_settings(config: &Config, options: &DaemonOptions) -> crate::portal::PortalSettings {
+    let p = &config.portal;
+    let database = options.db.clone().unwrap_or_else(|| config.database.clone());
+    let key_file = options.key_file.clone().unwrap_or_else(|| config.master_key.clone());
+    let key_dir = key_file.parent().map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf);
+    let mut audit = crate::audit::AuditScope::new(database, key_dir, config.registry.max_unused_secs);
+    audit.extra_paths.clone_from(&config.audit_scan_paths);
+    crate::portal::PortalSettings {
+        listen: p.listen,
+        cert: p.cert.clone(),
+        key: p.key.clone(),
+        notice: crate::portal::notice_facts(config),
+        utc_offset_secs: p.utc_offset_secs,
+        enrol_frames: config.enrol_frames,
+        live_threshold: config.live_threshold,
+        code_valid: p.code_valid,
+        audit,
+    }
+}
+
+/// The keypad, scanner, contacts, lights and Wiegand output the config names. Off the Pi, standard input
+/// feeds both the keypad (digits, `#`, `*`) and the scanner (a line holding a pass).
+fn open_hardware(
+    config: &Config,
+    camera: Option<Box<dyn FrameSource>>,
+    relay: Box<dyn Relay>,
+) -> Result<GateHardware, DaemonError> {
+    use std::io::BufRead;
+    let hw = &config.hardware;
+    let mut hardware = GateHardware::new(relay);
+    hardware.camera = camera;
+    let (mut stdin_keys, mut stdin_passes) = (None, None);
+    hardware.keypad = match &hw.keypad {
+        KeypadConfig::None => None,
+        KeypadConfig::Matrix { rows, cols } => Some(Box::new(MatrixKeypad::open(*rows, *cols)?)),
+        KeypadConfig::Usb { device } => Some(Box::new(UsbKeypad::open(device)?)),
+        KeypadConfig::Stdin => {
+            let (keypad, feeder) = SimulatedKeypad::new();
+            stdin_keys = Some(feeder);
+            Some(Box::new(keypad))
+        }
+    };
+    hardware.scanner = match &hw.scanner {
+        ScannerConfig::None => None,
+        ScannerConfig::Usb { device } => Some(Box::new(UsbScanner::open(device)?)),
+        ScannerConfig::Stdin => {
+            let (scanner, feeder) = SimulatedScanner::new();
+            stdin_passes = Some(feeder);
+            Some(Box::new(scanner))
+        }
+    };
+    if stdin_keys.is_some() || stdin_passes.is_some() {
+        // A detached reader: it ends with standard input; the keypad and scanner then just stay idle.
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+                match (&stdin_passes, &stdin_keys) {
+                    (Some(passes), _) if line.trim().to_ascii_uppercase().starts_with(PASS_PREFIX) => {
+                        passes.scan(&line)
+                    }
+                    (_, Some(keys)) => keys.type_str(&line),
+                    _ => {}
+                }
+            }
+        });
+    }
+    if hw.gpio {
+        if !hw.contacts.is_empty() {
+            hardware.contacts = Some(Box::new(GpioContacts::open(&hw.contacts)?));
+        }
+        if let [None, None, None] = hw.lights {
+        } else {
+            let [green, red, buzzer] = hw.lights;
+            hardware.indicator = Some(Box::new(GpioIndicator::open(green, red, buzzer)?));
+        }
+        if let Some((d0, d1, cards)) = hw.wiegand {
+            hardware.wiegand = Some((Box::new(GpioWiegand::open(d0, d1)?), cards));
+        }
+    } else {
+        let (indicator, _log) = SimulatedIndicator::new();
+        hardware.indicator = Some(Box::new(indicator));
+        if let Some((_, _, cards)) = hw.wiegand {
+            let (output, _log) = SimulatedWiegand::new();
+            hardware.wiegand = Some((Box::new(output), cards));
+        }
+    }
+    Ok(hardware)
+}

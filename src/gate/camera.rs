@@ -1,0 +1,178 @@
+//! The camera reader and its frame workers: QR search on every frame; face detection, embedding and
+//! identification only while a resident has shown intent; readings handed to the event loop in camera order.
+//!
+//! A worker matches against the gallery snapshot the registry's owner last published (an `Arc`, no lock), so
+//! no frame waits on an enrolment, a revocation or the database. A worker that panics costs one frame: the
+//! fault is logged and counted and the next frames are decided. Frames are dropped (and wiped) as soon as they
+//! are read; nothing here writes or logs a frame, a crop or an embedding.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::readers::{check_pass, RecentCodes};
+use super::{GateSettings, Input, Shared};
+use crate::capture::{Frame, FrameSource};
+use crate::decide::{FaceObservation, GateEvent};
+use crate::enrol::EnrolmentDesk;
+use crate::liveness::LivenessModel;
+use crate::pipeline::{FaceReader, WorkerPanicked};
+use crate::registry::GallerySnapshot;
+
+/// What a worker read from one frame; the frame itself is gone (wiped) by the time this is delivered.
+struct FrameReading {
+    n: u64,
+    started: Instant,
+    /// Visitor-pass texts the QR search found (wiped on drop: a pass is a bearer token).
+    codes: Vec<zeroize::Zeroizing<String>>,
+    face: FaceWork,
+}
+
+enum FaceWork {
+    /// The frame went to an enrolment asked for by the portal.
+    Enrolment,
+    /// Face matching was on: what the largest face matched.
+    Observed(FaceObservation),
+    /// Face matching was off for this frame.
+    Off,
+}
+
+/// The models a camera needs for faces (none: passes only).
+pub(super) type FaceModels = Option<(Arc<dyn FaceReader>, Option<Arc<LivenessModel>>)>;
+
+/// Reads the camera at most `settings.fps` times a second and has `settings.face_workers` threads read the
+/// frames ([`crate::pipeline::ordered_parallel`]); the readings are then turned into events one at a time,
+/// in camera order, so the decision sees frames as they were taken.
+pub(super) fn camera_loop(
+    mut camera: Box<dyn FrameSource>,
+    models: FaceModels,
+    desk: Option<Arc<EnrolmentDesk>>,
+    compound: Option<Arc<crate::compound::LinkHealth>>,
+    shared: &Shared,
+    tx: &mpsc::Sender<Input>,
+    settings: GateSettings,
+) {
+    let period = Duration::from_secs_f32(1.0 / settings.fps.clamp(0.1, 120.0));
+    let closed = AtomicBool::new(false);
+    let send = |input: Input| {
+        let sent = tx.blocking_send(input).is_ok();
+        if !sent {
+            closed.store(true, Ordering::Relaxed);
+        }
+        sent
+    };
+    let mut camera_down = false;
+    let mut last_read: Option<Instant> = None;
+    let mut n = 0u64;
+    let next = || loop {
+        if shared.stop.load(Ordering::Relaxed) || closed.load(Ordering::Relaxed) {
+            return None;
+        }
+        if let Some(last) = last_read {
+            std::thread::sleep(period.saturating_sub(last.elapsed()));
+        }
+        let started = Instant::now();
+        last_read = Some(started);
+        match camera.next_frame() {
+            Ok(frame) => {
+                if camera_down {
+                    camera_down = false;
+                    send(Input::Fault("camera back, face entry resumed".into()));
+                }
+                n += 1;
+                return Some((n, started, frame));
+            }
+            Err(e) => {
+                if !camera_down {
+                    camera_down = true;
+                    send(Input::Fault(format!("camera down, face entry and camera-read passes paused: {e}")));
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    };
+    let work = |(n, started, frame): (u64, Instant, Frame)| {
+        let codes = if settings.passes_from_camera {
+            // Any other code in view (a poster, a T-shirt) is none of the gate's business.
+            crate::qr::read_codes(&frame, 1).into_iter().filter(|text| crate::pass::looks_like_pass(text)).collect()
+        } else {
+            Vec::new()
+        };
+        // An enrolment asked for by the portal takes the camera's faces while it runs (never both).
+        let enrolling = match (&desk, &models) {
+            (Some(desk), Some((reader, Some(liveness)))) if desk.wants_frames() => {
+                desk.offer_frame(reader.as_ref(), liveness, &frame);
+                true
+            }
+            _ => false,
+        };
+        let face = match &models {
+            _ if enrolling => FaceWork::Enrolment,
+            Some((reader, liveness))
+                if compound.as_ref().is_none_or(|link| link.face_matching_allowed())
+                    && super::lock(&shared.intent).face_allowed(shared.now()) =>
+            {
+                let gallery = shared.registry.gallery();
+                FaceWork::Observed(observe_face(&frame, reader.as_ref(), liveness.as_deref(), &gallery))
+            }
+            _ => FaceWork::Off,
+        };
+        drop(frame);
+        FrameReading { n, started, codes, face }
+    };
+    let mut face_was_on = false;
+    let mut recent = RecentCodes::default();
+    let deliver = |reading: Result<FrameReading, WorkerPanicked>| {
+        // Counted once handled, so "frames read" also means "their events are sent".
+        shared.status.frames.fetch_add(1, Ordering::Relaxed);
+        let reading = match reading {
+            Ok(reading) => reading,
+            Err(WorkerPanicked { seq }) => {
+                shared.status.worker_faults.fetch_add(1, Ordering::Relaxed);
+                send(Input::Fault(format!("a frame worker failed on frame {}: that frame is skipped", seq + 1)));
+                return;
+            }
+        };
+        for text in reading.codes {
+            if recent.first_sighting(&text) {
+                check_pass(shared, text, "camera", tx);
+            }
+        }
+        let face_on = matches!(reading.face, FaceWork::Observed(_));
+        match reading.face {
+            FaceWork::Observed(seen) => {
+                shared.status.faces_checked.fetch_add(1, Ordering::Relaxed);
+                send(Input::Event { event: GateEvent::FaceFrame(seen), frame: Some((reading.n, reading.started)) });
+            }
+            FaceWork::Off if face_was_on => {
+                send(Input::FaceIdle);
+            }
+            FaceWork::Off | FaceWork::Enrolment => {}
+        }
+        if !matches!(reading.face, FaceWork::Enrolment) {
+            face_was_on = face_on;
+        }
+    };
+    crate::pipeline::ordered_parallel(settings.face_workers.max(1), next, work, deliver);
+}
+
+/// Matches the largest face and, only when it matched someone, checks that it is live (the liveness pair costs
+/// about a third of an embedding; strangers never need it).
+fn observe_face(
+    frame: &Frame,
+    reader: &dyn FaceReader,
+    liveness: Option<&LivenessModel>,
+    gallery: &GallerySnapshot,
+) -> FaceObservation {
+    let Ok(reading) = reader.read(frame) else {
+        return FaceObservation::matched(None);
+    };
+    let slot = gallery.identify(&reading.embedding).map(|m| m.slot);
+    let live = match (slot, liveness) {
+        (Some(_), Some(model)) => model.score(frame, &reading.face.bbox).ok(),
+        _ => None,
+    };
+    FaceObservation { slot, live }
+}

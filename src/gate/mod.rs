@@ -1,0 +1,356 @@
+//! Gate: the daemon's side at the entrance, one concern per file.
+//!
+//! - `camera.rs`: the camera reader and its frame workers (QR search on every frame; face matching against the
+//!   registry's published gallery only while a resident has shown intent; readings in camera order).
+//! - `readers.rs`: the keypad, the pass scanner and the contacts, each on its own thread.
+//! - `events.rs`: the event loop: decisions, lights, Wiegand, the passage tally.
+//! - `door.rs`: the door task, sole owner of the relay, its pulse timing and the door-contact alarms.
+//! - `status.rs`: live counters.
+//!
+//! The ways in are independent: the keypad, the scanner and the guard never wait on the camera or the models,
+//! and a camera that fails (unplugged, or never there) only turns face entry and camera-read passes off
+//! until it comes back. Nothing on the path from an event to the relay waits on SQLite, argon2id or the
+//! registry. The door is locked when the door task starts, at every pulse's end, when the door shuts again,
+//! and when it stops, whatever stopped it. Logs and counts carry the method and the outcome of a passage,
+//! never who passed; frames are dropped (and wiped) as soon as they are read.
+
+mod camera;
+pub mod door;
+mod events;
+mod readers;
+mod status;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use crate::actuate::{ActuateError, Indicator, MethodCards, Relay, Signal, Wiegand26, WiegandOutput};
+use crate::capture::FrameSource;
+use crate::decide::{Decider, FaceIntent, GateEvent, IntentWindow};
+use crate::enrol::EnrolmentDesk;
+use crate::inputs::{ContactChange, ContactInputs};
+use crate::keypad::Keypad;
+use crate::liveness::LivenessModel;
+use crate::pipeline::FaceReader;
+use crate::registry::owner::RegistryHandle;
+use crate::scanner::PassScanner;
+use crate::store::EntryMethod;
+pub use status::GateStatus;
+
+/// Errors that stop the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    /// The relay could not be driven.
+    #[error(transparent)]
+    Actuate(#[from] ActuateError),
+    /// The door task ended abnormally (a bug): the gate stops with the door locked.
+    #[error("the door task failed ({0}); the door is locked; restart the service")]
+    DoorTask(String),
+}
+
+/// Timing and agreement settings of the gate.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GateSettings {
+    /// How long the relay is energised per admission.
+    pub pulse: Duration,
+    /// The longest the door is held open, however many admissions follow.
+    pub max_open: Duration,
+    /// A face opens after the same resident matched in `required` of the last `window` frames.
+    pub agreement: (usize, usize),
+    /// Frames per second the face thread reads at most.
+    pub fps: f32,
+    /// Threads reading frames (QR search, detect, align, embed, match); frames are still decided in camera
+    /// order. One per core lets a slow core keep up with the camera.
+    pub face_workers: usize,
+    /// A half-typed keypad entry is cleared after this idle time.
+    pub keypad_idle: Duration,
+    /// When faces are matched: on the face button, on presence, or always.
+    pub intent: FaceIntent,
+    /// How long a press of the face button (or the end of presence) keeps face matching on.
+    pub face_window: Duration,
+    /// After a face admission, faces are not matched for this long (the resident is still in view).
+    pub face_cooldown: Duration,
+    /// Whether the camera also reads visitor passes' QR codes.
+    pub passes_from_camera: bool,
+    /// A face opens only if the mean live score of the agreeing frames reaches this (`None`: no liveness
+    /// check, for tests of other parts only).
+    pub live_threshold: Option<f32>,
+    /// An opening this soon after the lock closed again is not a forced door.
+    pub door_grace: Duration,
+    /// The door may stay open this long before the alarm sounds.
+    pub door_held_alarm: Duration,
+}
+
+impl Default for GateSettings {
+    fn default() -> Self {
+        Self {
+            pulse: Duration::from_secs(3),
+            max_open: Duration::from_secs(10),
+            agreement: (2, 3),
+            fps: 15.0,
+            face_workers: 1,
+            keypad_idle: Duration::from_secs(15),
+            intent: FaceIntent::Button,
+            face_window: Duration::from_secs(8),
+            face_cooldown: Duration::from_secs(4),
+            passes_from_camera: true,
+            // The config always sets one (`liveness.threshold`); `None` is for tests of the other parts.
+            live_threshold: None,
+            door_grace: Duration::from_secs(5),
+            door_held_alarm: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The hardware the gate runs with; everything but the relay is optional.
+pub struct GateHardware {
+    /// The camera (or a replay); `None` runs without face entry and without camera-read passes.
+    pub camera: Option<Box<dyn FrameSource>>,
+    /// The face models (a [`FaceReader`]: the real pipeline, or one wrapping it); `None` (they failed to load)
+    /// runs without face entry; passes are still read.
+    pub pipeline: Option<Arc<dyn FaceReader>>,
+    /// The liveness models; without them (and a `live_threshold`) face entry is off.
+    pub liveness: Option<Arc<LivenessModel>>,
+    /// The door relay.
+    pub relay: Box<dyn Relay>,
+    /// The keypad; `None` runs without PIN entry.
+    pub keypad: Option<Box<dyn Keypad>>,
+    /// A QR scanner for visitor passes, independent of the camera.
+    pub scanner: Option<Box<dyn PassScanner>>,
+    /// Exit button, guard call and release, face button, presence sensor, door contact.
+    pub contacts: Option<Box<dyn ContactInputs>>,
+    /// Status lights and buzzer.
+    pub indicator: Option<Box<dyn Indicator>>,
+    /// Wiegand output to an existing access controller, with the card number sent per entry method.
+    pub wiegand: Option<(Box<dyn WiegandOutput>, MethodCards)>,
+    /// Where the portal asks the gate camera to capture an enrolment.
+    pub enrolment_desk: Option<Arc<EnrolmentDesk>>,
+    /// In a compound: the broker link's word on whether faces may be matched (silent past the offline limit,
+    /// or not yet caught up after a reconnection: no). The other ways in never ask it.
+    pub compound: Option<Arc<crate::compound::LinkHealth>>,
+}
+
+impl GateHardware {
+    /// Just a relay; add the rest by setting the fields.
+    pub fn new(relay: Box<dyn Relay>) -> Self {
+        Self {
+            camera: None,
+            pipeline: None,
+            liveness: None,
+            relay,
+            keypad: None,
+            scanner: None,
+            contacts: None,
+            indicator: None,
+            wiegand: None,
+            enrolment_desk: None,
+            compound: None,
+        }
+    }
+}
+
+/// One admission, for the run report: no identity.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Admission {
+    /// How.
+    pub method: EntryMethod,
+    /// For a face: the number (from 1) of the frame that completed the agreement.
+    pub frame: Option<u64>,
+    /// For a face: from that frame's arrival to the relay command.
+    pub latency: Option<Duration>,
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GateReport {
+    /// Frames read.
+    pub frames: u64,
+    /// Frames that went through face matching.
+    pub faces_checked: u64,
+    /// Every admission, in order.
+    pub admissions: Vec<Admission>,
+    /// Refusals.
+    pub refusals: u64,
+    /// How long the run lasted.
+    pub elapsed: Duration,
+}
+
+enum Input {
+    Event {
+        event: GateEvent,
+        frame: Option<(u64, Instant)>,
+    },
+    /// Intent ended (window closed): forget the frames seen so far.
+    FaceIdle,
+    Contact(ContactChange),
+    Fault(String),
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A thread that panicked while holding the lock leaves the intent window as a few plain values: keep going.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What the threads share with the event loop.
+struct Shared {
+    registry: RegistryHandle,
+    intent: Mutex<IntentWindow>,
+    origin: Instant,
+    stop: AtomicBool,
+    status: Arc<GateStatus>,
+}
+
+impl Shared {
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+}
+
+/// Runs the gate until `shutdown` completes; the door is locked on the way out, whatever happens. `registry`
+/// is a handle to the registry's owner ([`crate::registry::owner`]): the gate reads its published gallery and
+/// counts passages in its tally, and never waits on it.
+pub async fn run(
+    registry: RegistryHandle,
+    settings: GateSettings,
+    hardware: GateHardware,
+    status: Arc<GateStatus>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<GateReport, GateError> {
+    let started = Instant::now();
+    let shared = Arc::new(Shared {
+        registry,
+        intent: Mutex::new(IntentWindow::new(settings.intent, settings.face_window, settings.face_cooldown)),
+        origin: started,
+        stop: AtomicBool::new(false),
+        status,
+    });
+    let (tx, mut rx) = mpsc::channel::<Input>(32);
+    let GateHardware {
+        camera,
+        mut pipeline,
+        liveness,
+        relay,
+        keypad,
+        scanner,
+        contacts,
+        indicator,
+        wiegand,
+        enrolment_desk,
+        compound,
+    } = hardware;
+    if settings.live_threshold.is_some() && liveness.is_none() && pipeline.is_some() {
+        // A face must match and be live: without the liveness models, a photo would open the door.
+        tracing::error!(
+            "liveness models unavailable: face entry is off; PIN, visitor pass and guard entry keep working"
+        );
+        pipeline = None;
+    }
+    tracing::info!(relay = %relay.describe(), intent = ?settings.intent, "gate starting, door locked");
+    let (door, door_commands) = mpsc::unbounded_channel();
+    let (door_news, mut news) = mpsc::unbounded_channel();
+    let door_state = Arc::new(door::DoorState::default());
+    let door_settings = door::DoorSettings {
+        pulse: settings.pulse,
+        max_open: settings.max_open,
+        grace: settings.door_grace,
+        held_alarm: settings.door_held_alarm,
+    };
+    let mut door_task = tokio::spawn(door::run(relay, door_settings, door_commands, door_news, door_state.clone()));
+
+    let mut threads = Vec::new();
+    let mut spawn =
+        |name: &str, body: Box<dyn FnOnce() + Send>| match std::thread::Builder::new().name(name.into()).spawn(body) {
+            Ok(handle) => threads.push(handle),
+            Err(e) => tracing::error!("cannot start the {name} thread: {e}"),
+        };
+    if pipeline.is_none() {
+        tracing::warn!("face models unavailable: face entry is off; PIN, visitor pass and guard entry keep working");
+    }
+    match camera {
+        Some(camera) if pipeline.is_some() || settings.passes_from_camera => {
+            let (shared, tx) = (shared.clone(), tx.clone());
+            let models = pipeline.map(|p| (p, liveness));
+            spawn(
+                "camera",
+                Box::new(move || {
+                    camera::camera_loop(camera, models, enrolment_desk, compound, &shared, &tx, settings);
+                }),
+            );
+        }
+        _ => tracing::warn!("no camera: face entry and camera-read passes are off; the other ways in keep working"),
+    }
+    if let Some(keypad) = keypad {
+        let (shared, tx) = (shared.clone(), tx.clone());
+        spawn("keypad", Box::new(move || readers::keypad_loop(keypad, &shared, &tx, settings.keypad_idle)));
+    }
+    if let Some(scanner) = scanner {
+        let (shared, tx) = (shared.clone(), tx.clone());
+        spawn("scanner", Box::new(move || readers::scanner_loop(scanner, &shared, &tx)));
+    }
+    if let Some(contacts) = contacts {
+        let (shared, tx) = (shared.clone(), tx.clone());
+        spawn("contacts", Box::new(move || readers::contacts_loop(contacts, &shared, &tx)));
+    }
+    let wiegand = wiegand.map(|(mut output, cards)| {
+        let (frames, rx) = std::sync::mpsc::channel::<Wiegand26>();
+        // Sending a frame takes ~55 ms of timed pulses: its own thread, so the loop never waits on it.
+        spawn(
+            "wiegand",
+            Box::new(move || {
+                for frame in rx {
+                    if let Err(e) = output.send(frame) {
+                        tracing::warn!("Wiegand output: {e}");
+                    }
+                }
+            }),
+        );
+        (frames, cards)
+    });
+
+    let mut events = events::EventLoop {
+        shared: &shared,
+        settings,
+        door,
+        door_state,
+        indicator,
+        wiegand,
+        decider: match settings.live_threshold {
+            Some(threshold) => Decider::new(settings.agreement.0, settings.agreement.1).with_liveness(threshold),
+            None => Decider::new(settings.agreement.0, settings.agreement.1),
+        },
+        scanning: false,
+        gallery_version: shared.registry.gallery().version(),
+        report: GateReport::default(),
+    };
+    events.show(Signal::Ready);
+    let outcome = events.run(&mut rx, &mut news, &mut door_task, shutdown).await;
+    let report = std::mem::take(&mut events.report);
+    // Fail-secure first: closing the door task's channel ends it with the relay locked.
+    drop(events);
+    let locked = if door_task.is_finished() {
+        Ok(())
+    } else {
+        match (&mut door_task).await {
+            Ok(result) => result.map_err(GateError::from),
+            Err(e) => Err(GateError::DoorTask(e.to_string())),
+        }
+    };
+    shared.stop.store(true, Ordering::Relaxed);
+    drop(tx);
+    drop(rx);
+    for thread in threads {
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+    tracing::info!("gate stopped, door locked");
+    outcome?;
+    locked?;
+    Ok(GateReport {
+        frames: shared.status.frames(),
+        faces_checked: shared.status.faces_checked(),
+        elapsed: started.elapsed(),
+        ..report
+    })
+}
