@@ -122,7 +122,7 @@ async fn every_way_in_end_to_end_and_the_alternatives_without_a_camera() {
         let _ = session.offer_frame(&pipeline, common::liveness(), &photo(path));
     }
     registry.record_consent("r-face", None, &consent(), 1).unwrap();
-    registry.enrol("r-face", &session.finish().unwrap(), 2).unwrap();
+    registry.enrol("r-face", &session.finish().unwrap(), unix_now()).unwrap();
     registry.record_consent("r-pin", Some("3-401"), &consent(), 1).unwrap();
     registry.set_pin("r-pin", "3401", &Pin::parse("4071").unwrap(), 2).unwrap();
     let now = unix_now();
@@ -334,7 +334,7 @@ async fn a_printed_photo_of_a_resident_is_refused_and_the_live_resident_opens() 
         let _ = session.offer_frame(&pipeline, &liveness, &photo(path));
     }
     registry.record_consent("r-nuaa", None, &consent(), 1).unwrap();
-    registry.enrol("r-nuaa", &session.finish().unwrap(), 2).unwrap();
+    registry.enrol("r-nuaa", &session.finish().unwrap(), unix_now()).unwrap();
 
     let (frames, camera) = mpsc::channel();
     let relay_log = RelayLog::default();

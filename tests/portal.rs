@@ -12,60 +12,9 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::daemon::{client, start_gate, Gate, AUDITOR, BIN, MANAGER};
-use reqwest::blocking::{Client, Response};
+use common::daemon::{client, start_gate, AUDITOR, BIN, MANAGER};
+use common::portal::{assert_clean, between, get, issue_code, location, login, post, token};
 use reqwest::StatusCode;
-
-fn csrf(html: &str) -> String {
-    let at = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
-    html[at..at + 32].to_owned()
-}
-
-fn text(response: Response) -> (StatusCode, String) {
-    let status = response.status();
-    (status, response.text().unwrap())
-}
-
-fn get(c: &Client, gate: &Gate, path: &str) -> (StatusCode, String) {
-    text(c.get(format!("{}{path}", gate.base)).send().unwrap())
-}
-
-fn post(c: &Client, gate: &Gate, path: &str, form: &[(&str, &str)]) -> (StatusCode, String) {
-    text(c.post(format!("{}{path}", gate.base)).form(form).send().unwrap())
-}
-
-/// The CSRF token of this client's session.
-fn token(c: &Client, gate: &Gate) -> String {
-    csrf(&get(c, gate, "/login").1)
-}
-
-fn login(c: &Client, gate: &Gate, (name, password): (&str, &str)) {
-    let token = token(c, gate);
-    let (status, body) = post(c, gate, "/login", &[("csrf", &token), ("name", name), ("password", password)]);
-    assert!(status == StatusCode::SEE_OTHER || status == StatusCode::OK, "{status}: {body}");
-}
-
-/// A manager's fresh enrolment code for `unit`.
-fn issue_code(c: &Client, gate: &Gate, unit: &str) -> String {
-    let token = csrf(&get(c, gate, "/manager").1);
-    let (status, body) = post(c, gate, "/manager/codes", &[("csrf", &token), ("unit", unit)]);
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let at = body.find("id=\"issued-code\">").expect("the issued code") + 17;
-    body[at..at + 14].to_owned()
-}
-
-/// Nothing a page returns may look like an embedding (a run of many decimals), carry an image, or name a
-/// resident (a passage identity or any id) outside the auditor's deletion list.
-fn assert_clean(path: &str, body: &str) {
-    let floats = body
-        .split(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
-        .filter(|w| w.contains('.') && w.len() >= 7 && w.parse::<f64>().is_ok_and(|v| v.abs() < 1.0))
-        .count();
-    assert!(floats < 8, "{path}: {floats} long decimals");
-    for marker in ["data:image", "\u{FFFD}PNG", "JFIF", "base64,"] {
-        assert!(!body.contains(marker), "{path}: {marker}");
-    }
-}
 
 #[test]
 fn every_route_answers_each_role_as_it_should_and_carries_no_biometric_data() {
@@ -162,18 +111,6 @@ fn staff_logins_are_throttled_and_locked_after_repeated_failures() {
         last = post(&fresh, &gate, "/login", &[("csrf", &t), ("name", AUDITOR.0), ("password", "nope-nope-nope")]).0;
     }
     assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
-}
-
-fn location(c: &Client, gate: &Gate, path: &str) -> (StatusCode, String, String) {
-    let response = c.get(format!("{}{path}", gate.base)).send().unwrap();
-    let to = response.headers().get("location").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
-    let (status, body) = text(response);
-    (status, to, body)
-}
-
-fn between<'a>(body: &'a str, start: &str, end: &str) -> &'a str {
-    let at = body.find(start).unwrap_or_else(|| panic!("{start:?} not in {body}")) + start.len();
-    &body[at..at + body[at..].find(end).unwrap()]
 }
 
 /// The portal from the code to the auditor, over HTTPS with the real daemon and a replay camera of NUAA

@@ -1,9 +1,10 @@
 //! The daemon with its portal, as the portal tests and the browser tests start it: a private device folder,
 //! a replay camera, two staff accounts, HTTPS on a free loopback port.
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::blocking::Client;
@@ -24,6 +25,62 @@ pub struct Gate {
     pub dir: tempfile::TempDir,
     /// `https://localhost:PORT`.
     pub base: String,
+    /// The daemon's log lines as they came.
+    pub log: Arc<Mutex<Vec<(Instant, String)>>>,
+    shown: usize,
+}
+
+impl Gate {
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The config file.
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("gate.toml")
+    }
+
+    /// Runs a command of the binary against this device's config; insists that it succeeds.
+    pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+        let out = facegate(Some(&self.config()), args, stdin);
+        assert!(out.status.success(), "facegate {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out
+    }
+
+    /// What the camera sees from now on (the replay folder is read again at every loop).
+    pub fn show(&mut self, photos: &[PathBuf]) {
+        self.shown += 1;
+        let replay = self.dir.path().join("replay");
+        let old: Vec<PathBuf> = std::fs::read_dir(&replay).unwrap().map(|e| e.unwrap().path()).collect();
+        for (i, photo) in photos.iter().enumerate() {
+            // Whole files only: the camera lists the folder at every loop.
+            let part = replay.join(format!("{:03}-{i:02}.part", self.shown));
+            std::fs::copy(photo, &part).unwrap();
+            std::fs::rename(&part, replay.join(format!("{:03}-{i:02}.jpg", self.shown))).unwrap();
+        }
+        for path in old {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+
+    /// The first log line holding `needle` since `since`, waiting up to `within`.
+    pub fn wait_for_log(&self, needle: &str, since: Instant, within: Duration) -> Instant {
+        let deadline = Instant::now() + within;
+        loop {
+            let found = self.log.lock().unwrap().iter().find(|(t, l)| *t >= since && l.contains(needle)).map(|(t, _)| *t);
+            if let Some(t) = found {
+                return t;
+            }
+            assert!(Instant::now() < deadline, "no {needle:?} in the daemon's log within {within:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The last log line holding `needle`.
+    pub fn last_log(&self, needle: &str) -> Option<String> {
+        self.log.lock().unwrap().iter().rev().find(|(_, l)| l.contains(needle)).map(|(_, l)| l.clone())
+    }
 }
 
 impl Drop for Gate {
@@ -70,6 +127,12 @@ pub fn facegate(config: Option<&Path>, args: &[&str], stdin: Option<&str>) -> st
 
 /// Starts the daemon with its portal over a replay of `frames` (copied to a private folder).
 pub fn start_gate(frames: &[PathBuf]) -> Gate {
+    start_gate_with(frames, |_| String::new())
+}
+
+/// [`start_gate`], with more config: `extra` gets the device's folder (to put files there) and returns TOML
+/// appended to the config (e.g. a `[compound]` section).
+pub fn start_gate_with(frames: &[PathBuf], extra: impl FnOnce(&Path) -> String) -> Gate {
     let dir = tempfile::tempdir().unwrap();
     let replay = dir.path().join("replay");
     std::fs::create_dir_all(&replay).unwrap();
@@ -88,22 +151,30 @@ pub fn start_gate(frames: &[PathBuf]) -> Gate {
              contact = \"office@riverside.example\"\nutc_offset = \"+08:00\"\n",
             d = dir.path().display(),
             r = replay.display()
-        ),
+        ) + &extra(dir.path()),
     )
     .unwrap();
     for ((name, password), role) in [(MANAGER, "manager"), (AUDITOR, "auditor")] {
         let out = facegate(Some(&config), &["account", "--name", name, "--role", role], Some(&format!("{password}\n")));
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
-    let child = Command::new(BIN)
+    let mut child = Command::new(BIN)
         .args(["--config", config.to_str().unwrap(), "--models", super::models_dir().to_str().unwrap(), "run"])
         .env("FACEGATE_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let gate = Gate { child, dir, base: format!("https://localhost:{port}") };
+    let log: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
+    let (stderr, lines) = (child.stderr.take().unwrap(), log.clone());
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[daemon] {line}");
+            lines.lock().unwrap().push((Instant::now(), line));
+        }
+    });
+    let gate = Gate { child, dir, base: format!("https://localhost:{port}"), log, shown: 0 };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if gate.dir.path().join("keys/portal-cert.pem").exists() {

@@ -2,7 +2,9 @@
 //! pipeline per test binary.
 #![allow(dead_code)]
 
+pub mod compound;
 pub mod daemon;
+pub mod portal;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
