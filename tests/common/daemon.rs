@@ -188,8 +188,21 @@ pub fn start_gate_with(frames: &[PathBuf], extra: impl FnOnce(&Path) -> String) 
     }
 }
 
+/// A browser-like client from its own loopback address (127.0.x.y), as another household's phone on the LAN
+/// would be: the portal's per-address limits count it apart.
+pub fn household_client(gate: &Gate) -> Client {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(256);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let ip = std::net::Ipv4Addr::new(127, 0, u8::try_from(n / 256 % 256).unwrap(), u8::try_from(n % 256).unwrap());
+    client_builder(gate, false).local_address(std::net::IpAddr::V4(ip)).build().unwrap()
+}
+
 /// A browser-like client that trusts the gate's own certificate (and nothing else).
 pub fn client(gate: &Gate, follow: bool) -> Client {
+    client_builder(gate, follow).build().unwrap()
+}
+
+fn client_builder(gate: &Gate, follow: bool) -> reqwest::blocking::ClientBuilder {
     let pem = std::fs::read(gate.dir.path().join("keys/portal-cert.pem")).unwrap();
     Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
@@ -197,6 +210,4 @@ pub fn client(gate: &Gate, follow: bool) -> Client {
         .cookie_store(true)
         .redirect(if follow { Policy::limited(5) } else { Policy::none() })
         .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
 }

@@ -77,7 +77,7 @@ pub fn between<'a>(body: &'a str, start: &str, end: &str) -> &'a str {
 /// the instant the enrolment was reported complete.
 pub fn resident_enrols(manager: &Client, gate: &Gate, unit: &str) -> (String, Instant) {
     let code = issue_code(manager, gate, unit);
-    let resident = super::daemon::client(gate, false);
+    let resident = super::daemon::household_client(gate);
     let t = token(&resident, gate);
     assert_eq!(post(&resident, gate, "/resident", &[("csrf", &t), ("code", &code)]).0, StatusCode::SEE_OTHER);
     let (status, _) =
