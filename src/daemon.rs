@@ -193,7 +193,8 @@ async fn run_with(
     if config.portal.enabled {
         let desk = Arc::new(crate::enrol::EnrolmentDesk::default());
         hardware.enrolment_desk = Some(desk.clone());
-        let state = Arc::new(crate::portal::PortalState::new(portal_settings(config, options), registry.clone(), Some(desk)));
+        let state =
+            Arc::new(crate::portal::PortalState::new(portal_settings(config, options), registry.clone(), Some(desk)));
         let stop = stopped(stop_watch.clone());
         services.push(tokio::spawn(async move {
             // The gate keeps running without its portal: the portal is for set-up, not for entry.

@@ -247,9 +247,7 @@ impl MasterKeyFile {
         let corrupt = || KeyError::Corrupt { path: path.to_path_buf(), len: bytes.len() };
         let sealed = bytes.len() == SEALED_LEN && bytes.starts_with(SEALED_MAGIC);
         match (&self.passphrase, sealed) {
-            (None, false) => {
-                AeadKey::from_slice(bytes).ok_or_else(corrupt)
-            }
+            (None, false) => AeadKey::from_slice(bytes).ok_or_else(corrupt),
             (Some(passphrase), true) => {
                 let salt: [u8; 16] = bytes[4..20].try_into().map_err(|_| corrupt())?;
                 let kek = derive_master_key(passphrase.as_bytes(), &salt)?;

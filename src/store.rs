@@ -378,7 +378,10 @@ pub struct Rekey<'a> {
 
 impl std::fmt::Debug for Rekey<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Rekey").field("generation", &self.generation).field("renewal", self.renewal).finish_non_exhaustive()
+        f.debug_struct("Rekey")
+            .field("generation", &self.generation)
+            .field("renewal", self.renewal)
+            .finish_non_exhaustive()
     }
 }
 
@@ -1045,7 +1048,12 @@ impl Store {
             tx.execute(
                 "INSERT INTO passage_counts (hour_start, method, outcome, count) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(hour_start, method, outcome) DO UPDATE SET count = count + ?4",
-                params![at - at.rem_euclid(3600), method.as_str(), outcome.as_str(), i64::try_from(n).unwrap_or(i64::MAX)],
+                params![
+                    at - at.rem_euclid(3600),
+                    method.as_str(),
+                    outcome.as_str(),
+                    i64::try_from(n).unwrap_or(i64::MAX)
+                ],
             )
             .map_err(db)?;
         }
@@ -1930,7 +1938,13 @@ mod tests {
         let next_transform = TransformKey::from_bytes([6; 32]);
         let next_rotation = Rotation::from_key(&next_transform);
         let renewal = rotation.renewal_to(&next_rotation);
-        let rekey = Rekey { generation: KeyGeneration(0), old_master: &master, new_master: &next, new_transform: &next_transform, renewal: &renewal };
+        let rekey = Rekey {
+            generation: KeyGeneration(0),
+            old_master: &master,
+            new_master: &next,
+            new_transform: &next_transform,
+            renewal: &renewal,
+        };
         let receipt = store.revoke_and_shred("r1", 200, &rekey).unwrap();
         assert_eq!(receipt.deleted.len(), 3, "{receipt:?}");
         assert_eq!(receipt.verification_code.len(), 16);
@@ -1956,7 +1970,13 @@ mod tests {
         let next = AeadKey::generate();
         let next_transform = TransformKey::from_bytes([6; 32]);
         let renewal = rotation.renewal_to(&Rotation::from_key(&next_transform));
-        let rekey = Rekey { generation: KeyGeneration(0), old_master: &master, new_master: &next, new_transform: &next_transform, renewal: &renewal };
+        let rekey = Rekey {
+            generation: KeyGeneration(0),
+            old_master: &master,
+            new_master: &next,
+            new_transform: &next_transform,
+            renewal: &renewal,
+        };
         for id in ["local", "received", "standalone"] {
             store.add_resident(id, None, 100).unwrap();
             store.grant_consent(id, &consent(100)).unwrap();
@@ -1967,7 +1987,13 @@ mod tests {
         store.set_replicated(true);
         store.store_template("local", &rotation.protect(&embedding(1)), gen0(&master), 101).unwrap();
         store
-            .store_template_from("received", &rotation.protect(&embedding(2)), gen0(&master), 101, ChangeOrigin::Compound)
+            .store_template_from(
+                "received",
+                &rotation.protect(&embedding(2)),
+                gen0(&master),
+                101,
+                ChangeOrigin::Compound,
+            )
             .unwrap();
         store.revoke_and_shred("local", 102, &rekey).unwrap();
         let queued: Vec<(String, String)> =

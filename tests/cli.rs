@@ -232,3 +232,54 @@ fn a_pass_issued_by_the_cli_opens_the_running_gate_once_and_counts_are_suppresse
     assert!(stdout(&csv).starts_with("start_utc,method,outcome,count\n"), "{}", stdout(&csv));
     assert!(stdout(&csv).contains("visitor_pass,opened,suppressed"), "{}", stdout(&csv));
 }
+
+/// The process's soft and hard core-file limits, from `/proc/PID/limits`.
+fn core_limit(pid: u32) -> Option<String> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max core file size"))?;
+    Some(line.split_whitespace().skip(4).take(2).collect::<Vec<_>>().join(" "))
+}
+
+/// Issue 16: the commands that hold keys, PINs or passwords hardened nothing (a crash could dump the master key
+/// and a PIN to a core file); now they turn core dumps off as the daemon does, before reading the secret.
+#[test]
+fn commands_holding_secrets_harden_themselves_before_reading_them() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let (db, key) = (dir.path().join("data/facegate.sqlite"), dir.path().join("keys/master.key"));
+    let store = ["--db", db.to_str().unwrap(), "--key-file", key.to_str().unwrap()];
+    let notice = dir.path().join("notice.txt");
+    std::fs::write(&notice, "notice").unwrap();
+    let mut consent =
+        vec!["consent", "--resident", "r-1", "--notice", notice.to_str().unwrap(), "--notice-version", "1"];
+    consent.extend(store);
+    assert!(facegate(&consent).status.success());
+    for command in
+        [&["pin", "--resident", "r-1", "--code", "3401"][..], &["account", "--name", "m", "--role", "manager"]]
+    {
+        // Started with core dumps allowed (unlimited), so a limit of 0 can only be the command's own doing.
+        let mut child = Command::new("sh")
+            .args(["-c", "ulimit -c unlimited && exec \"$0\" \"$@\"", env!("CARGO_BIN_EXE_facegate")])
+            .args(command)
+            .args(store)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // It waits for the secret on standard input: look at the process while it does.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let limit = loop {
+            let limit = core_limit(child.id());
+            if limit.as_deref() == Some("0 0") || std::time::Instant::now() > deadline {
+                break limit;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        assert_eq!(limit.as_deref(), Some("0 0"), "{command:?}: core dumps still possible");
+        let secret = if command[0] == "pin" { "4071\n" } else { "a-long-manager-password\n" };
+        child.stdin.take().unwrap().write_all(secret.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{command:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}

@@ -260,7 +260,8 @@ fn retention_is_enforced_by_the_running_daemon_at_start_and_periodically() {
         d = dir.path().display(),
         r = replay.display()
     );
-    let mut config = facegate::config::RawConfig::parse(&config_text, Path::new("test.toml")).unwrap().validate().unwrap();
+    let mut config =
+        facegate::config::RawConfig::parse(&config_text, Path::new("test.toml")).unwrap().validate().unwrap();
     config.models_dir = common::models_dir();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (ready, handle) = tokio::sync::oneshot::channel();

@@ -35,7 +35,17 @@ fn notice(dir: &Path) -> PathBuf {
 /// set may fail the quality or liveness bar: that is a refusal, not an error).
 fn cli_enrols(gate: &Gate, resident: &str, photos: &[PathBuf], notice: &Path) -> bool {
     gate.cli(
-        &["consent", "--resident", resident, "--unit", "9-909", "--notice", notice.to_str().unwrap(), "--notice-version", "1"],
+        &[
+            "consent",
+            "--resident",
+            resident,
+            "--unit",
+            "9-909",
+            "--notice",
+            notice.to_str().unwrap(),
+            "--notice-version",
+            "1",
+        ],
         None,
     );
     let mut args = vec!["enroll".to_owned(), "--resident".into(), resident.into()];
@@ -64,7 +74,11 @@ fn live_with_template(config: &Path) -> Vec<String> {
 fn gallery_matches_store(gate: &Gate) -> (String, String) {
     let logged = gate
         .last_log("fingerprint=")
-        .and_then(|l| l.split("fingerprint=").nth(1).map(|f| f.split_whitespace().next().unwrap_or("").trim_matches('"').to_owned()))
+        .and_then(|l| {
+            l.split("fingerprint=")
+                .nth(1)
+                .map(|f| f.split_whitespace().next().unwrap_or("").trim_matches('"').to_owned())
+        })
         .unwrap_or_default();
     let ids = live_with_template(&gate.config());
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
@@ -199,8 +213,20 @@ fn three_hundred_interleaved_changes_leave_one_consistent_registry_and_no_old_ke
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     };
     let (compound_s, store_dir) = (compound.to_str().unwrap(), root.join("broker-store"));
-    ok(&["compound", "init", "--dir", compound_s, "--name", COMPOUND, "--listen", &listen, "--install-dir",
-        compound.join("broker").to_str().unwrap(), "--store-dir", store_dir.to_str().unwrap()]);
+    ok(&[
+        "compound",
+        "init",
+        "--dir",
+        compound_s,
+        "--name",
+        COMPOUND,
+        "--listen",
+        &listen,
+        "--install-dir",
+        compound.join("broker").to_str().unwrap(),
+        "--store-dir",
+        store_dir.to_str().unwrap(),
+    ]);
     for gate in ["gate-a", "gate-b"] {
         ok(&["compound", "add-gate", "--dir", compound_s, "--gate", gate]);
     }
@@ -217,7 +243,8 @@ fn three_hundred_interleaved_changes_leave_one_consistent_registry_and_no_old_ke
              broker = \"tls://127.0.0.1:{broker_port}\"\noffline_limit = \"60s\"\ncounts_every = \"5s\"\n"
         )
     };
-    let nuaa: Vec<Vec<PathBuf>> = ["0001", "0002", "0003", "0004"].iter().map(|s| common::nuaa_frames("live", s)).collect();
+    let nuaa: Vec<Vec<PathBuf>> =
+        ["0001", "0002", "0003", "0004"].iter().map(|s| common::nuaa_frames("live", s)).collect();
     // Gate A: the daemon under test, with its portal; gate B: another gate of the compound.
     let gate_a = Arc::new(Mutex::new(start_gate_with(&nuaa[0], |dir| compound_section("gate-a", dir))));
     let gate_b = start_gate_with(&nuaa[1][..2], |dir| compound_section("gate-b", dir));
@@ -250,10 +277,24 @@ fn three_hundred_interleaved_changes_leave_one_consistent_registry_and_no_old_ke
                 match rng.random_range(0..10) {
                     0..=3 => {
                         if let Some(photos) = faces.next() {
-                            run(&["consent", "--resident", &id, "--unit", "1-101", "--notice", notice_file.to_str().unwrap(), "--notice-version", "1"], None);
+                            run(
+                                &[
+                                    "consent",
+                                    "--resident",
+                                    &id,
+                                    "--unit",
+                                    "1-101",
+                                    "--notice",
+                                    notice_file.to_str().unwrap(),
+                                    "--notice-version",
+                                    "1",
+                                ],
+                                None,
+                            );
                             let mut args = vec!["enroll".to_owned(), "--resident".into(), id.clone()];
                             args.extend(photos.iter().map(|p| p.display().to_string()));
-                            let out = facegate(Some(&config), &args.iter().map(String::as_str).collect::<Vec<_>>(), None);
+                            let out =
+                                facegate(Some(&config), &args.iter().map(String::as_str).collect::<Vec<_>>(), None);
                             ops.fetch_add(2, Ordering::SeqCst);
                             n += 2;
                             if out.status.success() {
@@ -261,13 +302,35 @@ fn three_hundred_interleaved_changes_leave_one_consistent_registry_and_no_old_ke
                             }
                             continue;
                         }
-                        run(&["consent", "--resident", &id, "--notice", notice_file.to_str().unwrap(), "--notice-version", "1"], None);
+                        run(
+                            &[
+                                "consent",
+                                "--resident",
+                                &id,
+                                "--notice",
+                                notice_file.to_str().unwrap(),
+                                "--notice-version",
+                                "1",
+                            ],
+                            None,
+                        );
                     }
                     4..=5 => {
                         // A PIN for someone (a keypad code per resident).
                         let target = live.get(rng.random_range(0..live.len().max(1))).cloned().unwrap_or(id.clone());
                         if !live.contains(&target) {
-                            run(&["consent", "--resident", &target, "--notice", notice_file.to_str().unwrap(), "--notice-version", "1"], None);
+                            run(
+                                &[
+                                    "consent",
+                                    "--resident",
+                                    &target,
+                                    "--notice",
+                                    notice_file.to_str().unwrap(),
+                                    "--notice-version",
+                                    "1",
+                                ],
+                                None,
+                            );
                             ops.fetch_add(1, Ordering::SeqCst);
                             n += 1;
                         }
@@ -276,7 +339,18 @@ fn three_hundred_interleaved_changes_leave_one_consistent_registry_and_no_old_ke
                     }
                     _ => {
                         if live.is_empty() {
-                            run(&["consent", "--resident", &id, "--notice", notice_file.to_str().unwrap(), "--notice-version", "1"], None);
+                            run(
+                                &[
+                                    "consent",
+                                    "--resident",
+                                    &id,
+                                    "--notice",
+                                    notice_file.to_str().unwrap(),
+                                    "--notice-version",
+                                    "1",
+                                ],
+                                None,
+                            );
                         } else {
                             let target = live.swap_remove(rng.random_range(0..live.len()));
                             run(&["revoke", "--resident", &target], None);
@@ -332,10 +406,17 @@ fn three_hundred_interleaved_changes_leave_one_consistent_registry_and_no_old_ke
                     let code = between(&body, "id=\"issued-code\">", "<").to_owned();
                     let resident = household_client(&g);
                     let t = token(&resident, &g);
-                    assert_eq!(post(&resident, &g, "/resident", &[("csrf", &t), ("code", &code)]).0, StatusCode::SEE_OTHER);
-                    assert_eq!(post(&resident, &g, "/resident/consent", &[("csrf", &t), ("choice", "pin")]).0, StatusCode::SEE_OTHER);
+                    assert_eq!(
+                        post(&resident, &g, "/resident", &[("csrf", &t), ("code", &code)]).0,
+                        StatusCode::SEE_OTHER
+                    );
+                    assert_eq!(
+                        post(&resident, &g, "/resident/consent", &[("csrf", &t), ("choice", "pin")]).0,
+                        StatusCode::SEE_OTHER
+                    );
                     let pin = format!("{}", 4_000 + rng.random_range(100..999) * 7 % 5_000 + 1_000);
-                    let (status, body) = post(&resident, &g, "/resident/pin", &[("csrf", &t), ("pin", &pin), ("pin2", &pin)]);
+                    let (status, body) =
+                        post(&resident, &g, "/resident/pin", &[("csrf", &t), ("pin", &pin), ("pin2", &pin)]);
                     assert!(status == StatusCode::OK || status == StatusCode::UNPROCESSABLE_ENTITY, "{body}");
                     n += 3;
                 }
@@ -365,13 +446,19 @@ fn three_hundred_interleaved_changes_leave_one_consistent_registry_and_no_old_ke
     let listed = facegate(Some(&a_config), &["residents", "--json"], None);
     let residents: Vec<serde_json::Value> =
         String::from_utf8_lossy(&listed.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let revoked = residents.iter().filter(|r| !r["consent_revoked_at"].is_null() && r["template_version"].is_null()).count();
+    let revoked =
+        residents.iter().filter(|r| !r["consent_revoked_at"].is_null() && r["template_version"].is_null()).count();
     let from_b = residents.iter().filter(|r| r["resident"].as_str().unwrap().starts_with("r-b")).count();
     eprintln!("gate A: {} residents, {matchable} matchable, {revoked} revoked, {from_b} from gate B", residents.len());
     assert!(matchable >= 2 && revoked >= 10 && from_b >= 5, "the run exercised too little");
     // The auditor's check passes.
     let audit = facegate(Some(&a_config), &["audit", "--json"], None);
-    assert!(audit.status.success(), "{}\n{}", String::from_utf8_lossy(&audit.stdout), String::from_utf8_lossy(&audit.stderr));
+    assert!(
+        audit.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&audit.stdout),
+        String::from_utf8_lossy(&audit.stderr)
+    );
 
     // No master key the daemon held before is left in its memory; the current one is (the scan works).
     stop_watching.store(true, Ordering::SeqCst);

@@ -273,7 +273,14 @@ fn check_retention(store: &Store, cutoff: i64) -> Check {
     // What really happens: the running daemon's registry owner shreds these at start and every 24 hours.
     let last = match store.audit_events(&["expire (unused)"]) {
         Ok(events) => events.last().map_or_else(|| "none so far".to_owned(), |e| rfc3339(e.at)),
-        Err(e) => return Check { id: "retention", title: RETENTION_TITLE, status: Status::Fail, details: vec![e.to_string()] },
+        Err(e) => {
+            return Check {
+                id: "retention",
+                title: RETENTION_TITLE,
+                status: Status::Fail,
+                details: vec![e.to_string()],
+            }
+        }
     };
     let how = format!(
         "the running daemon shreds templates unused past the limit when it starts and every 24 hours (last such \

@@ -167,7 +167,11 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
         // Keys, PINs, frames or embeddings pass through this process: no core dump, no ptrace by other
         // users, no swap where the memory-lock limit allows it, as in the daemon.
         let hardening = crate::hardening::harden_process();
-        tracing::debug!(core_dumps_off = hardening.core_dumps_off, memory_locked = hardening.memory_locked, "hardening");
+        tracing::debug!(
+            core_dumps_off = hardening.core_dumps_off,
+            memory_locked = hardening.memory_locked,
+            "hardening"
+        );
     }
     match cli.command {
         Command::Detect { images, json } => detect_command(&config, &images, json),

@@ -361,7 +361,9 @@ pub fn revoke(config: &Config, args: &RevokeArgs) -> Result<std::process::ExitCo
                 .filter(|r| r.consent_granted_at.is_some() || r.template_version.is_some() || r.has_pin)
                 .collect();
             match found.as_slice() {
-                [] => bail!("nobody in unit {unit} can withdraw (no consent, template or PIN); see `facegate residents`"),
+                [] => {
+                    bail!("nobody in unit {unit} can withdraw (no consent, template or PIN); see `facegate residents`")
+                }
                 [one] => one.id.clone(),
                 several => {
                     for r in several {

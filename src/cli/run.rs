@@ -50,9 +50,8 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<std::process::ExitCode> {
     };
     let duration = args.duration;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let report = runtime
-        .block_on(daemon::run(config, options, shutdown(duration)))
-        .context("the gate daemon stopped")?;
+    let report =
+        runtime.block_on(daemon::run(config, options, shutdown(duration))).context("the gate daemon stopped")?;
     print_report(&report);
     Ok(std::process::ExitCode::SUCCESS)
 }

@@ -462,8 +462,11 @@ impl Link {
                 }
             }
             Announcement::Counts { origin, counts } => {
-                let stored =
-                    self.registry.call(move |r| r.store_mut().set_gate_counts(&origin, &counts)).await.map_err(owner_gone)?;
+                let stored = self
+                    .registry
+                    .call(move |r| r.store_mut().set_gate_counts(&origin, &counts))
+                    .await
+                    .map_err(owner_gone)?;
                 if let Err(e) = stored {
                     return Err(Apply::Retry(e.to_string()));
                 }
@@ -556,18 +559,18 @@ impl Link {
 
     async fn send_counts(&mut self, js: &jetstream::Context) {
         let now = unix_now();
-        let counts = match self.registry.call(move |r| r.store().passage_counts(now - COUNTS_HORIZON_SECS, now + 3_600)).await
-        {
-            Ok(Ok(counts)) => counts,
-            Ok(Err(e)) => {
-                tracing::warn!("compound counts: {e}");
-                return;
-            }
-            Err(e) => {
-                tracing::warn!("compound counts: {e}");
-                return;
-            }
-        };
+        let counts =
+            match self.registry.call(move |r| r.store().passage_counts(now - COUNTS_HORIZON_SECS, now + 3_600)).await {
+                Ok(Ok(counts)) => counts,
+                Ok(Err(e)) => {
+                    tracing::warn!("compound counts: {e}");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!("compound counts: {e}");
+                    return;
+                }
+            };
         // Unchanged counts are not sent again: every message makes every gate write its sequence.
         if self.last_counts.as_ref() == Some(&counts) {
             return;

@@ -56,10 +56,7 @@ pub(super) fn check_pass(shared: &Shared, text: Zeroizing<String>, source: &'sta
     }
 }
 
-fn pass_outcome(
-    result: Result<Result<crate::pass::VisitorPass, PassError>, RegistryError>,
-    source: &str,
-) -> PassCheck {
+fn pass_outcome(result: Result<Result<crate::pass::VisitorPass, PassError>, RegistryError>, source: &str) -> PassCheck {
     match result {
         Ok(Ok(_)) => PassCheck::Valid,
         Ok(Err(e @ PassError::Malformed)) => {

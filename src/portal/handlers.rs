@@ -687,7 +687,11 @@ async fn login(
 
 /// Checks a staff sign-in: the account is read by the registry's owner, the password verified (argon2id) on a
 /// blocking thread, and the outcome recorded by the owner again, so the owner never spends a hash's time.
-async fn sign_in(state: &Arc<PortalState>, name: String, password: zeroize::Zeroizing<String>) -> Option<Result<Option<Role>, String>> {
+async fn sign_in(
+    state: &Arc<PortalState>,
+    name: String,
+    password: zeroize::Zeroizing<String>,
+) -> Option<Result<Option<Role>, String>> {
     let lookup = name.clone();
     let account = match registry(state, move |r| r.store().account(&lookup)).await? {
         Ok(account) => account,

@@ -678,12 +678,7 @@ fn dummy_verifier(pepper: &PinPepper) -> &'static str {
 /// key file's lock (every rotation takes it, so the three belong together). Finishes an interrupted rotation:
 /// when the key file does not open the database but a staged `.next` does, the database was committed under
 /// `.next`.
-fn open_device_keys(
-    key_file: &MasterKeyFile,
-    store: &mut Store,
-    now: i64,
-    _lock: &KeyFileLock,
-) -> Result<DeviceKeys> {
+fn open_device_keys(key_file: &MasterKeyFile, store: &mut Store, now: i64, _lock: &KeyFileLock) -> Result<DeviceKeys> {
     let current = key_file
         .load_or_create()
         .map_err(RegistryError::from)
@@ -982,13 +977,8 @@ mod tests {
         let generation = registry.key_generation();
         file.stage_next(&new).unwrap();
         drop(registry);
-        let rekey = Rekey {
-            generation,
-            old_master: &old,
-            new_master: &new,
-            new_transform: &new_transform,
-            renewal: &renewal,
-        };
+        let rekey =
+            Rekey { generation, old_master: &old, new_master: &new, new_transform: &new_transform, renewal: &renewal };
         Store::open(&dir.path().join("data/facegate.sqlite")).unwrap().rotate_keys(&rekey, 5).unwrap();
         let registry = open(dir.path());
         assert_eq!(registry.identify(&face(1, 0.0)).unwrap().resident_id, "r-1");

@@ -68,7 +68,8 @@ impl Gate {
     pub fn wait_for_log(&self, needle: &str, since: Instant, within: Duration) -> Instant {
         let deadline = Instant::now() + within;
         loop {
-            let found = self.log.lock().unwrap().iter().find(|(t, l)| *t >= since && l.contains(needle)).map(|(t, _)| *t);
+            let found =
+                self.log.lock().unwrap().iter().find(|(t, l)| *t >= since && l.contains(needle)).map(|(t, _)| *t);
             if let Some(t) = found {
                 return t;
             }

@@ -71,7 +71,6 @@ pub fn between<'a>(body: &'a str, start: &str, end: &str) -> &'a str {
     &body[at..at + body[at..].find(end).unwrap()]
 }
 
-
 /// A household's whole set-up on the portal with a code for `unit`: consent to face entry, enrolment at the
 /// gate camera (whoever it sees now), the revocation code that comes with the enrolment. Returns the code and
 /// the instant the enrolment was reported complete.
