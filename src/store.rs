@@ -922,6 +922,12 @@ impl Store {
         self.conn.query_row("PRAGMA data_version", [], |r| r.get(0)).map_err(|e| self.err(&e))
     }
 
+    /// Rows this connection has inserted, updated or deleted since it opened: a job that left it unchanged
+    /// wrote nothing.
+    pub fn writes(&self) -> u64 {
+        self.conn.total_changes()
+    }
+
     /// The current generation of the device keys: raised by every rotation, in its transaction.
     pub fn key_generation(&self) -> Result<KeyGeneration> {
         read_generation(&self.conn).map_err(|e| self.err(&e))

@@ -85,6 +85,9 @@ fn print_report(report: &GateReport) {
         }
     }
     println!("refused: {}", report.refusals);
+    if report.worker_faults > 0 {
+        println!("frames lost to a frame-worker fault: {} (see the log)", report.worker_faults);
+    }
     let mut latencies: Vec<Duration> = report.admissions.iter().filter_map(|a| a.latency).collect();
     if !latencies.is_empty() {
         latencies.sort_unstable();

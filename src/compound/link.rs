@@ -492,7 +492,10 @@ impl Link {
         // transform inside the owner, never as an embedding).
         let batch = self
             .registry
-            .call(move |r| -> Result<Vec<(i64, String, Option<Announcement>)>, crate::store::StoreError> {
+            .call(move |r| -> Result<Vec<(i64, String, Option<Announcement>)>, RegistryError> {
+                // The outbox may name a resident another process (the CLI) just enrolled: the gallery must
+                // hold them before their template is read from it, or the entry would pass for revoked.
+                r.reload_if_changed()?;
                 let entries = r.store().outbox(BATCH)?;
                 Ok(entries
                     .into_iter()

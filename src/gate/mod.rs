@@ -176,6 +176,8 @@ pub struct GateReport {
     pub refusals: u64,
     /// How long the run lasted.
     pub elapsed: Duration,
+    /// Frames a frame worker failed on (each cost that frame only).
+    pub worker_faults: u64,
 }
 
 enum Input {
@@ -350,6 +352,7 @@ pub async fn run(
     Ok(GateReport {
         frames: shared.status.frames(),
         faces_checked: shared.status.faces_checked(),
+        worker_faults: shared.status.worker_faults(),
         elapsed: started.elapsed(),
         ..report
     })

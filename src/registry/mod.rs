@@ -191,6 +191,8 @@ pub struct Registry {
     /// Where the frame workers read the gallery, once someone asked ([`Registry::share_gallery`]).
     shared: Option<Arc<ArcSwap<GallerySnapshot>>>,
     versions: u64,
+    /// `PRAGMA data_version` when the gallery was last loaded: another process's commit changes it.
+    data_version: Option<i64>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -238,6 +240,7 @@ impl Registry {
             load_failures: Vec::new(),
             shared: None,
             versions: 0,
+            data_version: None,
         };
         registry.reload()?;
         Ok(registry)
@@ -258,6 +261,9 @@ impl Registry {
     /// Rebuilds the gallery from the store (after another process enrolled or revoked someone), loading the
     /// keys again if another process rotated them. Residents keep their slots.
     pub fn reload(&mut self) -> Result<()> {
+        // Read first: a commit that lands while the templates are read is seen by the next check. Kept only
+        // once the load succeeded, so a failed reload is tried again.
+        let version = self.store.data_version().ok();
         if self.keys_are_stale()? {
             let guard = self.key_file.lock()?;
             self.refresh_keys_locked(&guard)?;
@@ -276,7 +282,20 @@ impl Registry {
         self.slot_of = slot_of;
         self.load_failures = live.failures;
         self.publish(next);
+        self.data_version = version;
         Ok(())
+    }
+
+    /// Reloads only if another process committed a change since the last load (a cheap read when nothing
+    /// changed). Returns whether it reloaded. Call it before reading anything that must match what the store
+    /// holds now (the compound link's outbox names residents the gallery must already hold).
+    pub fn reload_if_changed(&mut self) -> Result<bool> {
+        let now = self.store.data_version().ok();
+        if now.is_some() && now == self.data_version {
+            return Ok(false);
+        }
+        self.reload()?;
+        Ok(true)
     }
 
     fn fresh_slot(&mut self) -> Slot {

@@ -243,8 +243,8 @@ impl RegistryHandle {
         &self.tally
     }
 
-    /// Raised after every job and every reload: whoever keeps something derived from the store (the compound
-    /// link's outbox) knows when to look again.
+    /// Raised after every job that wrote and every reload: whoever keeps something derived from the store (the
+    /// compound link's outbox) knows when to look again.
     pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.changes.clone()
     }
@@ -271,7 +271,7 @@ impl RegistryOwner {
         let status = Arc::new(OwnerStatus::default());
         let handle = RegistryHandle { jobs, gallery, tally: tally.clone(), changes, status: status.clone() };
         let thread = std::thread::Builder::new().name("registry".into()).spawn(move || {
-            let mut owner = Owner { registry, settings, tally, changed, status, data_version: None };
+            let mut owner = Owner { registry, settings, tally, changed, status };
             owner.run(&queue);
             owner.registry
         })?;
@@ -303,12 +303,10 @@ struct Owner {
     tally: Arc<PassageTally>,
     changed: tokio::sync::watch::Sender<u64>,
     status: Arc<OwnerStatus>,
-    data_version: Option<i64>,
 }
 
 impl Owner {
     fn run(&mut self, queue: &mpsc::Receiver<Message>) {
-        self.data_version = self.registry.store().data_version().ok();
         self.log_gallery("gallery loaded");
         let start = Instant::now();
         let (mut next_follow, mut next_flush, mut next_expiry) = (start, start, start);
@@ -338,6 +336,7 @@ impl Owner {
 
     fn run_job(&mut self, job: Job) {
         let before = self.registry.gallery().version();
+        let writes = self.registry.store().writes();
         let registry = &mut self.registry;
         if std::panic::catch_unwind(AssertUnwindSafe(|| job(registry))).is_err() {
             self.status.faults.fetch_add(1, Ordering::Relaxed);
@@ -346,7 +345,11 @@ impl Owner {
                 tracing::error!("reloading the registry failed: {e}");
             }
         }
-        self.changed.send_modify(|n| *n += 1);
+        // Only a job that wrote tells the others to look again (a read, such as the link's look at the outbox,
+        // must not make it look again forever).
+        if self.registry.store().writes() != writes {
+            self.changed.send_modify(|n| *n += 1);
+        }
         if self.registry.gallery().version() != before {
             self.log_gallery("gallery changed");
         }
@@ -354,13 +357,9 @@ impl Owner {
 
     /// Follows changes other processes committed (the CLI, a second daemon by mistake).
     fn follow(&mut self) {
-        let now = self.registry.store().data_version().ok();
-        if now == self.data_version {
-            return;
-        }
-        self.data_version = now;
-        match self.registry.reload() {
-            Ok(()) => {
+        match self.registry.reload_if_changed() {
+            Ok(false) => return,
+            Ok(true) => {
                 self.status.reloads.fetch_add(1, Ordering::Relaxed);
                 for failure in self.registry.load_failures() {
                     tracing::warn!("{failure}");
@@ -425,6 +424,27 @@ impl Owner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::{MasterKeySource, RegistryPolicy};
+
+    #[test]
+    fn a_job_that_panics_is_answered_and_the_owner_goes_on_then_drains_the_tally() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = MasterKeySource::file(dir.path().join("keys/master.key"));
+        let db = dir.path().join("data/facegate.sqlite");
+        let registry = Registry::open(&db, &key, RegistryPolicy::default(), unix_now()).unwrap();
+        let owner = RegistryOwner::spawn(registry, OwnerSettings::default()).unwrap();
+        let handle = owner.handle();
+        let panicked: Result<(), OwnerError> = handle.call_blocking(|_| panic!("injected fault"));
+        assert_eq!(panicked, Err(OwnerError::Panicked));
+        assert_eq!(handle.call_blocking(|r| r.gallery_len()), Ok(0));
+        assert_eq!(handle.status().faults(), 1);
+        // Counted and not yet written: the owner writes it when it stops, at the latest.
+        handle.tally().count(unix_now(), EntryMethod::Guard, PassageOutcome::Opened);
+        let registry = owner.stop().unwrap();
+        let counts = registry.store().passage_counts(0, i64::MAX).unwrap();
+        assert_eq!(counts.iter().map(|c| c.count).sum::<i64>(), 1);
+        assert_eq!(handle.call_blocking(|r| r.gallery_len()), Err(OwnerError::Gone));
+    }
 
     #[test]
     fn a_tally_keeps_what_was_counted_while_a_write_was_under_way() {
