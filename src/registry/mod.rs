@@ -305,12 +305,18 @@ impl Registry {
     }
 
     /// Makes `next` the gallery, and the one the frame workers read.
-    fn publish(&mut self, mut next: GallerySnapshot) {
-        self.versions += 1;
-        next.set_version(self.versions);
-        next.settle();
-        // The previous snapshot goes when its last reader lets go; the current one is the only other copy.
+    fn publish(&mut self, next: GallerySnapshot) {
+        // The previous snapshot goes when its last reader lets go.
         self.gallery = Arc::new(next);
+        self.publish_current();
+    }
+
+    /// Settles the gallery just changed (threshold, version) and hands it to the frame workers.
+    fn publish_current(&mut self) {
+        self.versions += 1;
+        let current = Arc::make_mut(&mut self.gallery);
+        current.set_version(self.versions);
+        current.settle();
         if let Some(shared) = &self.shared {
             shared.store(self.gallery.clone());
         }
@@ -332,19 +338,19 @@ impl Registry {
             Some(&slot) => slot,
             None => self.fresh_slot(),
         };
-        let mut next = (*self.gallery).clone();
-        next.insert(slot, resident.to_owned(), template)?;
+        // Copy-on-write: in place when nobody else holds this snapshot (the CLI, a bulk load), a new snapshot
+        // when the frame workers may be reading it (the daemon).
+        Arc::make_mut(&mut self.gallery).insert(slot, resident.to_owned(), template)?;
         self.slot_of.insert(resident.to_owned(), slot);
-        self.publish(next);
+        self.publish_current();
         Ok(())
     }
 
     /// Drops a resident from the gallery and publishes that at once (before anything is written).
     fn drop_from_gallery(&mut self, resident: &str) {
         if let Some(slot) = self.slot_of.remove(resident) {
-            let mut next = (*self.gallery).clone();
-            next.remove(slot);
-            self.publish(next);
+            Arc::make_mut(&mut self.gallery).remove(slot);
+            self.publish_current();
         }
     }
 
