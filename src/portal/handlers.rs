@@ -553,6 +553,18 @@ async fn pin_set(State(state): Shared, session: Session, headers: HeaderMap, For
     }
 }
 
+/// What a revocation destroyed, when, and the code an auditor can check: the same for the resident and for the
+/// manager revoking on a household's behalf.
+fn receipt_table(lang: Lang, receipt: &crate::store::RevocationReceipt) -> Markup {
+    html! {
+        table id="receipt" {
+            tr { th { (t(lang, "receipt_time")) } td { (rfc3339(receipt.revoked_at)) } }
+            tr { th { (t(lang, "receipt_deleted")) } td { ul { @for item in &receipt.deleted { li { (item) } } } } }
+            tr { th { (t(lang, "receipt_code")) } td.code id="verification-code" { (receipt.verification_code) } }
+        }
+    }
+}
+
 fn revoke_markup(data: &SessionData, lang: Lang, error: Option<&str>) -> Markup {
     layout(
         &frame(data, lang, "/revoke"),
@@ -597,13 +609,7 @@ async fn revoke(
     .await;
     match receipt {
         Some(Ok(Some(receipt))) => {
-            let body = html! {
-                table id="receipt" {
-                    tr { th { (t(lang, "receipt_time")) } td { (rfc3339(receipt.revoked_at)) } }
-                    tr { th { (t(lang, "receipt_deleted")) } td { ul { @for item in &receipt.deleted { li { (item) } } } } }
-                    tr { th { (t(lang, "receipt_code")) } td.code id="verification-code" { (receipt.verification_code) } }
-                }
-            };
+            let body = receipt_table(lang, &receipt);
             page(StatusCode::OK, layout(&frame(&data, lang, "/revoke"), t(lang, "receipt_heading"), body))
         }
         Some(Ok(None)) => {
@@ -927,11 +933,7 @@ async fn manager_revoke(
         Some(Ok(Some(receipt))) => {
             let body = html! {
                 p { (t(lang, "manager_revoked")) }
-                table id="receipt" {
-                    tr { th { (t(lang, "receipt_time")) } td { (rfc3339(receipt.revoked_at)) } }
-                    tr { th { (t(lang, "receipt_deleted")) } td { ul { @for item in &receipt.deleted { li { (item) } } } } }
-                    tr { th { (t(lang, "receipt_code")) } td.code id="verification-code" { (receipt.verification_code) } }
-                }
+                (receipt_table(lang, &receipt))
                 p { a href="/manager" { (t(lang, "manager_heading")) } }
             };
             page(StatusCode::OK, layout(&frame(&data, lang, "/manager"), t(lang, "receipt_heading"), body))
