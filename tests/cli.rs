@@ -257,9 +257,10 @@ fn commands_holding_secrets_harden_themselves_before_reading_them() {
     for command in
         [&["pin", "--resident", "r-1", "--code", "3401"][..], &["account", "--name", "m", "--role", "manager"]]
     {
-        // Started with core dumps allowed (unlimited), so a limit of 0 can only be the command's own doing.
+        // Started with core dumps allowed up to the hard limit (unlimited here), so a limit of 0 0 is the
+        // command's own doing.
         let mut child = Command::new("sh")
-            .args(["-c", "ulimit -c unlimited && exec \"$0\" \"$@\"", env!("CARGO_BIN_EXE_facegate")])
+            .args(["-c", "ulimit -S -c \"$(ulimit -H -c)\"; exec \"$0\" \"$@\"", env!("CARGO_BIN_EXE_facegate")])
             .args(command)
             .args(store)
             .stdin(std::process::Stdio::piped())
