@@ -18,7 +18,7 @@ use crate::inputs::ContactInputs;
 use crate::keypad::{Entry, Keypad, PinEntry};
 use crate::pass::PassError;
 use crate::registry::owner::RegistryHandle;
-use crate::registry::{PinChallenge, RegistryError};
+use crate::registry::RegistryError;
 use crate::scanner::PassScanner;
 use crate::store::unix_now;
 
@@ -91,7 +91,6 @@ fn check_pin(registry: &RegistryHandle, code: String, pin: &crate::protect::Pin,
         }
     };
     let (check, record) = challenge.verify(pin);
-    drop::<PinChallenge>(challenge);
     let Some((resident, ok)) = record else { return send_pin(tx, check) };
     let mut sent = true;
     if ok {

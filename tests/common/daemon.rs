@@ -51,17 +51,7 @@ impl Gate {
     /// What the camera sees from now on (the replay folder is read again at every loop).
     pub fn show(&mut self, photos: &[PathBuf]) {
         self.shown += 1;
-        let replay = self.dir.path().join("replay");
-        let old: Vec<PathBuf> = std::fs::read_dir(&replay).unwrap().map(|e| e.unwrap().path()).collect();
-        for (i, photo) in photos.iter().enumerate() {
-            // Whole files only: the camera lists the folder at every loop.
-            let part = replay.join(format!("{:03}-{i:02}.part", self.shown));
-            std::fs::copy(photo, &part).unwrap();
-            std::fs::rename(&part, replay.join(format!("{:03}-{i:02}.jpg", self.shown))).unwrap();
-        }
-        for path in old {
-            std::fs::remove_file(path).unwrap();
-        }
+        super::show_in_replay(&self.dir.path().join("replay"), self.shown, photos);
     }
 
     /// The first log line holding `needle` since `since`, waiting up to `within`.

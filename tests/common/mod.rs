@@ -127,3 +127,17 @@ pub fn photo_with_qr(photo: &std::path::Path, text: &str) -> facegate::capture::
     }
     Frame::from_rgb(w, h, rgb).unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// Makes a replay camera see `photos` from now on: copies them into `replay` as whole files (the camera lists
+/// the folder at every loop), named after `round`, then removes what it showed before.
+pub fn show_in_replay(replay: &std::path::Path, round: usize, photos: &[PathBuf]) {
+    let old: Vec<PathBuf> = std::fs::read_dir(replay).unwrap().map(|e| e.unwrap().path()).collect();
+    for (i, photo) in photos.iter().enumerate() {
+        let part = replay.join(format!("{round:03}-{i:02}.part"));
+        std::fs::copy(photo, &part).unwrap();
+        std::fs::rename(&part, replay.join(format!("{round:03}-{i:02}.jpg"))).unwrap();
+    }
+    for path in old {
+        std::fs::remove_file(path).unwrap();
+    }
+}
