@@ -3,9 +3,9 @@
 //! The templates are random unit vectors under a random key, not faces.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use facegate::embed::{Embedding, EMBEDDING_DIM};
-use facegate::matching::Gallery;
+use facegate::policy::matching::Gallery;
 use facegate::protect::{Rotation, TransformKey};
+use facegate::vision::embed::{Embedding, EMBEDDING_DIM};
 use rand::{Rng, SeedableRng};
 
 fn random_embedding(rng: &mut impl Rng) -> Embedding {

@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use facegate::embed::{Embedding, EMBEDDING_DIM};
 use facegate::registry::{MasterKeySource, Registry, RegistryPolicy};
 use facegate::store::ConsentRecord;
+use facegate::vision::embed::{Embedding, EMBEDDING_DIM};
 use rand::{Rng, SeedableRng};
 
 const RESIDENTS: usize = 10_000;

@@ -9,10 +9,10 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 
-use facegate::align;
 use facegate::capture::DecodeLimits;
-use facegate::embed::EMBEDDING_DIM;
-use facegate::pipeline::{FacePipeline, PipelineConfig};
+use facegate::vision::align;
+use facegate::vision::embed::EMBEDDING_DIM;
+use facegate::vision::pipeline::{FacePipeline, PipelineConfig};
 
 const MIN_IMAGES: usize = 200;
 const MIN_COSINE: f64 = 0.9999;
@@ -31,7 +31,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let images = match facegate::eval::labelled_images(&faces) {
+    let images = match facegate::vision::eval::labelled_images(&faces) {
         Ok(images) => images,
         Err(e) => {
             eprintln!("{e}: the agreement check needs ../shared/faces");
@@ -45,7 +45,7 @@ fn main() -> ExitCode {
             continue;
         };
         let Ok(found) = pipeline.detector().detect(&frame) else { continue };
-        let Some(face) = facegate::detect::largest(&found) else { continue };
+        let Some(face) = facegate::vision::detect::largest(&found) else { continue };
         if let Some(aligned) = align::align(&frame, &face.landmarks) {
             crops.push(aligned);
         }

@@ -14,12 +14,12 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion};
-use facegate::align;
 use facegate::capture::{decode_file, DecodeLimits, Frame};
-use facegate::embed::{Embedding, EMBEDDING_DIM};
-use facegate::matching::Gallery;
-use facegate::pipeline::{ordered_parallel, FacePipeline, PipelineConfig};
+use facegate::policy::matching::Gallery;
 use facegate::protect::{ProtectedTemplate, Rotation, TransformKey};
+use facegate::vision::align;
+use facegate::vision::embed::{Embedding, EMBEDDING_DIM};
+use facegate::vision::pipeline::{ordered_parallel, FacePipeline, PipelineConfig};
 use rand::{Rng, SeedableRng};
 
 /// Frames cycled through by the whole-path benches.
@@ -60,7 +60,7 @@ struct Facegate {
 impl Facegate {
     fn load() -> Self {
         let config = PipelineConfig {
-            detector: facegate::detect::DetectorConfig { max_side: DETECT_SIDE, ..Default::default() },
+            detector: facegate::vision::detect::DetectorConfig { max_side: DETECT_SIDE, ..Default::default() },
             ..Default::default()
         };
         let pipeline = FacePipeline::load(&manifest().join("models"), config)
@@ -151,7 +151,7 @@ fn run_benches(c: &mut Criterion) {
     let mut ort = Peer::start("ort", 1, &files);
 
     let first = &fg.frames[0];
-    let face = fg.pipeline.detector().detect(first).ok().and_then(|f| facegate::detect::largest(&f).cloned());
+    let face = fg.pipeline.detector().detect(first).ok().and_then(|f| facegate::vision::detect::largest(&f).cloned());
     let face = face.expect("a face in the first frame");
     let aligned = align::align(first, &face.landmarks).expect("alignable");
     let embedding = fg.pipeline.embedder().embed(&aligned).expect("embedding");

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use facegate::model::{ModelSpec, NodeTime, OnnxGraph, SFACE, YUNET};
+use facegate::vision::model::{ModelSpec, NodeTime, OnnxGraph, SFACE, YUNET};
 use ndarray::Array4;
 
 fn kind(op: &str) -> String {

@@ -7,9 +7,9 @@
 use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use facegate::align;
 use facegate::capture::{decode_file, DecodeLimits, Frame};
-use facegate::pipeline::{FacePipeline, PipelineConfig};
+use facegate::vision::align;
+use facegate::vision::pipeline::{FacePipeline, PipelineConfig};
 
 fn webcam_frame() -> Frame {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/spoof/live");
@@ -45,16 +45,16 @@ fn benches(c: &mut Criterion) {
     // Every frame is searched for a visitor pass, whether or not anyone asked for a face check.
     let mut group = c.benchmark_group("qr");
     group.sample_size(40);
-    group.bench_function("search_640x480_no_code", |b| b.iter(|| facegate::qr::read_codes(&frame, 1)));
+    group.bench_function("search_640x480_no_code", |b| b.iter(|| facegate::vision::qr::read_codes(&frame, 1)));
     group.finish();
 
     let faces = detector.detect(&frame).expect("detect");
-    let face = facegate::detect::largest(&faces).expect("a face in the webcam frame");
+    let face = facegate::vision::detect::largest(&faces).expect("a face in the webcam frame");
     c.bench_function("align/umeyama_warp_112x112", |b| {
         b.iter(|| align::align(&frame, &face.landmarks).expect("alignable"))
     });
 
-    let liveness = facegate::liveness::LivenessModel::load(&models).unwrap_or_else(|e| panic!("{e}"));
+    let liveness = facegate::vision::liveness::LivenessModel::load(&models).unwrap_or_else(|e| panic!("{e}"));
     let mut group = c.benchmark_group("liveness");
     group.sample_size(30);
     group.bench_function("minifasnet_pair_80x80", |b| b.iter(|| liveness.score(&frame, &face.bbox).expect("score")));

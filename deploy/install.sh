@@ -58,7 +58,7 @@ fi
 version="$("$binary" --version 2>/dev/null)" || die "$binary does not run here (another architecture?)"
 say "binary: $binary ($version)"
 
-# The digests pinned in models/fetch.sh (and again in src/model.rs, which checks them at every load): a
+# The digests pinned in models/fetch.sh (and again in src/vision/model/mod.rs, which checks them at every load): a
 # corrupt model installed now would only show as face entry off after the gate is closed up.
 models=()
 for var in YUNET SFACE; do

@@ -7,9 +7,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use facegate::embed::{Embedding, EMBEDDING_DIM};
 use facegate::registry::{MasterKeySource, Registry, RegistryPolicy};
 use facegate::store::ConsentRecord;
+use facegate::vision::embed::{Embedding, EMBEDDING_DIM};
 use rand::{Rng, SeedableRng};
 
 /// The synthetic face of churn resident `i`.

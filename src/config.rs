@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::actuate::wiegand::{DEFAULT_D0, DEFAULT_D1};
-use crate::actuate::MethodCards;
-use crate::decide::FaceIntent;
-use crate::detect::DetectorConfig;
+use crate::devices::contacts::Contact;
+use crate::devices::wiegand::{DEFAULT_D0, DEFAULT_D1};
+use crate::devices::MethodCards;
 use crate::gate::GateSettings;
-use crate::inputs::Contact;
-use crate::pipeline::PipelineConfig;
+use crate::policy::decide::FaceIntent;
 use crate::registry::RegistryPolicy;
+use crate::vision::detect::DetectorConfig;
+use crate::vision::pipeline::PipelineConfig;
 use std::time::Duration;
 
 /// Cosine threshold for a 1:1 verification when none is configured. Chosen from `facegate eval` on the
@@ -700,7 +700,7 @@ impl RawConfig {
         if !(5..=3_600).contains(&door_held_alarm_s) {
             return Err(invalid("gate.door_held_alarm_s", format!("{door_held_alarm_s} is not in 5..=3600")));
         }
-        let live_threshold = self.liveness.threshold.unwrap_or(crate::liveness::DEFAULT_LIVE_THRESHOLD);
+        let live_threshold = self.liveness.threshold.unwrap_or(crate::vision::liveness::DEFAULT_LIVE_THRESHOLD);
         if !(live_threshold > 0.0 && live_threshold < 1.0) {
             return Err(invalid("liveness.threshold", format!("{live_threshold} is not in (0, 1)")));
         }
@@ -714,7 +714,7 @@ impl RawConfig {
             .map_err(|_| invalid("portal.listen", format!("{listen:?} is not an address:port like 0.0.0.0:8443")))?;
         let utc_offset = portal.utc_offset.as_deref().unwrap_or("+00:00");
         let utc_offset_secs =
-            crate::counts::parse_utc_offset(utc_offset).map_err(|e| invalid("portal.utc_offset", e))?;
+            crate::policy::counts::parse_utc_offset(utc_offset).map_err(|e| invalid("portal.utc_offset", e))?;
         let code_valid_days = portal.code_valid_days.unwrap_or(7);
         if !(1..=30).contains(&code_valid_days) {
             return Err(invalid("portal.code_valid_days", format!("{code_valid_days} is not in 1..=30")));
@@ -770,7 +770,7 @@ impl RawConfig {
             master_key,
             registry: RegistryPolicy { target_fpir, max_unused_secs: i64::from(max_unused_days) * 86_400 },
             enrol_frames,
-            models_dir: self.models.dir.unwrap_or_else(crate::model::default_models_dir),
+            models_dir: self.models.dir.unwrap_or_else(crate::vision::model::default_models_dir),
             pipeline: PipelineConfig {
                 detector: DetectorConfig { score_threshold, nms_iou, max_side, ..defaults.detector },
                 min_face_px,

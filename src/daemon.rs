@@ -13,22 +13,22 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::actuate::{
-    GpioIndicator, GpioRelay, GpioWiegand, Relay, RelayLog, SimulatedIndicator, SimulatedRelay, SimulatedWiegand,
-};
 use crate::capture::{DecodeLimits, FrameSource, ReplaySource};
 use crate::config::{CaptureConfig, Config, KeypadConfig, ScannerConfig};
-use crate::decide::FaceIntent;
+use crate::devices::contacts::GpioContacts;
+use crate::devices::keypad::{MatrixKeypad, SimulatedKeypad, UsbKeypad};
+use crate::devices::scanner::{SimulatedScanner, UsbScanner};
+use crate::devices::{
+    GpioIndicator, GpioRelay, GpioWiegand, Relay, RelayLog, SimulatedIndicator, SimulatedRelay, SimulatedWiegand,
+};
 use crate::gate::{self, GateHardware, GateReport, GateStatus};
-use crate::inputs::GpioContacts;
-use crate::keypad::{MatrixKeypad, SimulatedKeypad, UsbKeypad};
-use crate::liveness::LivenessModel;
-use crate::pass::PASS_PREFIX;
-use crate::pipeline::FacePipeline;
+use crate::policy::decide::FaceIntent;
+use crate::protect::pass::PASS_PREFIX;
 use crate::registry::owner::{OwnerSettings, RegistryHandle, RegistryOwner};
 use crate::registry::{MasterKeySource, Registry, RegistryError};
-use crate::scanner::{SimulatedScanner, UsbScanner};
 use crate::store::unix_now;
+use crate::vision::liveness::LivenessModel;
+use crate::vision::pipeline::FacePipeline;
 
 /// Errors that keep the daemon from starting, or stop it.
 #[derive(Debug, thiserror::Error)]
@@ -44,10 +44,10 @@ pub enum DaemonError {
     },
     /// A configured device could not be opened.
     #[error(transparent)]
-    Hardware(#[from] crate::actuate::ActuateError),
+    Hardware(#[from] crate::devices::ActuateError),
     /// The compound's shared secret could not be read.
     #[error("the compound's shared secret ([compound] dir): {0}")]
-    CompoundSecret(#[source] crate::keys::KeyError),
+    CompoundSecret(#[source] crate::protect::keys::KeyError),
     /// A thread could not be started.
     #[error("cannot start the {what} thread: {source}")]
     Thread {
@@ -179,7 +179,7 @@ async fn run_with(
         Box::new(SimulatedRelay::new(RelayLog::default()))
     };
     let mut hardware = open_hardware(config, camera, relay)?;
-    hardware.pipeline = pipeline.map(|p| p as Arc<dyn crate::pipeline::FaceReader>);
+    hardware.pipeline = pipeline.map(|p| p as Arc<dyn crate::vision::pipeline::FaceReader>);
     hardware.liveness = liveness;
     let settings = crate::gate::GateSettings { fps, ..config.gate };
     if settings.intent == FaceIntent::Always && !matches!(config.capture, CaptureConfig::Replay { .. }) {
@@ -191,7 +191,7 @@ async fn run_with(
     };
     let mut services = Vec::new();
     if config.portal.enabled {
-        let desk = Arc::new(crate::enrol::EnrolmentDesk::default());
+        let desk = Arc::new(crate::vision::enrol::EnrolmentDesk::default());
         hardware.enrolment_desk = Some(desk.clone());
         let state =
             Arc::new(crate::portal::PortalState::new(portal_settings(config, options), registry.clone(), Some(desk)));
@@ -204,7 +204,7 @@ async fn run_with(
         }));
     }
     if let Some(compound) = &config.compound {
-        let secret = crate::keys::MasterKeyFile::new(compound.secret.clone(), None)
+        let secret = crate::protect::keys::MasterKeyFile::new(compound.secret.clone(), None)
             .load()
             .map_err(DaemonError::CompoundSecret)?;
         let keys = crate::compound::CompoundKeys::derive(&secret, &compound.name);

@@ -1,42 +1,38 @@
 //! facegate: a privacy-first face gate for residential compounds.
 //!
-//! The modules follow the data, in reading order: a frame is captured ([`capture`]), faces are found
-//! ([`detect`]), the chosen face is aligned ([`align`]) and embedded ([`embed`]); [`pipeline`] strings those
-//! steps together over the models that [`model`] loads. [`eval`] measures the path on labelled photos,
-//! [`demo`] shows it end to end, [`config`] and [`cli`] are the edges a person touches.
+//! The modules in the order the data flows, one line each (ARCHITECTURE.md has the whole map):
+//!
+//! - [`capture`]: frames from a camera or a replayed folder, decoded into wiping buffers.
+//! - [`vision`]: detect, align, embed and liveness on the ONNX models; the pipeline, enrolment quality, QR.
+//! - [`protect`]: the cancelable transform, AES-256-GCM sealing, PIN verifiers, visitor passes, the key file,
+//!   process hardening.
+//! - [`policy`]: the pure core: matching thresholds, the door's decisions, passage counts and their suppression.
+//! - [`devices`]: relay, lights, Wiegand, contacts, keypad, pass scanner, each real and simulated.
+//! - [`store`]: the SQLite file: residents, consent, sealed templates, PINs, passes, counts, audit log.
+//! - [`registry`]: the one owner of residents and keys in a process, and the gallery snapshot it publishes.
+//! - [`gate`]: the running gate: camera, readers, the door task, events.
+//! - [`compound`]: several gates of one compound over a NATS broker.
+//! - [`portal`]: the residents' and staff's web pages.
+//! - [`audit`]: the auditor's checks of the no-retention guarantees, and signed reports.
+//! - [`daemon`]: `facegate run`: starts the registry owner, the gate, the portal and the compound link.
+//! - [`config`]: the TOML file, validated into typed settings.
+//! - [`cli`]: the command line, and the demo.
 //!
 //! Invariants kept by every module (see ARCHITECTURE.md): no frame, crop or image is ever written to disk,
 //! logs or network; a plaintext embedding lives only in memory, in a type that wipes it on drop and cannot
 //! print it.
 
-pub mod actuate;
-pub mod align;
-pub mod audit;
 pub mod capture;
-pub mod cli;
-pub mod compound;
-pub mod config;
-pub mod counts;
-pub mod daemon;
-pub mod decide;
-pub mod demo;
-pub mod detect;
-pub mod embed;
-pub mod enrol;
-pub mod eval;
-pub mod gate;
-pub mod hardening;
-pub mod inputs;
-pub mod keypad;
-pub mod keys;
-pub mod liveness;
-pub mod matching;
-pub mod model;
-pub mod pass;
-pub mod pipeline;
-pub mod portal;
+pub mod vision;
 pub mod protect;
-pub mod qr;
-pub mod registry;
-pub mod scanner;
+pub mod policy;
+pub mod devices;
 pub mod store;
+pub mod registry;
+pub mod gate;
+pub mod compound;
+pub mod portal;
+pub mod audit;
+pub mod daemon;
+pub mod config;
+pub mod cli;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    facegate::hardening::return_large_buffers_at_once();
+    facegate::protect::hardening::return_large_buffers_at_once();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FACEGATE_LOG")

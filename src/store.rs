@@ -12,7 +12,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use sha2::{Digest, Sha256};
 
-use crate::pass::VisitorPass;
+use crate::protect::pass::VisitorPass;
 use crate::protect::{
     self, AeadKey, ProtectedTemplate, Renewal, SealError, Sealed, TemplateContext, TransformId, TransformKey,
 };
@@ -1869,8 +1869,8 @@ fn append_audit(tx: &rusqlite::Transaction<'_>, at: i64, event: &str, subject: &
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::embed::{Embedding, EMBEDDING_DIM};
     use crate::protect::{Rotation, TransformKey};
+    use crate::vision::embed::{Embedding, EMBEDDING_DIM};
 
     /// A master key of the first generation (before any rotation).
     fn gen0(master: &AeadKey) -> KeysInUse<'_> {

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use facegate::capture::DecodeLimits;
-use facegate::eval::{self, EmbeddedSet, FMR_TARGETS};
+use facegate::vision::eval::{self, EmbeddedSet, FMR_TARGETS};
 
 #[test]
 fn lfw_pairs_and_all_pairs_meet_the_bars() {

@@ -16,18 +16,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use facegate::actuate::{RelayLog, SimulatedRelay};
 use facegate::capture::{decode_file, CaptureError, DecodeLimits, Frame, FrameSource};
-use facegate::decide::FaceIntent;
-use facegate::embed::{Embedding, EMBEDDING_DIM};
-use facegate::enrol::{EnrolmentSession, QualityGate};
+use facegate::devices::contacts::{Contact, SimulatedContacts};
+use facegate::devices::{RelayLog, SimulatedRelay};
 use facegate::gate::{self, GateHardware, GateSettings, GateStatus};
-use facegate::inputs::{Contact, SimulatedContacts};
-use facegate::liveness::DEFAULT_LIVE_THRESHOLD;
-use facegate::pipeline::{FacePipeline, FaceReader, FaceReading, PipelineConfig, PipelineError};
+use facegate::policy::decide::FaceIntent;
 use facegate::registry::owner::{OwnerSettings, RegistryOwner};
 use facegate::registry::{MasterKeySource, Registry, RegistryPolicy};
 use facegate::store::{ConsentRecord, Store};
+use facegate::vision::embed::{Embedding, EMBEDDING_DIM};
+use facegate::vision::enrol::{EnrolmentSession, QualityGate};
+use facegate::vision::liveness::DEFAULT_LIVE_THRESHOLD;
+use facegate::vision::pipeline::{FacePipeline, FaceReader, FaceReading, PipelineConfig, PipelineError};
 
 struct ScriptedCamera(mpsc::Receiver<Frame>);
 

@@ -106,7 +106,7 @@ fn the_debian_package_ships_the_binary_the_unit_and_the_config() {
     // The example config must find the models where the package puts them.
     let config: toml::Table = toml::from_str(&std::fs::read_to_string(repo("deploy/facegate.toml")).unwrap()).unwrap();
     let models_dir = config["models"]["dir"].as_str().unwrap().trim_start_matches('/');
-    for model in [facegate::model::YUNET, facegate::model::SFACE] {
+    for model in [facegate::vision::model::YUNET, facegate::vision::model::SFACE] {
         assert!(
             ships(&format!("models/{}", model.file_name), &format!("{models_dir}/")),
             "{} not shipped",

@@ -7,10 +7,10 @@
 
 mod common;
 
-use facegate::align;
 use facegate::capture::{decode_file, DecodeLimits, Frame};
-use facegate::enrol::{EnrolmentSession, FrameVerdict, QualityGate, QualityIssue};
-use facegate::liveness::DEFAULT_LIVE_THRESHOLD;
+use facegate::vision::align;
+use facegate::vision::enrol::{EnrolmentSession, FrameVerdict, QualityGate, QualityIssue};
+use facegate::vision::liveness::DEFAULT_LIVE_THRESHOLD;
 
 fn frame(rel: &str) -> Frame {
     decode_file(&common::shared_faces().join(rel), DecodeLimits::default()).unwrap()
@@ -26,12 +26,12 @@ fn blurred(frame: &Frame) -> Frame {
 fn most_lfw_faces_pass_and_a_blurred_copy_does_not() {
     let pipeline = common::pipeline();
     let gate = QualityGate::default();
-    let images = facegate::eval::labelled_images(&common::shared_faces()).unwrap();
+    let images = facegate::vision::eval::labelled_images(&common::shared_faces()).unwrap();
     let (mut passed, mut tried) = (0, 0);
     for image in images.iter().filter(|i| i.identity.as_str() < "person_1149").step_by(37).take(60) {
         let frame = frame(image.path.to_str().unwrap());
         let faces = pipeline.detector().detect(&frame).unwrap();
-        let Some(face) = facegate::detect::largest(&faces) else { continue };
+        let Some(face) = facegate::vision::detect::largest(&faces) else { continue };
         tried += 1;
         if gate.check(face, &align::align(&frame, &face.landmarks).unwrap()).is_ok() {
             passed += 1;
@@ -42,7 +42,7 @@ fn most_lfw_faces_pass_and_a_blurred_copy_does_not() {
     let sharp = frame("person_0003/img_0001.jpg");
     let soft = blurred(&sharp);
     let faces = pipeline.detector().detect(&soft).unwrap();
-    let face = facegate::detect::largest(&faces).unwrap();
+    let face = facegate::vision::detect::largest(&faces).unwrap();
     let verdict = gate.check(face, &align::align(&soft, &face.landmarks).unwrap());
     assert!(matches!(verdict, Err(QualityIssue::Blurred { .. })), "{verdict:?}");
 }

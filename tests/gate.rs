@@ -13,20 +13,20 @@ use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use facegate::actuate::{MethodCards, RelayLog, Signal, SimulatedIndicator, SimulatedRelay, SimulatedWiegand};
 use facegate::capture::{decode_file, CaptureError, DecodeLimits, Frame, FrameSource};
-use facegate::decide::FaceIntent;
-use facegate::enrol::{EnrolmentSession, QualityGate};
+use facegate::devices::contacts::{Contact, SimulatedContacts};
+use facegate::devices::keypad::SimulatedKeypad;
+use facegate::devices::scanner::SimulatedScanner;
+use facegate::devices::{MethodCards, RelayLog, Signal, SimulatedIndicator, SimulatedRelay, SimulatedWiegand};
 use facegate::gate::{self, GateError, GateHardware, GateReport, GateSettings, GateStatus};
-use facegate::inputs::{Contact, SimulatedContacts};
-use facegate::keypad::SimulatedKeypad;
-use facegate::liveness::DEFAULT_LIVE_THRESHOLD;
-use facegate::pipeline::{FacePipeline, PipelineConfig};
+use facegate::policy::decide::FaceIntent;
 use facegate::protect::Pin;
 use facegate::registry::owner::{OwnerSettings, RegistryOwner};
 use facegate::registry::{MasterKeySource, Registry, RegistryPolicy};
-use facegate::scanner::SimulatedScanner;
 use facegate::store::{unix_now, ConsentRecord, EntryMethod, Store};
+use facegate::vision::enrol::{EnrolmentSession, QualityGate};
+use facegate::vision::liveness::DEFAULT_LIVE_THRESHOLD;
+use facegate::vision::pipeline::{FacePipeline, PipelineConfig};
 
 /// A camera whose frames the test hands over one at a time; when the test drops the sender, the camera is
 /// unplugged.
@@ -328,7 +328,7 @@ async fn a_printed_photo_of_a_resident_is_refused_and_the_live_resident_opens() 
     let key = MasterKeySource::file(dir.path().join("keys/master.key"));
     let mut registry = Registry::open(&db, &key, RegistryPolicy::default(), 1).unwrap();
     let pipeline = Arc::new(FacePipeline::load(&common::models_dir(), PipelineConfig::default()).unwrap());
-    let liveness = Arc::new(facegate::liveness::LivenessModel::load(&common::models_dir()).unwrap());
+    let liveness = Arc::new(facegate::vision::liveness::LivenessModel::load(&common::models_dir()).unwrap());
     let mut session = EnrolmentSession::new(3, QualityGate::default(), DEFAULT_LIVE_THRESHOLD);
     for path in &live[..10] {
         let _ = session.offer_frame(&pipeline, &liveness, &photo(path));
@@ -345,7 +345,7 @@ async fn a_printed_photo_of_a_resident_is_refused_and_the_live_resident_opens() 
     let settings = GateSettings {
         intent: FaceIntent::Always,
         face_cooldown: Duration::ZERO,
-        live_threshold: Some(facegate::liveness::DEFAULT_LIVE_THRESHOLD),
+        live_threshold: Some(facegate::vision::liveness::DEFAULT_LIVE_THRESHOLD),
         ..settings()
     };
     let status = Arc::new(GateStatus::default());

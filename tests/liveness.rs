@@ -8,8 +8,8 @@ mod common;
 use std::path::PathBuf;
 
 use facegate::capture::{decode_file, DecodeLimits, Frame};
-use facegate::detect::{self, BoundingBox};
-use facegate::liveness::{LivenessError, LivenessModel, DEFAULT_LIVE_THRESHOLD};
+use facegate::vision::detect::{self, BoundingBox};
+use facegate::vision::liveness::{LivenessError, LivenessModel, DEFAULT_LIVE_THRESHOLD};
 
 fn model() -> LivenessModel {
     LivenessModel::load(&common::models_dir()).unwrap_or_else(|e| panic!("{e}"))

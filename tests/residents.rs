@@ -10,12 +10,12 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use facegate::capture::{decode_file, DecodeLimits};
-use facegate::embed::{Embedding, EMBEDDING_DIM};
-use facegate::enrol::{EnrolmentSession, QualityGate};
-use facegate::liveness::DEFAULT_LIVE_THRESHOLD;
 use facegate::protect::{self, AeadKey, Sealed, TemplateContext, TransformId};
 use facegate::registry::{MasterKeySource, Registry, RegistryPolicy};
 use facegate::store::{unix_now, ConsentRecord, Store};
+use facegate::vision::embed::{Embedding, EMBEDDING_DIM};
+use facegate::vision::enrol::{EnrolmentSession, QualityGate};
+use facegate::vision::liveness::DEFAULT_LIVE_THRESHOLD;
 use rand::{Rng, SeedableRng};
 
 const BIN: &str = env!("CARGO_BIN_EXE_facegate");

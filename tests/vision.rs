@@ -8,11 +8,11 @@ use std::io::Cursor;
 use std::path::Path;
 
 use facegate::capture::{decode_bytes, decode_file, DecodeError, DecodeLimits};
-use facegate::detect::{Detector, DetectorConfig, WorkingGeometry};
-use facegate::model::YUNET_FP32;
-use facegate::pipeline::{PipelineError, ReadFileError};
+use facegate::vision::detect::{Detector, DetectorConfig, WorkingGeometry};
+use facegate::vision::model::YUNET_FP32;
+use facegate::vision::pipeline::{PipelineError, ReadFileError};
 
-fn read(path: &Path) -> Result<facegate::pipeline::FaceReading, ReadFileError> {
+fn read(path: &Path) -> Result<facegate::vision::pipeline::FaceReading, ReadFileError> {
     common::pipeline().read_file(path, DecodeLimits::default())
 }
 
@@ -86,7 +86,7 @@ fn detection_at_the_default_working_size_still_finds_the_landmarks_within_a_few_
 #[test]
 fn the_same_person_scores_above_different_people() {
     let faces = common::shared_faces();
-    let people = facegate::eval::labelled_images(&faces).unwrap();
+    let people = facegate::vision::eval::labelled_images(&faces).unwrap();
     let mut by_person: std::collections::BTreeMap<String, Vec<std::path::PathBuf>> = Default::default();
     for image in people {
         by_person.entry(image.identity).or_default().push(faces.join(image.path));

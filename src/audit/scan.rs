@@ -19,7 +19,7 @@ pub struct Finding {
 }
 
 /// The embedding length facegate's models produce.
-const DIM: usize = crate::embed::EMBEDDING_DIM;
+const DIM: usize = crate::vision::embed::EMBEDDING_DIM;
 
 /// Image signatures, confirmed by parsing a header from that offset.
 pub fn find_images(bytes: &[u8]) -> Vec<Finding> {

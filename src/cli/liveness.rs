@@ -8,9 +8,9 @@ use serde_json::json;
 
 use crate::capture::{decode_file, DecodeLimits};
 use crate::config::Config;
-use crate::detect::Detector;
-use crate::eval::pad;
-use crate::liveness::LivenessModel;
+use crate::vision::detect::Detector;
+use crate::vision::eval::pad;
+use crate::vision::liveness::LivenessModel;
 
 /// `facegate liveness`
 #[derive(Debug, Args)]

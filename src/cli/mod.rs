@@ -13,12 +13,13 @@ use serde_json::json;
 
 use crate::capture::{decode_file, DecodeLimits};
 use crate::config::{Config, RawConfig, Threshold};
-use crate::detect;
-use crate::eval::{self, EvalReport, EvalRequest, FMR_TARGETS};
-use crate::pipeline::FacePipeline;
+use crate::vision::detect;
+use crate::vision::eval::{self, EvalReport, EvalRequest, FMR_TARGETS};
+use crate::vision::pipeline::FacePipeline;
 
 mod audit;
 mod compound;
+pub mod demo;
 mod liveness;
 mod passes;
 mod portal;
@@ -70,7 +71,7 @@ pub enum Command {
     /// Evaluate detection and verification on a labelled photo folder.
     Eval(EvalArgs),
     /// Replay a folder (or read a camera) through the vision path, printing a decision per frame.
-    Demo(crate::demo::DemoArgs),
+    Demo(crate::cli::demo::DemoArgs),
     /// Record a resident's separate consent to face entry (creates the resident if new).
     Consent(residents::ConsentArgs),
     /// Enrol a consenting resident's face from K good frames (photos or the camera).
@@ -166,7 +167,7 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
     if cli.command.holds_secrets() {
         // Keys, PINs, frames or embeddings pass through this process: no core dump, no ptrace by other
         // users, no swap where the memory-lock limit allows it, as in the daemon.
-        let hardening = crate::hardening::harden_process();
+        let hardening = crate::protect::hardening::harden_process();
         tracing::debug!(
             core_dumps_off = hardening.core_dumps_off,
             memory_locked = hardening.memory_locked,
@@ -177,7 +178,7 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Detect { images, json } => detect_command(&config, &images, json),
         Command::Compare { a, b, threshold } => compare_command(&config, &a, &b, threshold),
         Command::Eval(args) => eval_command(&config, &args),
-        Command::Demo(args) => crate::demo::run_demo(&config, &args),
+        Command::Demo(args) => crate::cli::demo::run_demo(&config, &args),
         Command::Consent(args) => residents::consent(&config, &args),
         Command::Enroll(args) => residents::enroll(&config, &args),
         Command::Revoke(args) => residents::revoke(&config, &args),

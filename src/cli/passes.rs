@@ -9,8 +9,8 @@ use serde_json::json;
 
 use super::residents::{open_registry, StoreArgs};
 use crate::config::Config;
-use crate::counts::{self, Granularity};
-use crate::pass::MAX_PASS_VALIDITY_SECS;
+use crate::policy::counts::{self, Granularity};
+use crate::protect::pass::MAX_PASS_VALIDITY_SECS;
 use crate::store::{rfc3339, unix_now};
 
 /// `facegate pass`

@@ -15,12 +15,12 @@ use zeroize::Zeroizing;
 
 use crate::capture::{decode_file, DecodeLimits, Frame};
 use crate::config::{CaptureConfig, Config};
-use crate::enrol::{EnrolmentSession, FrameVerdict, QualityGate};
-use crate::liveness::LivenessModel;
-use crate::pipeline::FacePipeline;
 use crate::protect::Pin;
 use crate::registry::{MasterKeySource, Registry};
 use crate::store::{unix_now, ConsentRecord, ResidentSummary, RevocationReceipt};
+use crate::vision::enrol::{EnrolmentSession, FrameVerdict, QualityGate};
+use crate::vision::liveness::LivenessModel;
+use crate::vision::pipeline::FacePipeline;
 
 /// The environment variable that, when set, holds the master passphrase (instead of a key file).
 pub const PASSPHRASE_ENV: &str = "FACEGATE_MASTER_PASSPHRASE";

@@ -15,7 +15,7 @@ use rcgen::{
 };
 
 use super::envelope::valid_name;
-use crate::keys::MasterKeyFile;
+use crate::protect::keys::MasterKeyFile;
 
 /// Errors of certificate making; each says what to do.
 #[derive(Debug, thiserror::Error)]

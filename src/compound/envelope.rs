@@ -14,10 +14,10 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-use crate::embed::EMBEDDING_DIM;
 use crate::protect::seal::NONCE_LEN;
 use crate::protect::{self, AeadKey, ProtectedTemplate, Rotation, SealError, Sealed, TransformKey};
 use crate::store::{ConsentRecord, PassageCount, ShredReason};
+use crate::vision::embed::EMBEDDING_DIM;
 
 /// First bytes of every payload: the format version.
 const MAGIC: &[u8; 4] = b"FGC1";

@@ -15,11 +15,11 @@ use tokio::sync::mpsc;
 use super::readers::{check_pass, RecentCodes};
 use super::{GateSettings, Input, Shared};
 use crate::capture::{Frame, FrameSource};
-use crate::decide::{FaceObservation, GateEvent};
-use crate::enrol::EnrolmentDesk;
-use crate::liveness::LivenessModel;
-use crate::pipeline::{FaceReader, WorkerPanicked};
+use crate::policy::decide::{FaceObservation, GateEvent};
 use crate::registry::GallerySnapshot;
+use crate::vision::enrol::EnrolmentDesk;
+use crate::vision::liveness::LivenessModel;
+use crate::vision::pipeline::{FaceReader, WorkerPanicked};
 
 /// What a worker read from one frame; the frame itself is gone (wiped) by the time this is delivered.
 struct FrameReading {
@@ -43,7 +43,7 @@ enum FaceWork {
 pub(super) type FaceModels = Option<(Arc<dyn FaceReader>, Option<Arc<LivenessModel>>)>;
 
 /// Reads the camera at most `settings.fps` times a second and has `settings.face_workers` threads read the
-/// frames ([`crate::pipeline::ordered_parallel`]); the readings are then turned into events one at a time,
+/// frames ([`crate::vision::pipeline::ordered_parallel`]); the readings are then turned into events one at a time,
 /// in camera order, so the decision sees frames as they were taken.
 pub(super) fn camera_loop(
     mut camera: Box<dyn FrameSource>,
@@ -96,7 +96,10 @@ pub(super) fn camera_loop(
     let work = |(n, started, frame): (u64, Instant, Frame)| {
         let codes = if settings.passes_from_camera {
             // Any other code in view (a poster, a T-shirt) is none of the gate's business.
-            crate::qr::read_codes(&frame, 1).into_iter().filter(|text| crate::pass::looks_like_pass(text)).collect()
+            crate::vision::qr::read_codes(&frame, 1)
+                .into_iter()
+                .filter(|text| crate::protect::pass::looks_like_pass(text))
+                .collect()
         } else {
             Vec::new()
         };
@@ -155,7 +158,7 @@ pub(super) fn camera_loop(
             face_was_on = face_on;
         }
     };
-    crate::pipeline::ordered_parallel(settings.face_workers.max(1), next, work, deliver);
+    crate::vision::pipeline::ordered_parallel(settings.face_workers.max(1), next, work, deliver);
 }
 
 /// Matches the largest face and, only when it matched someone, checks that it is live (the liveness pair costs

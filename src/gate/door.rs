@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use crate::actuate::{ActuateError, Relay};
-use crate::decide::{DoorAlarm, DoorMonitor, DoorTiming};
+use crate::devices::{ActuateError, Relay};
+use crate::policy::decide::{DoorAlarm, DoorMonitor, DoorTiming};
 
 /// What the event loop asks of the door.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

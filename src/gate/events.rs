@@ -1,4 +1,4 @@
-//! The event loop: turns the threads' events into decisions ([`crate::decide`]), tells the door task to open,
+//! The event loop: turns the threads' events into decisions ([`crate::policy::decide`]), tells the door task to open,
 //! shows the result on the lights, tells an existing controller the method over Wiegand, and counts the
 //! passage in the registry's tally.
 //!
@@ -15,9 +15,9 @@ use tokio::sync::mpsc;
 
 use super::door::{DoorCommand, DoorNews, DoorState};
 use super::{lock, Admission, GateError, GateReport, GateSettings, Input, Shared};
-use crate::actuate::{ActuateError, Indicator, MethodCards, Signal, Wiegand26};
-use crate::decide::{Decider, Decision, DoorAlarm, FaceIntent, GateEvent, PinCheck};
-use crate::inputs::{Contact, ContactChange};
+use crate::devices::contacts::{Contact, ContactChange};
+use crate::devices::{ActuateError, Indicator, MethodCards, Signal, Wiegand26};
+use crate::policy::decide::{Decider, Decision, DoorAlarm, FaceIntent, GateEvent, PinCheck};
 use crate::store::{unix_now, EntryMethod};
 
 pub(super) struct EventLoop<'a> {

@@ -27,17 +27,17 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use crate::actuate::{ActuateError, Indicator, MethodCards, Relay, Signal, Wiegand26, WiegandOutput};
 use crate::capture::FrameSource;
-use crate::decide::{Decider, FaceIntent, GateEvent, IntentWindow};
-use crate::enrol::EnrolmentDesk;
-use crate::inputs::{ContactChange, ContactInputs};
-use crate::keypad::Keypad;
-use crate::liveness::LivenessModel;
-use crate::pipeline::FaceReader;
+use crate::devices::contacts::{ContactChange, ContactInputs};
+use crate::devices::keypad::Keypad;
+use crate::devices::scanner::PassScanner;
+use crate::devices::{ActuateError, Indicator, MethodCards, Relay, Signal, Wiegand26, WiegandOutput};
+use crate::policy::decide::{Decider, FaceIntent, GateEvent, IntentWindow};
 use crate::registry::owner::RegistryHandle;
-use crate::scanner::PassScanner;
 use crate::store::EntryMethod;
+use crate::vision::enrol::EnrolmentDesk;
+use crate::vision::liveness::LivenessModel;
+use crate::vision::pipeline::FaceReader;
 pub use status::GateStatus;
 
 /// Errors that stop the daemon.

@@ -13,13 +13,13 @@ use tokio::sync::mpsc;
 use zeroize::Zeroizing;
 
 use super::{Input, Shared};
-use crate::decide::{GateEvent, PassCheck, PinCheck};
-use crate::inputs::ContactInputs;
-use crate::keypad::{Entry, Keypad, PinEntry};
-use crate::pass::PassError;
+use crate::devices::contacts::ContactInputs;
+use crate::devices::keypad::{Entry, Keypad, PinEntry};
+use crate::devices::scanner::PassScanner;
+use crate::policy::decide::{GateEvent, PassCheck, PinCheck};
+use crate::protect::pass::PassError;
 use crate::registry::owner::RegistryHandle;
 use crate::registry::RegistryError;
-use crate::scanner::PassScanner;
 use crate::store::unix_now;
 
 /// Remembers the codes read in the last seconds, by hash, so a pass held in view is checked once, not
@@ -56,7 +56,10 @@ pub(super) fn check_pass(shared: &Shared, text: Zeroizing<String>, source: &'sta
     }
 }
 
-fn pass_outcome(result: Result<Result<crate::pass::VisitorPass, PassError>, RegistryError>, source: &str) -> PassCheck {
+fn pass_outcome(
+    result: Result<Result<crate::protect::pass::VisitorPass, PassError>, RegistryError>,
+    source: &str,
+) -> PassCheck {
     match result {
         Ok(Ok(_)) => PassCheck::Valid,
         Ok(Err(e @ PassError::Malformed)) => {

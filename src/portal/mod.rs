@@ -21,8 +21,8 @@ use axum::http::{header, HeaderValue};
 use axum::Router;
 
 use crate::audit::AuditScope;
-use crate::enrol::EnrolmentDesk;
 use crate::registry::owner::RegistryHandle;
+use crate::vision::enrol::EnrolmentDesk;
 use views::NoticeFacts;
 
 /// What the notice and the signage say, from `[portal]` and the retention setting.

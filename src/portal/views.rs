@@ -4,7 +4,7 @@
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 use super::i18n::{t, tf, Lang};
-use crate::counts::{Published, PublishedCell};
+use crate::policy::counts::{Published, PublishedCell};
 
 /// The stylesheet, served at `/style.css` (the CSP allows no inline style).
 pub const STYLE: &str = "body{font-family:system-ui,'Noto Sans CJK SC',sans-serif;max-width:56rem;margin:1rem auto;\

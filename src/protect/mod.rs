@@ -1,11 +1,14 @@
 //! Protect: what makes a stored template cancelable and unreadable.
 //!
-//! [`transform`] holds the keyed, renewable rotation that turns an [`crate::embed::Embedding`] into a
+//! [`transform`] holds the keyed, renewable rotation that turns an [`crate::vision::embed::Embedding`] into a
 //! [`ProtectedTemplate`]; [`seal`] holds AES-256-GCM sealing of templates and the wrapping of per-resident
 //! data keys (and the device transform key) under the master key; [`pin`] holds the peppered argon2id PIN
-//! verifiers. All pure (no file, database or clock access): [`crate::keys`] and [`crate::store`] do the I/O.
+//! verifiers. All pure (no file, database or clock access): [`crate::protect::keys`] and [`crate::store`] do the I/O.
 //! Nothing here prints or serialises a secret.
 
+pub mod hardening;
+pub mod keys;
+pub mod pass;
 pub mod pin;
 pub mod seal;
 pub mod transform;

@@ -14,7 +14,7 @@ use rand::Rng;
 use zeroize::Zeroizing;
 
 use super::transform::{ProtectedTemplate, TransformId, TransformKey};
-use crate::embed::EMBEDDING_DIM;
+use crate::vision::embed::EMBEDDING_DIM;
 
 /// Length of a nonce.
 pub const NONCE_LEN: usize = 12;
@@ -221,8 +221,8 @@ fn wrap_aad(resident_id: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::embed::Embedding;
     use crate::protect::transform::{Rotation, TransformKey};
+    use crate::vision::embed::Embedding;
 
     struct CavsVector {
         key: &'static str,

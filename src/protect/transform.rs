@@ -14,7 +14,7 @@ use rand_distr::StandardNormal;
 use sha2::{Digest, Sha256};
 use zeroize::{ZeroizeOnDrop, Zeroizing};
 
-use crate::embed::{Embedding, EMBEDDING_DIM};
+use crate::vision::embed::{Embedding, EMBEDDING_DIM};
 
 /// Secret seed of one transform. Wiped on drop; `Debug` prints nothing.
 #[derive(Clone)]

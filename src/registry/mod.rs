@@ -24,15 +24,15 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use zeroize::Zeroizing;
 
-use crate::decide::PinCheck;
-use crate::embed::Embedding;
-use crate::keys::{self, KeyError, KeyFileLock, MasterKeyFile};
-use crate::matching::{threshold_for_fpir, GalleryError, Slot, SFACE_CALIBRATION};
-use crate::pass::{PassError, PassKey, VisitorPass};
+use crate::policy::decide::PinCheck;
+use crate::policy::matching::{threshold_for_fpir, GalleryError, Slot, SFACE_CALIBRATION};
+use crate::protect::keys::{self, KeyError, KeyFileLock, MasterKeyFile};
+use crate::protect::pass::{PassError, PassKey, VisitorPass};
 use crate::protect::{self, AeadKey, Pin, PinError, PinPepper, ProtectedTemplate, Rotation, TransformId, TransformKey};
 use crate::store::{
     ChangeOrigin, ConsentRecord, KeyGeneration, KeysInUse, Rekey, RevocationReceipt, ShredReason, Store, StoreError,
 };
+use crate::vision::embed::Embedding;
 pub use snapshot::{GallerySnapshot, Identified};
 
 /// Longest retention of an unused template the configuration may ask for: three years.
@@ -633,7 +633,7 @@ impl Registry {
         let Some(record) = self.store.pin_record(keypad_code)? else {
             return Ok(PinChallenge::Unknown { pepper });
         };
-        let wait = crate::decide::pin_backoff(record.failed_attempts);
+        let wait = crate::policy::decide::pin_backoff(record.failed_attempts);
         let until =
             record.last_failed_at.unwrap_or(i64::MIN).saturating_add(i64::try_from(wait.as_secs()).unwrap_or(0));
         if !wait.is_zero() && now < until {
@@ -650,7 +650,7 @@ impl Registry {
 
     /// Checks a PIN typed after a keypad code, in one call (the CLI and tests; the daemon splits it so the
     /// argon2id work runs off the registry's owner). Wrong attempts in a row lock the code with a growing
-    /// backoff ([`crate::decide::pin_backoff`]); an unknown code costs the same time as a known one and is
+    /// backoff ([`crate::policy::decide::pin_backoff`]); an unknown code costs the same time as a known one and is
     /// simply rejected, so the keypad does not reveal which codes exist.
     pub fn check_pin(&mut self, keypad_code: &str, pin: &Pin, now: i64) -> Result<PinCheck> {
         let challenge = self.pin_challenge(keypad_code, now)?;
@@ -727,7 +727,7 @@ fn open_device_keys(key_file: &MasterKeyFile, store: &mut Store, now: i64, _lock
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::embed::EMBEDDING_DIM;
+    use crate::vision::embed::EMBEDDING_DIM;
 
     fn consent(now: i64) -> ConsentRecord {
         ConsentRecord {

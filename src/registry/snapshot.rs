@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use crate::embed::Embedding;
-use crate::matching::{threshold_for_fpir, Gallery, Slot, SFACE_CALIBRATION};
+use crate::policy::matching::{threshold_for_fpir, Gallery, Slot, SFACE_CALIBRATION};
 use crate::protect::{ProtectedTemplate, Rotation, TransformId};
+use crate::vision::embed::Embedding;
 
 /// A probe that matched a resident.
 #[derive(Clone, Debug, PartialEq)]
@@ -70,7 +70,7 @@ impl GallerySnapshot {
         slot: Slot,
         resident: String,
         template: &ProtectedTemplate,
-    ) -> Result<(), crate::matching::GalleryError> {
+    ) -> Result<(), crate::policy::matching::GalleryError> {
         self.gallery.insert(slot, template)?;
         self.resident_of.insert(slot, resident);
         Ok(())

@@ -9,7 +9,7 @@ pub mod portal;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use facegate::pipeline::{FacePipeline, PipelineConfig};
+use facegate::vision::pipeline::{FacePipeline, PipelineConfig};
 
 /// `../shared/faces` beside the repository (or `FACEGATE_SHARED_FACES`). Fails loudly when absent: these
 /// tests need the labelled photos, which CI always has.
@@ -30,7 +30,8 @@ pub fn shared_faces() -> PathBuf {
 pub fn models_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
     assert!(
-        dir.join(facegate::model::YUNET.file_name).is_file() && dir.join(facegate::model::SFACE.file_name).is_file(),
+        dir.join(facegate::vision::model::YUNET.file_name).is_file()
+            && dir.join(facegate::vision::model::SFACE.file_name).is_file(),
         "the face models are missing from {}: run `bash models/fetch.sh`",
         dir.display()
     );
@@ -54,10 +55,10 @@ pub fn pipeline() -> &'static FacePipeline {
 }
 
 /// The liveness models, loaded once per test binary.
-pub fn liveness() -> &'static facegate::liveness::LivenessModel {
-    static LIVENESS: OnceLock<facegate::liveness::LivenessModel> = OnceLock::new();
+pub fn liveness() -> &'static facegate::vision::liveness::LivenessModel {
+    static LIVENESS: OnceLock<facegate::vision::liveness::LivenessModel> = OnceLock::new();
     LIVENESS.get_or_init(|| {
-        facegate::liveness::LivenessModel::load(&models_dir())
+        facegate::vision::liveness::LivenessModel::load(&models_dir())
             .unwrap_or_else(|e| panic!("cannot load the liveness models from {}/pad: {e}", models_dir().display()))
     })
 }
@@ -91,7 +92,7 @@ pub fn nuaa_frames(class: &str, subject: &str) -> Vec<PathBuf> {
 pub fn people_with(min_photos: usize) -> Vec<(String, Vec<PathBuf>)> {
     let faces = shared_faces();
     let mut by_person = std::collections::BTreeMap::<String, Vec<PathBuf>>::new();
-    let images = facegate::eval::labelled_images(&faces).unwrap_or_else(|e| panic!("{}: {e}", faces.display()));
+    let images = facegate::vision::eval::labelled_images(&faces).unwrap_or_else(|e| panic!("{}: {e}", faces.display()));
     for image in images {
         by_person.entry(image.identity).or_default().push(faces.join(image.path));
     }

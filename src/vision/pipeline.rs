@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
-use crate::align;
 use crate::capture::{decode_file, DecodeError, DecodeLimits, Frame};
-use crate::detect::{self, DetectError, Detector, DetectorConfig, FaceDetection};
-use crate::embed::{EmbedError, Embedder, Embedding};
+use crate::vision::align;
+use crate::vision::detect::{self, DetectError, Detector, DetectorConfig, FaceDetection};
+use crate::vision::embed::{EmbedError, Embedder, Embedding};
 
 /// Settings of the vision path.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -7,12 +7,12 @@
 //! screen held up to the camera. Consent, the duplicate check, sealing and storage are the registry's; this
 //! module never writes and never keeps a frame.
 
-use crate::align::{AlignedFace, ALIGNED_SIZE};
 use crate::capture::Frame;
-use crate::detect::FaceDetection;
-use crate::embed::Embedding;
-use crate::liveness::{LivenessError, LivenessModel};
-use crate::pipeline::{FaceReader, PipelineError};
+use crate::vision::align::{AlignedFace, ALIGNED_SIZE};
+use crate::vision::detect::FaceDetection;
+use crate::vision::embed::Embedding;
+use crate::vision::liveness::{LivenessError, LivenessModel};
+use crate::vision::pipeline::{FaceReader, PipelineError};
 
 /// Limits a frame must meet to be used for enrolment.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -192,7 +192,7 @@ impl EnrolmentSession {
         frame: &Frame,
     ) -> Result<FrameVerdict, EnrolFrameError> {
         let reading = pipeline.read(frame)?;
-        let aligned = crate::align::align(frame, &reading.face.landmarks).ok_or(PipelineError::Unalignable)?;
+        let aligned = crate::vision::align::align(frame, &reading.face.landmarks).ok_or(PipelineError::Unalignable)?;
         let live_score = liveness.score(frame, &reading.face.bbox)?;
         Ok(self.offer(&reading.face, &aligned, reading.embedding, live_score))
     }
@@ -346,8 +346,8 @@ impl EnrolmentDesk {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::BoundingBox;
-    use crate::embed::EMBEDDING_DIM;
+    use crate::vision::detect::BoundingBox;
+    use crate::vision::embed::EMBEDDING_DIM;
 
     fn face(landmarks: [[f32; 2]; 5]) -> FaceDetection {
         FaceDetection { bbox: BoundingBox { x: 0.0, y: 0.0, width: 100.0, height: 120.0 }, score: 0.95, landmarks }

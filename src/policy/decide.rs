@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use crate::matching::{FrameAgreement, Slot};
+use crate::policy::matching::{FrameAgreement, Slot};
 use crate::store::{EntryMethod, PassageOutcome};
 
 /// Something that happened at the gate.

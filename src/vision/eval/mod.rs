@@ -15,9 +15,9 @@ use rayon::prelude::*;
 
 use crate::capture::replay::list_images;
 use crate::capture::DecodeLimits;
-use crate::embed::Embedding;
-use crate::pipeline::FacePipeline;
 use crate::protect::{ProtectedTemplate, Rotation, TransformKey};
+use crate::vision::embed::Embedding;
+use crate::vision::pipeline::FacePipeline;
 
 pub use metrics::{verification_metrics, OperatingPoint, VerificationMetrics};
 
@@ -233,8 +233,8 @@ impl EmbeddedSet {
 }
 
 /// A short, stable name for why an image failed (no paths, no pixel data).
-fn failure_kind(e: &crate::pipeline::ReadFileError) -> String {
-    use crate::pipeline::{PipelineError, ReadFileError};
+fn failure_kind(e: &crate::vision::pipeline::ReadFileError) -> String {
+    use crate::vision::pipeline::{PipelineError, ReadFileError};
     match e {
         ReadFileError::Decode(_) => "unreadable image".into(),
         ReadFileError::Face(PipelineError::NoFace) => "no face found".into(),
@@ -246,7 +246,7 @@ fn failure_kind(e: &crate::pipeline::ReadFileError) -> String {
 /// Cosine of two rows, or [`FAILED_PAIR_SCORE`] if either is missing.
 fn row_score(rows: &[Option<&[f32]>], a: usize, b: usize) -> f32 {
     match (rows.get(a).copied().flatten(), rows.get(b).copied().flatten()) {
-        (Some(x), Some(y)) => crate::matching::dot(x, y),
+        (Some(x), Some(y)) => crate::policy::matching::dot(x, y),
         _ => FAILED_PAIR_SCORE,
     }
 }
@@ -291,7 +291,7 @@ fn score_pairs_across(
             let (mut genuine, mut impostor) = (Vec::new(), Vec::with_capacity(n - i));
             for j in i + 1..n {
                 let score = match (rows_a[i], rows_b[j]) {
-                    (Some(x), Some(y)) => crate::matching::dot(x, y),
+                    (Some(x), Some(y)) => crate::policy::matching::dot(x, y),
                     _ => FAILED_PAIR_SCORE,
                 };
                 if identities[i] == identities[j] {
@@ -438,7 +438,7 @@ pub fn evaluate_protected(
     let unlinkability_dsys = metrics::dsys_global(&mated, &non_mated, DSYS_BINS);
     // Renewability: every old-key template against every new-key probe of the same person, same image included.
     let mut renewed: Vec<f32> = mated.clone();
-    renewed.extend(rows_a.iter().zip(&rows_b).filter_map(|(a, b)| Some(crate::matching::dot((*a)?, (*b)?))));
+    renewed.extend(rows_a.iter().zip(&rows_b).filter_map(|(a, b)| Some(crate::policy::matching::dot((*a)?, (*b)?))));
     #[allow(clippy::cast_precision_loss)]
     let renewability_mean = renewed.iter().map(|&s| f64::from(s)).sum::<f64>() / renewed.len().max(1) as f64;
     let renewability_max = renewed.iter().copied().fold(f32::NEG_INFINITY, f32::max);

@@ -10,8 +10,8 @@ use std::path::Path;
 use ndarray::Array4;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-use crate::align::{AlignedFace, ALIGNED_SIZE};
-use crate::model::{ModelError, OnnxGraph, RunnablePlan, SFACE};
+use crate::vision::align::{AlignedFace, ALIGNED_SIZE};
+use crate::vision::model::{ModelError, OnnxGraph, RunnablePlan, SFACE};
 
 /// Length of an embedding.
 pub const EMBEDDING_DIM: usize = 128;

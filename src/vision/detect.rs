@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use ndarray::{Array4, ArrayD};
 
 use crate::capture::Frame;
-use crate::model::{ModelError, ModelSpec, OnnxGraph, RunnablePlan, YUNET};
+use crate::vision::model::{ModelError, ModelSpec, OnnxGraph, RunnablePlan, YUNET};
 
 /// Five landmarks, in frame pixels: right eye (image left), left eye, nose tip, right and left mouth corners.
 pub type Landmarks = [[f32; 2]; 5];

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use evdev::KeyCode as K;
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::actuate::ActuateError;
-use crate::keypad::HidDevice;
+use crate::devices::hid::HidDevice;
+use crate::devices::ActuateError;
 
 /// The longest line accepted; longer input is dropped up to the next Enter.
 pub const MAX_LINE: usize = 512;

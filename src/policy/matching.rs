@@ -7,8 +7,8 @@
 
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::embed::EMBEDDING_DIM;
 use crate::protect::{ProtectedTemplate, TransformId};
+use crate::vision::embed::EMBEDDING_DIM;
 
 /// A slot in the gallery (the store maps it to a resident; matching never sees identities).
 pub type Slot = u32;

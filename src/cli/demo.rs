@@ -18,9 +18,9 @@ use tokio::sync::mpsc;
 
 use crate::capture::{DecodeLimits, Frame, FrameSource, ReplaySource};
 use crate::config::{CaptureConfig, Config, Threshold};
-use crate::embed::Embedding;
-use crate::eval::labelled_images;
-use crate::pipeline::{FacePipeline, PipelineError};
+use crate::vision::embed::Embedding;
+use crate::vision::eval::labelled_images;
+use crate::vision::pipeline::{FacePipeline, PipelineError};
 
 /// `facegate demo` arguments.
 #[derive(Debug, Args)]

@@ -9,7 +9,7 @@ use std::fmt;
 use zeroize::ZeroizeOnDrop;
 
 use crate::capture::Frame;
-use crate::detect::Landmarks;
+use crate::vision::detect::Landmarks;
 
 /// Side of the aligned crop, in pixels.
 pub const ALIGNED_SIZE: usize = 112;

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::capture::{decode_file, DecodeLimits};
-use crate::detect::{self, Detector};
-use crate::liveness::LivenessModel;
+use crate::vision::detect::{self, Detector};
+use crate::vision::liveness::LivenessModel;
 
 /// One image's outcome: its label, attack type and live score (`None`: no face found, or no score).
 #[derive(Clone, Debug, PartialEq)]

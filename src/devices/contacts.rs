@@ -23,7 +23,7 @@ use std::collections::VecDeque;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::actuate::ActuateError;
+use crate::devices::ActuateError;
 
 /// How long a new level must hold before it counts (contact bounce of buttons and reeds is well under this).
 pub const DEBOUNCE: Duration = Duration::from_millis(30);
@@ -381,8 +381,8 @@ mod tests {
     #[test]
     fn the_default_pins_avoid_each_other_the_relay_the_keypad_and_the_buses() {
         let mut pins: Vec<u8> = DEFAULT_CONTACT_PINS.iter().map(|&(_, bcm, _)| bcm).collect();
-        pins.extend(crate::actuate::indicator::DEFAULT_PINS);
-        pins.extend([crate::actuate::wiegand::DEFAULT_D0, crate::actuate::wiegand::DEFAULT_D1]);
+        pins.extend(crate::devices::lights::DEFAULT_PINS);
+        pins.extend([crate::devices::wiegand::DEFAULT_D0, crate::devices::wiegand::DEFAULT_D1]);
         let relay_and_keypad = [17, 5, 6, 13, 19, 12, 16, 20];
         // ID EEPROM, I2C1 and UART0 stay free (SPI0 gives its chip selects to Wiegand; see hardware/README.md).
         let buses = [0, 1, 2, 3, 14, 15];

@@ -14,8 +14,8 @@ use std::path::Path;
 use ndarray::Array4;
 
 use crate::capture::Frame;
-use crate::detect::BoundingBox;
-use crate::model::{ModelError, ModelSpec, OnnxGraph, RunnablePlan};
+use crate::vision::detect::BoundingBox;
+use crate::vision::model::{ModelError, ModelSpec, OnnxGraph, RunnablePlan};
 
 /// MiniFASNetV2, crop 2.7x the face box.
 pub const MINIFAS_V2: ModelSpec = ModelSpec {
