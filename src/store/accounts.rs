@@ -1,0 +1,198 @@
+//! Portal accounts and codes: staff accounts (argon2id hashes), one-time enrolment codes and revocation codes, stored
+//! as hashes only.
+
+use super::*;
+
+/// A staff account of the portal.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PortalAccount {
+    /// Login name.
+    pub name: String,
+    /// `manager` or `auditor`.
+    pub role: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// Failed logins since the last success.
+    pub failed_attempts: i64,
+    /// Unix seconds until which logins are refused.
+    pub locked_until: i64,
+}
+
+impl std::fmt::Debug for PortalAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PortalAccount").field("name", &self.name).field("role", &self.role).finish_non_exhaustive()
+    }
+}
+
+/// An enrolment code's state (never the code).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct EnrolmentCodeSummary {
+    /// Row id.
+    pub id: i64,
+    /// The household.
+    pub unit_label: String,
+    /// Unix seconds.
+    pub issued_at: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// When it was used, if it was.
+    pub used_at: Option<i64>,
+    /// When it was cancelled, if it was.
+    pub cancelled_at: Option<i64>,
+}
+
+impl Store {
+    /// Adds a staff account (the password already hashed, argon2id PHC string).
+    pub fn add_account(&mut self, name: &str, role: &str, password_hash: &str, now: i64) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, &e))?;
+        tx.execute(
+            "INSERT INTO portal_accounts (name, role, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(name) DO UPDATE SET role = ?2, password_hash = ?3, failed_attempts = 0, locked_until = 0",
+            params![name, role, password_hash, now],
+        )
+        .map_err(|e| db_err(&path, &e))?;
+        append_audit(&tx, now, "portal account set", &format!("{role}:{name}")).map_err(|e| db_err(&path, &e))?;
+        tx.commit().map_err(|e| db_err(&path, &e))
+    }
+
+    /// A staff account, if it exists.
+    pub fn account(&self, name: &str) -> Result<Option<PortalAccount>> {
+        self.conn
+            .query_row(
+                "SELECT name, role, password_hash, failed_attempts, locked_until FROM portal_accounts WHERE name = ?1",
+                [name],
+                |r| {
+                    Ok(PortalAccount {
+                        name: r.get(0)?,
+                        role: r.get(1)?,
+                        password_hash: r.get(2)?,
+                        failed_attempts: r.get(3)?,
+                        locked_until: r.get(4)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(&e))
+    }
+
+    /// Records a login attempt: a success clears the failures; a failure counts, and locks the account until
+    /// `lock_until` when given.
+    pub fn record_login(&mut self, name: &str, success: bool, lock_until: Option<i64>) -> Result<()> {
+        let sql = if success {
+            "UPDATE portal_accounts SET failed_attempts = 0, locked_until = 0 WHERE name = ?1"
+        } else {
+            "UPDATE portal_accounts SET failed_attempts = failed_attempts + 1,
+                 locked_until = MAX(locked_until, COALESCE(?2, 0)) WHERE name = ?1"
+        };
+        let params: &[&dyn rusqlite::ToSql] = if success { &[&name] } else { &[&name, &lock_until] };
+        self.conn.execute(sql, params).map_err(|e| self.err(&e))?;
+        Ok(())
+    }
+
+    /// Stores a new one-time enrolment code (its hash) for a household; returns its id.
+    pub fn add_enrolment_code(&mut self, code_hash: &[u8], unit_label: &str, now: i64, expires_at: i64) -> Result<i64> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, &e))?;
+        tx.execute(
+            "INSERT INTO portal_enrolment_codes (code_hash, unit_label, issued_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+            params![code_hash, unit_label, now, expires_at],
+        )
+        .map_err(|e| db_err(&path, &e))?;
+        let id = tx.last_insert_rowid();
+        append_audit(&tx, now, "enrolment code issued", &format!("code:{id} unit:{unit_label}"))
+            .map_err(|e| db_err(&path, &e))?;
+        tx.commit().map_err(|e| db_err(&path, &e))?;
+        Ok(id)
+    }
+
+    /// The household of a code that can still be used (not used, cancelled or expired).
+    pub fn usable_enrolment_code(&self, code_hash: &[u8], now: i64) -> Result<Option<(i64, String)>> {
+        self.conn
+            .query_row(
+                "SELECT id, unit_label FROM portal_enrolment_codes WHERE code_hash = ?1 AND used_at IS NULL
+                 AND cancelled_at IS NULL AND expires_at > ?2",
+                params![code_hash, now],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(&e))
+    }
+
+    /// Marks a code used, once: false if it was used, cancelled or expired in the meantime.
+    pub fn use_enrolment_code(&mut self, id: i64, now: i64) -> Result<bool> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE portal_enrolment_codes SET used_at = ?2 WHERE id = ?1 AND used_at IS NULL
+                 AND cancelled_at IS NULL AND expires_at > ?2",
+                params![id, now],
+            )
+            .map_err(|e| self.err(&e))?;
+        Ok(n == 1)
+    }
+
+    /// Cancels an unused code; false if there was none to cancel.
+    pub fn cancel_enrolment_code(&mut self, id: i64, now: i64) -> Result<bool> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, &e))?;
+        let n = tx
+            .execute(
+                "UPDATE portal_enrolment_codes SET cancelled_at = ?2 WHERE id = ?1 AND used_at IS NULL
+                 AND cancelled_at IS NULL",
+                params![id, now],
+            )
+            .map_err(|e| db_err(&path, &e))?;
+        if n == 1 {
+            append_audit(&tx, now, "enrolment code cancelled", &format!("code:{id}")).map_err(|e| db_err(&path, &e))?;
+        }
+        tx.commit().map_err(|e| db_err(&path, &e))?;
+        Ok(n == 1)
+    }
+
+    /// Every enrolment code issued, newest first (no code, only its state).
+    pub fn enrolment_codes(&self) -> Result<Vec<EnrolmentCodeSummary>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, unit_label, issued_at, expires_at, used_at, cancelled_at FROM portal_enrolment_codes
+                 ORDER BY id DESC",
+            )
+            .map_err(|e| self.err(&e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(EnrolmentCodeSummary {
+                    id: r.get(0)?,
+                    unit_label: r.get(1)?,
+                    issued_at: r.get(2)?,
+                    expires_at: r.get(3)?,
+                    used_at: r.get(4)?,
+                    cancelled_at: r.get(5)?,
+                })
+            })
+            .map_err(|e| self.err(&e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(&e))
+    }
+
+    /// Sets (or replaces) a resident's revocation code hash.
+    pub fn set_revocation_code(&mut self, resident_id: &str, code_hash: &[u8]) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO portal_revocation_codes (code_hash, resident_id) VALUES (?1, ?2)
+                 ON CONFLICT(resident_id) DO UPDATE SET code_hash = ?1",
+                params![code_hash, resident_id],
+            )
+            .map_err(|e| self.err(&e))?;
+        Ok(())
+    }
+
+    /// The resident a revocation code belongs to.
+    pub fn resident_for_revocation_code(&self, code_hash: &[u8]) -> Result<Option<String>> {
+        self.conn
+            .query_row("SELECT resident_id FROM portal_revocation_codes WHERE code_hash = ?1", [code_hash], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.err(&e))
+    }
+}

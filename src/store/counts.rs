@@ -1,0 +1,113 @@
+//! Counts: passages as hourly counts per method and outcome, this gate's and the compound's other gates'. Never a row
+//! per passage.
+
+use super::*;
+
+impl Store {
+    /// Adds one passage to its hour's pre-aggregated count. Nothing about who passed is kept.
+    pub fn count_passage(&mut self, at: i64, method: EntryMethod, outcome: PassageOutcome) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO passage_counts (hour_start, method, outcome, count) VALUES (?1, ?2, ?3, 1)
+                 ON CONFLICT(hour_start, method, outcome) DO UPDATE SET count = count + 1",
+                params![at - at.rem_euclid(3600), method.as_str(), outcome.as_str()],
+            )
+            .map_err(|e| self.err(&e))?;
+        Ok(())
+    }
+
+    /// Adds several passages at once, and notes template uses (coarsely, as [`Store::note_used`]), in one
+    /// transaction: the daemon's tally of what happened while the database was busy. All or nothing, so a
+    /// passage is never counted twice or lost: on an error nothing was written and the caller keeps its tally.
+    pub fn record_tally(
+        &mut self,
+        counts: &[(i64, EntryMethod, PassageOutcome, u64)],
+        used: &[(String, i64)],
+    ) -> Result<()> {
+        let path = self.path.clone();
+        let db = |e: rusqlite::Error| db_err(&path, &e);
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db)?;
+        for &(at, method, outcome, n) in counts {
+            tx.execute(
+                "INSERT INTO passage_counts (hour_start, method, outcome, count) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(hour_start, method, outcome) DO UPDATE SET count = count + ?4",
+                params![
+                    at - at.rem_euclid(3600),
+                    method.as_str(),
+                    outcome.as_str(),
+                    i64::try_from(n).unwrap_or(i64::MAX)
+                ],
+            )
+            .map_err(db)?;
+        }
+        for (resident_id, at) in used {
+            let today = day_floor(*at);
+            tx.execute(
+                "UPDATE sealed_templates SET last_used_at = ?2 WHERE resident_id = ?1 AND last_used_at <= ?3",
+                params![resident_id, today, today - LAST_USED_GRANULARITY_SECS],
+            )
+            .map_err(db)?;
+        }
+        tx.commit().map_err(db)
+    }
+
+    /// The hourly counts in `[from, to)`, oldest first.
+    pub fn passage_counts(&self, from: i64, to: i64) -> Result<Vec<PassageCount>> {
+        self.counts_query(
+            "SELECT hour_start, method, outcome, count FROM passage_counts
+             WHERE hour_start >= ?1 AND hour_start < ?2 ORDER BY hour_start, method, outcome",
+            from,
+            to,
+        )
+    }
+
+    pub(super) fn counts_query(&self, sql: &str, from: i64, to: i64) -> Result<Vec<PassageCount>> {
+        let mut stmt = self.conn.prepare(sql).map_err(|e| self.err(&e))?;
+        let rows = stmt
+            .query_map([from, to], |r| {
+                Ok(PassageCount { hour_start: r.get(0)?, method: r.get(1)?, outcome: r.get(2)?, count: r.get(3)? })
+            })
+            .map_err(|e| self.err(&e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(&e))
+    }
+
+    /// The hourly counts in `[from, to)` of this gate and of every other gate of the compound (their latest
+    /// reports), summed per cell, oldest first. Alone, this is [`Store::passage_counts`].
+    pub fn compound_passage_counts(&self, from: i64, to: i64) -> Result<Vec<PassageCount>> {
+        self.counts_query(
+            "SELECT hour_start, method, outcome, SUM(count) FROM (
+                 SELECT hour_start, method, outcome, count FROM passage_counts
+                 UNION ALL SELECT hour_start, method, outcome, count FROM compound_counts)
+             WHERE hour_start >= ?1 AND hour_start < ?2
+             GROUP BY hour_start, method, outcome ORDER BY hour_start, method, outcome",
+            from,
+            to,
+        )
+    }
+
+    /// The other gates whose counts arrived, with how many hourly cells each reported.
+    pub fn compound_gates(&self) -> Result<Vec<(String, i64)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT gate, COUNT(*) FROM compound_counts GROUP BY gate ORDER BY gate")
+            .map_err(|e| self.err(&e))?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(|e| self.err(&e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(&e))
+    }
+
+    /// Replaces what is known of another gate's hourly counts by its latest report.
+    pub fn set_gate_counts(&mut self, gate: &str, counts: &[PassageCount]) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, &e))?;
+        tx.execute("DELETE FROM compound_counts WHERE gate = ?1", [gate]).map_err(|e| db_err(&path, &e))?;
+        for c in counts {
+            tx.execute(
+                "INSERT INTO compound_counts (gate, hour_start, method, outcome, count) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(gate, hour_start, method, outcome) DO UPDATE SET count = excluded.count",
+                params![gate, c.hour_start, c.method, c.outcome, c.count],
+            )
+            .map_err(|e| db_err(&path, &e))?;
+        }
+        tx.commit().map_err(|e| db_err(&path, &e))
+    }
+}

@@ -1,0 +1,118 @@
+//! PINs and passes: PIN verifiers (argon2id PHC strings, never a PIN) with their failure counters, and the ids of
+//! visitor passes already used.
+
+use super::*;
+
+/// A stored PIN verifier and its failure counter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PinRecord {
+    /// The resident it belongs to.
+    pub resident_id: String,
+    /// The argon2id PHC string.
+    pub verifier: String,
+    /// Consecutive failed attempts.
+    pub failed_attempts: u32,
+    /// When the last failure was (Unix seconds).
+    pub last_failed_at: Option<i64>,
+}
+
+impl Store {
+    /// Stores (or replaces) a resident's PIN verifier under their keypad code (the short number typed before
+    /// the PIN), and chains a "pin set" event. A code already used by another resident is refused.
+    pub fn set_pin_verifier(&mut self, resident_id: &str, keypad_code: &str, verifier: &str, now: i64) -> Result<()> {
+        self.require_resident(resident_id)?;
+        let path = self.path.clone();
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, &e))?;
+        let taken: Option<String> = tx
+            .query_row(
+                "SELECT resident_id FROM pin_verifiers WHERE keypad_code = ?1 AND resident_id <> ?2",
+                params![keypad_code, resident_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| db_err(&path, &e))?;
+        if taken.is_some() {
+            return Err(StoreError::KeypadCodeTaken(keypad_code.to_owned()));
+        }
+        tx.execute(
+            "INSERT INTO pin_verifiers (resident_id, verifier, set_at, keypad_code) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(resident_id) DO UPDATE SET verifier = excluded.verifier, set_at = excluded.set_at,
+                 keypad_code = excluded.keypad_code, failed_attempts = 0, last_failed_at = NULL",
+            params![resident_id, verifier, now, keypad_code],
+        )
+        .map_err(|e| db_err(&path, &e))?;
+        append_audit(&tx, now, "pin set", resident_id).map_err(|e| db_err(&path, &e))?;
+        tx.commit().map_err(|e| db_err(&path, &e))
+    }
+
+    /// The PIN verifier stored under a keypad code, if any.
+    pub fn pin_record(&self, keypad_code: &str) -> Result<Option<PinRecord>> {
+        self.conn
+            .query_row(
+                "SELECT resident_id, verifier, failed_attempts, last_failed_at FROM pin_verifiers WHERE keypad_code = ?1",
+                [keypad_code],
+                |r| {
+                    Ok(PinRecord {
+                        resident_id: r.get(0)?,
+                        verifier: r.get(1)?,
+                        failed_attempts: r.get(2)?,
+                        last_failed_at: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(&e))
+    }
+
+    /// Records the result of a PIN attempt: a failure increments the counter and notes when, a success
+    /// resets both.
+    pub fn record_pin_attempt(&mut self, resident_id: &str, success: bool, now: i64) -> Result<()> {
+        let sql = if success {
+            "UPDATE pin_verifiers SET failed_attempts = 0, last_failed_at = NULL WHERE resident_id = ?1 AND ?2 IS NOT NULL"
+        } else {
+            "UPDATE pin_verifiers SET failed_attempts = failed_attempts + 1, last_failed_at = ?2 WHERE resident_id = ?1"
+        };
+        self.conn.execute(sql, params![resident_id, now]).map_err(|e| self.err(&e))?;
+        Ok(())
+    }
+
+    /// Keypad codes in use (to give a new resident a free one).
+    pub fn keypad_codes(&self) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT keypad_code FROM pin_verifiers WHERE keypad_code IS NOT NULL")
+            .map_err(|e| self.err(&e))?;
+        let rows = stmt.query_map([], |r| r.get(0)).map_err(|e| self.err(&e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(&e))
+    }
+
+    /// Marks a visitor pass as used, once: true if it had not been used (or cancelled) before. Forgets passes
+    /// whose window has ended, since they cannot open anything any more. When it was used is not kept.
+    pub fn redeem_pass(&mut self, pass: &VisitorPass, now: i64) -> Result<bool> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, &e))?;
+        tx.execute("DELETE FROM used_passes WHERE expires_at <= ?1", [now]).map_err(|e| db_err(&path, &e))?;
+        let fresh = tx
+            .execute(
+                "INSERT INTO used_passes (pass_id, expires_at) VALUES (?1, ?2) ON CONFLICT(pass_id) DO NOTHING",
+                params![&pass.id.0[..], pass.valid_until],
+            )
+            .map_err(|e| db_err(&path, &e))?
+            == 1;
+        tx.commit().map_err(|e| db_err(&path, &e))?;
+        Ok(fresh)
+    }
+
+    /// How many used or cancelled passes are remembered (each only until its window ends).
+    pub fn used_pass_count(&self) -> Result<i64> {
+        self.conn.query_row("SELECT COUNT(*) FROM used_passes", [], |r| r.get(0)).map_err(|e| self.err(&e))
+    }
+
+    /// Chains a "visitor pass issued" (or "cancelled") event naming only the pass's random id.
+    pub fn audit_pass(&mut self, event: &str, pass: &VisitorPass, now: i64) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, &e))?;
+        append_audit(&tx, now, event, &format!("pass:{}", pass.id.to_hex())).map_err(|e| db_err(&path, &e))?;
+        tx.commit().map_err(|e| db_err(&path, &e))
+    }
+}

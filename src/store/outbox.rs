@@ -1,0 +1,88 @@
+//! Compound outbox: the changes this gate still has to announce to the compound's other gates, written in the same
+//! transaction as the change, and the compound link's own state.
+
+use super::*;
+
+/// Where a change to the residents comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeOrigin {
+    /// Made on this device (CLI, portal): announced to the compound's other gates when replicated.
+    Local,
+    /// Received from another gate of the compound: applied, never announced again.
+    Compound,
+}
+
+/// A change this device still has to announce to the compound's other gates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// Order of the changes (announced in this order).
+    pub seq: i64,
+    /// `template`, `revoked` or `moved_out`.
+    pub kind: String,
+    /// The resident's pseudonymous id.
+    pub resident_id: String,
+    /// When the change was made (Unix seconds).
+    pub at: i64,
+}
+
+/// Deletes one resident's face data (and, by reason, PIN and residency) inside `tx`; returns what went.
+pub(super) fn queue_for_compound(
+    tx: &rusqlite::Transaction<'_>,
+    kind: &str,
+    resident_id: &str,
+    at: i64,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO compound_outbox (kind, resident_id, at) VALUES (?1, ?2, ?3)",
+        params![kind, resident_id, at],
+    )
+    .map(|_| ())
+}
+
+impl Store {
+    /// Whether local enrolments and revocations are queued for the compound (set by the registry when the
+    /// device belongs to a compound).
+    pub fn set_replicated(&mut self, replicated: bool) {
+        self.replicated = replicated;
+    }
+
+    /// The oldest changes still to announce to the compound, at most `limit`.
+    pub fn outbox(&self, limit: usize) -> Result<Vec<OutboxEntry>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, kind, resident_id, at FROM compound_outbox ORDER BY seq LIMIT ?1")
+            .map_err(|e| self.err(&e))?;
+        let rows = stmt
+            .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                Ok(OutboxEntry { seq: r.get(0)?, kind: r.get(1)?, resident_id: r.get(2)?, at: r.get(3)? })
+            })
+            .map_err(|e| self.err(&e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(&e))
+    }
+
+    /// Removes an announced change (the broker acknowledged it).
+    pub fn outbox_done(&mut self, seq: i64) -> Result<()> {
+        self.conn.execute("DELETE FROM compound_outbox WHERE seq = ?1", [seq]).map_err(|e| self.err(&e))?;
+        Ok(())
+    }
+
+    /// A value of the compound link's state (e.g. the last broker sequence applied).
+    pub fn compound_state(&self, name: &str) -> Result<Option<i64>> {
+        self.conn
+            .query_row("SELECT value FROM compound_state WHERE name = ?1", [name], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(&e))
+    }
+
+    /// Sets a value of the compound link's state.
+    pub fn set_compound_state(&mut self, name: &str, value: i64) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO compound_state (name, value) VALUES (?1, ?2)
+                 ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                params![name, value],
+            )
+            .map_err(|e| self.err(&e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,199 @@
+//! Schema: the migrations, applied in order, and what the auditor reads of the schema.
+
+use super::*;
+
+/// Schema versions, applied in order (index + 1 = version).
+const MIGRATIONS: &[&str] = &[
+    r"
+CREATE TABLE residents (
+    id TEXT PRIMARY KEY,
+    unit_label TEXT,
+    created_at INTEGER NOT NULL,
+    moved_out_at INTEGER
+);
+CREATE TABLE consent_records (
+    id INTEGER PRIMARY KEY,
+    resident_id TEXT NOT NULL REFERENCES residents(id),
+    notice_version TEXT NOT NULL,
+    notice_sha256 TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    granted_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+CREATE TABLE wrapped_keys (
+    resident_id TEXT PRIMARY KEY REFERENCES residents(id),
+    nonce BLOB NOT NULL,
+    ciphertext BLOB NOT NULL
+);
+CREATE TABLE sealed_templates (
+    resident_id TEXT PRIMARY KEY REFERENCES wrapped_keys(resident_id),
+    version INTEGER NOT NULL,
+    transform_id INTEGER NOT NULL,
+    nonce BLOB NOT NULL,
+    ciphertext BLOB NOT NULL,
+    enrolled_at INTEGER NOT NULL,
+    last_used_at INTEGER NOT NULL
+);
+CREATE TABLE audit_log (
+    seq INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    prev_hash BLOB NOT NULL,
+    hash BLOB NOT NULL
+);
+",
+    r"
+CREATE TABLE transform_keys (
+    id INTEGER PRIMARY KEY,
+    nonce BLOB NOT NULL,
+    ciphertext BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    retired_at INTEGER
+);
+CREATE TABLE pin_verifiers (
+    resident_id TEXT PRIMARY KEY REFERENCES residents(id),
+    verifier TEXT NOT NULL,
+    set_at INTEGER NOT NULL,
+    failed_attempts INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE passage_counts (
+    hour_start INTEGER NOT NULL,
+    method TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (hour_start, method, outcome)
+) WITHOUT ROWID;
+",
+    r"
+ALTER TABLE pin_verifiers ADD COLUMN keypad_code TEXT;
+ALTER TABLE pin_verifiers ADD COLUMN last_failed_at INTEGER;
+CREATE UNIQUE INDEX pin_verifiers_keypad_code ON pin_verifiers(keypad_code);
+CREATE TABLE device_secrets (
+    name TEXT PRIMARY KEY,
+    nonce BLOB NOT NULL,
+    ciphertext BLOB NOT NULL
+);
+",
+    // Only the ids of used (or cancelled) visitor passes, until they expire: no time of use, no visitor.
+    r"
+CREATE TABLE used_passes (
+    pass_id BLOB PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+",
+    // The web portal: staff accounts, one-time enrolment codes for households, residents' revocation codes.
+    // Codes are kept only as SHA-256 hashes; nothing here links a code to a face or a passage.
+    r"
+CREATE TABLE portal_accounts (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL CHECK (role IN ('manager', 'auditor')),
+    password_hash TEXT NOT NULL,
+    failed_attempts INTEGER NOT NULL DEFAULT 0,
+    locked_until INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE portal_enrolment_codes (
+    id INTEGER PRIMARY KEY,
+    code_hash BLOB NOT NULL UNIQUE,
+    unit_label TEXT NOT NULL,
+    issued_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at INTEGER,
+    cancelled_at INTEGER
+);
+CREATE TABLE portal_revocation_codes (
+    code_hash BLOB PRIMARY KEY,
+    resident_id TEXT NOT NULL UNIQUE REFERENCES residents(id)
+);
+",
+    // The compound link (several gates over a broker). The outbox holds what this device still has to tell
+    // the other gates: a kind and a pseudonymous id only; the sealed message is made when it is sent. The
+    // state holds the broker sequence applied so far. Other gates' hourly counts are kept per gate, replaced
+    // by each report, for compound-wide totals; none of it names anyone.
+    r"
+CREATE TABLE compound_outbox (
+    seq INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('template', 'revoked', 'moved_out')),
+    resident_id TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE TABLE compound_state (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE compound_counts (
+    gate TEXT NOT NULL,
+    hour_start INTEGER NOT NULL,
+    method TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (gate, hour_start, method, outcome)
+) WITHOUT ROWID;
+",
+    // The generation of the device keys (master key and transform), raised by every rotation in the rotation's
+    // own transaction. Every write that seals or wraps compares it, inside its transaction, with the generation
+    // its caller's keys belong to: a process holding keys another process has rotated away is refused instead
+    // of committing data that no current key opens.
+    r"
+CREATE TABLE key_generation (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    generation INTEGER NOT NULL
+);
+INSERT INTO key_generation (id, generation) VALUES (0, 0);
+",
+];
+
+/// One table of the database and its columns (name, declared type).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TableSchema {
+    /// Table name.
+    pub name: String,
+    /// Columns: name and declared type.
+    pub columns: Vec<(String, String)>,
+}
+
+impl Store {
+    pub(super) fn migrate(&self) -> Result<()> {
+        let version: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| self.err(&e))?;
+        let supported = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+        if version > supported {
+            return Err(StoreError::TooNew { found: version, supported });
+        }
+        for (idx, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(version).unwrap_or(0)) {
+            let next = idx + 1;
+            self.conn
+                .execute_batch(&format!("BEGIN IMMEDIATE; {sql} PRAGMA user_version = {next}; COMMIT;"))
+                .map_err(|e| self.err(&e))?;
+        }
+        Ok(())
+    }
+
+    /// Every table with its columns and declared types, for the auditor's schema check.
+    pub fn schema(&self) -> Result<Vec<TableSchema>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
+            .map_err(|e| self.err(&e))?;
+        let names: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .map_err(|e| self.err(&e))?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.err(&e))?;
+        let mut tables = Vec::new();
+        for name in names {
+            let mut cols = self
+                .conn
+                .prepare("SELECT name, type FROM pragma_table_info(?1) ORDER BY cid")
+                .map_err(|e| self.err(&e))?;
+            let columns = cols
+                .query_map([&name], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .map_err(|e| self.err(&e))?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(|e| self.err(&e))?;
+            tables.push(TableSchema { name, columns });
+        }
+        Ok(tables)
+    }
+}
