@@ -45,15 +45,15 @@ impl Store {
     /// Adds a staff account (the password already hashed, argon2id PHC string).
     pub fn add_account(&mut self, name: &str, role: &str, password_hash: &str, now: i64) -> Result<()> {
         let path = self.path.clone();
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, &e))?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).in_db(&path)?;
         tx.execute(
             "INSERT INTO portal_accounts (name, role, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT(name) DO UPDATE SET role = ?2, password_hash = ?3, failed_attempts = 0, locked_until = 0",
             params![name, role, password_hash, now],
         )
-        .map_err(|e| db_err(&path, &e))?;
-        append_audit(&tx, now, "portal account set", &format!("{role}:{name}")).map_err(|e| db_err(&path, &e))?;
-        tx.commit().map_err(|e| db_err(&path, &e))
+        .in_db(&path)?;
+        append_audit(&tx, now, "portal account set", &format!("{role}:{name}")).in_db(&path)?;
+        tx.commit().in_db(&path)
     }
 
     /// A staff account, if it exists.
@@ -73,7 +73,7 @@ impl Store {
                 },
             )
             .optional()
-            .map_err(|e| self.err(&e))
+            .in_db(&self.path)
     }
 
     /// Records a login attempt: a success clears the failures; a failure counts, and locks the account until
@@ -86,23 +86,22 @@ impl Store {
                  locked_until = MAX(locked_until, COALESCE(?2, 0)) WHERE name = ?1"
         };
         let params: &[&dyn rusqlite::ToSql] = if success { &[&name] } else { &[&name, &lock_until] };
-        self.conn.execute(sql, params).map_err(|e| self.err(&e))?;
+        self.conn.execute(sql, params).in_db(&self.path)?;
         Ok(())
     }
 
     /// Stores a new one-time enrolment code (its hash) for a household; returns its id.
     pub fn add_enrolment_code(&mut self, code_hash: &[u8], unit_label: &str, now: i64, expires_at: i64) -> Result<i64> {
         let path = self.path.clone();
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, &e))?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).in_db(&path)?;
         tx.execute(
             "INSERT INTO portal_enrolment_codes (code_hash, unit_label, issued_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
             params![code_hash, unit_label, now, expires_at],
         )
-        .map_err(|e| db_err(&path, &e))?;
+        .in_db(&path)?;
         let id = tx.last_insert_rowid();
-        append_audit(&tx, now, "enrolment code issued", &format!("code:{id} unit:{unit_label}"))
-            .map_err(|e| db_err(&path, &e))?;
-        tx.commit().map_err(|e| db_err(&path, &e))?;
+        append_audit(&tx, now, "enrolment code issued", &format!("code:{id} unit:{unit_label}")).in_db(&path)?;
+        tx.commit().in_db(&path)?;
         Ok(id)
     }
 
@@ -116,7 +115,7 @@ impl Store {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()
-            .map_err(|e| self.err(&e))
+            .in_db(&self.path)
     }
 
     /// Marks a code used, once: false if it was used, cancelled or expired in the meantime.
@@ -128,25 +127,25 @@ impl Store {
                  AND cancelled_at IS NULL AND expires_at > ?2",
                 params![id, now],
             )
-            .map_err(|e| self.err(&e))?;
+            .in_db(&self.path)?;
         Ok(n == 1)
     }
 
     /// Cancels an unused code; false if there was none to cancel.
     pub fn cancel_enrolment_code(&mut self, id: i64, now: i64) -> Result<bool> {
         let path = self.path.clone();
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, &e))?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).in_db(&path)?;
         let n = tx
             .execute(
                 "UPDATE portal_enrolment_codes SET cancelled_at = ?2 WHERE id = ?1 AND used_at IS NULL
                  AND cancelled_at IS NULL",
                 params![id, now],
             )
-            .map_err(|e| db_err(&path, &e))?;
+            .in_db(&path)?;
         if n == 1 {
-            append_audit(&tx, now, "enrolment code cancelled", &format!("code:{id}")).map_err(|e| db_err(&path, &e))?;
+            append_audit(&tx, now, "enrolment code cancelled", &format!("code:{id}")).in_db(&path)?;
         }
-        tx.commit().map_err(|e| db_err(&path, &e))?;
+        tx.commit().in_db(&path)?;
         Ok(n == 1)
     }
 
@@ -158,7 +157,7 @@ impl Store {
                 "SELECT id, unit_label, issued_at, expires_at, used_at, cancelled_at FROM portal_enrolment_codes
                  ORDER BY id DESC",
             )
-            .map_err(|e| self.err(&e))?;
+            .in_db(&self.path)?;
         let rows = stmt
             .query_map([], |r| {
                 Ok(EnrolmentCodeSummary {
@@ -170,8 +169,8 @@ impl Store {
                     cancelled_at: r.get(5)?,
                 })
             })
-            .map_err(|e| self.err(&e))?;
-        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(&e))
+            .in_db(&self.path)?;
+        rows.collect::<rusqlite::Result<_>>().in_db(&self.path)
     }
 
     /// Sets (or replaces) a resident's revocation code hash.
@@ -182,7 +181,7 @@ impl Store {
                  ON CONFLICT(resident_id) DO UPDATE SET code_hash = ?1",
                 params![code_hash, resident_id],
             )
-            .map_err(|e| self.err(&e))?;
+            .in_db(&self.path)?;
         Ok(())
     }
 
@@ -193,6 +192,6 @@ impl Store {
                 r.get(0)
             })
             .optional()
-            .map_err(|e| self.err(&e))
+            .in_db(&self.path)
     }
 }

@@ -52,10 +52,8 @@ impl Store {
     /// The audit log's events whose name is one of `events`, oldest first, each with the first 8 bytes of its
     /// chain hash in hex (the verification code printed on a revocation receipt).
     pub fn audit_events(&self, events: &[&str]) -> Result<Vec<AuditEvent>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT seq, at, event, subject, hash FROM audit_log ORDER BY seq")
-            .map_err(|e| self.err(&e))?;
+        let mut stmt =
+            self.conn.prepare("SELECT seq, at, event, subject, hash FROM audit_log ORDER BY seq").in_db(&self.path)?;
         let rows = stmt
             .query_map([], |r| {
                 Ok(AuditEvent {
@@ -66,8 +64,8 @@ impl Store {
                     verification_code: hex(r.get::<_, Vec<u8>>(4)?.get(..8).unwrap_or_default()),
                 })
             })
-            .map_err(|e| self.err(&e))?;
-        let all: Vec<AuditEvent> = rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(&e))?;
+            .in_db(&self.path)?;
+        let all: Vec<AuditEvent> = rows.collect::<rusqlite::Result<_>>().in_db(&self.path)?;
         Ok(all.into_iter().filter(|e| events.contains(&e.event.as_str())).collect())
     }
 
@@ -76,7 +74,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare("SELECT seq, at, event, subject, prev_hash, hash FROM audit_log ORDER BY seq")
-            .map_err(|e| self.err(&e))?;
+            .in_db(&self.path)?;
         let rows = stmt
             .query_map([], |r| {
                 Ok((
@@ -88,15 +86,15 @@ impl Store {
                     r.get::<_, Vec<u8>>(5)?,
                 ))
             })
-            .map_err(|e| self.err(&e))?;
+            .in_db(&self.path)?;
         let mut previous = vec![0u8; 32];
         let mut n = 0;
         for row in rows {
-            let (seq, at, event, subject, prev_hash, hash) = row.map_err(|e| self.err(&e))?;
+            let (seq, at, event, subject, prev_hash, hash) = row.in_db(&self.path)?;
             if prev_hash != previous || hash != chain_hash(&previous, seq, at, &event, &subject) {
-                return Err(StoreError::Database {
+                return Err(StoreError::Damaged {
                     path: self.path.clone(),
-                    reason: format!("audit log broken at event {seq}: an event was altered, removed or inserted"),
+                    what: format!("audit log broken at event {seq}: an event was altered, removed or inserted"),
                 });
             }
             previous = hash;

@@ -12,7 +12,7 @@ impl Store {
                  ON CONFLICT(hour_start, method, outcome) DO UPDATE SET count = count + 1",
                 params![at - at.rem_euclid(3600), method.as_str(), outcome.as_str()],
             )
-            .map_err(|e| self.err(&e))?;
+            .in_db(&self.path)?;
         Ok(())
     }
 
@@ -25,8 +25,7 @@ impl Store {
         used: &[(String, i64)],
     ) -> Result<()> {
         let path = self.path.clone();
-        let db = |e: rusqlite::Error| db_err(&path, &e);
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).in_db(&path)?;
         for &(at, method, outcome, n) in counts {
             tx.execute(
                 "INSERT INTO passage_counts (hour_start, method, outcome, count) VALUES (?1, ?2, ?3, ?4)
@@ -38,7 +37,7 @@ impl Store {
                     i64::try_from(n).unwrap_or(i64::MAX)
                 ],
             )
-            .map_err(db)?;
+            .in_db(&path)?;
         }
         for (resident_id, at) in used {
             let today = day_floor(*at);
@@ -46,9 +45,9 @@ impl Store {
                 "UPDATE sealed_templates SET last_used_at = ?2 WHERE resident_id = ?1 AND last_used_at <= ?3",
                 params![resident_id, today, today - LAST_USED_GRANULARITY_SECS],
             )
-            .map_err(db)?;
+            .in_db(&path)?;
         }
-        tx.commit().map_err(db)
+        tx.commit().in_db(&path)
     }
 
     /// The hourly counts in `[from, to)`, oldest first.
@@ -62,13 +61,13 @@ impl Store {
     }
 
     pub(super) fn counts_query(&self, sql: &str, from: i64, to: i64) -> Result<Vec<PassageCount>> {
-        let mut stmt = self.conn.prepare(sql).map_err(|e| self.err(&e))?;
+        let mut stmt = self.conn.prepare(sql).in_db(&self.path)?;
         let rows = stmt
             .query_map([from, to], |r| {
                 Ok(PassageCount { hour_start: r.get(0)?, method: r.get(1)?, outcome: r.get(2)?, count: r.get(3)? })
             })
-            .map_err(|e| self.err(&e))?;
-        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(&e))
+            .in_db(&self.path)?;
+        rows.collect::<rusqlite::Result<_>>().in_db(&self.path)
     }
 
     /// The hourly counts in `[from, to)` of this gate and of every other gate of the compound (their latest
@@ -90,24 +89,24 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare("SELECT gate, COUNT(*) FROM compound_counts GROUP BY gate ORDER BY gate")
-            .map_err(|e| self.err(&e))?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(|e| self.err(&e))?;
-        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(&e))
+            .in_db(&self.path)?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).in_db(&self.path)?;
+        rows.collect::<rusqlite::Result<_>>().in_db(&self.path)
     }
 
     /// Replaces what is known of another gate's hourly counts by its latest report.
     pub fn set_gate_counts(&mut self, gate: &str, counts: &[PassageCount]) -> Result<()> {
         let path = self.path.clone();
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, &e))?;
-        tx.execute("DELETE FROM compound_counts WHERE gate = ?1", [gate]).map_err(|e| db_err(&path, &e))?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).in_db(&path)?;
+        tx.execute("DELETE FROM compound_counts WHERE gate = ?1", [gate]).in_db(&path)?;
         for c in counts {
             tx.execute(
                 "INSERT INTO compound_counts (gate, hour_start, method, outcome, count) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(gate, hour_start, method, outcome) DO UPDATE SET count = excluded.count",
                 params![gate, c.hour_start, c.method, c.outcome, c.count],
             )
-            .map_err(|e| db_err(&path, &e))?;
+            .in_db(&path)?;
         }
-        tx.commit().map_err(|e| db_err(&path, &e))
+        tx.commit().in_db(&path)
     }
 }

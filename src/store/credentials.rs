@@ -22,7 +22,7 @@ impl Store {
     pub fn set_pin_verifier(&mut self, resident_id: &str, keypad_code: &str, verifier: &str, now: i64) -> Result<()> {
         self.require_resident(resident_id)?;
         let path = self.path.clone();
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, &e))?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).in_db(&path)?;
         let taken: Option<String> = tx
             .query_row(
                 "SELECT resident_id FROM pin_verifiers WHERE keypad_code = ?1 AND resident_id <> ?2",
@@ -30,7 +30,7 @@ impl Store {
                 |r| r.get(0),
             )
             .optional()
-            .map_err(|e| db_err(&path, &e))?;
+            .in_db(&path)?;
         if taken.is_some() {
             return Err(StoreError::KeypadCodeTaken(keypad_code.to_owned()));
         }
@@ -40,9 +40,9 @@ impl Store {
                  keypad_code = excluded.keypad_code, failed_attempts = 0, last_failed_at = NULL",
             params![resident_id, verifier, now, keypad_code],
         )
-        .map_err(|e| db_err(&path, &e))?;
-        append_audit(&tx, now, "pin set", resident_id).map_err(|e| db_err(&path, &e))?;
-        tx.commit().map_err(|e| db_err(&path, &e))
+        .in_db(&path)?;
+        append_audit(&tx, now, "pin set", resident_id).in_db(&path)?;
+        tx.commit().in_db(&path)
     }
 
     /// The PIN verifier stored under a keypad code, if any.
@@ -61,7 +61,7 @@ impl Store {
                 },
             )
             .optional()
-            .map_err(|e| self.err(&e))
+            .in_db(&self.path)
     }
 
     /// Records the result of a PIN attempt: a failure increments the counter and notes when, a success
@@ -72,7 +72,7 @@ impl Store {
         } else {
             "UPDATE pin_verifiers SET failed_attempts = failed_attempts + 1, last_failed_at = ?2 WHERE resident_id = ?1"
         };
-        self.conn.execute(sql, params![resident_id, now]).map_err(|e| self.err(&e))?;
+        self.conn.execute(sql, params![resident_id, now]).in_db(&self.path)?;
         Ok(())
     }
 
@@ -81,38 +81,38 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare("SELECT keypad_code FROM pin_verifiers WHERE keypad_code IS NOT NULL")
-            .map_err(|e| self.err(&e))?;
-        let rows = stmt.query_map([], |r| r.get(0)).map_err(|e| self.err(&e))?;
-        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(&e))
+            .in_db(&self.path)?;
+        let rows = stmt.query_map([], |r| r.get(0)).in_db(&self.path)?;
+        rows.collect::<rusqlite::Result<_>>().in_db(&self.path)
     }
 
     /// Marks a visitor pass as used, once: true if it had not been used (or cancelled) before. Forgets passes
     /// whose window has ended, since they cannot open anything any more. When it was used is not kept.
     pub fn redeem_pass(&mut self, pass: &VisitorPass, now: i64) -> Result<bool> {
         let path = self.path.clone();
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, &e))?;
-        tx.execute("DELETE FROM used_passes WHERE expires_at <= ?1", [now]).map_err(|e| db_err(&path, &e))?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).in_db(&path)?;
+        tx.execute("DELETE FROM used_passes WHERE expires_at <= ?1", [now]).in_db(&path)?;
         let fresh = tx
             .execute(
                 "INSERT INTO used_passes (pass_id, expires_at) VALUES (?1, ?2) ON CONFLICT(pass_id) DO NOTHING",
                 params![&pass.id.0[..], pass.valid_until],
             )
-            .map_err(|e| db_err(&path, &e))?
+            .in_db(&path)?
             == 1;
-        tx.commit().map_err(|e| db_err(&path, &e))?;
+        tx.commit().in_db(&path)?;
         Ok(fresh)
     }
 
     /// How many used or cancelled passes are remembered (each only until its window ends).
     pub fn used_pass_count(&self) -> Result<i64> {
-        self.conn.query_row("SELECT COUNT(*) FROM used_passes", [], |r| r.get(0)).map_err(|e| self.err(&e))
+        self.conn.query_row("SELECT COUNT(*) FROM used_passes", [], |r| r.get(0)).in_db(&self.path)
     }
 
     /// Chains a "visitor pass issued" (or "cancelled") event naming only the pass's random id.
     pub fn audit_pass(&mut self, event: &str, pass: &VisitorPass, now: i64) -> Result<()> {
         let path = self.path.clone();
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, &e))?;
-        append_audit(&tx, now, event, &format!("pass:{}", pass.id.to_hex())).map_err(|e| db_err(&path, &e))?;
-        tx.commit().map_err(|e| db_err(&path, &e))
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).in_db(&path)?;
+        append_audit(&tx, now, event, &format!("pass:{}", pass.id.to_hex())).in_db(&path)?;
+        tx.commit().in_db(&path)
     }
 }

@@ -45,12 +45,34 @@ pub use templates::{KeyGeneration, KeysInUse, LiveTemplates, Rekey, RevocationRe
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// SQLite refused (corrupt file, disk full, locked...).
-    #[error("database {path}: {reason}")]
-    Database {
+    #[error("database {}: {source}{}", path.display(), sqlite_hint(source))]
+    Sqlite {
         /// The database file.
         path: PathBuf,
-        /// SQLite's message.
-        reason: String,
+        /// SQLite's error.
+        source: rusqlite::Error,
+    },
+    /// There is no database where the config says (an audit or a report never creates one).
+    #[error("database {}: no database here; check `store.database` in the config", path.display())]
+    Missing {
+        /// Where it was looked for.
+        path: PathBuf,
+    },
+    /// The database's folder could not be created.
+    #[error("database {}: creating its folder: {source}; check the path and the service user's rights", path.display())]
+    Folder {
+        /// The database file.
+        path: PathBuf,
+        /// The reason.
+        source: std::io::Error,
+    },
+    /// The file opens but its content is inconsistent (SQLite's integrity check, a broken audit chain).
+    #[error("database {}: {what}; stop the service and restore the last backup", path.display())]
+    Damaged {
+        /// The database file.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
     },
     /// The file is newer than this program.
     #[error("database schema version {found} is newer than this facegate understands ({supported}); upgrade facegate")]
@@ -130,10 +152,7 @@ impl Store {
     /// Opens a database that must already exist (an audit or a report must not create one).
     pub fn open_existing(path: &Path) -> Result<Self> {
         if !path.is_file() {
-            return Err(StoreError::Database {
-                path: path.to_path_buf(),
-                reason: "no database here; check `store.database` in the config".into(),
-            });
+            return Err(StoreError::Missing { path: path.to_path_buf() });
         }
         Self::open(path)
     }
@@ -142,12 +161,13 @@ impl Store {
     pub fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
             use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| StoreError::Database {
-                path: path.to_path_buf(),
-                reason: format!("creating its folder: {e}"),
-            })?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|source| StoreError::Folder { path: path.to_path_buf(), source })?;
         }
-        let conn = Connection::open(path).map_err(|e| db_err(path, &e))?;
+        let conn = Connection::open(path).in_db(path)?;
         // Owner-only; SQLite gives the WAL and shared-memory files the database file's mode.
         if let Err(e) = std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)) {
             tracing::warn!("cannot make {} owner-only: {e}", path.display());
@@ -159,30 +179,25 @@ impl Store {
                 "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
                  PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;",
             )
-            .map_err(|e| store.err(&e))?;
+            .in_db(&store.path)?;
         store.migrate()?;
         Ok(store)
     }
 
-    fn err(&self, e: &rusqlite::Error) -> StoreError {
-        db_err(&self.path, e)
-    }
-
     /// Runs SQLite's own consistency check; `Ok(())` when it reports "ok".
     pub fn integrity_check(&self) -> Result<()> {
-        let report: String =
-            self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).map_err(|e| self.err(&e))?;
+        let report: String = self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).in_db(&self.path)?;
         if report == "ok" {
             Ok(())
         } else {
-            Err(StoreError::Database { path: self.path.clone(), reason: format!("integrity check: {report}") })
+            Err(StoreError::Damaged { path: self.path.clone(), what: format!("integrity check: {report}") })
         }
     }
 
     /// A number that changes whenever another connection (the CLI, the portal) commits a change; the daemon
     /// polls it to know when to reload its gallery.
     pub fn data_version(&self) -> Result<i64> {
-        self.conn.query_row("PRAGMA data_version", [], |r| r.get(0)).map_err(|e| self.err(&e))
+        self.conn.query_row("PRAGMA data_version", [], |r| r.get(0)).in_db(&self.path)
     }
 
     /// Rows this connection has inserted, updated or deleted since it opened: a job that left it unchanged
@@ -192,15 +207,29 @@ impl Store {
     }
 }
 
-fn db_err(path: &Path, e: &rusqlite::Error) -> StoreError {
-    use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
-    let damaged = matches!(e.sqlite_error_code(), Some(DatabaseCorrupt | NotADatabase));
-    let reason = if damaged {
-        format!("{e}: the file is damaged or not a facegate database; stop the service and restore the last backup")
-    } else {
-        e.to_string()
-    };
-    StoreError::Database { path: path.to_path_buf(), reason }
+/// Names the database file in SQLite's errors, keeping SQLite's error as the source: the one mapping every
+/// query of the store goes through.
+trait InDatabase<T> {
+    fn in_db(self, path: &Path) -> Result<T>;
+}
+
+impl<T> InDatabase<T> for rusqlite::Result<T> {
+    fn in_db(self, path: &Path) -> Result<T> {
+        self.map_err(|source| StoreError::Sqlite { path: path.to_path_buf(), source })
+    }
+}
+
+/// What to do about a SQLite error, where there is something to say beyond SQLite's own message.
+fn sqlite_hint(e: &rusqlite::Error) -> &'static str {
+    use rusqlite::ErrorCode::{DatabaseBusy, DatabaseCorrupt, DatabaseLocked, DiskFull, NotADatabase};
+    match e.sqlite_error_code() {
+        Some(DatabaseCorrupt | NotADatabase) => {
+            ": the file is damaged or not a facegate database; stop the service and restore the last backup"
+        }
+        Some(DiskFull) => ": the disk is full; free space on the data partition",
+        Some(DatabaseBusy | DatabaseLocked) => ": another process holds the database; retry, or stop it",
+        _ => "",
+    }
 }
 
 fn day_floor(t: i64) -> i64 {

@@ -51,18 +51,18 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare("SELECT seq, kind, resident_id, at FROM compound_outbox ORDER BY seq LIMIT ?1")
-            .map_err(|e| self.err(&e))?;
+            .in_db(&self.path)?;
         let rows = stmt
             .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
                 Ok(OutboxEntry { seq: r.get(0)?, kind: r.get(1)?, resident_id: r.get(2)?, at: r.get(3)? })
             })
-            .map_err(|e| self.err(&e))?;
-        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(&e))
+            .in_db(&self.path)?;
+        rows.collect::<rusqlite::Result<_>>().in_db(&self.path)
     }
 
     /// Removes an announced change (the broker acknowledged it).
     pub fn outbox_done(&mut self, seq: i64) -> Result<()> {
-        self.conn.execute("DELETE FROM compound_outbox WHERE seq = ?1", [seq]).map_err(|e| self.err(&e))?;
+        self.conn.execute("DELETE FROM compound_outbox WHERE seq = ?1", [seq]).in_db(&self.path)?;
         Ok(())
     }
 
@@ -71,7 +71,7 @@ impl Store {
         self.conn
             .query_row("SELECT value FROM compound_state WHERE name = ?1", [name], |r| r.get(0))
             .optional()
-            .map_err(|e| self.err(&e))
+            .in_db(&self.path)
     }
 
     /// Sets a value of the compound link's state.
@@ -82,7 +82,7 @@ impl Store {
                  ON CONFLICT(name) DO UPDATE SET value = excluded.value",
                 params![name, value],
             )
-            .map_err(|e| self.err(&e))?;
+            .in_db(&self.path)?;
         Ok(())
     }
 }

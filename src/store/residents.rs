@@ -47,7 +47,7 @@ impl Store {
                 "INSERT OR IGNORE INTO residents (id, unit_label, created_at) VALUES (?1, ?2, ?3)",
                 params![resident_id, unit_label, now],
             )
-            .map_err(|e| self.err(&e))?;
+            .in_db(&self.path)?;
         if inserted == 0 {
             return Err(StoreError::DuplicateResident(resident_id.to_owned()));
         }
@@ -67,7 +67,7 @@ impl Store {
     pub fn grant_consent(&mut self, resident_id: &str, consent: &ConsentRecord) -> Result<()> {
         self.require_resident(resident_id)?;
         let path = self.path.clone();
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, &e))?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).in_db(&path)?;
         tx.execute(
             "INSERT INTO consent_records (resident_id, notice_version, notice_sha256, purpose, channel, granted_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -80,9 +80,9 @@ impl Store {
                 consent.granted_at
             ],
         )
-        .map_err(|e| db_err(&path, &e))?;
-        append_audit(&tx, consent.granted_at, "consent granted", resident_id).map_err(|e| db_err(&path, &e))?;
-        tx.commit().map_err(|e| db_err(&path, &e))
+        .in_db(&path)?;
+        append_audit(&tx, consent.granted_at, "consent granted", resident_id).in_db(&path)?;
+        tx.commit().in_db(&path)
     }
 
     pub(super) fn require_resident(&self, resident_id: &str) -> Result<()> {
@@ -90,7 +90,7 @@ impl Store {
             .conn
             .query_row("SELECT 1 FROM residents WHERE id = ?1", [resident_id], |r| r.get(0))
             .optional()
-            .map_err(|e| self.err(&e))?;
+            .in_db(&self.path)?;
         found.map(|_| ()).ok_or_else(|| StoreError::UnknownResident(resident_id.to_owned()))
     }
 
@@ -103,7 +103,7 @@ impl Store {
                 [resident_id],
                 |r| r.get(0),
             )
-            .map_err(|e| self.err(&e))?;
+            .in_db(&self.path)?;
         Ok(n > 0)
     }
 
@@ -113,7 +113,7 @@ impl Store {
             .query_row("SELECT MAX(revoked_at) FROM consent_records WHERE resident_id = ?1", [resident_id], |r| {
                 r.get(0)
             })
-            .map_err(|e| self.err(&e))
+            .in_db(&self.path)
     }
 
     /// The resident's live consent, if any (the latest one).
@@ -134,7 +134,7 @@ impl Store {
                 },
             )
             .optional()
-            .map_err(|e| self.err(&e))
+            .in_db(&self.path)
     }
 
     /// Every resident with their consent, template and PIN status; no biometric data.
@@ -149,7 +149,7 @@ impl Store {
                     EXISTS (SELECT 1 FROM pin_verifiers p WHERE p.resident_id = r.id)
                  FROM residents r LEFT JOIN sealed_templates t ON t.resident_id = r.id ORDER BY r.id",
             )
-            .map_err(|e| self.err(&e))?;
+            .in_db(&self.path)?;
         let rows = stmt
             .query_map([], |r| {
                 Ok(ResidentSummary {
@@ -163,8 +163,8 @@ impl Store {
                     has_pin: r.get(7)?,
                 })
             })
-            .map_err(|e| self.err(&e))?;
-        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(&e))
+            .in_db(&self.path)?;
+        rows.collect::<rusqlite::Result<_>>().in_db(&self.path)
     }
 
     /// Counts that an auditor checks after a crash: (templates without a live consent, templates without a
@@ -182,7 +182,7 @@ impl Store {
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
-            .map_err(|e| self.err(&e))
+            .in_db(&self.path)
     }
 
     /// The number of sealed templates, and of residents with a live consent.
@@ -194,7 +194,7 @@ impl Store {
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .map_err(|e| self.err(&e))
+            .in_db(&self.path)
     }
 
     /// Residents whose template was not used since `cutoff` (Unix seconds).
@@ -202,9 +202,9 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare("SELECT resident_id FROM sealed_templates WHERE last_used_at < ?1 ORDER BY resident_id")
-            .map_err(|e| self.err(&e))?;
-        let rows = stmt.query_map([cutoff], |r| r.get(0)).map_err(|e| self.err(&e))?;
-        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(&e))
+            .in_db(&self.path)?;
+        let rows = stmt.query_map([cutoff], |r| r.get(0)).in_db(&self.path)?;
+        rows.collect::<rusqlite::Result<_>>().in_db(&self.path)
     }
 
     /// Notes that a resident's template matched, coarsely: at most one write per
@@ -217,7 +217,7 @@ impl Store {
                 "UPDATE sealed_templates SET last_used_at = ?2 WHERE resident_id = ?1 AND last_used_at <= ?3",
                 params![resident_id, today, today - LAST_USED_GRANULARITY_SECS],
             )
-            .map_err(|e| self.err(&e))?;
+            .in_db(&self.path)?;
         Ok(n > 0)
     }
 }

@@ -156,7 +156,7 @@ pub struct TableSchema {
 
 impl Store {
     pub(super) fn migrate(&self) -> Result<()> {
-        let version: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| self.err(&e))?;
+        let version: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).in_db(&self.path)?;
         let supported = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
         if version > supported {
             return Err(StoreError::TooNew { found: version, supported });
@@ -165,33 +165,26 @@ impl Store {
             let next = idx + 1;
             self.conn
                 .execute_batch(&format!("BEGIN IMMEDIATE; {sql} PRAGMA user_version = {next}; COMMIT;"))
-                .map_err(|e| self.err(&e))?;
+                .in_db(&self.path)?;
         }
         Ok(())
     }
 
     /// Every table with its columns and declared types, for the auditor's schema check.
     pub fn schema(&self) -> Result<Vec<TableSchema>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
-            .map_err(|e| self.err(&e))?;
-        let names: Vec<String> = stmt
-            .query_map([], |r| r.get(0))
-            .map_err(|e| self.err(&e))?
-            .collect::<rusqlite::Result<_>>()
-            .map_err(|e| self.err(&e))?;
+        let mut stmt =
+            self.conn.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name").in_db(&self.path)?;
+        let names: Vec<String> =
+            stmt.query_map([], |r| r.get(0)).in_db(&self.path)?.collect::<rusqlite::Result<_>>().in_db(&self.path)?;
         let mut tables = Vec::new();
         for name in names {
-            let mut cols = self
-                .conn
-                .prepare("SELECT name, type FROM pragma_table_info(?1) ORDER BY cid")
-                .map_err(|e| self.err(&e))?;
+            let mut cols =
+                self.conn.prepare("SELECT name, type FROM pragma_table_info(?1) ORDER BY cid").in_db(&self.path)?;
             let columns = cols
                 .query_map([&name], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-                .map_err(|e| self.err(&e))?
+                .in_db(&self.path)?
                 .collect::<rusqlite::Result<_>>()
-                .map_err(|e| self.err(&e))?;
+                .in_db(&self.path)?;
             tables.push(TableSchema { name, columns });
         }
         Ok(tables)

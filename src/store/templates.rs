@@ -121,11 +121,10 @@ pub(super) fn rotate_keys_in(
     rekey: &Rekey<'_>,
     now: i64,
 ) -> Result<usize> {
-    let db = |e: rusqlite::Error| db_err(path, &e);
     // Keys rotated by another process since the caller loaded them: refuse before touching anything.
     require_generation(tx, path, rekey.generation)?;
     // The old transform key must open under the old master: otherwise the caller's keys are wrong.
-    if let Some(current) = current_transform_key(tx, rekey.old_master).map_err(db)? {
+    if let Some(current) = current_transform_key(tx, rekey.old_master).in_db(path)? {
         current.map_err(|source| StoreError::WrongMasterKey { source })?;
     }
     let rows: Vec<(String, Raw, Raw, Raw, Raw, Raw, Raw)> = tx
@@ -137,7 +136,7 @@ pub(super) fn rotate_keys_in(
             s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))?
                 .collect()
         })
-        .map_err(db)?;
+        .in_db(path)?;
     let mut renewed = 0;
     for (resident, version, transform, t_nonce, t_ct, k_nonce, k_ct) in rows {
         let carried = (|| {
@@ -159,18 +158,18 @@ pub(super) fn rotate_keys_in(
                     "UPDATE sealed_templates SET transform_id = ?2, nonce = ?3, ciphertext = ?4 WHERE resident_id = ?1",
                     params![resident, transform_to_sql(rekey.renewal.to()), &sealed.nonce[..], sealed.ciphertext],
                 )
-                .map_err(db)?;
+                .in_db(path)?;
                 renewed += 1;
             }
             Err(e) => tracing::warn!("the template of resident {resident} does not open ({e}); left behind, unusable"),
         }
     }
-    tx.execute("DELETE FROM transform_keys", []).map_err(db)?;
+    tx.execute("DELETE FROM transform_keys", []).in_db(path)?;
     rewrap_data_keys(tx, path, rekey.old_master, rekey.new_master)?;
     let secrets: Vec<(String, Vec<u8>, Vec<u8>)> = tx
         .prepare("SELECT name, nonce, ciphertext FROM device_secrets")
         .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect())
-        .map_err(db)?;
+        .in_db(path)?;
     for (name, nonce, ciphertext) in secrets {
         let label = secret_label(&name);
         let secret = sealed_from(nonce, ciphertext)
@@ -182,7 +181,7 @@ pub(super) fn rotate_keys_in(
             "UPDATE device_secrets SET nonce = ?2, ciphertext = ?3 WHERE name = ?1",
             params![name, &wrapped.nonce[..], wrapped.ciphertext],
         )
-        .map_err(db)?;
+        .in_db(path)?;
     }
     let wrapped = protect::wrap_transform_key(rekey.new_transform, rekey.new_master)
         .map_err(|source| StoreError::WrongMasterKey { source })?;
@@ -190,10 +189,10 @@ pub(super) fn rotate_keys_in(
         "INSERT INTO transform_keys (id, nonce, ciphertext, created_at) VALUES (?1, ?2, ?3, ?4)",
         params![transform_to_sql(rekey.new_transform.transform_id()), &wrapped.nonce[..], wrapped.ciphertext, now],
     )
-    .map_err(db)?;
+    .in_db(path)?;
     append_audit(tx, now, "key rotation", &format!("transform {:016x}", rekey.new_transform.transform_id().0))
-        .map_err(db)?;
-    tx.execute("UPDATE key_generation SET generation = generation + 1 WHERE id = 0", []).map_err(db)?;
+        .in_db(path)?;
+    tx.execute("UPDATE key_generation SET generation = generation + 1 WHERE id = 0", []).in_db(path)?;
     Ok(renewed)
 }
 
@@ -204,7 +203,7 @@ pub(super) fn read_generation(conn: &Connection) -> rusqlite::Result<KeyGenerati
 
 /// Inside a write's transaction: the caller's keys must be the current generation.
 pub(super) fn require_generation(conn: &Connection, path: &Path, held: KeyGeneration) -> Result<()> {
-    let current = read_generation(conn).map_err(|e| db_err(path, &e))?;
+    let current = read_generation(conn).in_db(path)?;
     if current == held {
         Ok(())
     } else {
@@ -239,11 +238,10 @@ pub(super) fn rewrap_data_keys(
     old: &AeadKey,
     new: &AeadKey,
 ) -> Result<()> {
-    let db = |e: rusqlite::Error| db_err(path, &e);
     let rows: Vec<(String, Raw, Raw)> = tx
         .prepare("SELECT resident_id, nonce, ciphertext FROM wrapped_keys")
         .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect())
-        .map_err(db)?;
+        .in_db(path)?;
     for (resident, nonce, ciphertext) in rows {
         let data_key = match sealed_from_values(nonce, ciphertext).and_then(|w| protect::unwrap_key(&w, old, &resident))
         {
@@ -259,7 +257,7 @@ pub(super) fn rewrap_data_keys(
             "UPDATE wrapped_keys SET nonce = ?2, ciphertext = ?3 WHERE resident_id = ?1",
             params![resident, &wrapped.nonce[..], wrapped.ciphertext],
         )
-        .map_err(db)?;
+        .in_db(path)?;
     }
     Ok(())
 }
@@ -307,7 +305,7 @@ impl Store {
             .conn
             .query_row("SELECT version FROM sealed_templates WHERE resident_id = ?1", [resident_id], |r| r.get(0))
             .optional()
-            .map_err(|e| self.err(&e))?;
+            .in_db(&self.path)?;
         let version = previous.map_or(1, |v| v + 1);
         let data_key = AeadKey::generate();
         let sealed_err = |source| StoreError::Sealed { resident: resident_id.to_owned(), source };
@@ -315,7 +313,7 @@ impl Store {
         let sealed = protect::seal_template(template, &data_key, context).map_err(sealed_err)?;
         let wrapped = protect::wrap_key(&data_key, keys.master, resident_id).map_err(sealed_err)?;
         let path = self.path.clone();
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, &e))?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).in_db(&path)?;
         require_generation(&tx, &path, keys.generation)?;
         tx.execute("DELETE FROM sealed_templates WHERE resident_id = ?1", [resident_id])
             .and_then(|_| tx.execute("DELETE FROM wrapped_keys WHERE resident_id = ?1", [resident_id]))
@@ -332,16 +330,16 @@ impl Store {
                     params![resident_id, version, transform_to_sql(template.transform()), &sealed.nonce[..], sealed.ciphertext, day_floor(now)],
                 )
             })
-            .map_err(|e| db_err(&path, &e))?;
+            .in_db(&path)?;
         let event = match origin {
             ChangeOrigin::Local => "enrol",
             ChangeOrigin::Compound => "enrol (from the compound)",
         };
-        append_audit(&tx, now, event, resident_id).map_err(|e| db_err(&path, &e))?;
+        append_audit(&tx, now, event, resident_id).in_db(&path)?;
         if self.replicated && origin == ChangeOrigin::Local {
-            queue_for_compound(&tx, "template", resident_id, now).map_err(|e| db_err(&path, &e))?;
+            queue_for_compound(&tx, "template", resident_id, now).in_db(&path)?;
         }
-        tx.commit().map_err(|e| db_err(&path, &e))?;
+        tx.commit().in_db(&path)?;
         Ok(version)
     }
 
@@ -357,17 +355,17 @@ impl Store {
                      SELECT 1 FROM consent_records c WHERE c.resident_id = t.resident_id AND c.revoked_at IS NULL)
                  ORDER BY t.resident_id",
             )
-            .map_err(|e| self.err(&e))?;
+            .in_db(&self.path)?;
         // Columns are read as raw values so that one tampered row (a wrong type, say) is reported on its own
         // instead of failing the whole load.
         let rows = stmt
             .query_map([], |r| {
                 Ok([r.get::<_, Raw>(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?])
             })
-            .map_err(|e| self.err(&e))?;
+            .in_db(&self.path)?;
         let (mut templates, mut failures) = (Vec::new(), Vec::new());
         for row in rows {
-            let [resident, version, t_nonce, t_ct, k_nonce, k_ct, row_transform] = row.map_err(|e| self.err(&e))?;
+            let [resident, version, t_nonce, t_ct, k_nonce, k_ct, row_transform] = row.in_db(&self.path)?;
             let Raw::Text(resident) = resident else {
                 failures.push(StoreError::Sealed {
                     resident: "(unreadable id)".into(),
@@ -456,22 +454,22 @@ impl Store {
             self.require_resident(resident_id)?;
         }
         let path = self.path.clone();
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, &e))?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).in_db(&path)?;
         let mut receipts = Vec::with_capacity(residents.len());
         for resident_id in residents {
-            let deleted = shred_rows(&tx, resident_id, now, reason).map_err(|e| db_err(&path, &e))?;
+            let deleted = shred_rows(&tx, resident_id, now, reason).in_db(&path)?;
             let event = match origin {
                 ChangeOrigin::Local => shred_event(reason).to_owned(),
                 ChangeOrigin::Compound => format!("{} (from the compound)", shred_event(reason)),
             };
-            let hash = append_audit(&tx, now, &event, resident_id).map_err(|e| db_err(&path, &e))?;
+            let hash = append_audit(&tx, now, &event, resident_id).in_db(&path)?;
             let announce = match reason {
                 ShredReason::Revoked => Some("revoked"),
                 ShredReason::MovedOut => Some("moved_out"),
                 ShredReason::Unused => None,
             };
             if let (true, ChangeOrigin::Local, Some(kind)) = (self.replicated, origin, announce) {
-                queue_for_compound(&tx, kind, resident_id, now).map_err(|e| db_err(&path, &e))?;
+                queue_for_compound(&tx, kind, resident_id, now).in_db(&path)?;
             }
             receipts.push(RevocationReceipt {
                 resident_id: resident_id.clone(),
@@ -481,7 +479,7 @@ impl Store {
             });
         }
         rotate_keys_in(&tx, &path, rekey, now)?;
-        tx.commit().map_err(|e| db_err(&path, &e))?;
+        tx.commit().in_db(&path)?;
         self.checkpoint_after_commit();
         Ok(receipts)
     }
@@ -497,7 +495,7 @@ impl Store {
 
     /// Whether `master` opens this database's current transform key (read only; creates nothing).
     pub fn opens_with(&self, master: &AeadKey) -> Result<bool> {
-        let current = current_transform_key(&self.conn, master).map_err(|e| self.err(&e))?;
+        let current = current_transform_key(&self.conn, master).in_db(&self.path)?;
         Ok(matches!(current, Some(Ok(_))))
     }
 
@@ -505,8 +503,8 @@ impl Store {
     /// A master key that does not open the stored one is [`StoreError::WrongMasterKey`].
     pub fn transform_key(&mut self, master: &AeadKey, now: i64) -> Result<TransformKey> {
         let path = self.path.clone();
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, &e))?;
-        if let Some(current) = current_transform_key(&tx, master).map_err(|e| db_err(&path, &e))? {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).in_db(&path)?;
+        if let Some(current) = current_transform_key(&tx, master).in_db(&path)? {
             return current.map_err(|source| StoreError::WrongMasterKey { source });
         }
         let key = TransformKey::generate();
@@ -516,10 +514,9 @@ impl Store {
             "INSERT INTO transform_keys (id, nonce, ciphertext, created_at) VALUES (?1, ?2, ?3, ?4)",
             params![transform_to_sql(key.transform_id()), &wrapped.nonce[..], wrapped.ciphertext, now],
         )
-        .map_err(|e| db_err(&path, &e))?;
-        append_audit(&tx, now, "transform key created", &format!("{:016x}", key.transform_id().0))
-            .map_err(|e| db_err(&path, &e))?;
-        tx.commit().map_err(|e| db_err(&path, &e))?;
+        .in_db(&path)?;
+        append_audit(&tx, now, "transform key created", &format!("{:016x}", key.transform_id().0)).in_db(&path)?;
+        tx.commit().in_db(&path)?;
         Ok(key)
     }
 
@@ -528,9 +525,9 @@ impl Store {
     /// were carried over to the new transform.
     pub fn rotate_keys(&mut self, rekey: &Rekey<'_>, now: i64) -> Result<usize> {
         let path = self.path.clone();
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, &e))?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).in_db(&path)?;
         let renewed = rotate_keys_in(&tx, &path, rekey, now)?;
-        tx.commit().map_err(|e| db_err(&path, &e))?;
+        tx.commit().in_db(&path)?;
         self.checkpoint_after_commit();
         Ok(renewed)
     }
@@ -541,14 +538,14 @@ impl Store {
         let master = keys.master;
         let path = self.path.clone();
         let label = secret_label(name);
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, &e))?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).in_db(&path)?;
         require_generation(&tx, &path, keys.generation)?;
         let stored: Option<(Vec<u8>, Vec<u8>)> = tx
             .query_row("SELECT nonce, ciphertext FROM device_secrets WHERE name = ?1", [name], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .optional()
-            .map_err(|e| db_err(&path, &e))?;
+            .in_db(&path)?;
         if let Some((nonce, ciphertext)) = stored {
             return sealed_from(nonce, ciphertext)
                 .and_then(|w| protect::unwrap_key(&w, master, &label))
@@ -561,19 +558,19 @@ impl Store {
             "INSERT INTO device_secrets (name, nonce, ciphertext) VALUES (?1, ?2, ?3)",
             params![name, &wrapped.nonce[..], wrapped.ciphertext],
         )
-        .map_err(|e| db_err(&path, &e))?;
-        tx.commit().map_err(|e| db_err(&path, &e))?;
+        .in_db(&path)?;
+        tx.commit().in_db(&path)?;
         Ok(secret)
     }
 
     /// The current generation of the device keys: raised by every rotation, in its transaction.
     pub fn key_generation(&self) -> Result<KeyGeneration> {
-        read_generation(&self.conn).map_err(|e| self.err(&e))
+        read_generation(&self.conn).in_db(&self.path)
     }
 
     /// Whether any device key is stored (a database that has been used).
     pub fn has_device_keys(&self) -> Result<bool> {
-        self.conn.query_row("SELECT EXISTS (SELECT 1 FROM transform_keys)", [], |r| r.get(0)).map_err(|e| self.err(&e))
+        self.conn.query_row("SELECT EXISTS (SELECT 1 FROM transform_keys)", [], |r| r.get(0)).in_db(&self.path)
     }
 }
 
