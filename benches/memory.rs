@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use facegate::policy::consent::ConsentRecord;
 use facegate::registry::{MasterKeySource, Registry, RegistryPolicy};
-use facegate::store::ConsentRecord;
 use facegate::vision::embed::{Embedding, EMBEDDING_DIM};
 use rand::{Rng, SeedableRng};
 

@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use facegate::policy::consent::ConsentRecord;
 use facegate::registry::{MasterKeySource, Registry, RegistryPolicy};
-use facegate::store::ConsentRecord;
 use facegate::vision::embed::{Embedding, EMBEDDING_DIM};
 use rand::{Rng, SeedableRng};
 

@@ -286,7 +286,7 @@ fn three_gates_enrol_once_revoke_everywhere_survive_cuts_and_restarts() {
         gate.stop();
     }
     let store_a = facegate::store::Store::open_existing(&gates[0].dir.join("data/facegate.sqlite")).unwrap();
-    let pins = |cells: Vec<facegate::store::PassageCount>| -> i64 {
+    let pins = |cells: Vec<facegate::policy::passage::PassageCount>| -> i64 {
         cells.iter().filter(|c| c.method == "pin" && c.outcome == "opened").map(|c| c.count).sum()
     };
     let day = facegate::store::unix_now() - 86_400;

@@ -20,10 +20,11 @@ use facegate::capture::{decode_file, CaptureError, DecodeLimits, Frame, FrameSou
 use facegate::devices::contacts::{Contact, SimulatedContacts};
 use facegate::devices::{RelayLog, SimulatedRelay};
 use facegate::gate::{self, GateHardware, GateSettings, GateStatus};
+use facegate::policy::consent::ConsentRecord;
 use facegate::policy::decide::FaceIntent;
 use facegate::registry::owner::{OwnerSettings, RegistryOwner};
 use facegate::registry::{MasterKeySource, Registry, RegistryPolicy};
-use facegate::store::{ConsentRecord, Store};
+use facegate::store::Store;
 use facegate::vision::embed::{Embedding, EMBEDDING_DIM};
 use facegate::vision::enrol::{EnrolmentSession, QualityGate};
 use facegate::vision::liveness::DEFAULT_LIVE_THRESHOLD;

@@ -10,9 +10,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use facegate::capture::{decode_file, DecodeLimits};
+use facegate::policy::consent::ConsentRecord;
 use facegate::protect::{self, AeadKey, Sealed, TemplateContext, TransformId};
 use facegate::registry::{MasterKeySource, Registry, RegistryPolicy};
-use facegate::store::{unix_now, ConsentRecord, Store};
+use facegate::store::{unix_now, Store};
 use facegate::vision::embed::{Embedding, EMBEDDING_DIM};
 use facegate::vision::enrol::{EnrolmentSession, QualityGate};
 use facegate::vision::liveness::DEFAULT_LIVE_THRESHOLD;

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::store::{rfc3339, AuditEvent, Store};
+use crate::store::{AuditEvent, Store};
+
+use crate::policy::rfc3339;
 
 /// The report format's name, in every report.
 pub const FORMAT: &str = "facegate-audit/1";

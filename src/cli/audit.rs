@@ -96,7 +96,7 @@ fn print_report(report: &AuditReport) {
     for d in &report.deletions {
         println!(
             "        {}  {:<20} {}  receipt code {}",
-            crate::store::rfc3339(d.at),
+            crate::policy::rfc3339(d.at),
             d.event,
             d.subject,
             d.verification_code

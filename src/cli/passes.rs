@@ -10,8 +10,9 @@ use serde_json::json;
 use super::residents::{open_registry, StoreArgs};
 use crate::config::Config;
 use crate::policy::counts::{self, Granularity};
+use crate::policy::rfc3339;
 use crate::protect::pass::MAX_PASS_VALIDITY_SECS;
-use crate::store::{rfc3339, unix_now};
+use crate::store::unix_now;
 
 /// `facegate pass`
 #[derive(Debug, Subcommand)]

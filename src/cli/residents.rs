@@ -15,9 +15,10 @@ use zeroize::Zeroizing;
 
 use crate::capture::{decode_file, DecodeLimits, Frame};
 use crate::config::{CaptureConfig, Config};
+use crate::policy::consent::ConsentRecord;
 use crate::protect::Pin;
 use crate::registry::{MasterKeySource, Registry};
-use crate::store::{unix_now, ConsentRecord, ResidentSummary, RevocationReceipt};
+use crate::store::{unix_now, ResidentSummary, RevocationReceipt};
 use crate::vision::enrol::{EnrolmentSession, FrameVerdict, QualityGate};
 use crate::vision::liveness::LivenessModel;
 use crate::vision::pipeline::FacePipeline;
@@ -139,7 +140,7 @@ pub struct EnrollArgs {
 }
 
 fn date(t: i64) -> String {
-    crate::store::rfc3339(t).chars().take(10).collect()
+    crate::policy::rfc3339(t).chars().take(10).collect()
 }
 
 /// Root would create (or rotate) files the daemon's own user cannot read: the gate would then fail at its

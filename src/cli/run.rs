@@ -11,8 +11,8 @@ use super::residents::{refuse_root_on_service_store, StoreArgs, PASSPHRASE_ENV};
 use crate::config::Config;
 use crate::daemon::{self, DaemonOptions};
 use crate::gate::GateReport;
+use crate::policy::passage::EntryMethod;
 use crate::protect::hardening::harden_process;
-use crate::store::EntryMethod;
 
 /// `facegate run`
 #[derive(Debug, Args)]

@@ -14,9 +14,10 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
+use crate::policy::consent::{ConsentRecord, ShredReason};
+use crate::policy::passage::PassageCount;
 use crate::protect::seal::NONCE_LEN;
 use crate::protect::{self, AeadKey, ProtectedTemplate, Rotation, SealError, Sealed, TransformKey};
-use crate::store::{ConsentRecord, PassageCount, ShredReason};
 use crate::vision::embed::EMBEDDING_DIM;
 
 /// First bytes of every payload: the format version.

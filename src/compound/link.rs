@@ -18,9 +18,10 @@ use async_nats::jetstream::{self, consumer, stream};
 use futures_util::StreamExt;
 
 use super::envelope::{Announcement, CompoundKeys};
+use crate::policy::consent::ShredReason;
 use crate::registry::owner::{OwnerError, RegistryHandle};
 use crate::registry::RegistryError;
-use crate::store::{unix_now, ShredReason};
+use crate::store::unix_now;
 
 /// The compound-state key holding the last broker sequence applied.
 const APPLIED: &str = "applied_seq";
@@ -131,7 +132,7 @@ struct Link {
     /// Connections the client made so far (a change means a reconnection).
     connects: u64,
     /// The counts last sent.
-    last_counts: Option<Vec<crate::store::PassageCount>>,
+    last_counts: Option<Vec<crate::policy::passage::PassageCount>>,
     /// Whether the outbox may hold entries to send (checked at start, after other connections' commits, and
     /// until a pass drains it).
     outbox_dirty: bool,

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::ActuateError;
-use crate::store::EntryMethod;
+use crate::policy::passage::EntryMethod;
 
 /// The default pins (BCM) of D0 and D1; hardware/README.md has the wiring.
 pub const DEFAULT_D0: u8 = 8;

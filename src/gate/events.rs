@@ -18,7 +18,8 @@ use super::{lock, Admission, GateError, GateReport, GateSettings, Input, Shared}
 use crate::devices::contacts::{Contact, ContactChange};
 use crate::devices::{ActuateError, Indicator, MethodCards, Signal, Wiegand26};
 use crate::policy::decide::{Decider, Decision, DoorAlarm, FaceIntent, GateEvent, PinCheck};
-use crate::store::{unix_now, EntryMethod};
+use crate::policy::passage::EntryMethod;
+use crate::store::unix_now;
 
 pub(super) struct EventLoop<'a> {
     pub(super) shared: &'a Shared,

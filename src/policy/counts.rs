@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::store::PassageCount;
+use crate::policy::passage::PassageCount;
 
 /// Counts from 1 up to this are never shown.
 pub const SMALL_CELL_MAX: i64 = 10;
@@ -151,7 +151,13 @@ fn hours_to_hide(hours: &BTreeMap<i64, i64>) -> Vec<i64> {
 pub fn to_csv(cells: &[PublishedCell]) -> String {
     let mut out = String::from("start_utc,method,outcome,count\n");
     for c in cells {
-        out.push_str(&format!("{},{},{},{}\n", crate::store::rfc3339(c.start), c.method, c.outcome, c.count.as_text()));
+        out.push_str(&format!(
+            "{},{},{},{}\n",
+            crate::policy::rfc3339(c.start),
+            c.method,
+            c.outcome,
+            c.count.as_text()
+        ));
     }
     out
 }

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use crate::policy::matching::{FrameAgreement, Slot};
-use crate::store::{EntryMethod, PassageOutcome};
+use crate::policy::passage::{EntryMethod, PassageOutcome};
 
 /// Something that happened at the gate.
 #[derive(Clone, Debug, PartialEq)]

@@ -8,3 +8,9 @@ pub mod consent;
 pub mod matching;
 pub mod decide;
 pub mod counts;
+
+/// A time (Unix seconds) as RFC 3339 UTC, e.g. `2026-11-24T12:00:00Z`; times before 1970 show as 1970.
+pub fn rfc3339(t: i64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(t).unwrap_or(0));
+    humantime::format_rfc3339_seconds(at).to_string()
+}

@@ -17,10 +17,12 @@ use super::auth::{self, Role};
 use super::i18n::{t, tf, Lang};
 use super::views::{self, csrf_field, error_line, layout};
 use super::PortalState;
+use crate::policy::consent::ConsentRecord;
 use crate::policy::counts::{self, Granularity};
+use crate::policy::rfc3339;
 use crate::protect::Pin;
 use crate::registry::Registry;
-use crate::store::{rfc3339, unix_now, ConsentRecord};
+use crate::store::unix_now;
 use crate::vision::enrol::{DeskProgress, QualityGate};
 
 type Shared = State<Arc<PortalState>>;

@@ -24,14 +24,13 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use zeroize::Zeroizing;
 
+use crate::policy::consent::{ConsentRecord, ShredReason};
 use crate::policy::decide::PinCheck;
 use crate::policy::matching::{threshold_for_fpir, GalleryError, Slot, SFACE_CALIBRATION};
 use crate::protect::keys::{self, KeyError, KeyFileLock, MasterKeyFile};
 use crate::protect::pass::{PassError, PassKey, VisitorPass};
 use crate::protect::{self, AeadKey, Pin, PinError, PinPepper, ProtectedTemplate, Rotation, TransformId, TransformKey};
-use crate::store::{
-    ChangeOrigin, ConsentRecord, KeyGeneration, KeysInUse, Rekey, RevocationReceipt, ShredReason, Store, StoreError,
-};
+use crate::store::{ChangeOrigin, KeyGeneration, KeysInUse, Rekey, RevocationReceipt, Store, StoreError};
 use crate::vision::embed::Embedding;
 pub use snapshot::{GallerySnapshot, Identified};
 

@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 
 use super::{GallerySnapshot, Registry};
-use crate::store::{unix_now, EntryMethod, PassageOutcome};
+use crate::policy::passage::{EntryMethod, PassageOutcome};
+use crate::store::unix_now;
 
 /// Why a job got no reply.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -19,8 +19,8 @@ use crate::protect::{
 use audit_log::append_audit;
 use outbox::queue_for_compound;
 
-pub use crate::policy::consent::{ConsentRecord, ShredReason};
-pub use crate::policy::passage::{EntryMethod, PassageCount, PassageOutcome};
+use crate::policy::consent::{ConsentRecord, ShredReason};
+use crate::policy::passage::{EntryMethod, PassageCount, PassageOutcome};
 
 mod schema;
 mod residents;
@@ -131,12 +131,6 @@ pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-/// A store time (Unix seconds) as RFC 3339 UTC, e.g. `2026-11-24T12:00:00Z`; times before 1970 show as 1970.
-pub fn rfc3339(t: i64) -> String {
-    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(t).unwrap_or(0));
-    humantime::format_rfc3339_seconds(at).to_string()
 }
 
 /// The database.
