@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ::facegate::policy::passage::{EntryMethod, PassageOutcome};
 use common::compound::{facegate, nats_server, Broker, Gate, Relay, COMPOUND, FACE_OPENED, OFFLINE_LIMIT_S};
 use common::daemon::free_port;
 
@@ -287,7 +288,11 @@ fn three_gates_enrol_once_revoke_everywhere_survive_cuts_and_restarts() {
     }
     let store_a = facegate::store::Store::open_existing(&gates[0].dir.join("data/facegate.sqlite")).unwrap();
     let pins = |cells: Vec<facegate::policy::passage::PassageCount>| -> i64 {
-        cells.iter().filter(|c| c.method == "pin" && c.outcome == "opened").map(|c| c.count).sum()
+        cells
+            .iter()
+            .filter(|c| c.method == EntryMethod::Pin && c.outcome == PassageOutcome::Opened)
+            .map(|c| c.count)
+            .sum()
     };
     let day = facegate::store::unix_now() - 86_400;
     assert_eq!(pins(store_a.passage_counts(day, day + 2 * 86_400).unwrap()), 0);

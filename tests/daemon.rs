@@ -22,6 +22,7 @@ use facegate::devices::{RelayLog, SimulatedRelay};
 use facegate::gate::{self, GateHardware, GateSettings, GateStatus};
 use facegate::policy::consent::ConsentRecord;
 use facegate::policy::decide::FaceIntent;
+use facegate::policy::passage::{EntryMethod, PassageOutcome};
 use facegate::registry::owner::{OwnerSettings, RegistryOwner};
 use facegate::registry::{MasterKeySource, Registry, RegistryPolicy};
 use facegate::store::Store;
@@ -65,7 +66,7 @@ fn guard_opened(db: &Path) -> i64 {
         .passage_counts(0, i64::MAX)
         .unwrap()
         .iter()
-        .filter(|c| c.method == "guard" && c.outcome == "opened")
+        .filter(|c| c.method == EntryMethod::Guard && c.outcome == PassageOutcome::Opened)
         .map(|c| c.count)
         .sum()
 }

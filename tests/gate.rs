@@ -21,7 +21,7 @@ use facegate::devices::{MethodCards, RelayLog, Signal, SimulatedIndicator, Simul
 use facegate::gate::{self, GateError, GateHardware, GateReport, GateSettings, GateStatus};
 use facegate::policy::consent::ConsentRecord;
 use facegate::policy::decide::FaceIntent;
-use facegate::policy::passage::EntryMethod;
+use facegate::policy::passage::{EntryMethod, PassageOutcome};
 use facegate::protect::Pin;
 use facegate::registry::owner::{OwnerSettings, RegistryOwner};
 use facegate::registry::{MasterKeySource, Registry, RegistryPolicy};
@@ -263,7 +263,11 @@ async fn every_way_in_end_to_end_and_the_alternatives_without_a_camera() {
     let store = Store::open(&db).unwrap();
     let counts = store.passage_counts(0, i64::MAX).unwrap();
     let total = |method: &str, outcome: &str| {
-        counts.iter().filter(|c| c.method == method && c.outcome == outcome).map(|c| c.count).sum::<i64>()
+        counts
+            .iter()
+            .filter(|c| c.method.as_str() == method && c.outcome.as_str() == outcome)
+            .map(|c| c.count)
+            .sum::<i64>()
     };
     assert_eq!(
         [
@@ -371,6 +375,10 @@ async fn a_printed_photo_of_a_resident_is_refused_and_the_live_resident_opens() 
     let report = gate.await.unwrap().unwrap();
     assert_eq!(report.admissions[0].method, EntryMethod::Face);
     let counts = Store::open(&db).unwrap().passage_counts(0, i64::MAX).unwrap();
-    let refused: i64 = counts.iter().filter(|c| c.method == "face" && c.outcome == "refused").map(|c| c.count).sum();
+    let refused: i64 = counts
+        .iter()
+        .filter(|c| c.method == EntryMethod::Face && c.outcome == PassageOutcome::Refused)
+        .map(|c| c.count)
+        .sum();
     assert_eq!(refused, i64::try_from(report.refusals).unwrap(), "not-live refusals are counted as refused faces");
 }

@@ -15,7 +15,7 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use crate::policy::consent::{ConsentRecord, ShredReason};
-use crate::policy::passage::PassageCount;
+use crate::policy::passage::{EntryMethod, PassageCount, PassageOutcome};
 use crate::protect::seal::NONCE_LEN;
 use crate::protect::{self, AeadKey, ProtectedTemplate, Rotation, SealError, Sealed, TransformKey};
 use crate::vision::embed::EMBEDDING_DIM;
@@ -235,7 +235,10 @@ impl CompoundKeys {
             },
             Announcement::Counts { origin, counts } => Wire::Counts {
                 origin: origin.clone(),
-                cells: counts.iter().map(|c| (c.hour_start, c.method.clone(), c.outcome.clone(), c.count)).collect(),
+                cells: counts
+                    .iter()
+                    .map(|c| (c.hour_start, c.method.as_str().to_owned(), c.outcome.as_str().to_owned(), c.count))
+                    .collect(),
             },
         };
         let mut plaintext = Zeroizing::new(Vec::with_capacity(PLAINTEXT_ROOM));
@@ -306,8 +309,18 @@ impl CompoundKeys {
                 origin,
                 counts: cells
                     .into_iter()
-                    .map(|(hour_start, method, outcome, count)| PassageCount { hour_start, method, outcome, count })
-                    .collect(),
+                    .map(|(hour_start, method, outcome, count)| {
+                        // Names from the network are parsed here; a kind this version does not know is refused,
+                        // never stored as a new kind.
+                        Ok(PassageCount {
+                            hour_start,
+                            method: EntryMethod::parse(&method).ok_or(EnvelopeError::Content("entry method"))?,
+                            outcome: PassageOutcome::parse(&outcome)
+                                .ok_or(EnvelopeError::Content("passage outcome"))?,
+                            count,
+                        })
+                    })
+                    .collect::<Result<_, EnvelopeError>>()?,
             },
         };
         // The subject is chosen by the sender and bound by the seal; it must also be the right one, so the
@@ -403,7 +416,12 @@ mod tests {
             k.open(&subject, &payload).unwrap(),
             Announcement::Shred { reason: ShredReason::MovedOut, at: 9, .. }
         ));
-        let counts = vec![PassageCount { hour_start: 3600, method: "pin".into(), outcome: "opened".into(), count: 12 }];
+        let counts = vec![PassageCount {
+            hour_start: 3600,
+            method: EntryMethod::Pin,
+            outcome: PassageOutcome::Opened,
+            count: 12,
+        }];
         let (subject, payload) =
             k.seal(&Announcement::Counts { origin: "gate-c".into(), counts: counts.clone() }).unwrap();
         assert_eq!(subject, "facegate.maple-court.counts.gate-c");

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::policy::passage::PassageCount;
+use crate::policy::passage::{EntryMethod, PassageCount, PassageOutcome};
 
 /// Counts from 1 up to this are never shown.
 pub const SMALL_CELL_MAX: i64 = 10;
@@ -57,10 +57,10 @@ impl Published {
 pub struct PublishedCell {
     /// Start of the bin, Unix seconds (UTC instant of the local hour or midnight).
     pub start: i64,
-    /// Entry method (`face`, `pin`, `visitor_pass`, `guard`).
-    pub method: String,
-    /// `opened` or `refused`.
-    pub outcome: String,
+    /// Entry method (`face`, `pin`, `visitor_pass`, `guard` in JSON).
+    pub method: EntryMethod,
+    /// `opened` or `refused` in JSON.
+    pub outcome: PassageOutcome,
     /// The count, or suppressed.
     pub count: Published,
 }
@@ -92,22 +92,17 @@ pub fn day_start(at: i64, utc_offset_secs: i64) -> i64 {
 /// Zero cells are not listed. The input may be in any order.
 pub fn publish(counts: &[PassageCount], granularity: Granularity, utc_offset_secs: i64) -> Vec<PublishedCell> {
     // (day, method, outcome) -> hour -> count
-    let mut days: BTreeMap<(i64, &str, &str), BTreeMap<i64, i64>> = BTreeMap::new();
+    let mut days: BTreeMap<(i64, EntryMethod, PassageOutcome), BTreeMap<i64, i64>> = BTreeMap::new();
     for c in counts.iter().filter(|c| c.count > 0) {
         *days
-            .entry((day_start(c.hour_start, utc_offset_secs), c.method.as_str(), c.outcome.as_str()))
+            .entry((day_start(c.hour_start, utc_offset_secs), c.method, c.outcome))
             .or_default()
             .entry(c.hour_start)
             .or_default() += c.count;
     }
     let mut out = Vec::new();
     for ((day, method, outcome), hours) in days {
-        let cell = |start: i64, count: Published| PublishedCell {
-            start,
-            method: method.to_owned(),
-            outcome: outcome.to_owned(),
-            count,
-        };
+        let cell = |start: i64, count: Published| PublishedCell { start, method, outcome, count };
         match granularity {
             Granularity::Day => out.push(cell(day, suppress_small(hours.values().sum()))),
             Granularity::Hour => {
@@ -169,7 +164,8 @@ mod tests {
     use proptest::prelude::*;
 
     fn count(hour: i64, method: &str, outcome: &str, n: i64) -> PassageCount {
-        PassageCount { hour_start: hour * 3600, method: method.into(), outcome: outcome.into(), count: n }
+        let method = EntryMethod::parse(method).unwrap();
+        PassageCount { hour_start: hour * 3600, method, outcome: PassageOutcome::parse(outcome).unwrap(), count: n }
     }
 
     fn shown(cells: &[PublishedCell]) -> Vec<Option<i64>> {

@@ -112,7 +112,7 @@ pub fn counts_chart(lang: Lang, id: &str, cells: &[PublishedCell], label_of: imp
     let mut bins: Vec<i64> = cells.iter().map(|c| c.start).collect();
     bins.sort_unstable();
     bins.dedup();
-    let mut series: Vec<(String, String)> = cells.iter().map(|c| (c.method.clone(), c.outcome.clone())).collect();
+    let mut series: Vec<_> = cells.iter().map(|c| (c.method, c.outcome)).collect();
     series.sort();
     series.dedup();
     let max = cells
@@ -133,10 +133,10 @@ pub fn counts_chart(lang: Lang, id: &str, cells: &[PublishedCell], label_of: imp
         svg id=(id) role="img" aria-label=(id) width=(width) height=(height) viewBox={ "0 0 " (width) " " (height) } xmlns="http://www.w3.org/2000/svg" {
             @for (row, (method, outcome)) in series.iter().enumerate() {
                 @let base = row_h * (row as f64 + 1.0);
-                text x="2" y=(base - 16.0) { (method) " / " (outcome) }
+                text x="2" y=(base - 16.0) { (method.as_str()) " / " (outcome.as_str()) }
                 @for (i, bin) in bins.iter().enumerate() {
                     @let x = left + bar_w * i as f64;
-                    @let cell = cells.iter().find(|c| c.start == *bin && &c.method == method && &c.outcome == outcome);
+                    @let cell = cells.iter().find(|c| c.start == *bin && c.method == *method && c.outcome == *outcome);
                     @match cell.map(|c| c.count) {
                         Some(Published::Count(n)) if n > 0 => {
                             @let h = 34.0 * n as f64 / max as f64;

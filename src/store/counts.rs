@@ -1,7 +1,36 @@
 //! Counts: passages as hourly counts per method and outcome, this gate's and the compound's other gates'. Never a row
 //! per passage.
 
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput};
+
 use super::*;
+
+// The pure core's names are the stored ones; unknown names in the file are an error, never a new kind.
+impl ToSql for EntryMethod {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for EntryMethod {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let name = value.as_str()?;
+        Self::parse(name).ok_or_else(|| FromSqlError::Other(format!("unknown entry method {name:?}").into()))
+    }
+}
+
+impl ToSql for PassageOutcome {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for PassageOutcome {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let name = value.as_str()?;
+        Self::parse(name).ok_or_else(|| FromSqlError::Other(format!("unknown passage outcome {name:?}").into()))
+    }
+}
 
 impl Store {
     /// Adds one passage to its hour's pre-aggregated count. Nothing about who passed is kept.
@@ -10,7 +39,7 @@ impl Store {
             .execute(
                 "INSERT INTO passage_counts (hour_start, method, outcome, count) VALUES (?1, ?2, ?3, 1)
                  ON CONFLICT(hour_start, method, outcome) DO UPDATE SET count = count + 1",
-                params![at - at.rem_euclid(3600), method.as_str(), outcome.as_str()],
+                params![at - at.rem_euclid(3600), method, outcome],
             )
             .in_db(&self.path)?;
         Ok(())
@@ -30,12 +59,7 @@ impl Store {
             tx.execute(
                 "INSERT INTO passage_counts (hour_start, method, outcome, count) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(hour_start, method, outcome) DO UPDATE SET count = count + ?4",
-                params![
-                    at - at.rem_euclid(3600),
-                    method.as_str(),
-                    outcome.as_str(),
-                    i64::try_from(n).unwrap_or(i64::MAX)
-                ],
+                params![at - at.rem_euclid(3600), method, outcome, i64::try_from(n).unwrap_or(i64::MAX)],
             )
             .in_db(&path)?;
         }

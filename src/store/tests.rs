@@ -160,7 +160,8 @@ fn compound_counts_add_every_gates_latest_report() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(&dir.path().join("facegate.sqlite")).unwrap();
     store.count_passage(3_600 * 10 + 5, EntryMethod::Pin, PassageOutcome::Opened).unwrap();
-    let cell = |count| PassageCount { hour_start: 36_000, method: "pin".into(), outcome: "opened".into(), count };
+    let cell =
+        |count| PassageCount { hour_start: 36_000, method: EntryMethod::Pin, outcome: PassageOutcome::Opened, count };
     store.set_gate_counts("gate-b", &[cell(4)]).unwrap();
     store.set_gate_counts("gate-c", &[cell(7)]).unwrap();
     store.set_gate_counts("gate-b", &[cell(5)]).unwrap(); // a later report replaces the earlier one
@@ -224,8 +225,8 @@ fn passages_are_kept_only_as_hourly_counts() {
     let counts = store.passage_counts(hour, hour + 7_200).unwrap();
     let row = |h: i64, m: &str, o: &str, n: i64| PassageCount {
         hour_start: h,
-        method: m.into(),
-        outcome: o.into(),
+        method: EntryMethod::parse(m).unwrap(),
+        outcome: PassageOutcome::parse(o).unwrap(),
         count: n,
     };
     assert_eq!(
