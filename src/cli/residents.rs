@@ -18,7 +18,7 @@ use crate::config::{CaptureConfig, Config};
 use crate::policy::consent::ConsentRecord;
 use crate::protect::Pin;
 use crate::registry::{MasterKeySource, Registry};
-use crate::store::{unix_now, ResidentSummary, RevocationReceipt};
+use crate::store::{unix_now, OutboxKind, ResidentSummary, RevocationReceipt};
 use crate::vision::enrol::{EnrolmentSession, FrameVerdict, QualityGate};
 use crate::vision::liveness::LivenessModel;
 use crate::vision::pipeline::FacePipeline;
@@ -391,7 +391,7 @@ fn wait_until_announced(registry: &Registry, resident: &str) -> bool {
         let pending = registry
             .store()
             .outbox(10_000)
-            .map(|entries| entries.iter().any(|e| e.resident_id == resident && e.kind != "template"))
+            .map(|entries| entries.iter().any(|e| e.resident_id == resident && e.kind != OutboxKind::Template))
             .unwrap_or(true);
         if !pending {
             return true;

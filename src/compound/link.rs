@@ -21,7 +21,7 @@ use super::envelope::{Announcement, CompoundKeys};
 use crate::policy::consent::ShredReason;
 use crate::registry::owner::{OwnerError, RegistryHandle};
 use crate::registry::RegistryError;
-use crate::store::unix_now;
+use crate::store::{unix_now, OutboxKind};
 
 /// The compound-state key holding the last broker sequence applied.
 const APPLIED: &str = "applied_seq";
@@ -493,7 +493,7 @@ impl Link {
         // transform inside the owner, never as an embedding).
         let batch = self
             .registry
-            .call(move |r| -> Result<Vec<(i64, String, Option<Announcement>)>, RegistryError> {
+            .call(move |r| -> Result<Vec<(i64, OutboxKind, Option<Announcement>)>, RegistryError> {
                 // The outbox may name a resident another process (the CLI) just enrolled: the gallery must
                 // hold them before their template is read from it, or the entry would pass for revoked.
                 r.reload_if_changed()?;
@@ -501,8 +501,8 @@ impl Link {
                 Ok(entries
                     .into_iter()
                     .map(|entry| {
-                        let announcement = match entry.kind.as_str() {
-                            "template" => {
+                        let announcement = match entry.kind {
+                            OutboxKind::Template => {
                                 let template = r.template_under(&entry.resident_id, keys.rotation());
                                 let consent = r.store().live_consent(&entry.resident_id).ok().flatten();
                                 match (template, consent) {
@@ -516,13 +516,16 @@ impl Link {
                                     _ => None,
                                 }
                             }
-                            kind @ ("revoked" | "moved_out") => Some(Announcement::Shred {
+                            OutboxKind::Revoked | OutboxKind::MovedOut => Some(Announcement::Shred {
                                 origin: gate.clone(),
                                 resident: entry.resident_id.clone(),
-                                reason: if kind == "moved_out" { ShredReason::MovedOut } else { ShredReason::Revoked },
+                                reason: if entry.kind == OutboxKind::MovedOut {
+                                    ShredReason::MovedOut
+                                } else {
+                                    ShredReason::Revoked
+                                },
                                 at: entry.at,
                             }),
-                            _ => None,
                         };
                         (entry.seq, entry.kind, announcement)
                     })

@@ -36,7 +36,7 @@ mod tests;
 pub use accounts::{EnrolmentCodeSummary, PortalAccount};
 pub use audit_log::AuditEvent;
 pub use credentials::PinRecord;
-pub use outbox::{ChangeOrigin, OutboxEntry};
+pub use outbox::{ChangeOrigin, OutboxEntry, OutboxKind};
 pub use residents::{ResidentSummary, LAST_USED_GRANULARITY_SECS};
 pub use schema::TableSchema;
 pub use templates::{KeyGeneration, KeysInUse, LiveTemplates, Rekey, RevocationReceipt};

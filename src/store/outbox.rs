@@ -1,7 +1,65 @@
 //! Compound outbox: the changes this gate still has to announce to the compound's other gates, written in the same
 //! transaction as the change, and the compound link's own state.
 
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput};
+
 use super::*;
+
+/// What a queued change announces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutboxKind {
+    /// A resident enrolled or re-enrolled here: their template and consent.
+    Template,
+    /// A resident withdrew consent here: a tombstone.
+    Revoked,
+    /// A resident moved out: a tombstone.
+    MovedOut,
+}
+
+impl OutboxKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Template => "template",
+            Self::Revoked => "revoked",
+            Self::MovedOut => "moved_out",
+        }
+    }
+
+    /// The tombstone a shredding announces, if it announces one (expiry stays per device).
+    pub fn for_shred(reason: ShredReason) -> Option<Self> {
+        match reason {
+            ShredReason::Revoked => Some(Self::Revoked),
+            ShredReason::MovedOut => Some(Self::MovedOut),
+            ShredReason::Unused => None,
+        }
+    }
+}
+
+impl std::fmt::Display for OutboxKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ToSql for OutboxKind {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+// Only this program writes the outbox (a newer schema is refused at open), so an unknown name is tampering:
+// an error, never a guess.
+impl FromSql for OutboxKind {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        match value.as_str()? {
+            "template" => Ok(Self::Template),
+            "revoked" => Ok(Self::Revoked),
+            "moved_out" => Ok(Self::MovedOut),
+            other => Err(FromSqlError::Other(format!("unknown outbox kind {other:?}").into())),
+        }
+    }
+}
 
 /// Where a change to the residents comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,18 +75,19 @@ pub enum ChangeOrigin {
 pub struct OutboxEntry {
     /// Order of the changes (announced in this order).
     pub seq: i64,
-    /// `template`, `revoked` or `moved_out`.
-    pub kind: String,
+    /// What it announces.
+    pub kind: OutboxKind,
     /// The resident's pseudonymous id.
     pub resident_id: String,
     /// When the change was made (Unix seconds).
     pub at: i64,
 }
 
-/// Deletes one resident's face data (and, by reason, PIN and residency) inside `tx`; returns what went.
+/// Queues a change for the compound inside the transaction that makes it, so the two happen together or not at
+/// all.
 pub(super) fn queue_for_compound(
     tx: &rusqlite::Transaction<'_>,
-    kind: &str,
+    kind: OutboxKind,
     resident_id: &str,
     at: i64,
 ) -> rusqlite::Result<()> {

@@ -337,7 +337,7 @@ impl Store {
         };
         append_audit(&tx, now, event, resident_id).in_db(&path)?;
         if self.replicated && origin == ChangeOrigin::Local {
-            queue_for_compound(&tx, "template", resident_id, now).in_db(&path)?;
+            queue_for_compound(&tx, OutboxKind::Template, resident_id, now).in_db(&path)?;
         }
         tx.commit().in_db(&path)?;
         Ok(version)
@@ -463,12 +463,7 @@ impl Store {
                 ChangeOrigin::Compound => format!("{} (from the compound)", shred_event(reason)),
             };
             let hash = append_audit(&tx, now, &event, resident_id).in_db(&path)?;
-            let announce = match reason {
-                ShredReason::Revoked => Some("revoked"),
-                ShredReason::MovedOut => Some("moved_out"),
-                ShredReason::Unused => None,
-            };
-            if let (true, ChangeOrigin::Local, Some(kind)) = (self.replicated, origin, announce) {
+            if let (true, ChangeOrigin::Local, Some(kind)) = (self.replicated, origin, OutboxKind::for_shred(reason)) {
                 queue_for_compound(&tx, kind, resident_id, now).in_db(&path)?;
             }
             receipts.push(RevocationReceipt {

@@ -126,9 +126,9 @@ fn replicated_changes_are_queued_in_their_transaction_and_received_ones_are_not(
         .store_template_from("received", &rotation.protect(&embedding(2)), gen0(&master), 101, ChangeOrigin::Compound)
         .unwrap();
     store.revoke_and_shred("local", 102, &rekey).unwrap();
-    let queued: Vec<(String, String)> =
+    let queued: Vec<(OutboxKind, String)> =
         store.outbox(10).unwrap().into_iter().map(|e| (e.kind, e.resident_id)).collect();
-    assert_eq!(queued, [("template".into(), "local".into()), ("revoked".into(), "local".into())]);
+    assert_eq!(queued, [(OutboxKind::Template, "local".into()), (OutboxKind::Revoked, "local".into())]);
     let receipt = store
         .shred_from_compound(
             "received",
@@ -148,7 +148,7 @@ fn replicated_changes_are_queued_in_their_transaction_and_received_ones_are_not(
     assert_eq!(store.last_revocation("received").unwrap(), Some(103));
     let first = store.outbox(1).unwrap()[0].seq;
     store.outbox_done(first).unwrap();
-    assert_eq!(store.outbox(10).unwrap()[0].kind, "revoked");
+    assert_eq!(store.outbox(10).unwrap()[0].kind, OutboxKind::Revoked);
     assert!(
         store.audit_events(&["enrol (from the compound)", "expire (moved out) (from the compound)"]).unwrap().len()
             == 2
