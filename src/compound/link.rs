@@ -136,7 +136,16 @@ struct Link {
     /// Whether the outbox may hold entries to send (checked at start, after other connections' commits, and
     /// until a pass drains it).
     outbox_dirty: bool,
+    /// Whether the stream exists (made or found once); after that the link only reads its state.
+    stream_ready: bool,
+    /// Whether "broker not answering" was logged since it last answered (logged once per outage).
+    broker_unreachable_logged: bool,
 }
+
+/// The broker's stream of this compound, as the link last saw it.
+type BrokerStream = stream::Stream;
+/// The link's reader of the stream, from its last applied sequence.
+type Messages = Option<consumer::pull::Ordered>;
 
 /// Runs the link until `stop` completes, applying what it receives through the daemon's registry owner.
 pub async fn run(
@@ -146,31 +155,7 @@ pub async fn run(
     health: Arc<LinkHealth>,
     stop: impl Future<Output = ()>,
 ) -> Result<(), LinkError> {
-    let setup = |reason: String| LinkError::Setup { broker: settings.broker.clone(), reason };
-    for (what, path) in [("ca", &settings.ca), ("cert", &settings.cert), ("key", &settings.key)] {
-        if !path.is_file() {
-            return Err(setup(format!(
-                "{what} file {} is missing (made by `facegate compound add-gate`)",
-                path.display()
-            )));
-        }
-    }
-    let client = async_nats::ConnectOptions::new()
-        .name(format!("facegate {}/{}", keys.compound(), settings.gate))
-        .add_root_certificates(settings.ca.clone())
-        .add_client_certificate(settings.cert.clone(), settings.key.clone())
-        .require_tls(true)
-        .retry_on_initial_connect()
-        .max_reconnects(None)
-        .reconnect_delay_callback(|attempts| {
-            Duration::from_millis(u64::try_from(attempts).unwrap_or(u64::MAX).saturating_mul(200).min(2_000))
-        })
-        .ping_interval(Duration::from_secs(10))
-        .connection_timeout(Duration::from_secs(5))
-        .request_timeout(Some(Duration::from_secs(5)))
-        .connect(settings.broker.as_str())
-        .await
-        .map_err(|e| setup(e.to_string()))?;
+    let client = connect(&settings, &keys).await?;
     let js = jetstream::new(client.clone());
     let applied =
         registry.call(|r| r.store().compound_state(APPLIED)).await?.map_err(RegistryError::from)?.unwrap_or(0);
@@ -189,142 +174,25 @@ pub async fn run(
         connects: 0,
         last_counts: None,
         outbox_dirty: true,
+        stream_ready: false,
+        broker_unreachable_logged: false,
     };
     tracing::info!(gate = %link.settings.gate, broker = %link.settings.broker, "compound link starting; faces wait for the first synchronisation");
 
-    let mut beat = tokio::time::interval(beat_every);
-    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut outbox = tokio::time::interval(Duration::from_millis(200));
-    outbox.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut counts = tokio::time::interval(counts_every);
-    counts.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut messages: Option<consumer::pull::Ordered> = None;
-    let mut stream_ready = false;
-    let mut broker_unreachable_logged = false;
+    let mut beat = interval(beat_every);
+    let mut outbox = interval(Duration::from_millis(200));
+    let mut counts = interval(counts_every);
+    let mut messages: Messages = None;
     tokio::pin!(stop);
     loop {
         tokio::select! {
             () = &mut stop => break,
-            _ = beat.tick() => {
-                if link.observe_connection(&client) {
-                    // A fresh consumer from this gate's own last sequence: the broker may have restarted and
-                    // lost the old (ephemeral) one.
-                    messages = None;
+            _ = beat.tick() => link.on_beat(&client, &js, &mut messages).await,
+            message = next_message(&mut messages) => {
+                if link.on_message(message, &client, &mut messages).await {
+                    beat.reset_immediately();
                 }
-                // Nothing to ask while the client has no connection: the loop must never wait on one.
-                if !link.health.connected() {
-                    link.log_face_permission();
-                    continue;
-                }
-                let info = if stream_ready {
-                    tokio::time::timeout(Duration::from_secs(2), js.get_stream(link.keys.stream())).await
-                        .map_err(|_| "timed out".to_owned())
-                        .and_then(|r| r.map_err(|e| e.to_string()))
-                } else {
-                    let config = stream::Config {
-                        name: link.keys.stream(),
-                        subjects: vec![link.keys.subjects()],
-                        // One message per subject: a resident's tombstone replaces their template, a gate's
-                        // latest counts replace the earlier ones.
-                        max_messages_per_subject: 1,
-                        storage: stream::StorageType::File,
-                        // No gate may erase a tombstone through the API.
-                        deny_delete: true,
-                        deny_purge: true,
-                        ..Default::default()
-                    };
-                    tokio::time::timeout(Duration::from_secs(2), js.get_or_create_stream(config)).await
-                        .map_err(|_| "timed out".to_owned())
-                        .and_then(|r| r.map_err(|e| e.to_string()))
-                };
-                match info {
-                    Ok(stream) => {
-                        stream_ready = true;
-                        broker_unreachable_logged = false;
-                        link.health.heard();
-                        let last = stream.cached_info().state.last_sequence;
-                        if last < link.applied {
-                            tracing::error!(
-                                last, applied = link.applied,
-                                "the broker holds fewer announcements than this gate applied (its data was lost or replaced): reading them all again"
-                            );
-                            link.set_applied(0).await;
-                            messages = None;
-                        }
-                        if !link.health.caught_up.load(Ordering::Acquire) && link.target.is_none() {
-                            link.target = Some(last);
-                        }
-                        link.check_caught_up();
-                        if messages.is_none() {
-                            let config = consumer::pull::OrderedConfig {
-                                filter_subject: link.keys.subjects(),
-                                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                                    start_sequence: link.applied + 1,
-                                },
-                                ..Default::default()
-                            };
-                            let created = tokio::time::timeout(Duration::from_secs(2), async {
-                                stream.create_consumer(config).await.map_err(|e| e.to_string())?.messages().await.map_err(|e| e.to_string())
-                            }).await.unwrap_or_else(|_| Err("timed out".into()));
-                            match created {
-                                Ok(m) => messages = Some(m),
-                                Err(e) => tracing::warn!("compound consumer: {e}; retrying"),
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        if !broker_unreachable_logged {
-                            broker_unreachable_logged = true;
-                            tracing::warn!("compound broker not answering ({e}); retrying");
-                        }
-                    }
-                }
-                link.log_face_permission();
             }
-            message = next_message(&mut messages) => match message {
-                Some(Ok(message)) => {
-                    if link.observe_connection(&client) {
-                        // Delivered over a new connection: start again from the last applied, with faces off.
-                        messages = None;
-                        beat.reset_immediately();
-                        continue;
-                    }
-                    link.health.heard();
-                    let (seq, pending) = match message.info() {
-                        Ok(info) => (info.stream_sequence, info.pending),
-                        Err(e) => {
-                            tracing::warn!("compound message without stream info: {e}");
-                            continue;
-                        }
-                    };
-                    if seq <= link.applied {
-                        continue;
-                    }
-                    let subject = message.subject.to_string();
-                    let outcome = link.apply(&subject, &message.payload).await;
-                    match outcome {
-                        Ok(()) => {
-                            link.set_applied(seq).await;
-                            if pending == 0 {
-                                // Nothing more on the broker right now: applied all it held.
-                                link.target = Some(seq);
-                            }
-                            link.check_caught_up();
-                            link.log_face_permission();
-                        }
-                        Err(Apply::Retry(why)) => {
-                            tracing::error!("cannot apply a compound announcement ({why}); retrying from it");
-                            messages = None;
-                            tokio::time::sleep(Duration::from_millis(500)).await;
-                        }
-                    }
-                }
-                Some(Err(e)) => {
-                    tracing::warn!("compound messages interrupted ({e}); resuming after the last one applied");
-                    messages = None;
-                }
-                None => messages = None,
-            },
             _ = outbox.tick() => {
                 if link.observe_connection(&client) {
                     messages = None;
@@ -342,6 +210,50 @@ pub async fn run(
     Ok(())
 }
 
+/// A timer that, when the link was busy, waits a whole period again rather than firing a burst.
+fn interval(period: Duration) -> tokio::time::Interval {
+    let mut timer = tokio::time::interval(period);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    timer
+}
+
+/// The client: mutual TLS with the gate's certificate, reconnecting forever, never waiting long on a call.
+async fn connect(settings: &LinkSettings, keys: &CompoundKeys) -> Result<async_nats::Client, LinkError> {
+    let setup = |reason: String| LinkError::Setup { broker: settings.broker.clone(), reason };
+    for (what, path) in [("ca", &settings.ca), ("cert", &settings.cert), ("key", &settings.key)] {
+        if !path.is_file() {
+            return Err(setup(format!(
+                "{what} file {} is missing (made by `facegate compound add-gate`)",
+                path.display()
+            )));
+        }
+    }
+    async_nats::ConnectOptions::new()
+        .name(format!("facegate {}/{}", keys.compound(), settings.gate))
+        .add_root_certificates(settings.ca.clone())
+        .add_client_certificate(settings.cert.clone(), settings.key.clone())
+        .require_tls(true)
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .reconnect_delay_callback(|attempts| {
+            Duration::from_millis(u64::try_from(attempts).unwrap_or(u64::MAX).saturating_mul(200).min(2_000))
+        })
+        .ping_interval(Duration::from_secs(10))
+        .connection_timeout(Duration::from_secs(5))
+        .request_timeout(Some(Duration::from_secs(5)))
+        .connect(settings.broker.as_str())
+        .await
+        .map_err(|e| setup(e.to_string()))
+}
+
+/// Waits at most 2 s for a broker call: the link's loop must never hang on a broker that stopped answering.
+async fn within_2s<T, E: std::fmt::Display>(call: impl Future<Output = Result<T, E>>) -> Result<T, String> {
+    match tokio::time::timeout(Duration::from_secs(2), call).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err("timed out".to_owned()),
+    }
+}
+
 async fn next_message(
     messages: &mut Option<consumer::pull::Ordered>,
 ) -> Option<Result<jetstream::Message, consumer::pull::OrderedError>> {
@@ -352,6 +264,144 @@ async fn next_message(
 }
 
 impl Link {
+    /// The heartbeat: notices reconnections, makes or reads the stream, catches up, and (re)creates the
+    /// consumer. Asks the broker nothing while the client has no connection.
+    async fn on_beat(&mut self, client: &async_nats::Client, js: &jetstream::Context, messages: &mut Messages) {
+        if self.observe_connection(client) {
+            // A fresh consumer from this gate's own last sequence: the broker may have restarted and lost the
+            // old (ephemeral) one.
+            *messages = None;
+        }
+        if self.health.connected() {
+            match self.stream(js).await {
+                Ok(stream) => {
+                    self.stream_ready = true;
+                    self.broker_unreachable_logged = false;
+                    self.health.heard();
+                    self.catch_up_to(&stream, messages).await;
+                    if messages.is_none() {
+                        *messages = self.consumer(&stream).await;
+                    }
+                }
+                Err(e) if !self.broker_unreachable_logged => {
+                    self.broker_unreachable_logged = true;
+                    tracing::warn!("compound broker not answering ({e}); retrying");
+                }
+                Err(_) => {}
+            }
+        }
+        self.log_face_permission();
+    }
+
+    /// The compound's stream: made the first time (one message per subject, no deletion through the API),
+    /// only read after that.
+    async fn stream(&self, js: &jetstream::Context) -> Result<BrokerStream, String> {
+        if self.stream_ready {
+            return within_2s(js.get_stream(self.keys.stream())).await;
+        }
+        let config = stream::Config {
+            name: self.keys.stream(),
+            subjects: vec![self.keys.subjects()],
+            // One message per subject: a resident's tombstone replaces their template, a gate's latest counts
+            // replace the earlier ones.
+            max_messages_per_subject: 1,
+            storage: stream::StorageType::File,
+            // No gate may erase a tombstone through the API.
+            deny_delete: true,
+            deny_purge: true,
+            ..Default::default()
+        };
+        within_2s(js.get_or_create_stream(config)).await
+    }
+
+    /// Sets the sequence to reach before faces match again, and starts over if the broker lost data.
+    async fn catch_up_to(&mut self, stream: &BrokerStream, messages: &mut Messages) {
+        let last = stream.cached_info().state.last_sequence;
+        if last < self.applied {
+            tracing::error!(
+                last,
+                applied = self.applied,
+                "the broker holds fewer announcements than this gate applied (its data was lost or replaced): reading them all again"
+            );
+            self.set_applied(0).await;
+            *messages = None;
+        }
+        if !self.health.caught_up.load(Ordering::Acquire) && self.target.is_none() {
+            self.target = Some(last);
+        }
+        self.check_caught_up();
+    }
+
+    /// A reader of the stream from the last applied sequence; `None` (retried at the next beat) on failure.
+    async fn consumer(&self, stream: &BrokerStream) -> Messages {
+        let config = consumer::pull::OrderedConfig {
+            filter_subject: self.keys.subjects(),
+            deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence: self.applied + 1 },
+            ..Default::default()
+        };
+        let created = within_2s(async {
+            stream.create_consumer(config).await.map_err(|e| e.to_string())?.messages().await.map_err(|e| e.to_string())
+        })
+        .await;
+        created.map_err(|e| tracing::warn!("compound consumer: {e}; retrying")).ok()
+    }
+
+    /// Applies one delivered message in order. Returns whether the client reconnected (the heartbeat should
+    /// run at once).
+    async fn on_message(
+        &mut self,
+        message: Option<Result<jetstream::Message, consumer::pull::OrderedError>>,
+        client: &async_nats::Client,
+        messages: &mut Messages,
+    ) -> bool {
+        let message = match message {
+            Some(Ok(message)) => message,
+            Some(Err(e)) => {
+                tracing::warn!("compound messages interrupted ({e}); resuming after the last one applied");
+                *messages = None;
+                return false;
+            }
+            None => {
+                *messages = None;
+                return false;
+            }
+        };
+        if self.observe_connection(client) {
+            // Delivered over a new connection: start again from the last applied, with faces off.
+            *messages = None;
+            return true;
+        }
+        self.health.heard();
+        let (seq, pending) = match message.info() {
+            Ok(info) => (info.stream_sequence, info.pending),
+            Err(e) => {
+                tracing::warn!("compound message without stream info: {e}");
+                return false;
+            }
+        };
+        if seq <= self.applied {
+            return false;
+        }
+        let subject = message.subject.to_string();
+        match self.apply(&subject, &message.payload).await {
+            Ok(()) => {
+                self.set_applied(seq).await;
+                if pending == 0 {
+                    // Nothing more on the broker right now: applied all it held.
+                    self.target = Some(seq);
+                }
+                self.check_caught_up();
+                self.log_face_permission();
+            }
+            Err(Apply::Retry(why)) => {
+                tracing::error!("cannot apply a compound announcement ({why}); retrying from it");
+                *messages = None;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        false
+    }
+
     /// Reads the client's connection state. A new connection (the client counts them) after the first means
     /// announcements may have been missed: faces wait until everything the broker holds is applied. Returns
     /// whether the client has reconnected since the last look.
