@@ -46,7 +46,7 @@ pub(super) type FaceModels = Option<(Arc<dyn FaceReader>, Option<Arc<LivenessMod
 /// frames ([`crate::vision::pipeline::ordered_parallel`]); the readings are then turned into events one at a time,
 /// in camera order, so the decision sees frames as they were taken.
 pub(super) fn camera_loop(
-    mut camera: Box<dyn FrameSource>,
+    camera: Box<dyn FrameSource>,
     models: FaceModels,
     desk: Option<Arc<EnrolmentDesk>>,
     compound: Option<Arc<crate::compound::LinkHealth>>,
@@ -54,47 +54,93 @@ pub(super) fn camera_loop(
     tx: &mpsc::Sender<Input>,
     settings: GateSettings,
 ) {
-    let period = Duration::from_secs_f32(1.0 / settings.fps.clamp(0.1, 120.0));
-    let closed = AtomicBool::new(false);
-    let send = |input: Input| {
-        let sent = tx.blocking_send(input).is_ok();
-        if !sent {
-            closed.store(true, Ordering::Relaxed);
-        }
-        sent
+    let events = Events { tx, closed: AtomicBool::new(false) };
+    let mut frames = Frames {
+        camera,
+        period: Duration::from_secs_f32(1.0 / settings.fps.clamp(0.1, 120.0)),
+        last_read: None,
+        n: 0,
+        down: false,
     };
-    let mut camera_down = false;
-    let mut last_read: Option<Instant> = None;
-    let mut n = 0u64;
-    let next = || loop {
-        if shared.stop.load(Ordering::Relaxed) || closed.load(Ordering::Relaxed) {
-            return None;
+    let work = FrameWork { models, desk, compound, passes: settings.passes_from_camera };
+    let mut readings = Readings::default();
+    crate::vision::pipeline::ordered_parallel(
+        settings.face_workers.max(1),
+        || frames.next(shared, &events),
+        |(n, started, frame)| work.read(n, started, frame, shared),
+        |reading| readings.deliver(reading, shared, &events),
+    );
+}
+
+/// The event loop's channel, as the camera thread sees it: once it is closed, the camera stops reading.
+struct Events<'a> {
+    tx: &'a mpsc::Sender<Input>,
+    closed: AtomicBool,
+}
+
+impl Events<'_> {
+    fn send(&self, input: Input) {
+        if self.tx.blocking_send(input).is_err() {
+            self.closed.store(true, Ordering::Relaxed);
         }
-        if let Some(last) = last_read {
-            std::thread::sleep(period.saturating_sub(last.elapsed()));
-        }
-        let started = Instant::now();
-        last_read = Some(started);
-        match camera.next_frame() {
-            Ok(frame) => {
-                if camera_down {
-                    camera_down = false;
-                    send(Input::Fault("camera back, face entry resumed".into()));
-                }
-                n += 1;
-                return Some((n, started, frame));
+    }
+}
+
+/// The camera, read at a steady rate; a camera that fails is retried every 500 ms, and its loss and return
+/// are reported once each.
+struct Frames {
+    camera: Box<dyn FrameSource>,
+    period: Duration,
+    last_read: Option<Instant>,
+    n: u64,
+    down: bool,
+}
+
+impl Frames {
+    /// The next frame with its number and when it was read; `None` once the gate stops.
+    fn next(&mut self, shared: &Shared, events: &Events<'_>) -> Option<(u64, Instant, Frame)> {
+        loop {
+            if shared.stop.load(Ordering::Relaxed) || events.closed.load(Ordering::Relaxed) {
+                return None;
             }
-            Err(e) => {
-                if !camera_down {
-                    camera_down = true;
-                    send(Input::Fault(format!("camera down, face entry and camera-read passes paused: {e}")));
+            if let Some(last) = self.last_read {
+                std::thread::sleep(self.period.saturating_sub(last.elapsed()));
+            }
+            let started = Instant::now();
+            self.last_read = Some(started);
+            match self.camera.next_frame() {
+                Ok(frame) => {
+                    if self.down {
+                        self.down = false;
+                        events.send(Input::Fault("camera back, face entry resumed".into()));
+                    }
+                    self.n += 1;
+                    return Some((self.n, started, frame));
                 }
-                std::thread::sleep(Duration::from_millis(500));
+                Err(e) => {
+                    if !self.down {
+                        self.down = true;
+                        events
+                            .send(Input::Fault(format!("camera down, face entry and camera-read passes paused: {e}")));
+                    }
+                    std::thread::sleep(Duration::from_millis(500));
+                }
             }
         }
-    };
-    let work = |(n, started, frame): (u64, Instant, Frame)| {
-        let codes = if settings.passes_from_camera {
+    }
+}
+
+/// What a frame worker does with a frame: look for passes, feed an enrolment, or match the face.
+struct FrameWork {
+    models: FaceModels,
+    desk: Option<Arc<EnrolmentDesk>>,
+    compound: Option<Arc<crate::compound::LinkHealth>>,
+    passes: bool,
+}
+
+impl FrameWork {
+    fn read(&self, n: u64, started: Instant, frame: Frame, shared: &Shared) -> FrameReading {
+        let codes = if self.passes {
             // Any other code in view (a poster, a T-shirt) is none of the gate's business.
             crate::vision::qr::read_codes(&frame, 1)
                 .into_iter()
@@ -104,17 +150,17 @@ pub(super) fn camera_loop(
             Vec::new()
         };
         // An enrolment asked for by the portal takes the camera's faces while it runs (never both).
-        let enrolling = match (&desk, &models) {
+        let enrolling = match (&self.desk, &self.models) {
             (Some(desk), Some((reader, Some(liveness)))) if desk.wants_frames() => {
                 desk.offer_frame(reader.as_ref(), liveness, &frame);
                 true
             }
             _ => false,
         };
-        let face = match &models {
+        let face = match &self.models {
             _ if enrolling => FaceWork::Enrolment,
             Some((reader, liveness))
-                if compound.as_ref().is_none_or(|link| link.face_matching_allowed())
+                if self.compound.as_ref().is_none_or(|link| link.face_matching_allowed())
                     && super::lock(&shared.intent).face_allowed(shared.now()) =>
             {
                 let gallery = shared.registry.gallery();
@@ -124,41 +170,47 @@ pub(super) fn camera_loop(
         };
         drop(frame);
         FrameReading { n, started, codes, face }
-    };
-    let mut face_was_on = false;
-    let mut recent = RecentCodes::default();
-    let deliver = |reading: Result<FrameReading, WorkerPanicked>| {
+    }
+}
+
+/// Turns readings into events, in camera order.
+#[derive(Default)]
+struct Readings {
+    face_was_on: bool,
+    recent: RecentCodes,
+}
+
+impl Readings {
+    fn deliver(&mut self, reading: Result<FrameReading, WorkerPanicked>, shared: &Shared, events: &Events<'_>) {
         // Counted once handled, so "frames read" also means "their events are sent".
         shared.status.frames.fetch_add(1, Ordering::Relaxed);
         let reading = match reading {
             Ok(reading) => reading,
             Err(WorkerPanicked { seq }) => {
                 shared.status.worker_faults.fetch_add(1, Ordering::Relaxed);
-                send(Input::Fault(format!("a frame worker failed on frame {}: that frame is skipped", seq + 1)));
+                events.send(Input::Fault(format!("a frame worker failed on frame {}: that frame is skipped", seq + 1)));
                 return;
             }
         };
         for text in reading.codes {
-            if recent.first_sighting(&text) {
-                check_pass(shared, text, "camera", tx);
+            if self.recent.first_sighting(&text) {
+                check_pass(shared, text, "camera", events.tx);
             }
         }
         let face_on = matches!(reading.face, FaceWork::Observed(_));
         match reading.face {
             FaceWork::Observed(seen) => {
                 shared.status.faces_checked.fetch_add(1, Ordering::Relaxed);
-                send(Input::Event { event: GateEvent::FaceFrame(seen), frame: Some((reading.n, reading.started)) });
+                let frame = Some((reading.n, reading.started));
+                events.send(Input::Event { event: GateEvent::FaceFrame(seen), frame });
             }
-            FaceWork::Off if face_was_on => {
-                send(Input::FaceIdle);
-            }
+            FaceWork::Off if self.face_was_on => events.send(Input::FaceIdle),
             FaceWork::Off | FaceWork::Enrolment => {}
         }
         if !matches!(reading.face, FaceWork::Enrolment) {
-            face_was_on = face_on;
+            self.face_was_on = face_on;
         }
-    };
-    crate::vision::pipeline::ordered_parallel(settings.face_workers.max(1), next, work, deliver);
+    }
 }
 
 /// Matches the largest face and, only when it matched someone, checks that it is live (the liveness pair costs

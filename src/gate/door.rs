@@ -145,3 +145,15 @@ impl Door<'_> {
         Ok(())
     }
 }
+
+/// Waits for the door task to end once its command channel is closed, and says whether it left the relay
+/// locked. A task the event loop already saw end is not awaited again (its result was handled there).
+pub(super) async fn wait(task: tokio::task::JoinHandle<Result<(), ActuateError>>) -> Result<(), super::GateError> {
+    if task.is_finished() {
+        return Ok(());
+    }
+    match task.await {
+        Ok(result) => result.map_err(super::GateError::from),
+        Err(e) => Err(super::GateError::DoorTask(e.to_string())),
+    }
+}

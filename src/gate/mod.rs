@@ -205,6 +205,27 @@ struct Shared {
     status: Arc<GateStatus>,
 }
 
+impl GateSettings {
+    /// The decision core, with the liveness check when a threshold is set.
+    fn decider(&self) -> Decider {
+        let decider = Decider::new(self.agreement.0, self.agreement.1);
+        match self.live_threshold {
+            Some(threshold) => decider.with_liveness(threshold),
+            None => decider,
+        }
+    }
+
+    /// What the door task needs of the settings.
+    fn door(&self) -> door::DoorSettings {
+        door::DoorSettings {
+            pulse: self.pulse,
+            max_open: self.max_open,
+            grace: self.door_grace,
+            held_alarm: self.door_held_alarm,
+        }
+    }
+}
+
 impl Shared {
     fn now(&self) -> Duration {
         self.origin.elapsed()
@@ -232,7 +253,7 @@ pub async fn run(
     let (tx, mut rx) = mpsc::channel::<Input>(32);
     let GateHardware {
         camera,
-        mut pipeline,
+        pipeline,
         liveness,
         relay,
         keypad,
@@ -243,74 +264,36 @@ pub async fn run(
         enrolment_desk,
         compound,
     } = hardware;
-    if settings.live_threshold.is_some() && liveness.is_none() && pipeline.is_some() {
-        // A face must match and be live: without the liveness models, a photo would open the door.
-        tracing::error!(
-            "liveness models unavailable: face entry is off; PIN, visitor pass and guard entry keep working"
-        );
-        pipeline = None;
-    }
     tracing::info!(relay = %relay.describe(), intent = ?settings.intent, "gate starting, door locked");
-    let (door, door_commands) = mpsc::unbounded_channel();
     let (door_news, mut news) = mpsc::unbounded_channel();
+    let (door, door_commands) = mpsc::unbounded_channel();
     let door_state = Arc::new(door::DoorState::default());
-    let door_settings = door::DoorSettings {
-        pulse: settings.pulse,
-        max_open: settings.max_open,
-        grace: settings.door_grace,
-        held_alarm: settings.door_held_alarm,
-    };
-    let mut door_task = tokio::spawn(door::run(relay, door_settings, door_commands, door_news, door_state.clone()));
+    let mut door_task = tokio::spawn(door::run(relay, settings.door(), door_commands, door_news, door_state.clone()));
 
-    let mut threads = Vec::new();
-    let mut spawn =
-        |name: &str, body: Box<dyn FnOnce() + Send>| match std::thread::Builder::new().name(name.into()).spawn(body) {
-            Ok(handle) => threads.push(handle),
-            Err(e) => tracing::error!("cannot start the {name} thread: {e}"),
-        };
-    if pipeline.is_none() {
-        tracing::warn!("face models unavailable: face entry is off; PIN, visitor pass and guard entry keep working");
-    }
+    let mut threads = Threads::default();
+    let models = face_models(pipeline, liveness, &settings);
     match camera {
-        Some(camera) if pipeline.is_some() || settings.passes_from_camera => {
+        Some(camera) if models.is_some() || settings.passes_from_camera => {
             let (shared, tx) = (shared.clone(), tx.clone());
-            let models = pipeline.map(|p| (p, liveness));
-            spawn(
-                "camera",
-                Box::new(move || {
-                    camera::camera_loop(camera, models, enrolment_desk, compound, &shared, &tx, settings);
-                }),
-            );
+            threads.spawn("camera", move || {
+                camera::camera_loop(camera, models, enrolment_desk, compound, &shared, &tx, settings);
+            });
         }
         _ => tracing::warn!("no camera: face entry and camera-read passes are off; the other ways in keep working"),
     }
     if let Some(keypad) = keypad {
         let (shared, tx) = (shared.clone(), tx.clone());
-        spawn("keypad", Box::new(move || readers::keypad_loop(keypad, &shared, &tx, settings.keypad_idle)));
+        threads.spawn("keypad", move || readers::keypad_loop(keypad, &shared, &tx, settings.keypad_idle));
     }
     if let Some(scanner) = scanner {
         let (shared, tx) = (shared.clone(), tx.clone());
-        spawn("scanner", Box::new(move || readers::scanner_loop(scanner, &shared, &tx)));
+        threads.spawn("scanner", move || readers::scanner_loop(scanner, &shared, &tx));
     }
     if let Some(contacts) = contacts {
         let (shared, tx) = (shared.clone(), tx.clone());
-        spawn("contacts", Box::new(move || readers::contacts_loop(contacts, &shared, &tx)));
+        threads.spawn("contacts", move || readers::contacts_loop(contacts, &shared, &tx));
     }
-    let wiegand = wiegand.map(|(mut output, cards)| {
-        let (frames, rx) = std::sync::mpsc::channel::<Wiegand26>();
-        // Sending a frame takes ~55 ms of timed pulses: its own thread, so the loop never waits on it.
-        spawn(
-            "wiegand",
-            Box::new(move || {
-                for frame in rx {
-                    if let Err(e) = output.send(frame) {
-                        tracing::warn!("Wiegand output: {e}");
-                    }
-                }
-            }),
-        );
-        (frames, cards)
-    });
+    let wiegand = wiegand.map(|(output, cards)| (threads.wiegand(output), cards));
 
     let mut events = events::EventLoop {
         shared: &shared,
@@ -319,10 +302,7 @@ pub async fn run(
         door_state,
         indicator,
         wiegand,
-        decider: match settings.live_threshold {
-            Some(threshold) => Decider::new(settings.agreement.0, settings.agreement.1).with_liveness(threshold),
-            None => Decider::new(settings.agreement.0, settings.agreement.1),
-        },
+        decider: settings.decider(),
         scanning: false,
         gallery_version: shared.registry.gallery().version(),
         report: GateReport::default(),
@@ -332,20 +312,11 @@ pub async fn run(
     let report = std::mem::take(&mut events.report);
     // Fail-secure first: closing the door task's channel ends it with the relay locked.
     drop(events);
-    let locked = if door_task.is_finished() {
-        Ok(())
-    } else {
-        match (&mut door_task).await {
-            Ok(result) => result.map_err(GateError::from),
-            Err(e) => Err(GateError::DoorTask(e.to_string())),
-        }
-    };
+    let locked = door::wait(door_task).await;
     shared.stop.store(true, Ordering::Relaxed);
     drop(tx);
     drop(rx);
-    for thread in threads {
-        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-    }
+    threads.join().await;
     tracing::info!("gate stopped, door locked");
     outcome?;
     locked?;
@@ -356,4 +327,60 @@ pub async fn run(
         elapsed: started.elapsed(),
         ..report
     })
+}
+
+/// The face models the camera may use: none without the detector and embedder, and none without liveness when
+/// a liveness threshold is set (a face must match and be live: without the liveness models a photo would open
+/// the door).
+fn face_models(
+    pipeline: Option<Arc<dyn FaceReader>>,
+    liveness: Option<Arc<LivenessModel>>,
+    settings: &GateSettings,
+) -> Option<(Arc<dyn FaceReader>, Option<Arc<LivenessModel>>)> {
+    let Some(pipeline) = pipeline else {
+        tracing::warn!("face models unavailable: face entry is off; PIN, visitor pass and guard entry keep working");
+        return None;
+    };
+    if settings.live_threshold.is_some() && liveness.is_none() {
+        tracing::error!(
+            "liveness models unavailable: face entry is off; PIN, visitor pass and guard entry keep working"
+        );
+        return None;
+    }
+    Some((pipeline, liveness))
+}
+
+/// The gate's helper threads (camera, readers, Wiegand), joined on the way out.
+#[derive(Default)]
+struct Threads(Vec<std::thread::JoinHandle<()>>);
+
+impl Threads {
+    /// Starts a named thread; a failure to start one is logged and the other ways in keep working.
+    fn spawn(&mut self, name: &str, body: impl FnOnce() + Send + 'static) {
+        match std::thread::Builder::new().name(name.into()).spawn(body) {
+            Ok(handle) => self.0.push(handle),
+            Err(e) => tracing::error!("cannot start the {name} thread: {e}"),
+        }
+    }
+
+    /// The Wiegand output's own thread: sending a frame takes ~55 ms of timed pulses, so the event loop only
+    /// queues it.
+    fn wiegand(&mut self, mut output: Box<dyn WiegandOutput>) -> std::sync::mpsc::Sender<Wiegand26> {
+        let (frames, rx) = std::sync::mpsc::channel::<Wiegand26>();
+        self.spawn("wiegand", move || {
+            for frame in rx {
+                if let Err(e) = output.send(frame) {
+                    tracing::warn!("Wiegand output: {e}");
+                }
+            }
+        });
+        frames
+    }
+
+    /// Waits for every thread (off the executor: a reader may take a moment to notice the stop flag).
+    async fn join(self) {
+        for thread in self.0 {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
 }
