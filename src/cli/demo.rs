@@ -144,61 +144,18 @@ async fn run_demo_async(config: &Config, args: &DemoArgs) -> Result<std::process
         CaptureConfig::Replay { .. } => None,
     });
 
-    let (source, scenario): (Box<dyn FrameSource>, Option<Scenario>) = match camera {
-        Some(index) => (crate::capture::open_camera(index, fps)?, None),
-        None => {
-            let dir = args.replay.clone().unwrap_or_else(|| match &config.capture {
-                CaptureConfig::Replay { dir } => dir.clone(),
-                CaptureConfig::Camera { .. } => PathBuf::from("."),
-            });
-            let scenario = build_scenario(&dir, args.residents)?;
-            let source = ReplaySource::from_files(scenario.replay_files.clone(), DecodeLimits::default())
-                .with_context(|| format!("nothing to replay in {}", dir.display()))?;
-            (Box::new(source), Some(scenario))
-        }
-    };
+    let (source, scenario) = open_source(config, args, camera, fps)?;
     println!("source: {}", source.describe());
 
     // Enrolment for the demo only: embeddings held in memory, dropped (and wiped) at exit.
-    let mut gallery = Vec::new();
-    let mut resident_names = Vec::new();
-    if let Some(scenario) = &scenario {
-        for (person, file) in &scenario.enrol_files {
-            match pipeline.read_file(file, DecodeLimits::default()) {
-                Ok(reading) => {
-                    gallery.push(reading.embedding);
-                    resident_names.push(person.clone());
-                }
-                Err(e) => eprintln!("could not enrol {person}: {e}"),
-            }
-        }
-        println!("enrolled {} residents in memory: {}", gallery.len(), resident_names.join(", "));
-    }
+    let (gallery, resident_names) = scenario.as_ref().map(|s| enrol_in_memory(&pipeline, s)).unwrap_or_default();
     println!("threshold: cosine >= {:.3}", config.match_threshold.get());
 
     let limit = if args.frames == 0 { usize::MAX } else { args.frames };
     let (frame_tx, mut frame_rx) = mpsc::channel::<(Frame, Option<PathBuf>)>(2);
     let (decision_tx, mut decision_rx) = mpsc::channel::<(FrameDecision, Option<PathBuf>)>(8);
 
-    // Capture: blocking reads, paced, on the blocking pool.
-    let capture = tokio::task::spawn_blocking(move || {
-        let mut source = source;
-        let period = Duration::from_secs_f32(1.0 / fps);
-        for _ in 0..limit {
-            let started = std::time::Instant::now();
-            let frame = match source.next_frame() {
-                Ok(frame) => frame,
-                Err(e) => {
-                    eprintln!("capture stopped: {e}");
-                    break;
-                }
-            };
-            if frame_tx.blocking_send((frame, source_file(&*source))).is_err() {
-                break;
-            }
-            std::thread::sleep(period.saturating_sub(started.elapsed()));
-        }
-    });
+    let capture = tokio::task::spawn_blocking(move || capture(source, fps, limit, &frame_tx));
 
     // Inference: a dedicated thread, never the async executor.
     let threshold = config.match_threshold;
@@ -238,6 +195,69 @@ async fn run_demo_async(config: &Config, args: &DemoArgs) -> Result<std::process
     let _ = inference.join();
     tally.print();
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// The camera, or the replayed folder with its scenario (who is enrolled, who each photo is).
+fn open_source(
+    config: &Config,
+    args: &DemoArgs,
+    camera: Option<u32>,
+    fps: f32,
+) -> Result<(Box<dyn FrameSource>, Option<Scenario>)> {
+    Ok(match camera {
+        Some(index) => (crate::capture::open_camera(index, fps)?, None),
+        None => {
+            let dir = args.replay.clone().unwrap_or_else(|| match &config.capture {
+                CaptureConfig::Replay { dir } => dir.clone(),
+                CaptureConfig::Camera { .. } => PathBuf::from("."),
+            });
+            let scenario = build_scenario(&dir, args.residents)?;
+            let source = ReplaySource::from_files(scenario.replay_files.clone(), DecodeLimits::default())
+                .with_context(|| format!("nothing to replay in {}", dir.display()))?;
+            (Box::new(source), Some(scenario))
+        }
+    })
+}
+
+/// Enrols the scenario's residents from their first photos, in memory only.
+fn enrol_in_memory(pipeline: &FacePipeline, scenario: &Scenario) -> (Vec<Embedding>, Vec<String>) {
+    let mut gallery = Vec::new();
+    let mut resident_names = Vec::new();
+    for (person, file) in &scenario.enrol_files {
+        match pipeline.read_file(file, DecodeLimits::default()) {
+            Ok(reading) => {
+                gallery.push(reading.embedding);
+                resident_names.push(person.clone());
+            }
+            Err(e) => eprintln!("could not enrol {person}: {e}"),
+        }
+    }
+    println!("enrolled {} residents in memory: {}", gallery.len(), resident_names.join(", "));
+    (gallery, resident_names)
+}
+
+/// Capture: blocking reads, paced, on the blocking pool, until `limit` frames or the receiver goes.
+fn capture(
+    mut source: Box<dyn FrameSource>,
+    fps: f32,
+    limit: usize,
+    frame_tx: &mpsc::Sender<(Frame, Option<PathBuf>)>,
+) {
+    let period = Duration::from_secs_f32(1.0 / fps);
+    for _ in 0..limit {
+        let started = std::time::Instant::now();
+        let frame = match source.next_frame() {
+            Ok(frame) => frame,
+            Err(e) => {
+                eprintln!("capture stopped: {e}");
+                break;
+            }
+        };
+        if frame_tx.blocking_send((frame, source_file(&*source))).is_err() {
+            break;
+        }
+        std::thread::sleep(period.saturating_sub(started.elapsed()));
+    }
 }
 
 fn source_file(source: &dyn FrameSource) -> Option<PathBuf> {
