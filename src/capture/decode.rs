@@ -39,12 +39,12 @@ pub enum DecodeError {
         path: String,
     },
     /// The file exists but cannot be read (permissions, a directory, an I/O error).
-    #[error("{path}: cannot read: {reason}")]
+    #[error("{path}: cannot read: {source}")]
     Unreadable {
         /// The path given.
         path: String,
         /// The operating system's reason.
-        reason: String,
+        source: std::io::Error,
     },
     /// Zero bytes.
     #[error("the file is empty (0 bytes)")]
@@ -79,11 +79,21 @@ pub enum DecodeError {
         height: u32,
     },
     /// Cut short, or damaged inside.
-    #[error("the image is truncated or corrupt: {0}")]
-    Corrupt(String),
+    #[error("the image is truncated or corrupt: {detail}")]
+    Corrupt {
+        /// What is wrong.
+        detail: String,
+        /// The decoder's error, when the decoder found it.
+        source: Option<ImageError>,
+    },
     /// A variant of a format that the decoder does not handle.
-    #[error("unsupported image variant: {0}")]
-    Unsupported(String),
+    #[error("unsupported image variant: {detail}")]
+    Unsupported {
+        /// Which.
+        detail: String,
+        /// The decoder's error, when the decoder found it.
+        source: Option<ImageError>,
+    },
 }
 
 /// Reads and decodes an image file.
@@ -91,12 +101,12 @@ pub fn decode_file(path: &Path, limits: DecodeLimits) -> Result<Frame, DecodeErr
     let shown = path.display().to_string();
     let io_err = |e: std::io::Error| match e.kind() {
         std::io::ErrorKind::NotFound => DecodeError::NotFound { path: shown.clone() },
-        _ => DecodeError::Unreadable { path: shown.clone(), reason: e.to_string() },
+        _ => DecodeError::Unreadable { path: shown.clone(), source: e },
     };
     let file = std::fs::File::open(path).map_err(io_err)?;
     let meta = file.metadata().map_err(io_err)?;
     if meta.is_dir() {
-        return Err(DecodeError::Unreadable { path: shown, reason: "it is a directory".into() });
+        return Err(DecodeError::Unreadable { path: shown, source: std::io::ErrorKind::IsADirectory.into() });
     }
     if meta.len() > limits.max_file_bytes {
         return Err(DecodeError::FileTooLarge { bytes: meta.len(), max: limits.max_file_bytes });
@@ -116,7 +126,7 @@ pub fn decode_bytes(bytes: &[u8], limits: DecodeLimits) -> Result<Frame, DecodeE
         return Err(DecodeError::FileTooLarge { bytes: bytes.len() as u64, max: limits.max_file_bytes });
     }
     let mut reader =
-        ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| DecodeError::Corrupt(e.to_string()))?;
+        ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| DecodeError::corrupt(e.to_string()))?;
     if reader.format().is_none() {
         return Err(DecodeError::NotAnImage);
     }
@@ -145,17 +155,24 @@ pub fn decode_bytes(bytes: &[u8], limits: DecodeLimits) -> Result<Frame, DecodeE
     let mut raw = Zeroizing::new(vec![0u8; total]);
     decoder.read_image(&mut raw).map_err(map_image_error)?;
     let rgb = to_rgb8(&raw, color, width, height)?;
-    let frame = Frame::from_rgb(width, height, rgb).map_err(|e| DecodeError::Corrupt(e.to_string()))?;
+    let frame = Frame::from_rgb(width, height, rgb).map_err(|e| DecodeError::corrupt(e.to_string()))?;
     Ok(orient(frame, orientation))
 }
 
 fn map_image_error(e: ImageError) -> DecodeError {
-    match e {
-        ImageError::Limits(l) => DecodeError::Unsupported(format!("over the decoder's limits: {l}")),
-        ImageError::Unsupported(u) => DecodeError::Unsupported(u.to_string()),
-        ImageError::Decoding(d) => DecodeError::Corrupt(d.to_string()),
-        ImageError::IoError(io) => DecodeError::Corrupt(io.to_string()),
-        other => DecodeError::Corrupt(other.to_string()),
+    match &e {
+        ImageError::Limits(l) => {
+            DecodeError::Unsupported { detail: format!("over the decoder's limits: {l}"), source: Some(e) }
+        }
+        ImageError::Unsupported(u) => DecodeError::Unsupported { detail: u.to_string(), source: Some(e) },
+        _ => DecodeError::Corrupt { detail: e.to_string(), source: Some(e) },
+    }
+}
+
+impl DecodeError {
+    /// Damage found by facegate's own checks rather than the decoder's.
+    fn corrupt(detail: String) -> Self {
+        Self::Corrupt { detail, source: None }
     }
 }
 
@@ -171,7 +188,7 @@ fn to_rgb8(raw: &[u8], color: ColorType, width: u32, height: u32) -> Result<Vec<
     let channels = usize::from(color.channel_count());
     let needed = n_pixels * usize::from(color.bytes_per_pixel());
     if raw.len() < needed {
-        return Err(DecodeError::Corrupt(format!("decoder returned {} bytes, expected {needed}", raw.len())));
+        return Err(DecodeError::corrupt(format!("decoder returned {} bytes, expected {needed}", raw.len())));
     }
     for p in 0..n_pixels {
         let base = p * channels;
@@ -185,7 +202,7 @@ fn to_rgb8(raw: &[u8], color: ColorType, width: u32, height: u32) -> Result<Vec<
             ColorType::Rgb32F | ColorType::Rgba32F => {
                 [f32_to_u8(f32_at(base)), f32_to_u8(f32_at(base + 1)), f32_to_u8(f32_at(base + 2))]
             }
-            other => return Err(DecodeError::Unsupported(format!("colour layout {other:?}"))),
+            other => return Err(DecodeError::Unsupported { detail: format!("colour layout {other:?}"), source: None }),
         };
         rgb.extend_from_slice(&px);
     }

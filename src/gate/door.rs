@@ -154,6 +154,6 @@ pub(super) async fn wait(task: tokio::task::JoinHandle<Result<(), ActuateError>>
     }
     match task.await {
         Ok(result) => result.map_err(super::GateError::from),
-        Err(e) => Err(super::GateError::DoorTask(e.to_string())),
+        Err(e) => Err(super::GateError::DoorTask(e)),
     }
 }

@@ -53,7 +53,7 @@ impl EventLoop<'_> {
                     return match ended {
                         Ok(Ok(())) => Ok(()),
                         Ok(Err(e)) => Err(e.into()),
-                        Err(e) => Err(GateError::DoorTask(e.to_string())),
+                        Err(e) => Err(GateError::DoorTask(e)),
                     };
                 }
                 news = news.recv() => match news {

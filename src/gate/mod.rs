@@ -48,7 +48,7 @@ pub enum GateError {
     Actuate(#[from] ActuateError),
     /// The door task ended abnormally (a bug): the gate stops with the door locked.
     #[error("the door task failed ({0}); the door is locked; restart the service")]
-    DoorTask(String),
+    DoorTask(#[source] tokio::task::JoinError),
 }
 
 /// Timing and agreement settings of the gate.

@@ -68,7 +68,10 @@ pub enum KeyError {
     },
     /// The passphrase derivation failed (bad parameters).
     #[error("cannot derive the master key from the passphrase: {0}")]
-    Derive(String),
+    Derive(#[source] argon2::Error),
+    /// Sealing the key under the passphrase's key failed.
+    #[error("cannot seal the master key under the passphrase: {0}")]
+    Seal(#[source] crate::protect::SealError),
 }
 
 /// The master key's file, and the staged successor that makes rotation crash-safe.
@@ -267,8 +270,7 @@ impl MasterKeyFile {
         let Some(passphrase) = &self.passphrase else { return Ok(Zeroizing::new(key.as_bytes().to_vec())) };
         let salt: [u8; 16] = rand::random();
         let kek = derive_master_key(passphrase.as_bytes(), &salt)?;
-        let wrapped =
-            crate::protect::wrap_key(key, &kek, "facegate master key").map_err(|e| KeyError::Derive(e.to_string()))?;
+        let wrapped = crate::protect::wrap_key(key, &kek, "facegate master key").map_err(KeyError::Seal)?;
         let mut out = Zeroizing::new(Vec::with_capacity(SEALED_LEN));
         out.extend_from_slice(SEALED_MAGIC);
         out.extend_from_slice(&salt);
@@ -295,11 +297,11 @@ pub struct KeyFileLock {
 
 /// Derives the master key from a passphrase with argon2id (64 MiB, 3 passes, 1 lane) and a per-device salt.
 pub fn derive_master_key(passphrase: &[u8], salt: &[u8; 16]) -> Result<AeadKey, KeyError> {
-    let params = Params::new(64 * 1024, 3, 1, Some(32)).map_err(|e| KeyError::Derive(e.to_string()))?;
+    let params = Params::new(64 * 1024, 3, 1, Some(32)).map_err(KeyError::Derive)?;
     let mut out = Zeroizing::new([0u8; 32]);
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
         .hash_password_into(passphrase, salt, &mut out[..])
-        .map_err(|e| KeyError::Derive(e.to_string()))?;
+        .map_err(KeyError::Derive)?;
     Ok(AeadKey::from_bytes(*out))
 }
 
