@@ -292,3 +292,13 @@ fn a_tiny_face_is_refused_with_a_clear_reason() {
         Err(other) => panic!("{other}"),
     }
 }
+
+#[test]
+fn a_plan_is_optimised_once_per_input_size() {
+    let detector = Detector::load(&common::models_dir(), DetectorConfig::default()).unwrap();
+    let first = detector.plan_for(256, 320).unwrap();
+    let again = detector.plan_for(256, 320).unwrap();
+    assert!(std::sync::Arc::ptr_eq(&first, &again), "the same size was optimised twice");
+    let other = detector.plan_for(480, 640).unwrap();
+    assert!(!std::sync::Arc::ptr_eq(&first, &other), "two sizes shared one plan");
+}

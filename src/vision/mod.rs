@@ -16,3 +16,18 @@ pub mod liveness;
 pub mod model;
 pub mod pipeline;
 pub mod qr;
+
+#[cfg(test)]
+mod tests {
+    use zeroize::ZeroizeOnDrop;
+
+    fn wipes_itself<T: ZeroizeOnDrop>() {}
+
+    /// Removing the wipe from any of the types that hold pixels or an embedding fails this build.
+    #[test]
+    fn frames_crops_and_embeddings_wipe_themselves_on_drop() {
+        wipes_itself::<crate::capture::Frame>();
+        wipes_itself::<super::align::AlignedFace>();
+        wipes_itself::<super::embed::Embedding>();
+    }
+}
