@@ -23,7 +23,7 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The file is not TOML, has an unknown key, or a value of the wrong type or outside its fixed choices.
-    #[error("config file {path}: {}", at_key(key))]
+    #[error("config file {path}{}", at_key(key))]
     Parse {
         /// The file.
         path: PathBuf,
@@ -54,12 +54,13 @@ pub enum ConfigError {
     },
 }
 
-/// The parser's key path as a sentence part. serde_path_to_error writes `.` for the document itself.
+/// The parser's key path as a sentence part; the parser's own message (the source) then says what the key
+/// accepts. serde_path_to_error writes `.` for the document itself.
 fn at_key(key: &str) -> String {
     if key.is_empty() || key == "." {
-        "not valid TOML; fix the line shown".to_owned()
+        " is not valid TOML".to_owned()
     } else {
-        format!("key `{key}` is not valid; see the allowed values below")
+        format!(", key `{key}`")
     }
 }
 

@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 
-use super::error::{float_in, in_range, ConfigError};
+use super::error::{float_in, in_range, invalid, ConfigError};
 use crate::vision::detect::DetectorConfig;
 use crate::vision::pipeline::PipelineConfig;
 
@@ -48,7 +48,7 @@ pub(super) fn pipeline(raw: &RawDetector) -> Result<PipelineConfig, ConfigError>
     let nms_iou = float_in("detector.nms_iou", iou, iou > 0.0 && iou <= 1.0, "(0, 1]")?;
     let max_side = raw.max_side.unwrap_or(defaults.detector.max_side);
     if !(64..=4096).contains(&max_side) {
-        return Err(super::error::invalid("detector.max_side", format!("{max_side} is not in 64..=4096 pixels")));
+        return Err(invalid("detector.max_side", format!("{max_side} is not in 64..=4096 pixels")));
     }
     let px = raw.min_face_px.unwrap_or(defaults.min_face_px);
     let min_face_px =
