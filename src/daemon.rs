@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::capture::{DecodeLimits, FrameSource, ReplaySource};
-use crate::config::{CaptureConfig, Config, KeypadConfig, ScannerConfig};
+use crate::config::{Backend, BcmPin, CaptureConfig, Config, KeypadConfig, LightPins, ScannerConfig};
 use crate::devices::contacts::GpioContacts;
 use crate::devices::keypad::{MatrixKeypad, SimulatedKeypad, UsbKeypad};
 use crate::devices::scanner::{SimulatedScanner, UsbScanner};
@@ -171,12 +171,12 @@ async fn run_with(
             }
         }
     };
-    let fps = options.fps.unwrap_or(config.fps).clamp(0.1, 120.0);
+    let fps = options.fps.unwrap_or(config.fps()).clamp(0.1, 120.0);
     let camera = open_camera(config, options, fps);
-    let relay: Box<dyn Relay> = if config.hardware.gpio {
-        Box::new(GpioRelay::open(config.hardware.relay_bcm, config.hardware.relay_active_high)?)
-    } else {
-        Box::new(SimulatedRelay::new(RelayLog::default()))
+    let hw = &config.hardware;
+    let relay: Box<dyn Relay> = match hw.backend {
+        Backend::Gpio => Box::new(GpioRelay::open(hw.relay_bcm.get(), hw.relay_active_high)?),
+        Backend::Simulated => Box::new(SimulatedRelay::new(RelayLog::default())),
     };
     let mut hardware = open_hardware(config, camera, relay)?;
     hardware.pipeline = pipeline.map(|p| p as Arc<dyn crate::vision::pipeline::FaceReader>);
@@ -267,7 +267,7 @@ fn portal_settings(config: &Config, options: &DaemonOptions) -> crate::portal::P
         notice: crate::portal::notice_facts(config),
         utc_offset_secs: p.utc_offset_secs,
         enrol_frames: config.enrol_frames,
-        live_threshold: config.live_threshold,
+        live_threshold: config.live_threshold(),
         code_valid: p.code_valid,
         audit,
     }
@@ -287,7 +287,9 @@ fn open_hardware(
     let (mut stdin_keys, mut stdin_passes) = (None, None);
     hardware.keypad = match &hw.keypad {
         KeypadConfig::None => None,
-        KeypadConfig::Matrix { rows, cols } => Some(Box::new(MatrixKeypad::open(*rows, *cols)?)),
+        KeypadConfig::Matrix { rows, cols } => {
+            Some(Box::new(MatrixKeypad::open(rows.map(BcmPin::get), cols.map(BcmPin::get))?))
+        }
         KeypadConfig::Usb { device } => Some(Box::new(UsbKeypad::open(device)?)),
         KeypadConfig::Stdin => {
             let (keypad, feeder) = SimulatedKeypad::new();
@@ -318,24 +320,28 @@ fn open_hardware(
             }
         });
     }
-    if hw.gpio {
-        if !hw.contacts.is_empty() {
-            hardware.contacts = Some(Box::new(GpioContacts::open(&hw.contacts)?));
+    match hw.backend {
+        Backend::Gpio => {
+            if !hw.contacts.is_empty() {
+                let pins: Vec<_> = hw.contacts.iter().map(|c| (c.contact, c.pin.get(), c.active_low)).collect();
+                hardware.contacts = Some(Box::new(GpioContacts::open(&pins)?));
+            }
+            if hw.lights != LightPins::default() {
+                let LightPins { green, red, buzzer } = hw.lights;
+                let [green, red, buzzer] = [green, red, buzzer].map(|pin| pin.map(BcmPin::get));
+                hardware.indicator = Some(Box::new(GpioIndicator::open(green, red, buzzer)?));
+            }
+            if let Some(w) = hw.wiegand {
+                hardware.wiegand = Some((Box::new(GpioWiegand::open(w.d0.get(), w.d1.get())?), w.cards));
+            }
         }
-        if let [None, None, None] = hw.lights {
-        } else {
-            let [green, red, buzzer] = hw.lights;
-            hardware.indicator = Some(Box::new(GpioIndicator::open(green, red, buzzer)?));
-        }
-        if let Some((d0, d1, cards)) = hw.wiegand {
-            hardware.wiegand = Some((Box::new(GpioWiegand::open(d0, d1)?), cards));
-        }
-    } else {
-        let (indicator, _log) = SimulatedIndicator::new();
-        hardware.indicator = Some(Box::new(indicator));
-        if let Some((_, _, cards)) = hw.wiegand {
-            let (output, _log) = SimulatedWiegand::new();
-            hardware.wiegand = Some((Box::new(output), cards));
+        Backend::Simulated => {
+            let (indicator, _log) = SimulatedIndicator::new();
+            hardware.indicator = Some(Box::new(indicator));
+            if let Some(w) = hw.wiegand {
+                let (output, _log) = SimulatedWiegand::new();
+                hardware.wiegand = Some((Box::new(output), w.cards));
+            }
         }
     }
     Ok(hardware)

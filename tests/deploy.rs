@@ -13,7 +13,7 @@ fn repo(rel: &str) -> std::path::PathBuf {
 #[test]
 fn the_example_config_is_valid() {
     let config = facegate::config::RawConfig::read(&repo("deploy/facegate.toml")).unwrap().validate().unwrap();
-    assert!(config.hardware.gpio);
+    assert_eq!(config.hardware.backend, facegate::config::Backend::Gpio);
     assert_ne!(config.database.parent(), config.master_key.parent(), "key beside the data");
 }
 

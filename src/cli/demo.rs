@@ -138,7 +138,7 @@ async fn run_demo_async(config: &Config, args: &DemoArgs) -> Result<std::process
         .await?
         .context("loading the face models")?,
     );
-    let fps = args.fps.unwrap_or(config.fps).clamp(0.1, 120.0);
+    let fps = args.fps.unwrap_or(config.fps()).clamp(0.1, 120.0);
     let camera = args.camera.or(match config.capture {
         CaptureConfig::Camera { index } => Some(index),
         CaptureConfig::Replay { .. } => None,

@@ -50,7 +50,7 @@ fn mean(pair: &[f32; 2]) -> f32 {
 /// Scores every face of every image.
 pub fn liveness(config: &Config, args: &LivenessArgs) -> Result<std::process::ExitCode> {
     let (detector, model) = load(config)?;
-    let threshold = config.live_threshold;
+    let threshold = config.live_threshold();
     let mut failed = 0usize;
     for path in &args.images {
         let faces = decode_file(path, DecodeLimits::default()).map_err(|e| e.to_string()).and_then(|frame| {
@@ -103,7 +103,7 @@ pub fn liveness(config: &Config, args: &LivenessArgs) -> Result<std::process::Ex
 /// APCER per attack type and BPCER on a labelled folder.
 pub fn eval_pad(config: &Config, args: &EvalPadArgs) -> Result<std::process::ExitCode> {
     let (detector, model) = load(config)?;
-    let threshold = args.threshold.unwrap_or(config.live_threshold);
+    let threshold = args.threshold.unwrap_or(config.live_threshold());
     let samples = pad::score_folder(&args.spoof, &detector, &model, |file, e| eprintln!("{file}: {e}"))?;
     let report = pad::pad_metrics(&samples, threshold);
     if args.json {

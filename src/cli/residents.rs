@@ -248,14 +248,14 @@ pub fn enroll(config: &Config, args: &EnrollArgs) -> Result<std::process::ExitCo
         )
     })?;
     let needed = args.frames.unwrap_or(config.enrol_frames).clamp(1, 20);
-    let mut session = EnrolmentSession::new(needed, QualityGate::default(), config.live_threshold);
+    let mut session = EnrolmentSession::new(needed, QualityGate::default(), config.live_threshold());
     if args.images.is_empty() {
         let index = match (args.camera, &config.capture) {
             (Some(i), _) if i >= 0 => u32::try_from(i).unwrap_or(0),
             (_, CaptureConfig::Camera { index }) => *index,
             _ => bail!("give photos of the resident, or --camera [INDEX] to capture live"),
         };
-        let mut camera = crate::capture::open_camera(index, config.fps)?;
+        let mut camera = crate::capture::open_camera(index, config.fps())?;
         let deadline = Instant::now() + Duration::from_secs(args.timeout);
         println!("look at the camera ({})", camera.describe());
         while !session.is_complete() {
