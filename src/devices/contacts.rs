@@ -182,10 +182,10 @@ impl GpioContacts {
                 }
             }
         }
-        let gpio = rppal::gpio::Gpio::new().map_err(|e| ActuateError::Gpio(e.to_string()))?;
+        let gpio = rppal::gpio::Gpio::new().map_err(ActuateError::gpio("chip"))?;
         let mut claimed = Vec::with_capacity(pins.len());
         for &(contact, bcm, active_low) in pins {
-            let pin = gpio.get(bcm).map_err(|e| ActuateError::Gpio(format!("BCM {bcm} ({contact}): {e}")))?;
+            let pin = gpio.get(bcm).map_err(ActuateError::gpio(format!("BCM {bcm} ({contact})")))?;
             // Pull-up for every contact, whatever its polarity: each is wired to ground, and a cut wire must
             // read "switch open" (see the module docs).
             let pin = pin.into_input_pullup();

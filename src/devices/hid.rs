@@ -30,17 +30,22 @@ impl HidDevice {
     }
 
     fn grab(path: &std::path::Path) -> Result<evdev::Device, ActuateError> {
-        let fail = |what: &str, e: std::io::Error| ActuateError::Input(format!("{}: {what}: {e}", path.display()));
+        let fail = |what: &str, e: std::io::Error| ActuateError::Input {
+            device: path.to_path_buf(),
+            what: format!("{what}: {e}"),
+            source: Some(e),
+        };
         let mut device = evdev::Device::open(path).map_err(|e| fail("cannot open", e))?;
         // A keyboard-like device has an Enter key; this refuses a mouse, or a scanner's non-keyboard interface.
         let types = device
             .supported_keys()
             .is_some_and(|keys| keys.contains(evdev::KeyCode::KEY_ENTER) || keys.contains(evdev::KeyCode::KEY_KPENTER));
         if !types {
-            return Err(ActuateError::Input(format!(
-                "{}: not a keyboard-like device (it has no Enter key)",
-                path.display()
-            )));
+            return Err(ActuateError::Input {
+                device: path.to_path_buf(),
+                what: "not a keyboard-like device (it has no Enter key)".into(),
+                source: None,
+            });
         }
         device.grab().map_err(|e| fail("cannot grab it for exclusive use (is another program reading it?)", e))?;
         device.set_nonblocking(true).map_err(|e| fail("cannot make it non-blocking", e))?;
@@ -69,7 +74,7 @@ impl HidDevice {
         result.map_err(|e| {
             // Unplugged (ENODEV) or worse: drop it, and try the path again on the next read.
             self.device = None;
-            ActuateError::Input(format!("{}: read failed: {e}", self.path.display()))
+            ActuateError::Input { device: self.path.clone(), what: format!("read failed: {e}"), source: Some(e) }
         })
     }
 

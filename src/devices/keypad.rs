@@ -95,8 +95,8 @@ const MATRIX: [[char; 3]; 4] = [['1', '2', '3'], ['4', '5', '6'], ['7', '8', '9'
 impl MatrixKeypad {
     /// Claims four row pins and three column pins (BCM numbers).
     pub fn open(rows: [u8; 4], cols: [u8; 3]) -> Result<Self, ActuateError> {
-        let gpio = rppal::gpio::Gpio::new().map_err(|e| ActuateError::Gpio(e.to_string()))?;
-        let pin = |bcm: u8| gpio.get(bcm).map_err(|e| ActuateError::Gpio(format!("BCM {bcm}: {e}")));
+        let gpio = rppal::gpio::Gpio::new().map_err(ActuateError::gpio("chip"))?;
+        let pin = |bcm: u8| gpio.get(bcm).map_err(ActuateError::gpio(format!("BCM {bcm}")));
         let rows = rows.iter().map(|&b| pin(b).map(rppal::gpio::Pin::into_output_high)).collect::<Result<_, _>>()?;
         let cols = cols.iter().map(|&b| pin(b).map(rppal::gpio::Pin::into_input_pullup)).collect::<Result<_, _>>()?;
         Ok(Self { rows, cols, held: None })

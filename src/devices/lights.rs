@@ -246,10 +246,10 @@ impl GpioIndicator {
                 }
             }
         }
-        let gpio = rppal::gpio::Gpio::new().map_err(|e| ActuateError::Gpio(e.to_string()))?;
+        let gpio = rppal::gpio::Gpio::new().map_err(ActuateError::gpio("chip"))?;
         let claim = |name: &str, bcm: Option<u8>| -> Result<Option<rppal::gpio::OutputPin>, ActuateError> {
             let Some(bcm) = bcm else { return Ok(None) };
-            let pin = gpio.get(bcm).map_err(|e| ActuateError::Gpio(format!("BCM {bcm} ({name}): {e}")))?;
+            let pin = gpio.get(bcm).map_err(ActuateError::gpio(format!("BCM {bcm} ({name})")))?;
             let mut pin = pin.into_output_low();
             // rppal would float the pin on drop; keep it driven off (a floating transistor base can buzz).
             pin.set_reset_on_drop(false);

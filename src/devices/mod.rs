@@ -24,20 +24,41 @@ pub use wiegand::{GpioWiegand, MethodCards, SimulatedWiegand, Wiegand26, Wiegand
 /// Errors of the actuators; each says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum ActuateError {
-    /// The GPIO chip could not be used.
+    /// The GPIO chip or a pin could not be used.
     #[error(
-        "GPIO: {0}; on a Raspberry Pi add this user to the gpio group, elsewhere set hardware.backend = \"simulated\""
+        "GPIO {what}: {source}; on a Raspberry Pi add this user to the gpio group, elsewhere set hardware.backend = \"simulated\""
     )]
-    Gpio(String),
+    Gpio {
+        /// The chip, or which pin for what.
+        what: String,
+        /// rppal's error.
+        source: rppal::gpio::Error,
+    },
     /// A USB input device (keypad, QR scanner) could not be opened or read.
     #[error(
-        "input device {0}; give its stable /dev/input/by-id/ path in the config, check that it is plugged in and that the service user is in the input group"
+        "input device {}: {what}; give its stable /dev/input/by-id/ path in the config, check that it is plugged in and that the service user is in the input group",
+        device.display()
     )]
-    Input(String),
+    Input {
+        /// The device's path.
+        device: std::path::PathBuf,
+        /// What failed (with the system's reason, when there is one).
+        what: String,
+        /// The system's error, when there is one.
+        source: Option<std::io::Error>,
+    },
     /// The hardware settings contradict each other.
     #[error("hardware settings: {0}; fix [hardware] in the config")]
     Settings(String),
     /// A helper thread of a device has stopped.
     #[error("{0} stopped; restart facegate and see its log (journalctl -u facegate) for why")]
     Stopped(String),
+}
+
+impl ActuateError {
+    /// The mapping for an rppal error about `what` (the chip, or a pin and its use).
+    pub(crate) fn gpio(what: impl Into<String>) -> impl FnOnce(rppal::gpio::Error) -> Self {
+        let what = what.into();
+        move |source| Self::Gpio { what, source }
+    }
 }

@@ -176,9 +176,9 @@ impl GpioWiegand {
         if d0 == d1 {
             return Err(ActuateError::Settings(format!("Wiegand D0 and D1 are both BCM {d0}")));
         }
-        let gpio = rppal::gpio::Gpio::new().map_err(|e| ActuateError::Gpio(e.to_string()))?;
+        let gpio = rppal::gpio::Gpio::new().map_err(ActuateError::gpio("chip"))?;
         let claim = |bcm: u8, name: &str| -> Result<rppal::gpio::OutputPin, ActuateError> {
-            let pin = gpio.get(bcm).map_err(|e| ActuateError::Gpio(format!("BCM {bcm} (Wiegand {name}): {e}")))?;
+            let pin = gpio.get(bcm).map_err(ActuateError::gpio(format!("BCM {bcm} (Wiegand {name})")))?;
             let mut pin = if inverted { pin.into_output_low() } else { pin.into_output_high() };
             // Keep the lines driven idle after drop: a floating line can clock in garbage bits.
             pin.set_reset_on_drop(false);

@@ -17,8 +17,8 @@ impl GpioRelay {
     /// Claims BCM pin `bcm` as an output, locked. `active_high`: whether a high level energises the relay
     /// (most opto-isolated relay boards are active low).
     pub fn open(bcm: u8, active_high: bool) -> Result<Self, ActuateError> {
-        let gpio = Gpio::new().map_err(|e| ActuateError::Gpio(e.to_string()))?;
-        let pin = gpio.get(bcm).map_err(|e| ActuateError::Gpio(format!("BCM {bcm}: {e}")))?;
+        let gpio = Gpio::new().map_err(ActuateError::gpio("chip"))?;
+        let pin = gpio.get(bcm).map_err(ActuateError::gpio(format!("BCM {bcm}")))?;
         let mut pin = if active_high { pin.into_output_low() } else { pin.into_output_high() };
         // rppal would restore the pin's previous mode on drop (an input, floating); keep it driven locked.
         pin.set_reset_on_drop(false);
