@@ -20,16 +20,27 @@ pub const SIGNING_KEY_FILE: &str = "audit-signing.key";
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
     /// The key file could not be read or created.
-    #[error("audit signing key {path}: {reason}; check the key folder's owner and mode (0700)")]
+    #[error("audit signing key {}: {source}; check the key folder's owner and mode (0700)", path.display())]
     KeyFile {
         /// The file.
         path: PathBuf,
         /// Why.
-        reason: String,
+        source: std::io::Error,
+    },
+    /// The key file is not a key.
+    #[error("audit signing key {}: {len} bytes, expected 32; restore it from the backup of the key folder", path.display())]
+    KeyLength {
+        /// The file.
+        path: PathBuf,
+        /// Its length.
+        len: usize,
     },
     /// The report file is not a signed report.
     #[error("not a signed facegate audit report: {0}")]
     Malformed(String),
+    /// A report that does not serialise (a bug).
+    #[error("the report cannot be serialised: {0}")]
+    Json(#[source] serde_json::Error),
     /// The signature does not match the report and key.
     #[error("the signature does not match: the report was altered, or signed by another key")]
     BadSignature,
@@ -52,11 +63,13 @@ impl AuditSigner {
     /// Loads `<key_dir>/audit-signing.key`, creating it (0600) on first use.
     pub fn load_or_create(key_dir: &Path) -> Result<Self, SignError> {
         let path = key_dir.join(SIGNING_KEY_FILE);
-        let err = |reason: String| SignError::KeyFile { path: path.clone(), reason };
+        let err = |source: std::io::Error| SignError::KeyFile { path: path.clone(), source };
         if path.exists() {
-            let bytes = Zeroizing::new(std::fs::read(&path).map_err(|e| err(e.to_string()))?);
-            let secret: &[u8; 32] =
-                bytes.as_slice().try_into().map_err(|_| err(format!("{} bytes, expected 32", bytes.len())))?;
+            let bytes = Zeroizing::new(std::fs::read(&path).map_err(err)?);
+            let secret: &[u8; 32] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| SignError::KeyLength { path: path.clone(), len: bytes.len() })?;
             return Ok(Self { key: SigningKey::from_bytes(secret) });
         }
         use rand::RngCore;
@@ -64,14 +77,9 @@ impl AuditSigner {
         use std::os::unix::fs::OpenOptionsExt;
         let mut secret = Zeroizing::new([0u8; 32]);
         rand::rng().fill_bytes(secret.as_mut());
-        std::fs::create_dir_all(key_dir).map_err(|e| err(e.to_string()))?;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| err(e.to_string()))?;
-        file.write_all(secret.as_ref()).and_then(|()| file.sync_all()).map_err(|e| err(e.to_string()))?;
+        std::fs::create_dir_all(key_dir).map_err(err)?;
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(err)?;
+        file.write_all(secret.as_ref()).and_then(|()| file.sync_all()).map_err(err)?;
         Ok(Self { key: SigningKey::from_bytes(&secret) })
     }
 
@@ -82,7 +90,7 @@ impl AuditSigner {
 
     /// Signs a report (any serialisable value).
     pub fn sign<T: Serialize>(&self, report: &T) -> Result<SignedReport, SignError> {
-        let value = serde_json::to_value(report).map_err(|e| SignError::Malformed(e.to_string()))?;
+        let value = serde_json::to_value(report).map_err(SignError::Json)?;
         let signature = self.key.sign(&canonical(&value));
         Ok(SignedReport {
             report: value,

@@ -30,12 +30,28 @@ pub enum CertError {
     #[error("{0} holds no compound (no ca.key / compound.toml); run `facegate compound init` first")]
     Missing(PathBuf),
     /// A file could not be read or written.
-    #[error("{path}: {reason}")]
+    #[error("{}: {source}; check the folder's owner and free space", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// Why.
-        reason: String,
+        source: std::io::Error,
+    },
+    /// The compound's shared secret could not be made.
+    #[error("{}: {source}", path.display())]
+    Secret {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: crate::protect::keys::KeyError,
+    },
+    /// The compound's description file is not what `compound init` wrote.
+    #[error("{}: {source}; restore it from the compound folder's backup", path.display())]
+    Meta {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: toml::de::Error,
     },
     /// The certificate library failed.
     #[error("certificate: {0}")]
@@ -67,7 +83,7 @@ impl Default for BrokerPlan {
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> CertError + '_ {
-    move |e| CertError::Io { path: path.to_path_buf(), reason: e.to_string() }
+    move |source| CertError::Io { path: path.to_path_buf(), source }
 }
 
 fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), CertError> {
@@ -153,7 +169,7 @@ pub fn init(dir: &Path, compound: &str, broker: &BrokerPlan) -> Result<Vec<PathB
     let secret = dir.join("compound.key");
     MasterKeyFile::new(secret.clone(), None)
         .load_or_create()
-        .map_err(|e| CertError::Io { path: secret.clone(), reason: e.to_string() })?;
+        .map_err(|source| CertError::Secret { path: secret.clone(), source })?;
     written.push(secret);
     let server_key = KeyPair::generate()?;
     let server = leaf_params(compound, "facegate broker", broker.hosts.clone(), ExtendedKeyUsagePurpose::ServerAuth)?
@@ -219,7 +235,7 @@ pub fn compound_name(dir: &Path) -> Result<String, CertError> {
     struct Meta {
         name: String,
     }
-    let meta: Meta = toml::from_str(&text).map_err(|e| CertError::Io { path: path.clone(), reason: e.to_string() })?;
+    let meta: Meta = toml::from_str(&text).map_err(|source| CertError::Meta { path: path.clone(), source })?;
     if !valid_name(&meta.name) {
         return Err(CertError::Name(meta.name));
     }
