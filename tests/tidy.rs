@@ -4,6 +4,8 @@
 //!
 //! Reads files only; builds nothing and runs nothing.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
