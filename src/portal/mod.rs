@@ -8,8 +8,8 @@
 //! enrolment page only starts a capture on the gate camera and shows a count of good frames.
 //!
 //! This file owns the state every request shares, the routing of the public pages, the layers and the
-//! HTTPS server; [`session`] the extractors, [`resident`] and [`staff`] the pages of each audience, [`error`]
-//! what a failed request answers.
+//! HTTPS server; `session` the extractors, `resident` and `staff` the pages of each audience, `error` what a
+//! failed request answers.
 
 pub mod auth;
 mod error;

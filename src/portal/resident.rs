@@ -346,15 +346,18 @@ async fn pin_set(State(state): Shared, mut visit: Visit, Checked(form): Checked<
     if form.pin != form.pin2 {
         return refuse(&visit, "pin_mismatch");
     }
-    let pin = match Pin::parse(&form.pin) {
+    // The registry checks the strength again; checking here keeps the answer a form error, not a failure.
+    let pin = match Pin::parse(&form.pin).and_then(|pin| pin.check_strength().map(|()| pin)) {
         Ok(pin) => pin,
-        Err(PinError::Weak) => return refuse(&visit, "pin_weak"),
-        Err(PinError::Format | PinError::Damaged) => return refuse(&visit, "pin_format"),
+        Err(e) => return refuse(&visit, pin_refusal(&e)),
     };
     // An enrolled resident got their revocation code with the enrolment; a PIN-only resident gets it now.
     let revocation = (!enrolled).then(|| auth::new_code(4));
     let revocation_hash = revocation.as_deref().map(auth::code_hash);
-    let keypad = state.try_call(move |registry| set_pin(registry, &id, &pin, revocation_hash)).await?;
+    let keypad = match state.try_call(move |registry| set_pin(registry, &id, &pin, revocation_hash)).await {
+        Err(PortalError::Registry(RegistryError::Pin(e))) => return refuse(&visit, pin_refusal(&e)),
+        answer => answer?,
+    };
     visit.data.flow = Flow::None;
     visit.save().await?;
     let lang = visit.lang;
@@ -369,6 +372,14 @@ async fn pin_set(State(state): Shared, mut visit: Visit, Checked(form): Checked<
         p { a href="/revoke" { (t(lang, "resident_revoke")) } }
     };
     Ok(page(StatusCode::OK, layout(&visit.frame("/"), t(lang, "done_heading"), body)))
+}
+
+/// The i18n key of a PIN the resident must change.
+fn pin_refusal(e: &PinError) -> &'static str {
+    match e {
+        PinError::Weak => "pin_weak",
+        PinError::Format | PinError::Damaged => "pin_format",
+    }
 }
 
 /// Gives the resident a free four-digit keypad code and their PIN (and, for a PIN-only resident, their

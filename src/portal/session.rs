@@ -42,7 +42,7 @@ pub(super) struct StaffMember {
 }
 
 /// Where a resident is in the set-up.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) enum Flow {
     /// Not in a set-up.
     #[default]
@@ -247,5 +247,36 @@ pub(super) struct Button {
 impl CsrfForm for Button {
     fn csrf(&self) -> &str {
         &self.csrf
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resident(step: Step) -> Flow {
+        Flow::Resident { id: "r-0a1b2c3d4e".into(), step }
+    }
+
+    #[test]
+    fn every_flow_survives_the_session_store_and_opens_only_its_own_pages() {
+        let flows = [
+            Flow::None,
+            Flow::Code { code_id: 7, unit: "7-702".into() },
+            resident(Step::PinOnly),
+            resident(Step::FaceConsented),
+            resident(Step::Capturing { job: 3 }),
+            resident(Step::FaceEnrolled),
+        ];
+        for flow in &flows {
+            // tower-sessions keeps session data as JSON values.
+            let data = SessionData { flow: flow.clone(), ..SessionData::default() };
+            let back: SessionData = serde_json::from_value(serde_json::to_value(&data).unwrap()).unwrap();
+            assert_eq!(&back.flow, flow);
+        }
+        let face: Vec<_> = flows.iter().map(|f| f.awaiting_face().ok().map(|(_, job)| job)).collect();
+        assert_eq!(face, [None, None, None, Some(None), Some(Some(3)), None]);
+        let pin: Vec<_> = flows.iter().map(|f| f.awaiting_pin().ok().map(|(_, enrolled)| enrolled)).collect();
+        assert_eq!(pin, [None, None, Some(false), None, None, Some(true)]);
     }
 }
