@@ -5,6 +5,10 @@
 //! - the whole story: a manager issues a code; the resident consents, enrols at the gate camera, sets a PIN;
 //!   the gate admits them; the manager's counts show the entry suppressed; the resident revokes and gets a
 //!   receipt; the auditor's report shows the deletion with the receipt's code and a clean scan.
+//!
+//! And the request handling alone, in this process (`router()` and `oneshot`, same real SQLite file and
+//! registry owner, a real enrolment desk fed frames by the test): who is refused how, a forged form, an
+//! internal failure's page, and the page of each step of a resident's set-up.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -218,4 +222,204 @@ fn a_resident_enrols_is_admitted_counted_suppressed_then_revokes_and_the_auditor
     let out = Command::new(BIN).args(["audit", "verify", saved.to_str().unwrap()]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("the report PASSED"));
+}
+
+// ---- in process: the request handling alone ----------------------------------------------------------------
+
+use common::portal::in_process::{self, Bench};
+
+const GENERIC_500: &str = "Something went wrong on the gate";
+
+#[tokio::test]
+async fn staff_pages_send_strangers_to_sign_in_and_refuse_the_other_role() {
+    let bench = Bench::new();
+    let mut anonymous = bench.browser(1);
+    for path in ["/manager", "/manager/counts.csv", "/auditor", "/auditor/report.json"] {
+        let answer = anonymous.get(path).await;
+        assert_eq!((answer.status, answer.location.as_str()), (StatusCode::SEE_OTHER, "/login"), "{path}");
+    }
+    // The role is checked before the form: a stranger with a forged token is sent to sign in, not told why.
+    let answer = anonymous.post("/manager/codes/1/cancel", &[("csrf", "forged")]).await;
+    assert_eq!((answer.status, answer.location.as_str()), (StatusCode::SEE_OTHER, "/login"));
+
+    let mut auditor = bench.browser(2);
+    auditor.sign_in(in_process::AUDITOR).await;
+    let answer = auditor.get("/manager").await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert!(answer.body.contains("You may not see this page."), "{}", answer.body);
+    let token = auditor.token().await;
+    assert_eq!(
+        auditor.post("/manager/codes", &[("csrf", &token), ("unit", "1-101")]).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(auditor.get("/auditor").await.status, StatusCode::OK);
+
+    let mut manager = bench.browser(3);
+    manager.sign_in(in_process::MANAGER).await;
+    assert_eq!(manager.get("/auditor/report.json").await.status, StatusCode::FORBIDDEN);
+    // A malformed id names no code: the portal's own 404 page, not the framework's text.
+    let token = manager.token().await;
+    let answer = manager.post("/manager/codes/not-a-number/cancel", &[("csrf", &token)]).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    assert!(answer.body.contains("No such page.") && !answer.body.contains("Invalid URL"), "{}", answer.body);
+}
+
+#[tokio::test]
+async fn a_form_with_a_wrong_csrf_token_is_refused_and_changes_nothing() {
+    let bench = Bench::new();
+    let mut manager = bench.browser(1);
+    manager.sign_in(in_process::MANAGER).await;
+    let answer = manager.post("/manager/codes", &[("csrf", "forged"), ("unit", "1-101")]).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert!(answer.body.contains("The form was not accepted"), "{}", answer.body);
+    assert!(bench.handle.call(|r| r.store().enrolment_codes()).await.unwrap().unwrap().is_empty());
+    // The same refusal in the visitor's language, and the manager is still signed in (the header says so).
+    manager.get("/?lang=zh").await;
+    let answer = manager.post("/manager/codes", &[("unit", "1-101")]).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert!(answer.body.contains("表单未被接受") && answer.body.contains("id=\"logout\""), "{}", answer.body);
+
+    // A resident's code with another session's token does not start a set-up.
+    bench.add_code("AAAA-BBBB-CCCC", "1-101").await;
+    let mut resident = bench.browser(2);
+    let stolen = manager.token().await;
+    let answer = resident.post("/resident", &[("csrf", &stolen), ("code", "AAAA-BBBB-CCCC")]).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(resident.get("/resident/consent").await.location, "/resident");
+}
+
+#[tokio::test]
+async fn an_internal_failure_answers_a_generic_page_and_never_its_own_text() {
+    let mut bench = Bench::new();
+    let mut manager = bench.browser(1);
+    manager.sign_in(in_process::MANAGER).await;
+    assert_eq!(manager.get("/manager").await.status, StatusCode::OK);
+
+    // The store fails under the portal: a table is gone from the real file.
+    let db = rusqlite::Connection::open(&bench.db).unwrap();
+    db.execute_batch("DROP TABLE portal_enrolment_codes").unwrap();
+    let answer = manager.get("/manager").await;
+    assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(answer.body.contains(GENERIC_500), "{}", answer.body);
+    let dir = bench.dir.path().to_string_lossy().into_owned();
+    for leak in ["no such table", "portal_enrolment_codes", "database", "sqlite", &dir] {
+        assert!(!answer.body.contains(leak), "{leak:?} in {}", answer.body);
+    }
+
+    // The registry's owner stops (daemon shutdown): 503, in the visitor's language, without the owner's text.
+    bench.stop_registry().await;
+    let answer = manager.get("/manager").await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(answer.body.contains("The gate is restarting"), "{}", answer.body);
+    assert!(!answer.body.contains("registry"), "{}", answer.body);
+    let answer = manager.get("/manager?lang=zh").await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(answer.body.contains("门禁系统正在重启") && answer.body.contains("lang=\"zh-Hans\""), "{}", answer.body);
+}
+
+/// Where each set-up page sends a resident in the wrong step (`""`: the page itself, 200).
+async fn pages(browser: &mut in_process::Browser) -> [(String, String); 4] {
+    let mut out: [(String, String); 4] = Default::default();
+    for (slot, path) in
+        out.iter_mut().zip(["/resident/consent", "/resident/enrol", "/resident/enrol/status", "/resident/pin"])
+    {
+        let answer = browser.get(path).await;
+        assert!(matches!(answer.status, StatusCode::OK | StatusCode::SEE_OTHER), "{path}: {answer:?}");
+        *slot = (path.to_owned(), answer.location);
+    }
+    out
+}
+
+fn reachable(pages: &[(String, String); 4]) -> Vec<&str> {
+    pages.iter().filter(|(_, to)| to.is_empty()).map(|(path, _)| path.as_str()).collect()
+}
+
+#[tokio::test]
+async fn each_step_of_a_pin_only_set_up_renders_its_page() {
+    let bench = Bench::new();
+    let mut resident = bench.browser(1);
+    assert!(reachable(&pages(&mut resident).await).is_empty(), "no step before a code");
+    assert!(pages(&mut resident).await.iter().all(|(_, to)| to == "/resident"));
+
+    bench.add_code("AAAA-BBBB-CCCC", "2-202").await;
+    let t = resident.token().await;
+    assert_eq!(
+        resident.post("/resident", &[("csrf", &t), ("code", "aaaa bbbb cccc")]).await.location,
+        "/resident/consent"
+    );
+    assert_eq!(reachable(&pages(&mut resident).await), ["/resident/consent"]);
+    let notice = resident.get("/resident/consent").await.body;
+    assert!(notice.contains("id=\"notice\"") && notice.contains("id=\"consent-pin-only\""), "{notice}");
+
+    let answer = resident.post("/resident/consent", &[("csrf", &t), ("choice", "pin")]).await;
+    assert_eq!(answer.location, "/resident/pin");
+    assert_eq!(reachable(&pages(&mut resident).await), ["/resident/pin"]);
+    let pin = resident.get("/resident/pin").await.body;
+    assert!(pin.contains("id=\"pin-submit\"") && !pin.contains("id=\"enrolled\""), "{pin}");
+
+    let answer = resident.post("/resident/pin", &[("csrf", &t), ("pin", "4071"), ("pin2", "4072")]).await;
+    assert!(answer.status == StatusCode::UNPROCESSABLE_ENTITY && answer.body.contains("The two PINs differ."));
+    let answer = resident.post("/resident/pin", &[("csrf", &t), ("pin", "1234"), ("pin2", "1234")]).await;
+    assert!(answer.status == StatusCode::UNPROCESSABLE_ENTITY && answer.body.contains("too easy to guess"));
+    let done = resident.post("/resident/pin", &[("csrf", &t), ("pin", "4071"), ("pin2", "4071")]).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    // PIN only: the revocation code comes now, with the keypad code.
+    assert!(
+        done.body.contains("At the keypad type: ") && done.body.contains("id=\"revocation-code\""),
+        "{}",
+        done.body
+    );
+    assert!(reachable(&pages(&mut resident).await).is_empty(), "the set-up is over");
+    let residents = bench.handle.call(|r| r.store().residents()).await.unwrap().unwrap();
+    assert!(residents.len() == 1 && residents[0].has_pin && residents[0].template_version.is_none());
+}
+
+/// A face set-up through the real desk: consented, capturing (and the camera busy for anyone else), then
+/// enrolled from live NUAA frames offered as the gate camera would, and the PIN page after.
+#[tokio::test]
+async fn each_step_of_a_face_set_up_renders_its_page() {
+    let bench = Bench::new();
+    bench.add_code("DDDD-EEEE-FFFF", "3-303").await;
+    bench.add_code("GGGG-HHHH-JJJJ", "3-304").await;
+    let mut resident = bench.browser(1);
+    let t = resident.token().await;
+    resident.post("/resident", &[("csrf", &t), ("code", "DDDD-EEEE-FFFF")]).await;
+    // Face entry needs the box ticked.
+    let answer = resident.post("/resident/consent", &[("csrf", &t), ("choice", "face")]).await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let answer = resident.post("/resident/consent", &[("csrf", &t), ("choice", "face"), ("consent", "yes")]).await;
+    assert_eq!(answer.location, "/resident/enrol");
+    assert_eq!(reachable(&pages(&mut resident).await), ["/resident/enrol"], "consented, not capturing");
+    assert!(resident.get("/resident/enrol").await.body.contains("id=\"enrol-start\""));
+
+    assert_eq!(resident.post("/resident/enrol", &[("csrf", &t)]).await.location, "/resident/enrol/status");
+    assert_eq!(reachable(&pages(&mut resident).await), ["/resident/enrol", "/resident/enrol/status"]);
+    let progress = resident.get("/resident/enrol/status").await.body;
+    assert!(progress.contains("Good frames: 0 of 3") && progress.contains("http-equiv=\"refresh\""), "{progress}");
+
+    // Someone else's capture waits for this one.
+    let mut neighbour = bench.browser(2);
+    let n = neighbour.token().await;
+    neighbour.post("/resident", &[("csrf", &n), ("code", "GGGG-HHHH-JJJJ")]).await;
+    neighbour.post("/resident/consent", &[("csrf", &n), ("choice", "face"), ("consent", "yes")]).await;
+    let answer = neighbour.post("/resident/enrol", &[("csrf", &n)]).await;
+    assert!(answer.status == StatusCode::CONFLICT && answer.body.contains("enrolling someone else"), "{answer:?}");
+
+    // The gate camera's side: live frames of one person until the desk has enough.
+    for path in common::nuaa_frames("live", "0003") {
+        if !bench.desk.wants_frames() {
+            break;
+        }
+        let frame = facegate::capture::decode_file(&path, facegate::capture::DecodeLimits::default()).unwrap();
+        bench.desk.offer_frame(common::pipeline(), common::liveness(), &frame);
+    }
+    assert!(!bench.desk.wants_frames(), "the live frames did not complete the capture");
+    let enrolled = resident.get("/resident/enrol/status").await;
+    assert_eq!(enrolled.status, StatusCode::OK);
+    assert!(enrolled.body.contains("enrolled and protected") && enrolled.body.contains("id=\"revocation-code\""));
+    assert!(enrolled.body.contains("id=\"pin-submit\""), "{}", enrolled.body);
+    assert_eq!(reachable(&pages(&mut resident).await), ["/resident/pin"], "enrolled: only the PIN is left");
+    let pin = resident.get("/resident/pin").await.body;
+    assert!(pin.contains("id=\"enrolled\"") && !pin.contains("revocation-code"), "the code is shown once: {pin}");
+    assert_eq!(bench.handle.call(|r| r.gallery_len()).await.unwrap(), 1);
 }

@@ -55,7 +55,7 @@ pub fn account(config: &Config, args: &AccountArgs) -> Result<std::process::Exit
         RoleArg::Auditor => Role::Auditor,
     };
     let mut registry = open_registry(config, &args.store, true)?;
-    registry.store_mut().add_account(name, role.as_str(), &hash, unix_now())?;
+    registry.store_mut().add_account(name, role, &hash, unix_now())?;
     println!(
         "account {name} ({}) set; sign in at https://<this device>:{}/login",
         role.as_str(),

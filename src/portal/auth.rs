@@ -7,38 +7,10 @@ use std::num::NonZeroU32;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// A signed-in staff member's role.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Sees counts, issues enrolment codes.
-    Manager,
-    /// Sees and downloads the audit report.
-    Auditor,
-}
-
-impl Role {
-    /// As stored.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Manager => "manager",
-            Self::Auditor => "auditor",
-        }
-    }
-
-    /// From the stored text.
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "manager" => Some(Self::Manager),
-            "auditor" => Some(Self::Auditor),
-            _ => None,
-        }
-    }
-}
+pub use crate::store::Role;
 
 /// Errors of account set-up.
 #[derive(Debug, thiserror::Error)]

@@ -128,6 +128,11 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("forbidden", "You may not see this page.", "您无权查看此页面。"),
     ("not_found", "No such page.", "页面不存在。"),
     ("bad_request", "The form was not accepted (expired or incomplete). Go back, reload and try again.", "表单未被接受（已过期或不完整）。请返回、刷新后重试。"),
+    ("server_error", "Something went wrong on the gate's side; try again in a minute. If it keeps happening, tell the management office.", "门禁系统内部出错，请稍后重试。如果问题持续，请联系物业管理处。"),
+    ("unavailable", "The gate is restarting; try again in a minute.", "门禁系统正在重启，请稍后重试。"),
+    ("enrol_duplicate", "This face is already enrolled for another resident. If that is you, withdraw the other enrolment first, or ask the management office.", "此人脸已为另一位住户登记。如果是您本人，请先撤回原登记，或联系物业管理处。"),
+    ("pin_format", "a PIN is 4 to 8 digits", "密码须为 4 至 8 位数字"),
+    ("pin_weak", "this PIN is too easy to guess (a repeated digit or a run); choose another", "此密码太容易被猜到（重复数字或连续数字），请另选一个"),
     ("busy", "The gate camera is enrolling someone else; try again in a minute.", "门禁摄像头正在为他人登记，请稍后再试。"),
 ];
 

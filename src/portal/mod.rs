@@ -6,10 +6,17 @@
 //! tokens on every form, staff accounts (argon2id) with login throttling per account and per address, and the
 //! security headers. It must never receive, show or export an image, an embedding or a passage identity: the
 //! enrolment page only starts a capture on the gate camera and shows a count of good frames.
+//!
+//! This file owns the state every request shares, the routing of the public pages, the layers and the
+//! HTTPS server; `session` the extractors, `resident` and `staff` the pages of each audience, `error` what a
+//! failed request answers.
 
 pub mod auth;
-mod handlers;
+mod error;
 pub mod i18n;
+mod resident;
+mod session;
+mod staff;
 pub mod views;
 
 use std::net::SocketAddr;
@@ -17,13 +24,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use axum::Router;
+use maud::html;
 
 use crate::audit::AuditScope;
 use crate::registry::owner::RegistryHandle;
+use crate::registry::Registry;
 use crate::vision::enrol::EnrolmentDesk;
-use views::NoticeFacts;
+pub use error::PortalError;
+use i18n::t;
+use session::{page, Visit};
+use views::{layout, NoticeFacts};
 
 /// What the notice and the signage say, from `[portal]` and the retention setting.
 pub fn notice_facts(config: &crate::config::Config) -> NoticeFacts {
@@ -60,9 +74,9 @@ pub struct PortalSettings {
     pub audit: AuditScope,
 }
 
-/// Errors starting the portal.
+/// Errors starting the portal (a request's errors are [`PortalError`]).
 #[derive(Debug, thiserror::Error)]
-pub enum PortalError {
+pub enum ServeError {
     /// TLS material could not be read or made.
     #[error("portal TLS ({path}): {reason}")]
     Tls {
@@ -96,6 +110,68 @@ impl PortalState {
     pub fn new(settings: PortalSettings, registry: RegistryHandle, desk: Option<Arc<EnrolmentDesk>>) -> Self {
         Self { settings, registry, desk, throttle: auth::Throttle::default() }
     }
+
+    /// Runs `job` on the registry's owner (the daemon's one registry) and awaits its reply.
+    async fn call<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Registry) -> T + Send + 'static,
+    ) -> Result<T, PortalError> {
+        Ok(self.registry.call(job).await?)
+    }
+
+    /// [`Self::call`] for a job that can fail: one `?` for both the owner's and the job's error.
+    async fn try_call<T: Send + 'static, E: Into<PortalError> + Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Registry) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, PortalError> {
+        self.call(job).await?.map_err(Into::into)
+    }
+
+    /// Runs CPU-bound work that is not the registry's (argon2id, the audit's file scan) off the async workers.
+    async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&PortalState) -> T + Send + 'static,
+    ) -> Result<T, PortalError> {
+        let state = self.clone();
+        Ok(tokio::task::spawn_blocking(move || work(&state)).await?)
+    }
+}
+
+fn routes() -> Router<Arc<PortalState>> {
+    Router::new()
+        .route("/", get(home))
+        .route("/style.css", get(style))
+        .route("/signage", get(signage))
+        .merge(resident::routes())
+        .merge(staff::routes())
+        .fallback(not_found)
+}
+
+async fn not_found(_: Visit) -> PortalError {
+    PortalError::NotFound
+}
+
+async fn style() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], views::STYLE).into_response()
+}
+
+async fn home(visit: Visit) -> Response {
+    let lang = visit.lang;
+    let body = html! {
+        p { (t(lang, "home_intro")) }
+        ul {
+            li { a id="to-resident" href="/resident" { (t(lang, "resident_start")) } }
+            li { a id="to-revoke" href="/revoke" { (t(lang, "resident_revoke")) } }
+            li { a id="to-login" href="/login" { (t(lang, "staff_login")) } }
+            li { a id="to-signage" href="/signage" { (t(lang, "signage")) } }
+        }
+    };
+    page(StatusCode::OK, layout(&visit.frame("/"), t(lang, "title"), body))
+}
+
+async fn signage(axum::extract::State(state): axum::extract::State<Arc<PortalState>>, visit: Visit) -> Response {
+    let body = html! { (views::notice(visit.lang, &state.settings.notice)) };
+    page(StatusCode::OK, layout(&visit.frame("/signage"), t(visit.lang, "signage"), body))
 }
 
 /// The router (also what the tests serve).
@@ -109,7 +185,12 @@ pub fn router(state: Arc<PortalState>) -> Router {
         .with_same_site(SameSite::Strict)
         .with_path("/")
         .with_expiry(Expiry::OnInactivity(tower_sessions::cookie::time::Duration::minutes(30)));
-    handlers::routes().with_state(state).layer(sessions).layer(axum::middleware::map_response(security_headers))
+    // Error pages inside the sessions (they read the visitor's language), headers outermost (every answer).
+    routes()
+        .with_state(state)
+        .layer(axum::middleware::from_fn(error::error_pages))
+        .layer(sessions)
+        .layer(axum::middleware::map_response(security_headers))
 }
 
 async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
@@ -135,7 +216,7 @@ async fn security_headers(mut response: axum::response::Response) -> axum::respo
 pub async fn serve(
     state: Arc<PortalState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), PortalError> {
+) -> Result<(), ServeError> {
     let settings = state.settings.clone();
     let tls = tls_config(&settings.cert, &settings.key).await?;
     let handle = axum_server::Handle::new();
@@ -149,24 +230,24 @@ pub async fn serve(
         .handle(handle)
         .serve(router(state).into_make_service_with_connect_info::<SocketAddr>())
         .await
-        .map_err(|e| PortalError::Serve { addr: settings.listen, reason: e.to_string() })
+        .map_err(|e| ServeError::Serve { addr: settings.listen, reason: e.to_string() })
 }
 
 /// Loads the certificate and key, making a self-signed pair (owner-only files) on first run.
-async fn tls_config(cert: &Path, key: &Path) -> Result<axum_server::tls_rustls::RustlsConfig, PortalError> {
+async fn tls_config(cert: &Path, key: &Path) -> Result<axum_server::tls_rustls::RustlsConfig, ServeError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     if !cert.exists() || !key.exists() {
         make_self_signed(cert, key)?;
     }
     axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
         .await
-        .map_err(|e| PortalError::Tls { path: cert.to_path_buf(), reason: e.to_string() })
+        .map_err(|e| ServeError::Tls { path: cert.to_path_buf(), reason: e.to_string() })
 }
 
-fn make_self_signed(cert: &Path, key: &Path) -> Result<(), PortalError> {
+fn make_self_signed(cert: &Path, key: &Path) -> Result<(), ServeError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let err = |path: &Path, reason: String| PortalError::Tls { path: path.to_path_buf(), reason };
+    let err = |path: &Path, reason: String| ServeError::Tls { path: path.to_path_buf(), reason };
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
     let mut names = vec!["localhost".to_owned(), "facegate.local".to_owned()];
     if !host.is_empty() {

@@ -5,6 +5,8 @@ use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 use super::i18n::{t, tf, Lang};
 use crate::policy::counts::{Published, PublishedCell};
+use crate::policy::rfc3339;
+use crate::store::RevocationReceipt;
 
 /// The stylesheet, served at `/style.css` (the CSP allows no inline style).
 pub const STYLE: &str = "body{font-family:system-ui,'Noto Sans CJK SC',sans-serif;max-width:56rem;margin:1rem auto;\
@@ -179,4 +181,16 @@ pub fn counts_table(lang: Lang, id: &str, cells: &[PublishedCell], label_of: imp
 /// Raw markup for a meta refresh (the enrolment progress page polls without script).
 pub fn refresh(seconds: u32) -> Markup {
     PreEscaped(format!("<meta http-equiv=\"refresh\" content=\"{seconds}\">"))
+}
+
+/// What a revocation destroyed, when, and the code an auditor can check: the same for the resident and for the
+/// manager revoking on a household's behalf.
+pub fn receipt_table(lang: Lang, receipt: &RevocationReceipt) -> Markup {
+    html! {
+        table id="receipt" {
+            tr { th { (t(lang, "receipt_time")) } td { (rfc3339(receipt.revoked_at)) } }
+            tr { th { (t(lang, "receipt_deleted")) } td { ul { @for item in &receipt.deleted { li { (item) } } } } }
+            tr { th { (t(lang, "receipt_code")) } td.code id="verification-code" { (receipt.verification_code) } }
+        }
+    }
 }

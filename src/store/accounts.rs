@@ -1,7 +1,53 @@
 //! Portal accounts and codes: staff accounts (argon2id hashes), one-time enrolment codes and revocation codes, stored
 //! as hashes only.
 
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput};
+use serde::{Deserialize, Serialize};
+
 use super::*;
+
+/// A staff member's role: what the portal lets them see.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Sees counts, issues enrolment codes.
+    Manager,
+    /// Sees and downloads the audit report.
+    Auditor,
+}
+
+impl Role {
+    /// As stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Manager => "manager",
+            Self::Auditor => "auditor",
+        }
+    }
+
+    /// From the stored or typed name.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "manager" => Some(Self::Manager),
+            "auditor" => Some(Self::Auditor),
+            _ => None,
+        }
+    }
+}
+
+impl ToSql for Role {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+// Only `facegate account` writes roles; an unknown name is tampering or a newer version's, and signs no one in.
+impl FromSql for Role {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let name = value.as_str()?;
+        Self::parse(name).ok_or_else(|| FromSqlError::Other(format!("unknown staff role {name:?}").into()))
+    }
+}
 
 /// A staff account of the portal.
 #[derive(Clone, PartialEq, Eq)]
@@ -9,7 +55,7 @@ pub struct PortalAccount {
     /// Login name.
     pub name: String,
     /// `manager` or `auditor`.
-    pub role: String,
+    pub role: Role,
     /// argon2id PHC string.
     pub password_hash: String,
     /// Failed logins since the last success.
@@ -43,7 +89,7 @@ pub struct EnrolmentCodeSummary {
 
 impl Store {
     /// Adds a staff account (the password already hashed, argon2id PHC string).
-    pub fn add_account(&mut self, name: &str, role: &str, password_hash: &str, now: i64) -> Result<()> {
+    pub fn add_account(&mut self, name: &str, role: Role, password_hash: &str, now: i64) -> Result<()> {
         let path = self.path.clone();
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).in_db(&path)?;
         tx.execute(
@@ -52,7 +98,7 @@ impl Store {
             params![name, role, password_hash, now],
         )
         .in_db(&path)?;
-        append_audit(&tx, now, "portal account set", &format!("{role}:{name}")).in_db(&path)?;
+        append_audit(&tx, now, "portal account set", &format!("{}:{name}", role.as_str())).in_db(&path)?;
         tx.commit().in_db(&path)
     }
 

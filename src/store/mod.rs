@@ -33,7 +33,7 @@ mod audit_log;
 #[cfg(test)]
 mod tests;
 
-pub use accounts::{EnrolmentCodeSummary, PortalAccount};
+pub use accounts::{EnrolmentCodeSummary, PortalAccount, Role};
 pub use audit_log::AuditEvent;
 pub use credentials::PinRecord;
 pub use outbox::{ChangeOrigin, OutboxEntry, OutboxKind};
