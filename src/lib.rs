@@ -10,11 +10,11 @@
 //! - [`devices`]: relay, lights, Wiegand, contacts, keypad, pass scanner, each real and simulated.
 //! - [`store`]: the SQLite file: residents, consent, sealed templates, PINs, passes, counts, audit log.
 //! - [`registry`]: the one owner of residents and keys in a process, and the gallery snapshot it publishes.
-//! - [`gate`]: the running gate: camera, readers, the door task, events.
+//! - [`gate`]: the running gate: the daemon that wires it all (`facegate run`), camera, readers, the door task,
+//!   events.
 //! - [`compound`]: several gates of one compound over a NATS broker.
 //! - [`portal`]: the residents' and staff's web pages.
 //! - [`audit`]: the auditor's checks of the no-retention guarantees, and signed reports.
-//! - [`daemon`]: `facegate run`: starts the registry owner, the gate, the portal and the compound link.
 //! - [`config`]: the TOML file, validated into typed settings.
 //! - [`cli`]: the command line, and the demo.
 //!
@@ -33,6 +33,5 @@ pub mod gate;
 pub mod compound;
 pub mod portal;
 pub mod audit;
-pub mod daemon;
 pub mod config;
 pub mod cli;

@@ -268,13 +268,13 @@ fn retention_is_enforced_by_the_running_daemon_at_start_and_periodically() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (ready, handle) = tokio::sync::oneshot::channel();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let options = facegate::daemon::DaemonOptions {
+    let options = facegate::gate::daemon::DaemonOptions {
         owner: OwnerSettings { expire_every: Duration::from_millis(300), ..OwnerSettings::default() },
         on_ready: Some(ready),
-        ..facegate::daemon::DaemonOptions::default()
+        ..facegate::gate::daemon::DaemonOptions::default()
     };
     let daemon = runtime.spawn(async move {
-        facegate::daemon::run(&config, options, async {
+        facegate::gate::daemon::run(&config, options, async {
             let _ = stopped.await;
         })
         .await

@@ -1,4 +1,4 @@
-//! `facegate run`: the gate daemon ([`crate::daemon::run`]), wired to the hardware the config names, until
+//! `facegate run`: the gate daemon ([`crate::gate::daemon::run`]), wired to the hardware the config names, until
 //! SIGTERM or Ctrl-C.
 
 use std::path::PathBuf;
@@ -9,7 +9,7 @@ use clap::Args;
 
 use super::residents::{refuse_root_on_service_store, StoreArgs, PASSPHRASE_ENV};
 use crate::config::Config;
-use crate::daemon::{self, DaemonOptions};
+use crate::gate::daemon::{self, DaemonOptions};
 use crate::gate::GateReport;
 use crate::policy::passage::EntryMethod;
 use crate::protect::hardening::harden_process;

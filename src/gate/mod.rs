@@ -1,5 +1,7 @@
 //! Gate: the daemon's side at the entrance, one concern per file.
 //!
+//! - `daemon.rs`: `facegate run` wired: the registry's owner, the models, the hardware the config names, the
+//!   portal and the compound link, then [`run`].
 //! - `camera.rs`: the camera reader and its frame workers (QR search on every frame; face matching against the
 //!   registry's published gallery only while a resident has shown intent; readings in camera order).
 //! - `readers.rs`: the keypad, the pass scanner and the contacts, each on its own thread.
@@ -15,6 +17,7 @@
 //! never who passed; frames are dropped (and wiped) as soon as they are read.
 
 mod camera;
+pub mod daemon;
 pub mod door;
 mod events;
 mod readers;

@@ -259,7 +259,7 @@ async fn enrol_status(State(state): Shared, visit: Visit) -> Answer {
             Ok(page(StatusCode::OK, layout(&visit.frame("/resident/enrol/status"), t(lang, "enrol_heading"), body)))
         }
         DeskProgress::Complete(embedding) => finish_enrolment(&state, visit, id, embedding).await,
-        DeskProgress::Failed(reason) => Ok(enrol_failed(&visit, &reason)),
+        DeskProgress::Failed(reason) => Ok(enrol_failed(&visit, &reason.to_string())),
     }
 }
 

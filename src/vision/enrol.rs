@@ -233,8 +233,40 @@ struct DeskJob {
     session: Option<EnrolmentSession>,
     needed: usize,
     deadline: std::time::Instant,
-    last_issue: Option<String>,
-    failed: Option<String>,
+    last_issue: Option<DeskHint>,
+    failed: Option<DeskFailure>,
+}
+
+/// Why the last frame offered to an enrolment was not used: what the resident's page says, never an internal
+/// error's text.
+#[derive(Clone, Copy, Debug, PartialEq, thiserror::Error)]
+pub enum DeskHint {
+    /// The face was seen but is not good enough.
+    #[error(transparent)]
+    Quality(QualityIssue),
+    /// Another face than the one being enrolled.
+    #[error("a different face appeared; starting over")]
+    NewFace,
+    /// No face in the frame.
+    #[error("no face in view")]
+    NoFace,
+    /// The frame could not be read (the reason is in the log).
+    #[error("that frame could not be read; keep still and look at the camera")]
+    Unreadable,
+}
+
+/// Why a capture ended without an embedding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DeskFailure {
+    /// The job was collected, replaced or never started.
+    #[error("this capture is no longer running; start again")]
+    NotRunning,
+    /// The frames could not be averaged.
+    #[error("capture failed; start again")]
+    CaptureFailed,
+    /// Not enough good frames before the deadline.
+    #[error("no good, live frames in time: stand in front of the camera, in even light, and try again")]
+    Timeout,
 }
 
 /// How a job stands, for the page the resident watches.
@@ -247,12 +279,12 @@ pub enum DeskProgress {
         /// Frames needed.
         needed: usize,
         /// Why the last frame was not used, if it was not.
-        hint: Option<String>,
+        hint: Option<DeskHint>,
     },
     /// Done: the averaged embedding, handed over once.
     Complete(Embedding),
     /// Gave up (timeout), or the job is not known (already collected, or replaced).
-    Failed(String),
+    Failed(DeskFailure),
 }
 
 /// The desk is busy with another resident's capture.
@@ -306,10 +338,13 @@ impl EnrolmentDesk {
         }
         job.last_issue = match session.offer_frame(pipeline, liveness, frame) {
             Ok(FrameVerdict::Accepted(_)) => None,
-            Ok(FrameVerdict::Rejected(issue)) => Some(issue.to_string()),
-            Ok(FrameVerdict::Inconsistent) => Some("a different face appeared; starting over".into()),
-            Err(EnrolFrameError::Pipeline(PipelineError::NoFace)) => Some("no face in view".into()),
-            Err(e) => Some(e.to_string()),
+            Ok(FrameVerdict::Rejected(issue)) => Some(DeskHint::Quality(issue)),
+            Ok(FrameVerdict::Inconsistent) => Some(DeskHint::NewFace),
+            Err(EnrolFrameError::Pipeline(PipelineError::NoFace)) => Some(DeskHint::NoFace),
+            Err(e) => {
+                tracing::warn!("enrolment: a frame could not be read: {e}");
+                Some(DeskHint::Unreadable)
+            }
         };
     }
 
@@ -317,28 +352,26 @@ impl EnrolmentDesk {
     pub fn progress(&self, id: u64) -> DeskProgress {
         let mut guard = self.job.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(job) = guard.as_mut().filter(|j| j.id == id) else {
-            return DeskProgress::Failed("this capture is no longer running; start again".into());
+            return DeskProgress::Failed(DeskFailure::NotRunning);
         };
-        if let Some(reason) = &job.failed {
-            return DeskProgress::Failed(reason.clone());
+        if let Some(reason) = job.failed {
+            return DeskProgress::Failed(reason);
         }
         let complete = job.session.as_ref().is_some_and(EnrolmentSession::is_complete);
         if complete {
             let embedding = job.session.take().and_then(EnrolmentSession::finish);
             *guard = None;
-            return embedding
-                .map_or_else(|| DeskProgress::Failed("capture failed; start again".into()), DeskProgress::Complete);
+            return embedding.map_or(DeskProgress::Failed(DeskFailure::CaptureFailed), DeskProgress::Complete);
         }
         if job.deadline <= std::time::Instant::now() {
             job.session = None;
-            let reason = "no good, live frames in time: stand in front of the camera, in even light, and try again";
-            job.failed = Some(reason.into());
-            return DeskProgress::Failed(reason.into());
+            job.failed = Some(DeskFailure::Timeout);
+            return DeskProgress::Failed(DeskFailure::Timeout);
         }
         DeskProgress::Capturing {
             good: job.session.as_ref().map_or(0, EnrolmentSession::good_frames),
             needed: job.needed,
-            hint: job.last_issue.clone(),
+            hint: job.last_issue,
         }
     }
 }
