@@ -39,6 +39,14 @@ pub enum LinkError {
         /// Why.
         reason: String,
     },
+    /// The client refused the settings (a certificate or key that does not load, a bad address).
+    #[error("cannot connect the compound link to {broker}: {source}; check [compound] broker, ca, cert and key")]
+    Connect {
+        /// The broker address.
+        broker: String,
+        /// The client's error.
+        source: async_nats::ConnectError,
+    },
     /// The registry failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
@@ -243,7 +251,7 @@ async fn connect(settings: &LinkSettings, keys: &CompoundKeys) -> Result<async_n
         .request_timeout(Some(Duration::from_secs(5)))
         .connect(settings.broker.as_str())
         .await
-        .map_err(|e| setup(e.to_string()))
+        .map_err(|source| LinkError::Connect { broker: settings.broker.clone(), source })
 }
 
 /// Waits at most 2 s for a broker call: the link's loop must never hang on a broker that stopped answering.

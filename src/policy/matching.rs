@@ -118,23 +118,33 @@ impl Gallery {
             return None;
         }
         let p = probe.as_slice();
-        let mut best: Option<Candidate> = None;
-        for (row, &slot) in self.matrix.chunks_exact(EMBEDDING_DIM).zip(&self.slots) {
-            if Some(slot) == skip {
-                continue;
-            }
-            let score = dot(row, p);
-            if best.is_none_or(|b| score > b.score) {
-                best = Some(Candidate { slot, score });
-            }
+        let rows = self.matrix.chunks_exact(EMBEDDING_DIM).zip(self.slots.iter().copied());
+        // Two loops, so the gate's scan (no slot skipped) carries no per-row test. Written out rather than left
+        // to the optimiser, which unswitched it or not depending on how the crate happened to be split into
+        // codegen units (22 % slower at 1,000 residents when it did not).
+        match skip {
+            None => best_of(rows, p),
+            Some(skip) => best_of(rows.filter(|&(_, slot)| slot != skip), p),
         }
-        best
     }
 
     /// The slot the probe matches at `threshold`, or `None` ("no match", never the nearest resident).
     pub fn identify(&self, probe: &ProtectedTemplate, threshold: f32) -> Option<Candidate> {
         self.best(probe).filter(|c| c.score >= threshold)
     }
+}
+
+/// The row that scores highest against `probe`, the first of equals.
+#[inline(always)]
+fn best_of<'a>(rows: impl Iterator<Item = (&'a [f32], Slot)>, probe: &[f32]) -> Option<Candidate> {
+    let mut best: Option<Candidate> = None;
+    for (row, slot) in rows {
+        let score = dot(row, probe);
+        if best.is_none_or(|b| score > b.score) {
+            best = Some(Candidate { slot, score });
+        }
+    }
+    best
 }
 
 /// Dot product over eight independent accumulators, which the compiler turns into SIMD.
