@@ -1,6 +1,7 @@
-//! Keeps the docs honest about the code. Every module of `src/` is named in README's "Where things live" and in
-//! ARCHITECTURE.md's code map; every path the two documents name exists; every invariant in ARCHITECTURE.md
-//! names a test that exists; and only `vision/model/` names tract, as the invariant says.
+//! Keeps the docs honest about the code, and the house in order. Every module of `src/` is named in README's
+//! "Where things live" and in ARCHITECTURE.md's code map; every path the two documents name exists; every
+//! invariant in ARCHITECTURE.md names a test that exists; only `vision/model/` names tract, as the invariant
+//! says; no source file is over 700 lines (unit-test files aside) and no function over 100.
 //!
 //! Reads files only; builds nothing and runs nothing.
 
@@ -127,6 +128,111 @@ fn only_the_model_module_names_tract() {
         })
         .collect();
     assert!(naming.is_empty(), "tract named outside vision/model/: {naming:?}");
+}
+
+#[test]
+fn no_file_over_700_lines_and_no_function_over_100() {
+    let mut files = Vec::new();
+    rust_files(&root().join("src"), &mut files);
+    let mut long_files = Vec::new();
+    let mut long_functions = Vec::new();
+    for file in files.iter().filter(|f| !f.ends_with("tests.rs")) {
+        let text = read(&format!("src/{file}"));
+        let lines = text.lines().count();
+        if lines > 700 {
+            long_files.push(format!("{file} ({lines})"));
+        }
+        for (name, start, length) in function_lengths(&text) {
+            if length > 100 {
+                long_functions.push(format!("{file}:{start} {name} ({length})"));
+            }
+        }
+    }
+    assert!(long_files.is_empty(), "split these files (700 lines at most): {long_files:?}");
+    assert!(long_functions.is_empty(), "split these functions (100 lines at most): {long_functions:?}");
+}
+
+/// Every function with a body: its name, first line (1-based) and length in lines, signature to closing
+/// brace. Braces inside strings, character literals and `//` comments are not counted.
+fn function_lengths(text: &str) -> Vec<(String, usize, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut found = Vec::new();
+    for (start, line) in lines.iter().enumerate() {
+        let Some(name) = function_name(line) else { continue };
+        let mut depth = 0i64;
+        let mut opened = false;
+        let mut end = None;
+        'scan: for (i, later) in lines.iter().enumerate().skip(start) {
+            for c in code_of(later).chars() {
+                match c {
+                    '{' => {
+                        depth += 1;
+                        opened = true;
+                    }
+                    '}' => depth -= 1,
+                    ';' if !opened => break 'scan,
+                    _ => {}
+                }
+                if opened && depth == 0 {
+                    end = Some(i);
+                    break 'scan;
+                }
+            }
+        }
+        if let Some(end) = end {
+            found.push((name, start + 1, end - start + 1));
+        }
+    }
+    found
+}
+
+fn function_name(line: &str) -> Option<String> {
+    let mut words = line.split_whitespace().peekable();
+    while let Some(&word) = words.peek() {
+        if word == "pub" || word.starts_with("pub(") || ["async", "const", "unsafe", "extern"].contains(&word) {
+            words.next();
+        } else {
+            break;
+        }
+    }
+    if words.next() != Some("fn") {
+        return None;
+    }
+    let name: String = words.next()?.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+    (!name.is_empty()).then_some(name)
+}
+
+/// A line without its string and character literals and its `//` comment.
+fn code_of(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                while let Some(s) = chars.next() {
+                    match s {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+            }
+            // A character literal ('{' or '\''), not a lifetime ('a).
+            '\'' => {
+                let rest: String = chars.clone().take(3).collect();
+                if rest.starts_with('\\') {
+                    chars.nth(2);
+                } else if rest.chars().nth(1) == Some('\'') {
+                    chars.nth(1);
+                }
+            }
+            '/' if chars.peek() == Some(&'/') => break,
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 /// The tests a paragraph names: `tests/file.rs`, `tests/file.rs::name`, `module::path::tests::name`, or a

@@ -13,7 +13,9 @@
 
 pub mod certs;
 pub mod envelope;
+pub mod health;
 pub mod link;
 
 pub use envelope::{valid_name, Announcement, CompoundKeys, EnvelopeError};
-pub use link::{LinkHealth, LinkSettings};
+pub use health::LinkHealth;
+pub use link::LinkSettings;

@@ -1,0 +1,54 @@
+//! Link health: whether the face path may match, as the compound link sees it. The link writes it; the gate's
+//! frame workers read it before every face, lock-free. PIN, passes and the guard never read it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Whether the face path may match, as the link sees it; shared with the gate's frame workers.
+#[derive(Debug)]
+pub struct LinkHealth {
+    origin: Instant,
+    limit: Duration,
+    /// Milliseconds since `origin` when the broker last answered; `u64::MAX` before the first answer.
+    last_heard_ms: AtomicU64,
+    /// Applied everything the broker held at the last (re)connection.
+    pub(super) caught_up: AtomicBool,
+    /// The client holds a connection now.
+    pub(super) connected: AtomicBool,
+}
+
+impl LinkHealth {
+    /// A link not yet caught up: faces wait for the first synchronisation.
+    pub fn new(offline_limit: Duration) -> Self {
+        Self {
+            origin: Instant::now(),
+            limit: offline_limit,
+            last_heard_ms: AtomicU64::new(u64::MAX),
+            caught_up: AtomicBool::new(false),
+            connected: AtomicBool::new(false),
+        }
+    }
+
+    /// Faces may be matched only when every announcement the broker held at the last (re)connection has been
+    /// applied, and the broker answered within the offline limit. PIN, passes and the guard never ask.
+    pub fn face_matching_allowed(&self) -> bool {
+        self.caught_up.load(Ordering::Acquire) && self.silent_for().is_some_and(|silent| silent < self.limit)
+    }
+
+    /// How long since the broker last answered (`None`: never, since start).
+    pub fn silent_for(&self) -> Option<Duration> {
+        let heard = self.last_heard_ms.load(Ordering::Acquire);
+        (heard != u64::MAX).then(|| self.origin.elapsed().saturating_sub(Duration::from_millis(heard)))
+    }
+
+    /// Whether the client holds a connection to the broker now.
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    /// The broker answered just now.
+    pub(super) fn heard(&self) {
+        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.last_heard_ms.store(ms, Ordering::Release);
+    }
+}
