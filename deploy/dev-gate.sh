@@ -2,7 +2,7 @@
 # The gate daemon off the Pi, on an embedded default: simulated relay, lights and contacts, the replay camera
 # over ../shared/faces (or a real camera: `--camera 0`), three residents enrolled from the shared photos into
 # target/dev-gate (kept between runs), one with a PIN, and a fresh visitor pass. Type on standard input while
-# it runs: `3401#4071#` opens by PIN; pasting the printed pass opens once.
+# it runs: `340112#4071#` opens by PIN; pasting the printed pass opens once.
 #
 #   bash deploy/dev-gate.sh [SECONDS] [--camera N]      # default: 60 s of replay
 set -euo pipefail
@@ -46,8 +46,8 @@ if [ ! -f "$state/data/facegate.sqlite" ]; then
         fi
         [ "$i" -ge 3 ] && break
     done
-    echo 4071 | "${run[@]}" pin --resident r-dev-1 --code 3401
+    echo 4071 | "${run[@]}" pin --resident r-dev-1 --code 340112
 fi
 "${run[@]}" pass issue --valid-for 1h | tail -n 2
-echo "dev-gate: running for ${seconds} s; type 3401#4071# (PIN) or paste the pass above, then Enter"
+echo "dev-gate: running for ${seconds} s; type 340112#4071# (PIN) or paste the pass above, then Enter"
 exec "${run[@]}" run --duration "$seconds" "$@"

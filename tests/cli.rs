@@ -255,7 +255,7 @@ fn commands_holding_secrets_harden_themselves_before_reading_them() {
     consent.extend(store);
     assert!(facegate(&consent).status.success());
     for command in
-        [&["pin", "--resident", "r-1", "--code", "3401"][..], &["account", "--name", "m", "--role", "manager"]]
+        [&["pin", "--resident", "r-1", "--code", "340112"][..], &["account", "--name", "m", "--role", "manager"]]
     {
         // Started with core dumps allowed up to the hard limit (unlimited here), so a limit of 0 0 is the
         // command's own doing.

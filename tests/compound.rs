@@ -141,7 +141,7 @@ fn three_gates_enrol_once_revoke_everywhere_survive_cuts_and_restarts() {
         ],
         None,
     );
-    gates[2].cli(&["pin", "--resident", "r-pin", "--code", "3401"], Some("4071\n"));
+    gates[2].cli(&["pin", "--resident", "r-pin", "--code", "340112"], Some("4071\n"));
 
     let started = Instant::now();
     for gate in &mut gates {

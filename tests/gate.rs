@@ -126,7 +126,7 @@ async fn every_way_in_end_to_end_and_the_alternatives_without_a_camera() {
     registry.record_consent("r-face", None, &consent(), 1).unwrap();
     registry.enrol("r-face", &session.finish().unwrap(), unix_now()).unwrap();
     registry.record_consent("r-pin", Some("3-401"), &consent(), 1).unwrap();
-    registry.set_pin("r-pin", "3401", &Pin::parse("4071").unwrap(), 2).unwrap();
+    registry.set_pin("r-pin", Some("340112"), &Pin::parse("4071").unwrap(), 2).unwrap();
     let now = unix_now();
     let (_, camera_pass) = registry.issue_pass(now - 60, now + 3_600, now).unwrap();
     let (_, scanner_pass) = registry.issue_pass(now - 60, now + 3_600, now).unwrap();
@@ -206,7 +206,7 @@ async fn every_way_in_end_to_end_and_the_alternatives_without_a_camera() {
     // 5. The camera is unplugged: the keypad and the pass scanner still open.
     drop(frames);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    keys.type_str("3401#4071#");
+    keys.type_str("340112#4071#");
     wait_for("the PIN admission", || status.admissions() == 3).await;
     wait_for("the pulse to end", || pulses_done(3)).await;
     scans.scan(&scanner_pass);
@@ -223,10 +223,10 @@ async fn every_way_in_end_to_end_and_the_alternatives_without_a_camera() {
 
     // 6. Five wrong PINs, then the right one: refused, locked out with a backoff.
     for _ in 0..5 {
-        keys.type_str("3401#9999#");
+        keys.type_str("340112#9999#");
     }
     wait_for("five refusals", || status.refusals() == 8).await;
-    keys.type_str("3401#4071#");
+    keys.type_str("340112#4071#");
     wait_for("the locked-out attempt", || status.refusals() == 9).await;
     assert_eq!((status.admissions(), relay_log.pulses()), (4, 4), "a locked-out PIN opened the gate");
     assert!(lights.count(Signal::LockedOut) >= 1, "the lockout was not shown");

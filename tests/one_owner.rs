@@ -334,7 +334,7 @@ fn three_hundred_interleaved_changes_leave_one_consistent_registry_and_no_old_ke
                             ops.fetch_add(1, Ordering::SeqCst);
                             n += 1;
                         }
-                        let code = format!("{}{:03}", if prefix.contains('a') { 5 } else { 6 }, i);
+                        let code = format!("{}{:05}", if prefix.contains('a') { 5 } else { 6 }, i);
                         run(&["pin", "--resident", &target, "--code", &code], Some("4071\n"));
                     }
                     _ => {

@@ -201,11 +201,12 @@ fn check_files(scope: &AuditScope) -> Check {
 }
 
 /// The tables the code creates, and the BLOB columns it writes (all ciphertext, nonces, hashes or random ids).
-const KNOWN_TABLES: [&str; 11] = [
+const KNOWN_TABLES: [&str; 12] = [
     "audit_log",
     "consent_records",
     "device_secrets",
     "key_generation",
+    "keypad_failures",
     "passage_counts",
     "pin_verifiers",
     "residents",

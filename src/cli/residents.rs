@@ -77,9 +77,11 @@ pub struct PinArgs {
     /// The resident's pseudonymous id.
     #[arg(long)]
     pub resident: String,
-    /// The keypad code typed before the PIN (2-8 digits, e.g. the unit number), unique per resident.
+    /// The keypad code typed before the PIN (6-8 digits, unique per resident). Leave it out to get a random
+    /// one, which is better: a code anyone can guess (a unit number) halves what stands between a guesser and
+    /// the door.
     #[arg(long)]
-    pub code: String,
+    pub code: Option<String>,
 }
 
 /// `facegate residents`
@@ -486,7 +488,7 @@ pub fn pin(config: &Config, args: &PinArgs) -> Result<std::process::ExitCode> {
     });
     let pin = Pin::parse(&typed)?;
     let mut registry = open_registry(config, &args.store, false)?;
-    registry.set_pin(&args.resident, &args.code, &pin, unix_now())?;
-    println!("PIN set for resident {} (keypad: {} # PIN #)", args.resident, args.code);
+    let code = registry.set_pin(&args.resident, args.code.as_deref(), &pin, unix_now())?;
+    println!("PIN set for resident {} (keypad: {code} # PIN #)", args.resident);
     Ok(std::process::ExitCode::SUCCESS)
 }

@@ -63,5 +63,5 @@ pub(super) fn registry(matching: &RawMatching, retention: &RawRetention) -> Resu
             format!("{days} is not in 1..=1095 (templates are kept at most three years)"),
         ));
     }
-    Ok(RegistryPolicy { target_fpir, max_unused_secs: i64::from(days) * 86_400 })
+    Ok(RegistryPolicy { target_fpir, max_unused_secs: i64::from(days) * 86_400, ..RegistryPolicy::default() })
 }

@@ -18,6 +18,7 @@ use super::{lock, Admission, GateError, GateReport, GateSettings, Input, Shared}
 use crate::devices::contacts::{Contact, ContactChange};
 use crate::devices::{ActuateError, Indicator, MethodCards, Signal, Wiegand26};
 use crate::policy::decide::{Decider, Decision, DoorAlarm, FaceIntent, GateEvent, PinCheck};
+use crate::policy::lockout::KeypadAlarm;
 use crate::policy::passage::EntryMethod;
 use crate::store::unix_now;
 
@@ -71,6 +72,7 @@ impl EventLoop<'_> {
                     Some(Input::FaceIdle) => self.decider.reset_faces(),
                     Some(Input::Contact(change)) => self.contact(change),
                     Some(Input::Event { event, frame }) => self.event(event, frame),
+                    Some(Input::KeypadAlarm(alarm)) => self.keypad_alarm(alarm),
                 },
             }
         }
@@ -111,6 +113,19 @@ impl EventLoop<'_> {
             DoorAlarm::Forced => tracing::warn!("door opened without a release: forced or a faulty lock"),
             DoorAlarm::HeldOpen => tracing::warn!("door held open too long"),
         }
+        self.show(Signal::Alarm);
+    }
+
+    fn keypad_alarm(&mut self, alarm: KeypadAlarm) {
+        self.shared.status.keypad_alarms.fetch_add(1, Ordering::Relaxed);
+        let window = match alarm {
+            KeypadAlarm::HourlyBudgetSpent => "hour",
+            KeypadAlarm::DailyBudgetSpent => "day",
+        };
+        tracing::warn!(
+            "the keypad's PIN failures for the {window} are spent: someone may be guessing; every code is paused \
+             until the window frees, face, passes and the guard keep working"
+        );
         self.show(Signal::Alarm);
     }
 

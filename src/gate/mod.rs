@@ -36,6 +36,7 @@ use crate::devices::keypad::Keypad;
 use crate::devices::scanner::PassScanner;
 use crate::devices::{ActuateError, Indicator, MethodCards, Relay, Signal, Wiegand26, WiegandOutput};
 use crate::policy::decide::{Decider, FaceIntent, GateEvent, IntentWindow};
+use crate::policy::lockout::KeypadAlarm;
 use crate::policy::passage::EntryMethod;
 use crate::registry::owner::RegistryHandle;
 use crate::vision::enrol::EnrolmentDesk;
@@ -192,6 +193,8 @@ enum Input {
     FaceIdle,
     Contact(ContactChange),
     Fault(String),
+    /// Someone spent the keypad's PIN budget: every code is paused; the guard must look.
+    KeypadAlarm(KeypadAlarm),
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

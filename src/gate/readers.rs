@@ -79,10 +79,11 @@ fn pass_outcome(
 
 /// Checks a typed PIN: the owner looks the code up (a read), this thread runs argon2id, the owner records
 /// the attempt. A right PIN is answered before its bookkeeping is written, a wrong one after, so a busy
-/// database neither delays the door nor gives a guesser free attempts.
+/// database neither delays the door nor gives a guesser free attempts. A known code and an unknown one take
+/// the same path.
 fn check_pin(registry: &RegistryHandle, code: String, pin: &crate::protect::Pin, tx: &mpsc::Sender<Input>) -> bool {
-    let now = unix_now();
-    let challenge = match registry.call_blocking(move |r| r.pin_challenge(&code, now)) {
+    let at = Instant::now();
+    let challenge = match registry.call_blocking(move |r| r.pin_challenge(&code, at)) {
         Ok(Ok(challenge)) => challenge,
         Ok(Err(e)) => {
             tracing::error!("PIN check failed: {e}");
@@ -93,19 +94,21 @@ fn check_pin(registry: &RegistryHandle, code: String, pin: &crate::protect::Pin,
             return send_pin(tx, PinCheck::Rejected);
         }
     };
-    let (check, record) = challenge.verify(pin);
-    let Some((resident, ok)) = record else { return send_pin(tx, check) };
+    let (check, attempt) = challenge.verify(pin);
+    let Some(attempt) = attempt else { return send_pin(tx, check) };
+    let ok = check == PinCheck::Accepted;
     let mut sent = true;
     if ok {
         sent = send_pin(tx, check);
     }
-    match registry.call_blocking(move |r| r.record_pin_attempt(&resident, ok, now)) {
-        Ok(Ok(())) => {}
+    match registry.call_blocking(move |r| r.record_pin_attempt(attempt, at, unix_now())) {
+        Ok(Ok(None)) => {}
+        Ok(Ok(Some(alarm))) => sent &= tx.blocking_send(Input::KeypadAlarm(alarm)).is_ok(),
         Ok(Err(e)) => tracing::error!("PIN attempt not recorded: {e}"),
         Err(e) => tracing::error!("PIN attempt not recorded: {e}"),
     }
     if !ok {
-        sent = send_pin(tx, check);
+        sent &= send_pin(tx, check);
     }
     sent
 }

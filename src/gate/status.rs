@@ -12,6 +12,7 @@ pub struct GateStatus {
     pub(super) faces_checked: AtomicU64,
     pub(super) passes_read: AtomicU64,
     pub(super) door_alarms: AtomicU64,
+    pub(super) keypad_alarms: AtomicU64,
     pub(super) worker_faults: AtomicU64,
 }
 
@@ -43,6 +44,10 @@ impl GateStatus {
     /// Forced-door and held-open alarms.
     pub fn door_alarms(&self) -> u64 {
         self.door_alarms.load(Ordering::Relaxed)
+    }
+    /// Times the keypad's PIN failure budget was spent (someone guessing PINs).
+    pub fn keypad_alarms(&self) -> u64 {
+        self.keypad_alarms.load(Ordering::Relaxed)
     }
     /// Frames a frame worker failed on (a panic): each cost that frame only.
     pub fn worker_faults(&self) -> u64 {

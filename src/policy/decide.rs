@@ -2,9 +2,10 @@
 //!
 //! Every way in is a variant of one closed [`GateEvent`] enum, so the face is one method among equals and the
 //! non-biometric ones never wait on the camera or the model. A face opens the gate only after the same
-//! resident matched in several frames; a PIN locks out with a growing backoff; the door itself opens for a
-//! pulse and is never left open longer than the configured maximum. This module never sees an image, an
-//! embedding or a resident's identity beyond the gallery slot that matched.
+//! resident matched in several frames; a PIN check arrives already decided (lockouts are
+//! [`super::lockout`]'s); the door itself opens for a pulse and is never left open longer than the configured
+//! maximum. This module never sees an image, an embedding or a resident's identity beyond the gallery slot
+//! that matched.
 
 use std::time::Duration;
 
@@ -155,18 +156,6 @@ impl Decider {
         self.agreement.reset();
         self.recent.clear();
     }
-}
-
-/// How long a PIN stays locked after `consecutive_failures` wrong attempts: free for the first four, then
-/// 30 s doubling with each further failure, capped at one hour. Slows a guesser to a handful of tries an hour
-/// while a resident who mistyped waits seconds.
-pub fn pin_backoff(consecutive_failures: u32) -> Duration {
-    const FREE: u32 = 4;
-    if consecutive_failures <= FREE {
-        return Duration::ZERO;
-    }
-    let doublings = (consecutive_failures - FREE - 1).min(7);
-    Duration::from_secs(30 << doublings).min(Duration::from_secs(3_600))
 }
 
 /// The door's timing, as a state machine over a caller-supplied clock (seconds as `Duration` since any
@@ -476,21 +465,6 @@ mod tests {
         assert_eq!(decider.decide(&GateEvent::ExitButton).0, Decision::Release);
         assert_eq!(Decision::Release.passage(), None);
         assert_eq!(Decision::Refuse(EntryMethod::Pin).passage(), Some((EntryMethod::Pin, PassageOutcome::Refused)));
-    }
-
-    #[test]
-    fn pin_backoff_grows_and_is_capped() {
-        assert_eq!(pin_backoff(0), Duration::ZERO);
-        assert_eq!(pin_backoff(4), Duration::ZERO);
-        assert_eq!(pin_backoff(5), Duration::from_secs(30));
-        assert_eq!(pin_backoff(6), Duration::from_secs(60));
-        assert_eq!(pin_backoff(8), Duration::from_secs(240));
-        assert_eq!(pin_backoff(50), Duration::from_secs(3_600));
-        let mut previous = Duration::ZERO;
-        for n in 0..40 {
-            assert!(pin_backoff(n) >= previous);
-            previous = pin_backoff(n);
-        }
     }
 
     #[test]

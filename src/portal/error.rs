@@ -55,9 +55,6 @@ pub enum PortalError {
     /// The registry refused.
     #[error("the registry refused")]
     Registry(#[from] RegistryError),
-    /// Every four-digit keypad code is taken.
-    #[error("no free keypad code is left")]
-    NoKeypadCode,
     /// The session could not be read or written.
     #[error("the session store failed")]
     Session(#[from] tower_sessions::session::Error),
@@ -94,7 +91,6 @@ impl PortalError {
             Self::Owner(OwnerError::Panicked)
             | Self::Store(_)
             | Self::Registry(_)
-            | Self::NoKeypadCode
             | Self::Session(_)
             | Self::NoSessionLayer
             | Self::Task(_)
@@ -122,7 +118,6 @@ impl PortalError {
             | Self::NotFound
             | Self::Csrf
             | Self::BadField
-            | Self::NoKeypadCode
             | Self::NoSessionLayer => String::new(),
         }
     }

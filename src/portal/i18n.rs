@@ -132,7 +132,7 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("unavailable", "The gate is restarting; try again in a minute.", "门禁系统正在重启，请稍后重试。"),
     ("enrol_duplicate", "This face is already enrolled for another resident. If that is you, withdraw the other enrolment first, or ask the management office.", "此人脸已为另一位住户登记。如果是您本人，请先撤回原登记，或联系物业管理处。"),
     ("pin_format", "a PIN is 4 to 8 digits", "密码须为 4 至 8 位数字"),
-    ("pin_weak", "this PIN is too easy to guess (a repeated digit or a run); choose another", "此密码太容易被猜到（重复数字或连续数字），请另选一个"),
+    ("pin_weak", "this PIN is among the first ones a guesser tries (a common PIN, a year, a repeat or a run); choose another", "此密码是常被猜测的密码（常见密码、年份、重复或连续数字），请另选一个"),
     ("busy", "The gate camera is enrolling someone else; try again in a minute.", "门禁摄像头正在为他人登记，请稍后再试。"),
 ];
 

@@ -383,22 +383,15 @@ fn pin_refusal(e: &PinError) -> &'static str {
     }
 }
 
-/// Gives the resident a free four-digit keypad code and their PIN (and, for a PIN-only resident, their
-/// revocation code) in one job; returns the keypad code.
+/// Gives the resident a free random keypad code and their PIN (and, for a PIN-only resident, their revocation
+/// code) in one job; returns the keypad code.
 fn set_pin(
     registry: &mut Registry,
     id: &str,
     pin: &Pin,
     revocation_hash: Option<[u8; 32]>,
 ) -> Result<String, PortalError> {
-    use rand::Rng;
-    let taken = registry.store().keypad_codes()?;
-    let mut rng = rand::rng();
-    let keypad = (0..1000)
-        .map(|_| rng.random_range(1000..10_000).to_string())
-        .find(|c| !taken.contains(c))
-        .ok_or(PortalError::NoKeypadCode)?;
-    registry.set_pin(id, &keypad, pin, unix_now())?;
+    let keypad = registry.set_pin(id, None, pin, unix_now())?;
     if let Some(hash) = revocation_hash {
         registry.store_mut().set_revocation_code(id, &hash)?;
     }

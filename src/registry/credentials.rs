@@ -4,23 +4,24 @@
 
 use super::*;
 
+/// Digits in a keypad code the registry gives out: with 300 residents, one code in 3,000 exists, so guessing a
+/// code costs more than guessing a PIN that passed [`Pin::check_strength`].
+pub const KEYPAD_CODE_DIGITS: usize = 6;
+
 /// What the keypad must do with a typed code before anything is verified (see [`Registry::pin_challenge`]).
 pub enum PinChallenge {
-    /// The code is locked for this long: refused unchecked.
-    LockedOut(Duration),
-    /// Verify the PIN against `verifier` (argon2id, off the registry's owner), then report the outcome with
-    /// [`Registry::record_pin_attempt`].
+    /// The code, or the whole keypad, is locked: refused unchecked, at once, for a known code and an unknown
+    /// one alike.
+    Locked(Locked),
+    /// Verify the PIN (argon2id, off the registry's owner), then report the outcome with
+    /// [`Registry::record_pin_attempt`]. An unknown code carries a dummy verifier that no PIN opens, so it
+    /// costs the same time and is counted the same way.
     Verify {
-        /// Whose code it is.
-        resident_id: String,
+        /// The code as typed (the lockout's key; not who it belongs to).
+        code: String,
         /// The PHC string.
         verifier: String,
         /// The pepper the verifier was made with.
-        pepper: PinPepper,
-    },
-    /// No such code: verify against a dummy verifier anyway (same time as a real one), then refuse.
-    Unknown {
-        /// The pepper, for the dummy verification.
         pepper: PinPepper,
     },
 }
@@ -28,77 +29,104 @@ pub enum PinChallenge {
 impl std::fmt::Debug for PinChallenge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::LockedOut(d) => f.debug_tuple("LockedOut").field(d).finish(),
+            Self::Locked(l) => f.debug_tuple("Locked").field(l).finish(),
             Self::Verify { .. } => f.write_str("Verify"),
-            Self::Unknown { .. } => f.write_str("Unknown"),
         }
     }
 }
 
+/// A checked attempt, to hand back to [`Registry::record_pin_attempt`].
+#[derive(Debug)]
+pub struct PinAttempt {
+    code: String,
+    success: bool,
+}
+
 impl PinChallenge {
     /// Runs the argon2id verification the challenge asks for (about 50-100 ms on a Pi: call it off the
-    /// registry's owner and off any async executor). `Some((resident, ok))` to record, `None` when there is
-    /// nothing to record (unknown code, or locked).
-    pub fn verify(&self, pin: &Pin) -> (PinCheck, Option<(String, bool)>) {
+    /// registry's owner and off any async executor). Returns the answer for the door, and the attempt to
+    /// record when one was checked.
+    pub fn verify(self, pin: &Pin) -> (PinCheck, Option<PinAttempt>) {
         match self {
-            Self::LockedOut(wait) => (PinCheck::LockedOut(*wait), None),
-            Self::Unknown { pepper } => {
-                let _ = protect::verify_pin(pin, dummy_verifier(pepper), pepper);
-                (PinCheck::Rejected, None)
-            }
-            Self::Verify { resident_id, verifier, pepper } => {
-                let ok = protect::verify_pin(pin, verifier, pepper).unwrap_or(false);
-                (if ok { PinCheck::Accepted } else { PinCheck::Rejected }, Some((resident_id.clone(), ok)))
+            Self::Locked(locked) => (PinCheck::LockedOut(locked.wait()), None),
+            Self::Verify { code, verifier, pepper } => {
+                let success = protect::verify_pin(pin, &verifier, &pepper).unwrap_or(false);
+                let check = if success { PinCheck::Accepted } else { PinCheck::Rejected };
+                (check, Some(PinAttempt { code, success }))
             }
         }
     }
 }
 
 impl Registry {
-    /// Sets (or replaces) a resident's PIN under a keypad code; refuses an easily guessed PIN.
-    pub fn set_pin(&mut self, resident_id: &str, keypad_code: &str, pin: &Pin, now: i64) -> Result<()> {
-        if !(2..=8).contains(&keypad_code.len()) || !keypad_code.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(RegistryError::KeypadCode);
-        }
+    /// Sets (or replaces) a resident's PIN; refuses an easily guessed PIN. The keypad code is `code` if
+    /// given (6 to 8 digits, not another resident's), else a free random one. Returns the keypad code.
+    pub fn set_pin(&mut self, resident_id: &str, code: Option<&str>, pin: &Pin, now: i64) -> Result<String> {
         pin.check_strength()?;
-        let verifier = protect::pin_verifier(pin, &PinPepper::derive(&self.pin_key))?;
-        self.store.set_pin_verifier(resident_id, keypad_code, &verifier, now)?;
-        Ok(())
-    }
-
-    /// The first half of a PIN check, without the argon2id work: whether the code is locked, or what to verify
-    /// the PIN against. An unknown code gets a dummy verifier, so the keypad does not reveal which codes exist.
-    pub fn pin_challenge(&self, keypad_code: &str, now: i64) -> Result<PinChallenge> {
-        let pepper = PinPepper::derive(&self.pin_key);
-        let Some(record) = self.store.pin_record(keypad_code)? else {
-            return Ok(PinChallenge::Unknown { pepper });
+        let code = match code {
+            Some(code) => {
+                if !(KEYPAD_CODE_DIGITS..=8).contains(&code.len()) || !code.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(RegistryError::KeypadCode);
+                }
+                code.to_owned()
+            }
+            None => self.free_keypad_code()?,
         };
-        let wait = crate::policy::decide::pin_backoff(record.failed_attempts);
-        let until =
-            record.last_failed_at.unwrap_or(i64::MIN).saturating_add(i64::try_from(wait.as_secs()).unwrap_or(0));
-        if !wait.is_zero() && now < until {
-            return Ok(PinChallenge::LockedOut(Duration::from_secs(u64::try_from(until - now).unwrap_or(0))));
-        }
-        Ok(PinChallenge::Verify { resident_id: record.resident_id, verifier: record.verifier, pepper })
+        let verifier = protect::pin_verifier(pin, &PinPepper::derive(&self.pin_key))?;
+        self.store.set_pin_verifier(resident_id, &code, &verifier, now)?;
+        Ok(code)
     }
 
-    /// The second half: records a verified attempt (a failure counts towards the lockout, a success resets it).
-    pub fn record_pin_attempt(&mut self, resident_id: &str, success: bool, now: i64) -> Result<()> {
-        self.store.record_pin_attempt(resident_id, success, now)?;
-        Ok(())
+    /// A random keypad code of [`KEYPAD_CODE_DIGITS`] digits that nobody holds. Random, not the unit number or
+    /// the next free one, so that knowing one resident's code says nothing of the others.
+    fn free_keypad_code(&self) -> Result<String> {
+        use rand::Rng;
+        let taken = self.store.keypad_codes()?;
+        let mut rng = rand::rng();
+        let low = 10u32.pow(u32::try_from(KEYPAD_CODE_DIGITS - 1).unwrap_or(5));
+        (0..1_000)
+            .map(|_| rng.random_range(low..low * 10).to_string())
+            .find(|c| !taken.contains(c))
+            .ok_or(RegistryError::KeypadCode)
+    }
+
+    /// The first half of a PIN check, without the argon2id work: whether the code (or the keypad) is locked,
+    /// or what to verify the PIN against. `at` is when the keypad read the entry.
+    pub fn pin_challenge(&self, code: &str, at: Instant) -> Result<PinChallenge> {
+        if let Err(locked) = self.lockout.check(code, self.mono(at)) {
+            return Ok(PinChallenge::Locked(locked));
+        }
+        let pepper = PinPepper::derive(&self.pin_key);
+        let verifier = match self.store.pin_record(code)? {
+            Some(record) => record.verifier,
+            None => dummy_verifier(&pepper).to_owned(),
+        };
+        Ok(PinChallenge::Verify { code: code.to_owned(), verifier, pepper })
+    }
+
+    /// The second half: records a checked attempt. A failure counts towards its code's lockout and the
+    /// keypad's budget (kept across restarts as a keypad-wide count per hour, nothing per resident); a success
+    /// clears its code. Returns an alarm when this failure spent the keypad's budget.
+    pub fn record_pin_attempt(&mut self, attempt: PinAttempt, at: Instant, now: i64) -> Result<Option<KeypadAlarm>> {
+        let alarm = self.lockout.record(&attempt.code, attempt.success, self.mono(at));
+        if !attempt.success {
+            self.store.note_keypad_failure(now)?;
+        }
+        Ok(alarm)
     }
 
     /// Checks a PIN typed after a keypad code, in one call (the CLI and tests; the daemon splits it so the
-    /// argon2id work runs off the registry's owner). Wrong attempts in a row lock the code with a growing
-    /// backoff ([`crate::policy::decide::pin_backoff`]); an unknown code costs the same time as a known one and is
-    /// simply rejected, so the keypad does not reveal which codes exist.
-    pub fn check_pin(&mut self, keypad_code: &str, pin: &Pin, now: i64) -> Result<PinCheck> {
-        let challenge = self.pin_challenge(keypad_code, now)?;
-        let (check, record) = challenge.verify(pin);
-        if let Some((resident, ok)) = record {
-            self.record_pin_attempt(&resident, ok, now)?;
+    /// argon2id work runs off the registry's owner). See [`crate::policy::lockout`] for the limits.
+    pub fn check_pin(&mut self, code: &str, pin: &Pin, at: Instant, now: i64) -> Result<PinCheck> {
+        let (check, attempt) = self.pin_challenge(code, at)?.verify(pin);
+        if let Some(attempt) = attempt {
+            self.record_pin_attempt(attempt, at, now)?;
         }
         Ok(check)
+    }
+
+    fn mono(&self, at: Instant) -> Duration {
+        at.saturating_duration_since(self.origin)
     }
 }
 
@@ -131,10 +159,14 @@ impl Registry {
     }
 }
 
-/// A verifier of no PIN, made once per process, so that an unknown keypad code takes as long as a known one.
+/// A verifier of random bytes that no typed PIN can match, made once per process, so that an unknown keypad code
+/// takes as long as a known one and never opens.
 fn dummy_verifier(pepper: &PinPepper) -> &'static str {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DUMMY.get_or_init(|| {
-        Pin::parse("00000000").ok().and_then(|pin| protect::pin_verifier(&pin, pepper).ok()).unwrap_or_default()
+        // Random bytes, not a PIN: verify_pin is only ever asked about 4-8 digits, so no typed PIN matches.
+        let mut secret = Zeroizing::new([0u8; 24]);
+        rand::Rng::fill(&mut rand::rng(), &mut secret[..]);
+        protect::dummy_verifier(&secret[..], pepper).unwrap_or_default()
     })
 }

@@ -22,13 +22,14 @@ pub use credentials::PinChallenge;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use zeroize::Zeroizing;
 
 use crate::policy::consent::{ConsentRecord, ShredReason};
 use crate::policy::decide::PinCheck;
+use crate::policy::lockout::{KeypadAlarm, Locked, PinBudget, PinLockout};
 use crate::policy::matching::{threshold_for_fpir, GalleryError, Slot, SFACE_CALIBRATION};
 use crate::protect::keys::{self, KeyError, KeyFileLock, MasterKeyFile};
 use crate::protect::pass::{PassError, PassKey, VisitorPass};
@@ -68,8 +69,8 @@ pub enum RegistryError {
     /// A PIN problem.
     #[error(transparent)]
     Pin(#[from] PinError),
-    /// A keypad code that is not 2 to 8 digits.
-    #[error("a keypad code is 2 to 8 digits (e.g. the unit number)")]
+    /// A keypad code that is not 6 to 8 digits.
+    #[error("a keypad code is 6 to 8 digits, so that guessing one costs more than guessing a PIN; leave it out to get a random one")]
     KeypadCode,
     /// A visitor pass cannot be issued or cancelled.
     #[error(transparent)]
@@ -103,11 +104,13 @@ pub struct RegistryPolicy {
     pub target_fpir: f64,
     /// A template unused this long expires (at most [`MAX_RETENTION_SECS`]).
     pub max_unused_secs: i64,
+    /// The keypad-wide budget of failed PIN attempts.
+    pub pin_budget: PinBudget,
 }
 
 impl Default for RegistryPolicy {
     fn default() -> Self {
-        Self { target_fpir: 1e-3, max_unused_secs: MAX_RETENTION_SECS }
+        Self { target_fpir: 1e-3, max_unused_secs: MAX_RETENTION_SECS, pin_budget: PinBudget::default() }
     }
 }
 
@@ -134,6 +137,9 @@ pub struct Registry {
     keys: DeviceKeys,
     pin_key: AeadKey,
     pass_key: AeadKey,
+    /// PIN failures per typed code and keypad-wide, on the monotonic clock from `origin`.
+    lockout: PinLockout,
+    origin: Instant,
     /// The gallery: the only copy the process holds; a change builds the next one and publishes it.
     gallery: Arc<GallerySnapshot>,
     slot_of: HashMap<String, Slot>,
@@ -179,6 +185,9 @@ impl Registry {
             (keys, pin_key, pass_key)
         };
         let policy = RegistryPolicy { max_unused_secs: policy.max_unused_secs.min(MAX_RETENTION_SECS), ..policy };
+        let mut lockout = PinLockout::new(policy.pin_budget);
+        // Failures from before a restart still spend the budget: pulling the plug buys no guesses.
+        lockout.restore(store.keypad_failures_since(now - 86_400)?, Duration::ZERO);
         let mut registry = Self {
             store,
             key_file,
@@ -186,6 +195,8 @@ impl Registry {
             keys,
             pin_key,
             pass_key,
+            lockout,
+            origin: Instant::now(),
             slot_of: HashMap::new(),
             next_slot: 0,
             policy,

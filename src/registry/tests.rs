@@ -176,34 +176,96 @@ fn wrong_pins_back_off_and_revocation_removes_the_pin() {
     registry.record_consent("r-9", None, &consent(1), 1).unwrap();
     registry.record_consent("r-8", None, &consent(1), 1).unwrap();
     let pin = |p: &str| Pin::parse(p).unwrap();
-    assert!(matches!(registry.set_pin("r-9", "3401", &pin("1111"), 2), Err(RegistryError::Pin(_))));
-    assert!(matches!(registry.set_pin("r-9", "3", &pin("4071"), 2), Err(RegistryError::KeypadCode)));
-    registry.set_pin("r-9", "3401", &pin("4071"), 2).unwrap();
-    assert!(matches!(registry.set_pin("r-8", "3401", &pin("5093"), 2), Err(RegistryError::Store(_))));
-    assert_eq!(registry.check_pin("3401", &pin("4071"), 10).unwrap(), PinCheck::Accepted);
+    let t0 = Instant::now();
+    let at = |s: u64| t0 + Duration::from_secs(s);
+    assert!(matches!(registry.set_pin("r-9", Some("340112"), &pin("1111"), 2), Err(RegistryError::Pin(_))));
+    assert!(matches!(registry.set_pin("r-9", Some("3401"), &pin("4071"), 2), Err(RegistryError::KeypadCode)));
+    registry.set_pin("r-9", Some("340112"), &pin("4071"), 2).unwrap();
+    assert!(matches!(registry.set_pin("r-8", Some("340112"), &pin("5093"), 2), Err(RegistryError::Store(_))));
+    let random = registry.set_pin("r-8", None, &pin("5093"), 2).unwrap();
+    assert!(random.len() == 6 && random != "340112", "{random}");
+    assert_eq!(registry.check_pin("340112", &pin("4071"), at(10), 10).unwrap(), PinCheck::Accepted);
     // Another resident's revocation rotates the master key; PINs keep working (their pepper is stable).
     registry.revoke("r-8", 10).unwrap();
-    assert_eq!(registry.check_pin("3401", &pin("4071"), 10).unwrap(), PinCheck::Accepted);
+    assert_eq!(registry.check_pin("340112", &pin("4071"), at(10), 10).unwrap(), PinCheck::Accepted);
     drop(registry);
     let mut registry = open(dir.path());
-    assert_eq!(registry.check_pin("3401", &pin("4071"), 10).unwrap(), PinCheck::Accepted);
-    assert_eq!(registry.check_pin("9999", &pin("4071"), 10).unwrap(), PinCheck::Rejected, "unknown code");
+    let t0 = Instant::now();
+    let at = |s: u64| t0 + Duration::from_secs(s);
+    assert_eq!(registry.check_pin("340112", &pin("4071"), at(10), 10).unwrap(), PinCheck::Accepted);
+    assert_eq!(registry.check_pin("999999", &pin("4071"), at(10), 10).unwrap(), PinCheck::Rejected, "unknown code");
     for t in 11..16 {
-        assert_eq!(registry.check_pin("3401", &pin("9999"), t).unwrap(), PinCheck::Rejected);
+        assert_eq!(registry.check_pin("340112", &pin("9999"), at(t), t as i64).unwrap(), PinCheck::Rejected);
     }
     // Five wrong in a row: even the right PIN waits 30 s, then works.
-    assert_eq!(registry.check_pin("3401", &pin("4071"), 16).unwrap(), PinCheck::LockedOut(Duration::from_secs(29)));
-    assert_eq!(registry.check_pin("3401", &pin("4071"), 45).unwrap(), PinCheck::Accepted);
+    assert_eq!(
+        registry.check_pin("340112", &pin("4071"), at(16), 16).unwrap(),
+        PinCheck::LockedOut(Duration::from_secs(29))
+    );
+    assert_eq!(registry.check_pin("340112", &pin("4071"), at(45), 45).unwrap(), PinCheck::Accepted);
     // Attempts during a lockout are refused unchecked; after it, one more wrong PIN doubles the wait.
     for t in 50..55 {
-        assert_eq!(registry.check_pin("3401", &pin("9999"), t).unwrap(), PinCheck::Rejected);
+        assert_eq!(registry.check_pin("340112", &pin("9999"), at(t), t as i64).unwrap(), PinCheck::Rejected);
     }
-    assert_eq!(registry.check_pin("3401", &pin("4071"), 60).unwrap(), PinCheck::LockedOut(Duration::from_secs(24)));
-    assert_eq!(registry.check_pin("3401", &pin("9999"), 84).unwrap(), PinCheck::Rejected);
-    assert_eq!(registry.check_pin("3401", &pin("4071"), 90).unwrap(), PinCheck::LockedOut(Duration::from_secs(54)));
+    assert_eq!(
+        registry.check_pin("340112", &pin("4071"), at(60), 60).unwrap(),
+        PinCheck::LockedOut(Duration::from_secs(24))
+    );
+    assert_eq!(registry.check_pin("340112", &pin("9999"), at(84), 84).unwrap(), PinCheck::Rejected);
+    assert_eq!(
+        registry.check_pin("340112", &pin("4071"), at(90), 90).unwrap(),
+        PinCheck::LockedOut(Duration::from_secs(54))
+    );
     let receipt = registry.revoke("r-9", 200).unwrap();
     assert!(receipt.deleted.contains(&"PIN verifier"), "{receipt:?}");
-    assert_eq!(registry.check_pin("3401", &pin("4071"), 300).unwrap(), PinCheck::Rejected);
+    assert_eq!(registry.check_pin("340112", &pin("4071"), at(300), 300).unwrap(), PinCheck::Rejected);
+}
+
+/// Attack 1 of the outside review: before, a code nobody held was never counted or locked, so its answers
+/// differed from a real code's (a real one said "locked out" after five failures) and a guesser could try the
+/// commonest PINs on every code. Now every typed code is counted the same way.
+#[test]
+fn an_unknown_code_locks_exactly_like_a_residents_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut registry = open(dir.path());
+    registry.record_consent("r-9", None, &consent(1), 1).unwrap();
+    registry.set_pin("r-9", Some("340112"), &Pin::parse("4071").unwrap(), 2).unwrap();
+    let t0 = Instant::now();
+    let wrong = Pin::parse("5806").unwrap();
+    let answers = |registry: &mut Registry, code: &str| -> Vec<PinCheck> {
+        (0..7).map(|i| registry.check_pin(code, &wrong, t0 + Duration::from_secs(i), 5).unwrap()).collect()
+    };
+    let known = answers(&mut registry, "340112");
+    let unknown = answers(&mut registry, "777041");
+    assert_eq!(known, unknown, "a code that exists must answer like one that does not");
+    assert!(matches!(unknown[5], PinCheck::LockedOut(_)), "{unknown:?}");
+}
+
+/// Attack 1: the keypad-wide budget. Before, failures spread over many codes never slowed anything; now,
+/// once the budget is spent, even a resident's right PIN on a fresh code waits, and the guard is alarmed.
+#[test]
+fn failures_across_many_codes_spend_the_keypads_budget_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut registry = open(dir.path());
+    registry.record_consent("r-9", None, &consent(1), 1).unwrap();
+    registry.set_pin("r-9", Some("340112"), &Pin::parse("4071").unwrap(), 2).unwrap();
+    let t0 = Instant::now();
+    let wrong = Pin::parse("5806").unwrap();
+    let budget = PinBudget::default();
+    for i in 0..budget.per_hour {
+        let code = format!("{:06}", 500_000 + i);
+        let challenge = registry.pin_challenge(&code, t0).unwrap();
+        let (check, attempt) = challenge.verify(&wrong);
+        assert_eq!(check, PinCheck::Rejected);
+        let alarm = registry.record_pin_attempt(attempt.unwrap(), t0, 1_000).unwrap();
+        assert_eq!(alarm.is_some(), i + 1 == budget.per_hour, "alarm exactly when the budget is spent ({i})");
+    }
+    let right = Pin::parse("4071").unwrap();
+    assert!(matches!(registry.check_pin("340112", &right, t0, 1_000).unwrap(), PinCheck::LockedOut(_)));
+    // A restart does not refund the budget: the failures were counted per hour in the store.
+    drop(registry);
+    let mut registry = open(dir.path());
+    assert!(matches!(registry.check_pin("340112", &right, Instant::now(), 1_100).unwrap(), PinCheck::LockedOut(_)));
 }
 
 #[test]

@@ -1,19 +1,15 @@
-//! PINs and passes: PIN verifiers (argon2id PHC strings, never a PIN) with their failure counters, and the ids of
-//! visitor passes already used.
+//! PINs and passes: PIN verifiers (argon2id PHC strings, never a PIN), the keypad's failure count per hour (over
+//! all codes: nothing per resident), and the ids of visitor passes already used.
 
 use super::*;
 
-/// A stored PIN verifier and its failure counter.
+/// A stored PIN verifier.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PinRecord {
     /// The resident it belongs to.
     pub resident_id: String,
     /// The argon2id PHC string.
     pub verifier: String,
-    /// Consecutive failed attempts.
-    pub failed_attempts: u32,
-    /// When the last failure was (Unix seconds).
-    pub last_failed_at: Option<i64>,
 }
 
 impl Store {
@@ -37,7 +33,7 @@ impl Store {
         tx.execute(
             "INSERT INTO pin_verifiers (resident_id, verifier, set_at, keypad_code) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT(resident_id) DO UPDATE SET verifier = excluded.verifier, set_at = excluded.set_at,
-                 keypad_code = excluded.keypad_code, failed_attempts = 0, last_failed_at = NULL",
+                 keypad_code = excluded.keypad_code",
             params![resident_id, verifier, now, keypad_code],
         )
         .in_db(&path)?;
@@ -48,32 +44,40 @@ impl Store {
     /// The PIN verifier stored under a keypad code, if any.
     pub fn pin_record(&self, keypad_code: &str) -> Result<Option<PinRecord>> {
         self.conn
-            .query_row(
-                "SELECT resident_id, verifier, failed_attempts, last_failed_at FROM pin_verifiers WHERE keypad_code = ?1",
-                [keypad_code],
-                |r| {
-                    Ok(PinRecord {
-                        resident_id: r.get(0)?,
-                        verifier: r.get(1)?,
-                        failed_attempts: r.get(2)?,
-                        last_failed_at: r.get(3)?,
-                    })
-                },
-            )
+            .query_row("SELECT resident_id, verifier FROM pin_verifiers WHERE keypad_code = ?1", [keypad_code], |r| {
+                Ok(PinRecord { resident_id: r.get(0)?, verifier: r.get(1)? })
+            })
             .optional()
             .in_db(&self.path)
     }
 
-    /// Records the result of a PIN attempt: a failure increments the counter and notes when, a success
-    /// resets both.
-    pub fn record_pin_attempt(&mut self, resident_id: &str, success: bool, now: i64) -> Result<()> {
-        let sql = if success {
-            "UPDATE pin_verifiers SET failed_attempts = 0, last_failed_at = NULL WHERE resident_id = ?1 AND ?2 IS NOT NULL"
-        } else {
-            "UPDATE pin_verifiers SET failed_attempts = failed_attempts + 1, last_failed_at = ?2 WHERE resident_id = ?1"
-        };
-        self.conn.execute(sql, params![resident_id, now]).in_db(&self.path)?;
-        Ok(())
+    /// Counts one failed PIN attempt (any code) in its hour, and forgets hours older than two days. The
+    /// keypad's budget survives a restart through these counts; they say nothing of whose code was tried.
+    pub fn note_keypad_failure(&mut self, now: i64) -> Result<()> {
+        let hour = now - now.rem_euclid(3_600);
+        let path = self.path.clone();
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).in_db(&path)?;
+        tx.execute(
+            "INSERT INTO keypad_failures (hour_start, failures) VALUES (?1, 1)
+             ON CONFLICT(hour_start) DO UPDATE SET failures = failures + 1",
+            [hour],
+        )
+        .in_db(&path)?;
+        tx.execute("DELETE FROM keypad_failures WHERE hour_start < ?1", [hour - 2 * 86_400]).in_db(&path)?;
+        tx.commit().in_db(&path)
+    }
+
+    /// Failed PIN attempts (all codes together) counted in the hours that end after `since`.
+    pub fn keypad_failures_since(&self, since: i64) -> Result<u32> {
+        let n: i64 = self
+            .conn
+            .query_row(
+                "SELECT COALESCE(SUM(failures), 0) FROM keypad_failures WHERE hour_start + 3600 > ?1",
+                [since],
+                |r| r.get(0),
+            )
+            .in_db(&self.path)?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 
     /// Keypad codes in use (to give a new resident a free one).

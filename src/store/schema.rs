@@ -143,6 +143,16 @@ CREATE TABLE key_generation (
 );
 INSERT INTO key_generation (id, generation) VALUES (0, 0);
 ",
+    // PIN lockouts live in memory on the monotonic clock, per typed code, known or not: no per-resident failure
+    // count or time is kept. What survives a restart is the keypad-wide number of failures per hour.
+    r"
+ALTER TABLE pin_verifiers DROP COLUMN last_failed_at;
+ALTER TABLE pin_verifiers DROP COLUMN failed_attempts;
+CREATE TABLE keypad_failures (
+    hour_start INTEGER PRIMARY KEY,
+    failures INTEGER NOT NULL
+) WITHOUT ROWID;
+",
 ];
 
 /// One table of the database and its columns (name, declared type).
