@@ -105,7 +105,7 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("login_bad", "Wrong name or password, or too many attempts: wait and try again.", "用户名或密码错误，或尝试次数过多：请稍后再试。"),
     ("logout", "Sign out", "退出登录"),
     ("manager_heading", "Property manager", "物业管理"),
-    ("manager_enrolled", "Residents with face entry: {n}", "已开通刷脸通行的住户：{n}"),
+    ("manager_enrolled", "Residents set up (face or PIN, each household's own choice): {n}", "已开通通行的住户（刷脸或密码，由各户自行选择）：{n}"),
     ("manager_counts", "Entries (anonymized counts; 1 to 10 are not shown)", "通行统计（匿名计数；1 至 10 不显示）"),
     ("manager_by_day", "By day, last 14 days", "按日，近 14 天"),
     ("manager_by_hour", "By hour, last 24 hours", "按小时，近 24 小时"),

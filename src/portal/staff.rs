@@ -147,7 +147,8 @@ async fn logout(visit: Visit, Checked(_): Checked<Button>) -> Answer {
 struct ManagerFacts {
     days: Vec<PublishedCell>,
     hours: Vec<PublishedCell>,
-    enrolled: i64,
+    /// Residents with a way in (a face or a PIN, not said which: that is each household's own choice).
+    set_up: usize,
     codes: Vec<EnrolmentCodeSummary>,
     /// Who can still withdraw: a live consent, a template or a PIN.
     revocable: Vec<ResidentSummary>,
@@ -168,15 +169,15 @@ impl ManagerFacts {
     fn read(registry: &Registry, offset: i64) -> Result<Self, StoreError> {
         let (days, hours) = published(registry, offset)?;
         let store = registry.store();
-        let (enrolled, _) = store.enrolment_counts()?;
         let codes = store.enrolment_codes()?;
-        let revocable = store
+        let revocable: Vec<ResidentSummary> = store
             .residents()?
             .into_iter()
             .filter(|r| r.moved_out_at.is_none())
             .filter(|r| r.consent_granted_at.is_some() || r.template_version.is_some() || r.has_pin)
             .collect();
-        Ok(Self { days, hours, enrolled, codes, revocable })
+        let set_up = revocable.iter().filter(|r| r.template_version.is_some() || r.has_pin).count();
+        Ok(Self { days, hours, set_up, codes, revocable })
     }
 }
 
@@ -194,7 +195,7 @@ async fn manager_page(state: &PortalState, visit: &Visit, issued: Option<&str>) 
     let facts = state.try_call(move |r| ManagerFacts::read(r, offset)).await?;
     let lang = visit.lang;
     let body = html! {
-        p id="enrolled" { (tf(lang, "manager_enrolled", &[("n", &facts.enrolled.to_string())])) }
+        p id="enrolled" { (tf(lang, "manager_enrolled", &[("n", &facts.set_up.to_string())])) }
         h2 { (t(lang, "manager_counts")) }
         h3 { (t(lang, "manager_by_day")) }
         (views::counts_chart(lang, "chart-days", &facts.days, day_label(offset)))
@@ -237,17 +238,15 @@ fn codes_table(lang: Lang, csrf: &str, codes: &[EnrolmentCodeSummary], day_label
     }
 }
 
-/// Units and pseudonymous ids only, with a revoke button each.
+/// Units and pseudonymous ids only, with a revoke button each: never whether a household chose face or PIN.
 fn residents_table(lang: Lang, csrf: &str, revocable: &[ResidentSummary]) -> Markup {
     html! {
         @if revocable.is_empty() { p { (t(lang, "manager_no_residents")) } } @else {
             table id="residents" {
-                tr { th { (t(lang, "manager_unit")) } th { "id" } th { "face" } th { "PIN" } th {} }
+                tr { th { (t(lang, "manager_unit")) } th { "id" } th {} }
                 @for r in revocable {
                     tr {
                         td { (r.unit_label.as_deref().unwrap_or("-")) } td.code { (r.id) }
-                        td { @if r.template_version.is_some() { "yes" } @else { "no" } }
-                        td { @if r.has_pin { "yes" } @else { "no" } }
                         td { form.inline method="post" action={ "/manager/residents/" (r.id) "/revoke" } {
                             (csrf_field(csrf)) button type="submit" { (t(lang, "manager_revoke")) }
                         } }
