@@ -467,3 +467,39 @@ async fn the_managers_page_is_the_same_whichever_way_a_household_chose() {
     assert!(face.contains("1-101"), "the household is listed (to revoke for it): {face}");
     assert_eq!(face, pin, "the manager's page tells face from PIN");
 }
+
+/// Attack 5 of the outside review: every cookie-less request made a session, kept in memory for good (about
+/// 1.6 KB each, without bound, in the process that runs the gate). Now a page without a form makes none,
+/// and one address is limited to `REQUESTS_PER_MINUTE` before any session is looked at. The memory figure
+/// under 100,000 requests is `cargo bench --bench portal_flood`.
+#[tokio::test]
+async fn plain_pages_make_no_session_and_one_address_cannot_flood() {
+    let bench = Bench::new();
+    let mut visitor = bench.browser(1);
+    for path in ["/", "/signage", "/style.css", "/no/such/page", "/manager"] {
+        visitor.get(path).await;
+        assert!(!visitor.has_session(), "{path} made a session");
+    }
+    // A page with a form makes one, and its token works.
+    let token = visitor.token().await;
+    assert!(visitor.has_session() && !token.is_empty());
+    bench.add_code("AAAA-BBBB-CCCC", "2-202").await;
+    let answer = visitor.post("/resident", &[("csrf", &token), ("code", "AAAA-BBBB-CCCC")]).await;
+    assert_eq!(answer.location, "/resident/consent");
+    // A form posted without a session is refused.
+    let mut stranger = bench.browser(2);
+    let answer = stranger.post("/login", &[("csrf", ""), ("name", "x"), ("password", "y")]).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+
+    let mut flood = bench.browser(3);
+    let mut refused = 0;
+    for _ in 0..(facegate::portal::REQUESTS_PER_MINUTE + 50) {
+        if flood.get("/").await.status == StatusCode::TOO_MANY_REQUESTS {
+            refused += 1;
+        }
+    }
+    assert!(refused >= 40, "only {refused} of the flood refused");
+    assert!(!flood.has_session());
+    // Other addresses are not affected.
+    assert_eq!(bench.browser(4).get("/").await.status, StatusCode::OK);
+}

@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -64,20 +65,48 @@ pub fn lock_until(failed: i64, now: i64) -> Option<i64> {
 
 /// Login attempts per address: 10 a minute, then refused until the bucket refills.
 pub struct Throttle {
-    limiter: governor::DefaultKeyedRateLimiter<IpAddr>,
+    quota: governor::Quota,
+    /// One limiter per address, in a bounded cache: a flood from many addresses costs bounded memory, and an
+    /// address idle for two minutes (its allowance full again) is forgotten.
+    limiters: moka::sync::Cache<IpAddr, Arc<governor::DefaultDirectRateLimiter>>,
 }
 
-impl Default for Throttle {
-    fn default() -> Self {
-        let per_minute = NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN);
-        Self { limiter: governor::RateLimiter::keyed(governor::Quota::per_minute(per_minute)) }
+impl std::fmt::Debug for Throttle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Throttle").field("quota", &self.quota).finish_non_exhaustive()
     }
 }
 
+impl Default for Throttle {
+    /// Ten a minute: sign-ins and codes, which a person types.
+    fn default() -> Self {
+        Self::per_minute(10)
+    }
+}
+
+/// Addresses remembered at most.
+const THROTTLE_ADDRESSES: u64 = 4_096;
+
 impl Throttle {
-    /// True if this address may try to sign in now.
+    /// At most `n` a minute per address (a burst of `n`, refilled evenly).
+    pub fn per_minute(n: u32) -> Self {
+        let quota = governor::Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
+        let limiters = moka::sync::Cache::builder()
+            .max_capacity(THROTTLE_ADDRESSES)
+            .time_to_idle(std::time::Duration::from_secs(120))
+            .build();
+        Self { quota, limiters }
+    }
+
+    /// True if this address may go ahead now.
     pub fn allow(&self, addr: IpAddr) -> bool {
-        self.limiter.check_key(&addr).is_ok()
+        self.limiters.get_with(addr, || Arc::new(governor::RateLimiter::direct(self.quota))).check().is_ok()
+    }
+
+    /// Addresses remembered now (after pending evictions are applied).
+    pub fn addresses(&self) -> u64 {
+        self.limiters.run_pending_tasks();
+        self.limiters.entry_count()
     }
 }
 
@@ -152,6 +181,15 @@ mod tests {
         assert!(csrf_ok(&token, &token));
         assert!(!csrf_ok(&token, &new_csrf_token()));
         assert!(!csrf_ok("", ""));
+    }
+
+    #[test]
+    fn the_throttle_forgets_idle_addresses_so_a_flood_of_addresses_stays_bounded() {
+        let throttle = Throttle::per_minute(1_000);
+        for i in 0..20_000u32 {
+            throttle.allow(std::net::Ipv4Addr::from(0x0a00_0000 + i).into());
+        }
+        assert!(throttle.addresses() <= THROTTLE_ADDRESSES, "{}", throttle.addresses());
     }
 
     #[test]

@@ -100,7 +100,10 @@ pub struct PortalState {
     settings: PortalSettings,
     registry: RegistryHandle,
     desk: Option<Arc<EnrolmentDesk>>,
+    /// Sign-ins, codes and revocations: ten a minute per address.
     throttle: auth::Throttle,
+    /// Every request: a person's browsing stays far below it, a flood from one address does not.
+    requests: auth::Throttle,
 }
 
 impl PortalState {
@@ -108,7 +111,13 @@ impl PortalState {
     /// the daemon's one owner, so keys and gallery never disagree), and the gate's enrolment desk (`None`: no
     /// camera, so no enrolment from the portal).
     pub fn new(settings: PortalSettings, registry: RegistryHandle, desk: Option<Arc<EnrolmentDesk>>) -> Self {
-        Self { settings, registry, desk, throttle: auth::Throttle::default() }
+        Self {
+            settings,
+            registry,
+            desk,
+            throttle: auth::Throttle::default(),
+            requests: auth::Throttle::per_minute(REQUESTS_PER_MINUTE),
+        }
     }
 
     /// Runs `job` on the registry's owner (the daemon's one registry) and awaits its reply.
@@ -174,11 +183,18 @@ async fn signage(axum::extract::State(state): axum::extract::State<Arc<PortalSta
     page(StatusCode::OK, layout(&visit.frame("/signage"), t(visit.lang, "signage"), body))
 }
 
+/// Requests per minute one address may make (a page is two: itself and the style sheet).
+pub const REQUESTS_PER_MINUTE: u32 = 120;
+
+/// Sessions held at most. A session is made only when a form needs one (or a visitor picks a language), lives
+/// 30 minutes idle, and past this bound the least used go first: a flood cannot grow the process without end.
+pub const MAX_SESSIONS: u64 = 2_000;
+
 /// The router (also what the tests serve).
 pub fn router(state: Arc<PortalState>) -> Router {
     use tower_sessions::cookie::SameSite;
-    use tower_sessions::{Expiry, MemoryStore, SessionManagerLayer};
-    let sessions = SessionManagerLayer::new(MemoryStore::default())
+    use tower_sessions::{Expiry, SessionManagerLayer};
+    let sessions = SessionManagerLayer::new(tower_sessions_moka_store::MokaStore::new(Some(MAX_SESSIONS)))
         .with_name("__Host-facegate")
         .with_secure(true)
         .with_http_only(true)
@@ -186,11 +202,29 @@ pub fn router(state: Arc<PortalState>) -> Router {
         .with_path("/")
         .with_expiry(Expiry::OnInactivity(tower_sessions::cookie::time::Duration::minutes(30)));
     // Error pages inside the sessions (they read the visitor's language), headers outermost (every answer).
+    // The per-address limit sits outside the sessions: a refused request costs no session.
     routes()
-        .with_state(state)
+        .with_state(state.clone())
         .layer(axum::middleware::from_fn(error::error_pages))
         .layer(sessions)
+        .layer(axum::middleware::from_fn_with_state(state, limit_requests))
         .layer(axum::middleware::map_response(security_headers))
+}
+
+async fn limit_requests(
+    axum::extract::State(state): axum::extract::State<Arc<PortalState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let peer = request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+    // The device itself (its own checks and tools, over loopback) is not limited; the LAN is.
+    match peer {
+        Some(ip) if !ip.is_loopback() && !state.requests.allow(ip) => {
+            (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "60")], "too many requests; wait a minute\n")
+                .into_response()
+        }
+        _ => next.run(request).await,
+    }
 }
 
 async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use super::auth;
 use super::error::PortalError;
 use super::i18n::{t, tf};
-use super::session::{page, Button, Checked, CsrfForm, Flow, Step, Visit};
+use super::session::{page, Button, Checked, CsrfForm, Flow, FormVisit, Step, Visit};
 use super::views::{self, csrf_field, error_line, layout};
 use super::PortalState;
 use crate::policy::consent::ConsentRecord;
@@ -78,7 +78,7 @@ fn code_markup(visit: &Visit, error: Option<&str>) -> Markup {
     )
 }
 
-async fn code_page(visit: Visit) -> Response {
+async fn code_page(FormVisit(visit): FormVisit) -> Response {
     page(StatusCode::OK, code_markup(&visit, None))
 }
 
@@ -416,7 +416,7 @@ fn revoke_markup(visit: &Visit, error: Option<&str>) -> Markup {
     )
 }
 
-async fn revoke_page(visit: Visit) -> Response {
+async fn revoke_page(FormVisit(visit): FormVisit) -> Response {
     page(StatusCode::OK, revoke_markup(&visit, None))
 }
 

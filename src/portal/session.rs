@@ -125,8 +125,9 @@ struct LangQuery {
     lang: Option<String>,
 }
 
-/// Any visitor: their session (given a CSRF token on first use) and the page language (`?lang=` sticks to
-/// the session; otherwise `Accept-Language`).
+/// Any visitor: their session and the page language (`?lang=` sticks to the session; otherwise
+/// `Accept-Language`). Reading a page makes no session: a visitor gets one when a page shows a form
+/// ([`FormVisit`]) or they pick a language, so a flood of plain requests stores nothing.
 pub(super) struct Visit {
     pub(super) session: Session,
     pub(super) data: SessionData,
@@ -156,14 +157,14 @@ impl<S: Send + Sync> FromRequestParts<S> for Visit {
         let session = session_of(parts, state).await?;
         let mut data = load(&session).await;
         let mut changed = false;
-        if data.csrf.is_empty() {
-            data.csrf = auth::new_csrf_token();
-            changed = true;
-        }
         // A malformed query is ignored: the language is a preference, not part of the request.
         let asked = Query::<LangQuery>::try_from_uri(&parts.uri).ok().and_then(|Query(q)| q.lang);
         if let Some(tag) = asked {
             data.lang = Some(Lang::from_tag(&tag));
+            // A session made for a language alone gets its form token at once, as every session has one.
+            if data.csrf.is_empty() {
+                data.csrf = auth::new_csrf_token();
+            }
             changed = true;
         }
         let lang = data.lang.unwrap_or_else(|| header_lang(&parts.headers));
@@ -172,6 +173,23 @@ impl<S: Send + Sync> FromRequestParts<S> for Visit {
             visit.save().await?;
         }
         Ok(visit)
+    }
+}
+
+/// A visit to a page that shows a form: the session is made now (if it was not) and holds the form's CSRF
+/// token.
+pub(super) struct FormVisit(pub(super) Visit);
+
+impl<S: Send + Sync> FromRequestParts<S> for FormVisit {
+    type Rejection = PortalError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, PortalError> {
+        let mut visit = Visit::from_request_parts(parts, state).await?;
+        if visit.data.csrf.is_empty() {
+            visit.data.csrf = auth::new_csrf_token();
+            visit.save().await?;
+        }
+        Ok(Self(visit))
     }
 }
 

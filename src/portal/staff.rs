@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 use super::auth::{self, Role};
 use super::error::PortalError;
 use super::i18n::{t, tf, Lang};
-use super::session::{page, Auditor, Button, Checked, CsrfForm, Flow, Manager, Staff, StaffMember, Visit};
+use super::session::{page, Auditor, Button, Checked, CsrfForm, Flow, FormVisit, Manager, Staff, StaffMember, Visit};
 use super::views::{self, csrf_field, error_line, layout};
 use super::PortalState;
 use crate::audit::sign::{AuditSigner, SignError};
@@ -65,7 +65,7 @@ fn login_markup(visit: &Visit, error: Option<&str>) -> Markup {
     )
 }
 
-async fn login_page(visit: Visit) -> Response {
+async fn login_page(FormVisit(visit): FormVisit) -> Response {
     page(StatusCode::OK, login_markup(&visit, None))
 }
 

@@ -59,7 +59,8 @@ impl Pin {
         let steps: Vec<i16> = d.windows(2).map(|w| i16::from(w[1]) - i16::from(w[0])).collect();
         let constant_step = steps.windows(2).all(|w| w[0] == w[1]);
         let run = constant_step && steps.first().is_some_and(|s| s.abs() <= 1);
-        let repeated_block = (1..d.len()).any(|len| d.len().is_multiple_of(len) && d.chunks(len).all(|c| c == &d[..len]));
+        let repeated_block =
+            (1..d.len()).any(|len| d.len().is_multiple_of(len) && d.chunks(len).all(|c| c == &d[..len]));
         let year = d.len() == 4 && self.0.parse::<u16>().is_ok_and(|y| (1900..=2039).contains(&y));
         let common = d.len() == 4 && PIN_BLOCKLIST.split_ascii_whitespace().any(|p| p.as_bytes() == d);
         if run || repeated_block || year || common {

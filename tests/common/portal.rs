@@ -173,6 +173,11 @@ pub mod in_process {
             Browser { app: self.app.clone(), cookie: None, peer: SocketAddr::from(([192, 168, 7, last_octet], 50_000)) }
         }
 
+        /// A browser at `peer`.
+        pub fn browser_at(&self, peer: SocketAddr) -> Browser {
+            Browser { app: self.app.clone(), cookie: None, peer }
+        }
+
         /// An enrolment code for `unit`, as the manager's page would issue it.
         pub async fn add_code(&self, code: &str, unit: &str) {
             let (hash, unit) = (code_hash(code), unit.to_owned());
@@ -246,6 +251,11 @@ pub mod in_process {
         pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Answer {
             let request = Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
             self.send(request, Body::from(form_encode(form))).await
+        }
+
+        /// Whether the portal has given this browser a session.
+        pub fn has_session(&self) -> bool {
+            self.cookie.is_some()
         }
 
         /// This browser's CSRF token.
