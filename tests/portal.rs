@@ -422,6 +422,29 @@ async fn each_step_of_a_face_set_up_renders_its_page() {
     let pin = resident.get("/resident/pin").await.body;
     assert!(pin.contains("id=\"enrolled\"") && !pin.contains("revocation-code"), "the code is shown once: {pin}");
     assert_eq!(bench.handle.call(|r| r.gallery_len()).await.unwrap(), 1);
+    // Attack 3 of the outside review: the neighbour's code, and the same person's face in front of the camera.
+    // The page said "already enrolled for another resident (score ...)", which told whoever held a code whether
+    // the person in view lives here. Now: the office will help, nothing more; the manager sees "needs staff".
+    let answer = neighbour.post("/resident/enrol", &[("csrf", &n)]).await;
+    assert_eq!(answer.location, "/resident/enrol/status", "{answer:?}");
+    for path in common::nuaa_frames("live", "0003").iter().rev() {
+        if !bench.desk.wants_frames() {
+            break;
+        }
+        let frame = facegate::capture::decode_file(path, facegate::capture::DecodeLimits::default()).unwrap();
+        bench.desk.offer_frame(common::pipeline(), common::liveness(), &frame);
+    }
+    let refused = neighbour.get("/resident/enrol/status").await.body;
+    for leak in ["already", "another resident", "score", "match", "0."] {
+        assert!(!refused.contains(leak), "{leak:?} on the page: {refused}");
+    }
+    assert!(refused.contains("the management office will help"), "{refused}");
+    assert_eq!(bench.handle.call(|r| r.gallery_len()).await.unwrap(), 1, "the duplicate was enrolled");
+    let mut manager = bench.browser(9);
+    manager.sign_in(in_process::MANAGER).await;
+    let staff_page = manager.get("/manager").await.body;
+    let row = between(between(&staff_page, "id=\"residents\"", "</table>"), "3-304", "</tr>");
+    assert!(row.contains("needs staff"), "{row}");
 }
 
 /// Attack 6 of the outside review: the manager's page showed a "face" and a "PIN" column per household and a

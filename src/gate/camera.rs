@@ -149,9 +149,12 @@ impl FrameWork {
         } else {
             Vec::new()
         };
-        // An enrolment asked for by the portal takes the camera's faces while it runs (never both).
+        // An enrolment asked for by the portal takes the camera's faces while it runs (never both), under the
+        // gate's own intent rule: with `intent = "button"` no face is captured until someone presses it, so a
+        // running capture cannot take a passer-by who never asked.
+        let face_allowed = super::lock(&shared.intent).face_allowed(shared.now());
         let enrolling = match (&self.desk, &self.models) {
-            (Some(desk), Some((reader, Some(liveness)))) if desk.wants_frames() => {
+            (Some(desk), Some((reader, Some(liveness)))) if desk.wants_frames() && face_allowed => {
                 desk.offer_frame(reader.as_ref(), liveness, &frame);
                 true
             }
@@ -160,8 +163,7 @@ impl FrameWork {
         let face = match &self.models {
             _ if enrolling => FaceWork::Enrolment,
             Some((reader, liveness))
-                if self.compound.as_ref().is_none_or(|link| link.face_matching_allowed())
-                    && super::lock(&shared.intent).face_allowed(shared.now()) =>
+                if self.compound.as_ref().is_none_or(|link| link.face_matching_allowed()) && face_allowed =>
             {
                 let gallery = shared.registry.gallery();
                 FaceWork::Observed(observe_face(&frame, reader.as_ref(), liveness.as_deref(), &gallery))

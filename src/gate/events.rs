@@ -197,7 +197,8 @@ impl EventLoop<'_> {
                 self.report.refusals += 1;
                 self.shared.status.refusals.fetch_add(1, Ordering::Relaxed);
                 tracing::info!("a matching face was not confirmed live: refused; PIN, pass and guard remain");
-                self.show(Signal::Refused);
+                // No light and no buzz: a face that matches nobody gets none either, and a passer-by holding
+                // up a photo must not learn from the gate whether that person lives here.
             }
             Decision::Release => self.show(Signal::Granted),
             Decision::Wait => {}

@@ -73,7 +73,8 @@ pub enum Decision {
     /// Refuse, counted under this method (the outcome shown to the person: red light, short buzz).
     Refuse(EntryMethod),
     /// A resident's face matched but did not look live (a photo or a screen?): refused and counted as a refused
-    /// face, with no lockout; the person is pointed to the other ways in.
+    /// face, with no lockout. The gate shows it exactly as a face that matched nobody (nothing), so the refusal
+    /// does not tell who is enrolled.
     NotLive,
     /// Nothing yet (a face seen in too few frames so far, or no face at all).
     Wait,

@@ -217,9 +217,10 @@ async fn limit_requests(
     next: axum::middleware::Next,
 ) -> Response {
     let peer = request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
-    // The device itself (its own checks and tools, over loopback) is not limited; the LAN is.
+    // The device's own tools and checks (127.0.0.1 or ::1) are not limited; every other address is.
+    let own = |ip: std::net::IpAddr| ip == std::net::Ipv4Addr::LOCALHOST || ip == std::net::Ipv6Addr::LOCALHOST;
     match peer {
-        Some(ip) if !ip.is_loopback() && !state.requests.allow(ip) => {
+        Some(ip) if !own(ip) && !state.requests.allow(ip) => {
             (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "60")], "too many requests; wait a minute\n")
                 .into_response()
         }

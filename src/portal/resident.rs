@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use super::auth;
 use super::error::PortalError;
 use super::i18n::{t, tf};
-use super::session::{page, Button, Checked, CsrfForm, Flow, FormVisit, Step, Visit};
+use super::session::{page, Button, Checked, CsrfForm, Flow, FormVisit, Step, Visit, MAX_ENROL_ATTEMPTS};
 use super::views::{self, csrf_field, error_line, layout};
 use super::PortalState;
 use crate::policy::consent::ConsentRecord;
@@ -179,7 +179,7 @@ async fn consent(State(state): Shared, mut visit: Visit, Checked(form): Checked<
         visit.save().await?;
         return Ok(page(StatusCode::UNPROCESSABLE_ENTITY, code_markup(&visit, Some(t(visit.lang, "code_bad")))));
     };
-    let step = if face { Step::FaceConsented } else { Step::PinOnly };
+    let step = if face { Step::FaceConsented { attempts: 0 } } else { Step::PinOnly };
     visit.data.flow = Flow::Resident { id, step };
     visit.save().await?;
     Ok(Redirect::to(if face { "/resident/enrol" } else { "/resident/pin" }).into_response())
@@ -229,7 +229,11 @@ async fn enrol_page(visit: Visit) -> Answer {
 }
 
 async fn enrol_start(State(state): Shared, mut visit: Visit, Checked(_): Checked<Button>) -> Answer {
-    let id = visit.data.flow.awaiting_face()?.0.to_owned();
+    let (id, _, attempts) = visit.data.flow.awaiting_face()?;
+    let id = id.to_owned();
+    if attempts >= MAX_ENROL_ATTEMPTS {
+        return needs_staff(&state, visit, id).await;
+    }
     let Some(desk) = &state.desk else {
         let error = Some(t(visit.lang, "enrol_failed"));
         return Ok(page(StatusCode::SERVICE_UNAVAILABLE, enrol_markup(&visit, error)));
@@ -239,13 +243,13 @@ async fn enrol_start(State(state): Shared, mut visit: Visit, Checked(_): Checked
     else {
         return Ok(page(StatusCode::CONFLICT, enrol_markup(&visit, Some(t(visit.lang, "busy")))));
     };
-    visit.data.flow = Flow::Resident { id, step: Step::Capturing { job } };
+    visit.data.flow = Flow::Resident { id, step: Step::Capturing { job, attempts: attempts + 1 } };
     visit.save().await?;
     Ok(Redirect::to("/resident/enrol/status").into_response())
 }
 
 async fn enrol_status(State(state): Shared, visit: Visit) -> Answer {
-    let (id, Some(job)) = visit.data.flow.awaiting_face()? else { return Err(PortalError::WrongStep) };
+    let (id, Some(job), _) = visit.data.flow.awaiting_face()? else { return Err(PortalError::WrongStep) };
     let id = id.to_owned();
     let Some(desk) = state.desk.clone() else { return Ok(Redirect::to("/resident/enrol").into_response()) };
     match desk.progress(job) {
@@ -283,9 +287,11 @@ async fn finish_enrolment(state: &PortalState, mut visit: Visit, id: String, emb
         .await;
     match enrolled {
         Ok(()) => {}
-        // The one refusal the resident can act on; the error's own text (with its score) stays in the log.
+        // A face that already opens the gate as someone else. Saying so would tell whoever holds a code whether
+        // the person in front of the camera lives here: the office sorts it out in person.
         Err(PortalError::Registry(RegistryError::Duplicate { .. })) => {
-            return Ok(enrol_failed(&visit, t(visit.lang, "enrol_duplicate")));
+            tracing::info!("portal: an enrolment matched another resident's face; handed to the management office");
+            return needs_staff(state, visit, id).await;
         }
         Err(e) => return Err(e),
     }
@@ -293,6 +299,18 @@ async fn finish_enrolment(state: &PortalState, mut visit: Visit, id: String, emb
     visit.save().await?;
     let notice = Some(t(visit.lang, "enrol_done"));
     Ok(page(StatusCode::OK, pin_markup(&visit, notice, Some(&revocation), None)))
+}
+
+/// Ends face enrolment from the portal for this household: the manager's page shows "needs staff", and the
+/// resident is told only that the office will help, and may set a PIN meanwhile. The same answer whatever the
+/// reason (a face that matches someone, or too many captures), so it tells nobody whose face is enrolled.
+async fn needs_staff(state: &PortalState, mut visit: Visit, id: String) -> Answer {
+    let resident = id.clone();
+    state.try_call(move |r| r.store_mut().mark_needs_staff(&resident, unix_now())).await?;
+    visit.data.flow = Flow::Resident { id, step: Step::PinOnly };
+    visit.save().await?;
+    let notice = Some(t(visit.lang, "enrol_needs_staff"));
+    Ok(page(StatusCode::OK, pin_markup(&visit, notice, None, None)))
 }
 
 // ---- the PIN -----------------------------------------------------------------------------------------------

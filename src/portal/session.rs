@@ -41,6 +41,10 @@ pub(super) struct StaffMember {
     pub(super) role: Role,
 }
 
+/// Captures one household code may start at the gate camera: enough for a resident whose first try fails,
+/// too few to test other people's faces one after another.
+pub(super) const MAX_ENROL_ATTEMPTS: u8 = 3;
+
 /// Where a resident is in the set-up.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) enum Flow {
@@ -59,20 +63,22 @@ pub(super) enum Flow {
 pub(super) enum Step {
     /// Declined face entry: the PIN is next.
     PinOnly,
-    /// Consented to face entry; no capture started yet.
-    FaceConsented,
-    /// Capture job `job` on the gate camera was started (it may since have failed: starting again is allowed).
-    Capturing { job: u64 },
+    /// Consented to face entry; `attempts` captures started so far.
+    FaceConsented { attempts: u8 },
+    /// Capture job `job` on the gate camera was started (it may since have failed: starting again is allowed
+    /// up to [`MAX_ENROL_ATTEMPTS`]).
+    Capturing { job: u64, attempts: u8 },
     /// The face template is enrolled: the PIN is next.
     FaceEnrolled,
 }
 
 impl Flow {
-    /// The resident who consented to face entry and has not enrolled yet, and their capture job if started.
-    pub(super) fn awaiting_face(&self) -> Result<(&str, Option<u64>), PortalError> {
+    /// The resident who consented to face entry and has not enrolled yet, their capture job if started, and
+    /// how many captures they started.
+    pub(super) fn awaiting_face(&self) -> Result<(&str, Option<u64>, u8), PortalError> {
         match self {
-            Self::Resident { id, step: Step::FaceConsented } => Ok((id, None)),
-            Self::Resident { id, step: Step::Capturing { job } } => Ok((id, Some(*job))),
+            Self::Resident { id, step: Step::FaceConsented { attempts } } => Ok((id, None, *attempts)),
+            Self::Resident { id, step: Step::Capturing { job, attempts } } => Ok((id, Some(*job), *attempts)),
             _ => Err(PortalError::WrongStep),
         }
     }
@@ -282,8 +288,8 @@ mod tests {
             Flow::None,
             Flow::Code { code_id: 7, unit: "7-702".into() },
             resident(Step::PinOnly),
-            resident(Step::FaceConsented),
-            resident(Step::Capturing { job: 3 }),
+            resident(Step::FaceConsented { attempts: 0 }),
+            resident(Step::Capturing { job: 3, attempts: 1 }),
             resident(Step::FaceEnrolled),
         ];
         for flow in &flows {
@@ -292,7 +298,7 @@ mod tests {
             let back: SessionData = serde_json::from_value(serde_json::to_value(&data).unwrap()).unwrap();
             assert_eq!(&back.flow, flow);
         }
-        let face: Vec<_> = flows.iter().map(|f| f.awaiting_face().ok().map(|(_, job)| job)).collect();
+        let face: Vec<_> = flows.iter().map(|f| f.awaiting_face().ok().map(|(_, job, _)| job)).collect();
         assert_eq!(face, [None, None, None, Some(None), Some(Some(3)), None]);
         let pin: Vec<_> = flows.iter().map(|f| f.awaiting_pin().ok().map(|(_, enrolled)| enrolled)).collect();
         assert_eq!(pin, [None, None, Some(false), None, None, Some(true)]);

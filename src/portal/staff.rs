@@ -243,10 +243,11 @@ fn residents_table(lang: Lang, csrf: &str, revocable: &[ResidentSummary]) -> Mar
     html! {
         @if revocable.is_empty() { p { (t(lang, "manager_no_residents")) } } @else {
             table id="residents" {
-                tr { th { (t(lang, "manager_unit")) } th { "id" } th {} }
+                tr { th { (t(lang, "manager_unit")) } th { "id" } th {} th {} }
                 @for r in revocable {
                     tr {
                         td { (r.unit_label.as_deref().unwrap_or("-")) } td.code { (r.id) }
+                        td { @if r.needs_staff { span.needs-staff { (t(lang, "manager_needs_staff")) } } }
                         td { form.inline method="post" action={ "/manager/residents/" (r.id) "/revoke" } {
                             (csrf_field(csrf)) button type="submit" { (t(lang, "manager_revoke")) }
                         } }

@@ -26,6 +26,8 @@ pub struct ResidentSummary {
     pub has_pin: bool,
     /// When the resident moved out, if they did.
     pub moved_out_at: Option<i64>,
+    /// Whether the portal handed their face enrolment to the management office.
+    pub needs_staff: bool,
 }
 
 pub(super) fn validate_resident_id(id: &str) -> Result<()> {
@@ -38,6 +40,15 @@ pub(super) fn validate_resident_id(id: &str) -> Result<()> {
 }
 
 impl Store {
+    /// Notes that a resident's face enrolment needs the management office (the reason is not kept: it may be
+    /// that their face already matches someone, which nobody but staff in person should learn).
+    pub fn mark_needs_staff(&mut self, resident_id: &str, now: i64) -> Result<()> {
+        self.conn
+            .execute("UPDATE residents SET needs_staff_at = ?2 WHERE id = ?1", params![resident_id, now])
+            .in_db(&self.path)?;
+        Ok(())
+    }
+
     /// Adds a resident under a pseudonymous id.
     pub fn add_resident(&mut self, resident_id: &str, unit_label: Option<&str>, now: i64) -> Result<()> {
         validate_resident_id(resident_id)?;
@@ -146,7 +157,8 @@ impl Store {
                     (SELECT MAX(granted_at) FROM consent_records c WHERE c.resident_id = r.id AND c.revoked_at IS NULL),
                     (SELECT MAX(revoked_at) FROM consent_records c WHERE c.resident_id = r.id),
                     t.version, t.enrolled_at,
-                    EXISTS (SELECT 1 FROM pin_verifiers p WHERE p.resident_id = r.id)
+                    EXISTS (SELECT 1 FROM pin_verifiers p WHERE p.resident_id = r.id),
+                    r.needs_staff_at IS NOT NULL
                  FROM residents r LEFT JOIN sealed_templates t ON t.resident_id = r.id ORDER BY r.id",
             )
             .in_db(&self.path)?;
@@ -161,6 +173,7 @@ impl Store {
                     template_version: r.get(5)?,
                     enrolled_at: r.get(6)?,
                     has_pin: r.get(7)?,
+                    needs_staff: r.get(8)?,
                 })
             })
             .in_db(&self.path)?;

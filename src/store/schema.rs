@@ -152,6 +152,9 @@ CREATE TABLE keypad_failures (
     hour_start INTEGER PRIMARY KEY,
     failures INTEGER NOT NULL
 ) WITHOUT ROWID;
+-- A household's face enrolment the portal handed to the management office (a face that already matches, or
+-- too many attempts): the resident's page says only that the office will help.
+ALTER TABLE residents ADD COLUMN needs_staff_at INTEGER;
 ",
 ];
 
