@@ -127,12 +127,10 @@ pub struct CountsArgs {
     /// Cell size.
     #[arg(long, value_enum, default_value = "day")]
     pub by: By,
-    /// How many whole days back from today (in the compound's zone) to publish.
+    /// How many whole days before today (in the compound's zone, `[portal] utc_offset`) to publish; today is
+    /// never published.
     #[arg(long, default_value_t = 7)]
     pub days: u32,
-    /// The compound's time zone as an offset from UTC, e.g. `+08:00`.
-    #[arg(long, default_value = "+00:00", value_parser = counts::parse_utc_offset, allow_hyphen_values = true)]
-    pub utc_offset: i64,
     /// CSV instead of a table.
     #[arg(long, conflicts_with = "json")]
     pub csv: bool,
@@ -141,14 +139,18 @@ pub struct CountsArgs {
 /// Runs `facegate counts`: hourly or daily counts per method and outcome, small cells suppressed.
 pub fn counts(config: &Config, args: &CountsArgs) -> Result<std::process::ExitCode> {
     let registry = open_registry(config, &args.store, false)?;
-    let today = counts::day_start(unix_now(), args.utc_offset);
+    // The compound's zone from the config only: two offsets would cut days differently and difference into
+    // hours.
+    let offset = config.portal.utc_offset_secs;
+    let now = unix_now();
+    let today = counts::day_start(now, offset);
     let from = today - i64::from(args.days.min(3_660)) * 86_400;
-    let hourly = registry.store().compound_passage_counts(from, today + 86_400)?;
+    let hourly = registry.store().compound_passage_counts(from, today)?;
     let granularity = match args.by {
         By::Hour => Granularity::Hour,
         By::Day => Granularity::Day,
     };
-    let cells = counts::publish(&hourly, granularity, args.utc_offset);
+    let cells = counts::publish(&hourly, granularity, offset, now);
     if args.csv {
         print!("{}", counts::to_csv(&cells));
     } else if args.store.json {

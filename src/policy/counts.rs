@@ -5,8 +5,10 @@
 //! (no value of 1 to 10 may be reported, nor derived): a cell of 1-10 is shown as suppressed, and within
 //! each day, more hours are suppressed until the hidden hours add up to 0 or to more than 10, so the day's
 //! own count minus the visible hours never reveals a small number. Bins are fixed (whole hours or whole days
-//! in the compound's time zone), so asking again with other ranges yields the same cells and nothing to
-//! subtract. This module never sees an identity; there is none to see.
+//! in the compound's time zone, one zone: the config's), so asking again with other ranges yields the same
+//! cells and nothing to subtract. Only closed days are published, hours included: a live cell would change
+//! between two page loads minutes apart and the difference would be one person's passage. This module never
+//! sees an identity; there is none to see.
 
 use std::collections::BTreeMap;
 
@@ -89,11 +91,18 @@ pub fn day_start(at: i64, utc_offset_secs: i64) -> i64 {
 }
 
 /// Publishes hourly counts at the given granularity, with small cells suppressed as the module explains.
-/// Zero cells are not listed. The input may be in any order.
-pub fn publish(counts: &[PassageCount], granularity: Granularity, utc_offset_secs: i64) -> Vec<PublishedCell> {
+/// Only days that ended before `now` are published (today's hours never are); zero cells are not listed. The
+/// input may be in any order.
+pub fn publish(
+    counts: &[PassageCount],
+    granularity: Granularity,
+    utc_offset_secs: i64,
+    now: i64,
+) -> Vec<PublishedCell> {
+    let open_day = day_start(now, utc_offset_secs);
     // (day, method, outcome) -> hour -> count
     let mut days: BTreeMap<(i64, EntryMethod, PassageOutcome), BTreeMap<i64, i64>> = BTreeMap::new();
-    for c in counts.iter().filter(|c| c.count > 0) {
+    for c in counts.iter().filter(|c| c.count > 0 && day_start(c.hour_start, utc_offset_secs) < open_day) {
         *days
             .entry((day_start(c.hour_start, utc_offset_secs), c.method, c.outcome))
             .or_default()
@@ -142,19 +151,28 @@ fn hours_to_hide(hours: &BTreeMap<i64, i64>) -> Vec<i64> {
     hidden
 }
 
-/// The published cells as CSV (`start_utc,method,outcome,count`), times in RFC 3339 UTC.
+/// The published cells as CSV (RFC 4180: CRLF, fields quoted where needed), times in RFC 3339 UTC, columns
+/// `start_utc,method,outcome,count`. A field that a spreadsheet would read as a formula (leading `=`, `+`, `-`,
+/// `@`, tab or carriage return) is prefixed with `'`: none can arise from the closed method and outcome
+/// names today, and none ever will, whatever is added.
 pub fn to_csv(cells: &[PublishedCell]) -> String {
-    let mut out = String::from("start_utc,method,outcome,count\n");
+    let mut out = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(Vec::new());
+    let _ = out.write_record(["start_utc", "method", "outcome", "count"]);
     for c in cells {
-        out.push_str(&format!(
-            "{},{},{},{}\n",
-            crate::policy::rfc3339(c.start),
-            c.method,
-            c.outcome,
-            c.count.as_text()
-        ));
+        let fields = [crate::policy::rfc3339(c.start), c.method.to_string(), c.outcome.to_string(), c.count.as_text()];
+        // Writing to a Vec cannot fail.
+        let _ = out.write_record(fields.iter().map(|f| neutralise_formula(f).into_owned()));
     }
-    out
+    String::from_utf8(out.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+/// A CSV field a spreadsheet will not evaluate.
+fn neutralise_formula(field: &str) -> std::borrow::Cow<'_, str> {
+    if field.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{field}").into()
+    } else {
+        field.into()
+    }
 }
 
 #[cfg(test)]
@@ -162,6 +180,9 @@ pub fn to_csv(cells: &[PublishedCell]) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Long after every count in these tests: all their days are closed.
+    const NOW: i64 = 400 * 86_400;
 
     fn count(hour: i64, method: &str, outcome: &str, n: i64) -> PassageCount {
         let method = EntryMethod::parse(method).unwrap();
@@ -181,13 +202,13 @@ mod tests {
     #[test]
     fn small_cells_and_one_complement_are_hidden() {
         let counts = [count(8, "face", "opened", 40), count(9, "face", "opened", 3), count(10, "face", "opened", 25)];
-        let hours = publish(&counts, Granularity::Hour, 0);
+        let hours = publish(&counts, Granularity::Hour, 0, NOW);
         // 3 is hidden; hiding it alone would let the day (68) minus 40 and 25 reveal it, so 25 goes too.
         assert_eq!(shown(&hours), vec![Some(40), None, None]);
-        let days = publish(&counts, Granularity::Day, 0);
+        let days = publish(&counts, Granularity::Day, 0, NOW);
         assert_eq!(shown(&days), vec![Some(68)]);
         assert_eq!(
-            to_csv(&hours).lines().nth(2).unwrap(),
+            to_csv(&hours).split("\r\n").nth(2).unwrap(),
             "1970-01-01T09:00:00Z,face,opened,suppressed",
             "csv marks the cell"
         );
@@ -196,19 +217,55 @@ mod tests {
     #[test]
     fn a_quiet_day_is_hidden_whole_and_zero_is_shown() {
         let counts = [count(1, "pin", "refused", 2), count(2, "pin", "refused", 5), count(3, "guard", "opened", 0)];
-        assert_eq!(shown(&publish(&counts, Granularity::Hour, 0)), vec![None, None]);
-        assert_eq!(shown(&publish(&counts, Granularity::Day, 0)), vec![None]);
+        assert_eq!(shown(&publish(&counts, Granularity::Hour, 0, NOW)), vec![None, None]);
+        assert_eq!(shown(&publish(&counts, Granularity::Day, 0, NOW)), vec![None]);
         let busy = [count(1, "pin", "refused", 11)];
-        assert_eq!(shown(&publish(&busy, Granularity::Day, 0)), vec![Some(11)]);
+        assert_eq!(shown(&publish(&busy, Granularity::Day, 0, NOW)), vec![Some(11)]);
     }
 
     #[test]
     fn days_follow_the_compound_time_zone() {
         // 20:00 UTC and 06:00 UTC the next day fall on one day in UTC+8 (04:00 and 14:00).
         let counts = [count(20, "face", "opened", 20), count(30, "face", "opened", 30)];
-        assert_eq!(shown(&publish(&counts, Granularity::Day, 0)), vec![Some(20), Some(30)]);
-        assert_eq!(shown(&publish(&counts, Granularity::Day, 8 * 3600)), vec![Some(50)]);
+        assert_eq!(shown(&publish(&counts, Granularity::Day, 0, NOW)), vec![Some(20), Some(30)]);
+        assert_eq!(shown(&publish(&counts, Granularity::Day, 8 * 3600, NOW)), vec![Some(50)]);
         assert_eq!(day_start(20 * 3600, 8 * 3600), 16 * 3600);
+    }
+
+    /// Attack 4 of the outside review: today's cells were published live, so two loads minutes apart gave one
+    /// passage away, and the hour view (last 24 h) cut days in two, so a day total minus visible hours gave a
+    /// suppressed hour. Now today is never published and hours come in whole days.
+    #[test]
+    fn the_open_day_is_never_published_and_a_later_load_changes_no_published_cell() {
+        let day = 86_400;
+        let yesterday = [count(10, "face", "opened", 25), count(11, "face", "opened", 30)];
+        let mut later = yesterday.to_vec();
+        later.push(count(24 + 9, "face", "opened", 14));
+        let now = day + 10 * 3600;
+        for g in [Granularity::Hour, Granularity::Day] {
+            let first = publish(&later[..2], g, 0, now);
+            let second = publish(&later, g, 0, now + 600);
+            assert_eq!(first, second, "a passage today changed a published cell");
+            assert!(second.iter().all(|c| c.start < day), "{second:?}");
+        }
+        // The next day, the whole of the day before is published, its hours and its total agreeing.
+        let hours = publish(&later, Granularity::Hour, 0, 2 * day);
+        assert!(hours.iter().any(|c| c.start == (24 + 9) * 3600), "{hours:?}");
+    }
+
+    #[test]
+    fn csv_is_rfc_4180_and_no_field_can_start_a_formula() {
+        let cells = [PublishedCell {
+            start: 0,
+            method: EntryMethod::Face,
+            outcome: PassageOutcome::Opened,
+            count: Published::Count(12),
+        }];
+        let text = to_csv(&cells);
+        assert_eq!(text, "start_utc,method,outcome,count\r\n1970-01-01T00:00:00Z,face,opened,12\r\n");
+        assert_eq!(neutralise_formula("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(neutralise_formula("-1"), "'-1");
+        assert_eq!(neutralise_formula("face"), "face");
     }
 
     proptest! {
@@ -216,8 +273,8 @@ mod tests {
         fn no_small_value_is_shown_or_derivable(cells in proptest::collection::vec((0i64..24, 0usize..2, 0i64..40), 0..40)) {
             let methods = ["face", "pin"];
             let counts: Vec<_> = cells.iter().map(|&(h, m, n)| count(h, methods[m], "opened", n)).collect();
-            let hours = publish(&counts, Granularity::Hour, 0);
-            let days = publish(&counts, Granularity::Day, 0);
+            let hours = publish(&counts, Granularity::Hour, 0, NOW);
+            let days = publish(&counts, Granularity::Day, 0, NOW);
             for c in hours.iter().chain(&days) {
                 if let Published::Count(n) = c.count {
                     prop_assert!(!(1..=SMALL_CELL_MAX).contains(&n));
@@ -233,6 +290,15 @@ mod tests {
                     let derived = total - visible;
                     prop_assert!(!(1..=SMALL_CELL_MAX).contains(&derived), "derived {}", derived);
                     prop_assert_eq!(any_hidden, derived != 0);
+                }
+            }
+            // A published cell never changes later, whenever it is asked again (only closed days are shown).
+            let spread: Vec<_> = cells.iter().map(|&(h, m, n)| count(h * 5, methods[m], "opened", n)).collect();
+            let (early, late) = (3 * 86_400 + 7 * 3_600, 5 * 86_400 + 1);
+            for g in [Granularity::Hour, Granularity::Day] {
+                let (first, second) = (publish(&spread, g, 0, early), publish(&spread, g, 0, late));
+                for cell in &first {
+                    prop_assert!(second.contains(cell), "{:?} changed", cell);
                 }
             }
             // The raw total is preserved wherever nothing is hidden.

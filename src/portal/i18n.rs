@@ -109,7 +109,7 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("manager_needs_staff", "needs staff: finish the face enrolment in person", "需人工办理：请当面完成人脸登记"),
     ("manager_counts", "Entries (anonymized counts; 1 to 10 are not shown)", "通行统计（匿名计数；1 至 10 不显示）"),
     ("manager_by_day", "By day, last 14 days", "按日，近 14 天"),
-    ("manager_by_hour", "By hour, last 24 hours", "按小时，近 24 小时"),
+    ("manager_by_hour", "By hour, yesterday (today is shown tomorrow)", "按小时，昨日（今日数据次日显示）"),
     ("manager_csv", "Download CSV", "下载 CSV"),
     ("manager_codes", "Enrolment codes", "登记码"),
     ("manager_unit", "Unit (household)", "房号（住户）"),

@@ -154,15 +154,15 @@ struct ManagerFacts {
     revocable: Vec<ResidentSummary>,
 }
 
-/// Published day cells (the last 14 days) and hour cells (the last 24 hours): never an hourly row of the
-/// store itself.
+/// Published day cells (the last 14 closed days) and hour cells (the whole of yesterday): never today, never
+/// an hourly row of the store itself.
 fn published(registry: &Registry, offset: i64) -> Result<(Vec<PublishedCell>, Vec<PublishedCell>), StoreError> {
     let now = unix_now();
     let today = counts::day_start(now, offset);
     let store = registry.store();
-    let days = store.compound_passage_counts(today - 13 * 86_400, today + 86_400)?;
-    let hours = store.compound_passage_counts(now - 24 * 3_600, now + 3_600)?;
-    Ok((counts::publish(&days, Granularity::Day, offset), counts::publish(&hours, Granularity::Hour, offset)))
+    let days = store.compound_passage_counts(today - 14 * 86_400, today)?;
+    let hours = store.compound_passage_counts(today - 86_400, today)?;
+    Ok((counts::publish(&days, Granularity::Day, offset, now), counts::publish(&hours, Granularity::Hour, offset, now)))
 }
 
 impl ManagerFacts {
