@@ -102,6 +102,11 @@ fn a_clean_install_passes_and_planted_images_frames_or_embeddings_fail() {
         assert_eq!(check(&clean, id)["status"], "pass", "{id}: {}", details(check(&clean, id)));
     }
     assert_ne!(check(&clean, "runtime")["status"], "fail");
+    // The clock's synchronisation is always reported (a warning when there is no NTP: issue 17, attack 7).
+    let synced = facegate::protect::hardening::clock_synchronised();
+    let runtime = details(check(&clean, "runtime"));
+    let expected = if synced == Some(true) { "clock is synchronised" } else { "not synchronised" };
+    assert!(runtime.contains(expected) || synced.is_none(), "{synced:?}: {runtime}");
     assert_eq!(clean["report"]["templates_held"], 1);
     // The deletion is in the report, with the code the resident's receipt carries.
     let deletions = clean["report"]["deletions"].as_array().unwrap();

@@ -145,7 +145,7 @@ pub fn run_audit(scope: &AuditScope, now: i64) -> AuditReport {
 const FILES_TITLE: &str = "(a) no image, raw frame or plaintext embedding in the data, key and configured folders";
 const DATABASE_TITLE: &str = "(b) database: no image columns, no unknown tables, every template has a live consent";
 const AUDIT_LOG_TITLE: &str = "(c) the hash-chained audit log verifies end to end";
-const RUNTIME_TITLE: &str = "(d) runtime: core dumps off, swap, service sandbox";
+const RUNTIME_TITLE: &str = "(d) runtime: core dumps off, swap, service sandbox, clock synchronised";
 const RETENTION_TITLE: &str = "(e) retention: no template past its unused limit";
 
 /// Files larger than this are reported, not read (nothing the device keeps comes near it).
@@ -332,6 +332,15 @@ fn check_runtime(scope: &AuditScope) -> Check {
     let mut locked_kb = 0u64;
     if daemons.is_empty() {
         out.warn("the gate daemon is not running here: its process limits were not checked".into());
+    }
+    match crate::protect::hardening::clock_synchronised() {
+        Some(true) => out.note("the system clock is synchronised".into()),
+        Some(false) => out.warn(
+            "the system clock is not synchronised (no NTP): pass windows, counts and this report's times may be \
+             wrong; enable systemd-timesyncd or chrony"
+                .into(),
+        ),
+        None => out.warn("the clock's synchronisation could not be read".into()),
     }
     for pid in &daemons {
         let limits = std::fs::read_to_string(proc_root.join(format!("{pid}/limits"))).unwrap_or_default();

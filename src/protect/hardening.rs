@@ -39,6 +39,22 @@ pub fn harden_process() -> Hardening {
     Hardening { core_dumps_off, memory_locked }
 }
 
+/// Whether the kernel says the system clock is synchronised (NTP, chrony or systemd-timesyncd all tell it);
+/// `None` if it cannot be asked. A gate has no battery-backed clock: until this is true, pass windows and the
+/// audit log's times may be wrong.
+#[allow(unsafe_code)]
+pub fn clock_synchronised() -> Option<bool> {
+    // SAFETY: `timex` is plain integers, for which all-zero is valid; adjtimex with `modes == 0` only reads
+    // the kernel's clock state into that struct, which we own for the call.
+    let mut state: libc::timex = unsafe { std::mem::zeroed() };
+    let result = unsafe { libc::adjtimex(&mut state) };
+    match result {
+        -1 => None,
+        libc::TIME_ERROR => Some(false),
+        _ => Some(state.status & libc::STA_UNSYNC == 0),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -143,7 +143,7 @@ impl Registry {
     /// Cancels a pass before it is used (it can never open afterwards).
     pub fn cancel_pass(&mut self, text: &str, now: i64) -> Result<VisitorPass> {
         let pass = PassKey::new(&self.pass_key).decode(text)?;
-        self.store.redeem_pass(&pass, now)?;
+        self.store.redeem_pass(&pass, self.forget_passes_before(now))?;
         self.store.audit_pass("visitor pass cancelled", &pass, now)?;
         Ok(pass)
     }
@@ -155,9 +155,22 @@ impl Registry {
             Ok(pass) => pass,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(if self.store.redeem_pass(&pass, now)? { Ok(pass) } else { Err(PassError::AlreadyUsed) })
+        let forget_before = self.forget_passes_before(now);
+        Ok(if self.store.redeem_pass(&pass, forget_before)? { Ok(pass) } else { Err(PassError::AlreadyUsed) })
+    }
+
+    /// Used-pass ids whose window ended before this may be forgotten: a margin past expiry by the wall clock
+    /// *and* by the monotonic clock since the registry opened, so that neither a wall clock stepped forward
+    /// (forgetting too soon) nor one stepped back afterwards (the pass inside its window again) reopens a
+    /// used pass.
+    fn forget_passes_before(&self, now: i64) -> i64 {
+        let elapsed = i64::try_from(self.origin.elapsed().as_secs()).unwrap_or(i64::MAX);
+        now.min(self.opened_at.saturating_add(elapsed)) - USED_PASS_MARGIN_SECS
     }
 }
+
+/// How long past its window a used pass's id is kept: a week, far beyond any clock correction.
+pub const USED_PASS_MARGIN_SECS: i64 = 7 * 86_400;
 
 /// A verifier of random bytes that no typed PIN can match, made once per process, so that an unknown keypad code
 /// takes as long as a known one and never opens.

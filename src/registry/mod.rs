@@ -139,7 +139,9 @@ pub struct Registry {
     pass_key: AeadKey,
     /// PIN failures per typed code and keypad-wide, on the monotonic clock from `origin`.
     lockout: PinLockout,
+    /// When the registry opened, on the monotonic clock and on the wall clock.
     origin: Instant,
+    opened_at: i64,
     /// The gallery: the only copy the process holds; a change builds the next one and publishes it.
     gallery: Arc<GallerySnapshot>,
     slot_of: HashMap<String, Slot>,
@@ -197,6 +199,7 @@ impl Registry {
             pass_key,
             lockout,
             origin: Instant::now(),
+            opened_at: now,
             slot_of: HashMap::new(),
             next_slot: 0,
             policy,

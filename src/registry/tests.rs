@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::vision::embed::EMBEDDING_DIM;
+use credentials::USED_PASS_MARGIN_SECS;
 
 fn consent(now: i64) -> ConsentRecord {
     ConsentRecord {
@@ -22,8 +23,12 @@ fn face(person: usize, wobble: f32) -> Embedding {
 }
 
 fn open(dir: &Path) -> Registry {
+    open_at(dir, 1_000)
+}
+
+fn open_at(dir: &Path, now: i64) -> Registry {
     let key = MasterKeySource::file(dir.join("keys/master.key"));
-    Registry::open(&dir.join("data/facegate.sqlite"), &key, RegistryPolicy::default(), 1_000).unwrap()
+    Registry::open(&dir.join("data/facegate.sqlite"), &key, RegistryPolicy::default(), now).unwrap()
 }
 
 #[test]
@@ -159,14 +164,48 @@ fn a_visitor_pass_opens_once_inside_its_window_and_survives_key_rotation() {
     std::fs::create_dir_all(other.path().join("data")).unwrap();
     let (_, foreign) = open(other.path()).issue_pass(2_000, 5_000, 1_000).unwrap();
     assert_eq!(registry.check_pass(&foreign, 2_500).unwrap(), Err(PassError::BadSignature));
-    // Used passes are forgotten once they expire: no lasting trace of visits.
+    // Used passes are forgotten a week after they expire (on both clocks): no lasting trace of visits.
     let rows = registry.store().used_pass_count().unwrap();
     assert_eq!(rows, 2);
     registry.check_pass("FGP1:garbage", 6_000).unwrap().unwrap_err();
     let (_, fresh) = registry.issue_pass(6_000, 7_000, 6_000).unwrap();
     registry.check_pass(&fresh, 6_000).unwrap().unwrap();
-    let rows = registry.store().used_pass_count().unwrap();
-    assert_eq!(rows, 1);
+    assert_eq!(registry.store().used_pass_count().unwrap(), 3, "kept within the margin");
+    drop(registry);
+    let later = 7_000 + USED_PASS_MARGIN_SECS + 1;
+    let mut registry = open_at(dir.path(), later);
+    let (_, fresh) = registry.issue_pass(later, later + 60, later).unwrap();
+    registry.check_pass(&fresh, later).unwrap().unwrap();
+    assert_eq!(registry.store().used_pass_count().unwrap(), 1);
+}
+
+/// Attack 7 of the outside review: a board with no RTC steps its clock. Before, a step forward cleared PIN
+/// lockouts (they were wall-clock times), and a used pass forgotten at its expiry opened again once the clock
+/// stepped back into its window. Lockouts now run on the monotonic clock; used ids are kept a margin past
+/// expiry on both clocks.
+#[test]
+fn wall_clock_steps_neither_clear_a_lockout_nor_reopen_a_used_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut registry = open_at(dir.path(), 10_000);
+    registry.record_consent("r-9", None, &consent(1), 1).unwrap();
+    registry.set_pin("r-9", Some("340112"), &Pin::parse("4071").unwrap(), 2).unwrap();
+    let t0 = Instant::now();
+    let wrong = Pin::parse("5806").unwrap();
+    for _ in 0..5 {
+        registry.check_pin("340112", &wrong, t0, 10_000).unwrap();
+    }
+    let right = Pin::parse("4071").unwrap();
+    let a_day_later = 10_000 + 86_400;
+    assert!(
+        matches!(registry.check_pin("340112", &right, t0, a_day_later).unwrap(), PinCheck::LockedOut(_)),
+        "a wall clock a day ahead cleared the lockout"
+    );
+
+    let (_, text) = registry.issue_pass(10_000, 13_600, 10_000).unwrap();
+    assert!(registry.check_pass(&text, 10_100).unwrap().is_ok());
+    // The clock jumps 100 days ahead (any check then forgets what it may), then back into the window.
+    registry.check_pass("FGP1:garbage", 10_000 + 100 * 86_400).unwrap().unwrap_err();
+    assert_eq!(registry.check_pass(&text, 10_200).unwrap(), Err(PassError::AlreadyUsed), "a used pass opened again");
 }
 
 #[test]

@@ -91,11 +91,12 @@ impl Store {
     }
 
     /// Marks a visitor pass as used, once: true if it had not been used (or cancelled) before. Forgets passes
-    /// whose window has ended, since they cannot open anything any more. When it was used is not kept.
-    pub fn redeem_pass(&mut self, pass: &VisitorPass, now: i64) -> Result<bool> {
+    /// whose window ended before `forget_before` (the caller's margin past expiry on both of its clocks: a
+    /// forgotten id must stay unusable even if the wall clock later steps back). When it was used is not kept.
+    pub fn redeem_pass(&mut self, pass: &VisitorPass, forget_before: i64) -> Result<bool> {
         let path = self.path.clone();
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).in_db(&path)?;
-        tx.execute("DELETE FROM used_passes WHERE expires_at <= ?1", [now]).in_db(&path)?;
+        tx.execute("DELETE FROM used_passes WHERE expires_at < ?1", [forget_before]).in_db(&path)?;
         let fresh = tx
             .execute(
                 "INSERT INTO used_passes (pass_id, expires_at) VALUES (?1, ?2) ON CONFLICT(pass_id) DO NOTHING",
