@@ -50,7 +50,7 @@ fn flood(gate: &common::daemon::Gate, total: usize, sources: u32, threads: u32) 
             let (base, pem) = (gate.base.clone(), pem.clone());
             std::thread::spawn(move || {
                 let (mut ok, mut limited, mut other) = (0, 0, 0);
-                for s in (0..sources).filter(|s| s % threads == t) {
+                for s in (0..sources).filter(|s| sources == 1 || s % threads == t) {
                     let ip = if sources == 1 {
                         Ipv4Addr::new(127, 0, 0, 2)
                     } else {

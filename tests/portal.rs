@@ -92,6 +92,24 @@ fn every_route_answers_each_role_as_it_should_and_carries_no_biometric_data() {
     assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"), "{csp}");
     eprintln!("{checked} route x role checks");
     assert_eq!(checked, matrix.len() * 4);
+
+    // Attack 8 of the outside review: a self-signed portal looked the same as a LAN man-in-the-middle. Its
+    // fingerprint is now on the signage and printed by `facegate portal fingerprint` (the same as openssl
+    // computes), and HSTS is sent only for a certificate the installer configured (never a self-signed one).
+    assert!(response.headers().get("strict-transport-security").is_none(), "HSTS with a self-signed certificate");
+    let printed = gate.cli(&["portal", "fingerprint"], None);
+    let printed = String::from_utf8(printed.stdout).unwrap().trim().to_owned();
+    let openssl = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(gate.dir.path().join("keys/portal-cert.pem"))
+        .output()
+        .unwrap();
+    let openssl = String::from_utf8(openssl.stdout).unwrap();
+    assert_eq!(openssl.trim().rsplit('=').next().unwrap(), printed, "{openssl}");
+    let (_, signage) = get(&anon, &gate, "/signage");
+    assert!(signage.contains(&printed), "the signage lacks the fingerprint: {signage}");
+    let sign = gate.cli(&["signage"], None);
+    assert!(String::from_utf8(sign.stdout).unwrap().contains(&printed));
 }
 
 #[test]

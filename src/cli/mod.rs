@@ -107,6 +107,9 @@ pub enum Command {
     Compound(compound::CompoundCommand),
     /// Print the notice to post at the gate (purpose, what is kept, how long, how to revoke, the alternatives).
     Signage(portal::SignageArgs),
+    /// The web portal's certificate.
+    #[command(subcommand)]
+    Portal(portal::PortalCommand),
 }
 
 /// `facegate eval` arguments.
@@ -194,6 +197,7 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Audit(args) => audit::audit(&config, &args),
         Command::Account(args) => portal::account(&config, &args),
         Command::Signage(args) => portal::signage(&config, &args),
+        Command::Portal(command) => portal::portal(&config, &command),
         Command::Compound(command) => compound::run(&config, &command),
     }
 }

@@ -80,6 +80,29 @@ pub fn signage(config: &Config, args: &SignageArgs) -> Result<std::process::Exit
     for item in notice_items(lang, &notice_facts(config)) {
         println!("- {item}");
     }
+    if config.portal.enabled {
+        let fingerprint = crate::portal::ensure_certificate(&config.portal.cert, &config.portal.key)?;
+        println!();
+        println!("{} {fingerprint}", t(lang, "signage_fingerprint"));
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `facegate portal fingerprint`
+#[derive(Debug, clap::Subcommand)]
+pub enum PortalCommand {
+    /// Print the SHA-256 fingerprint of the portal's certificate (made now if there is none), to put on the
+    /// signage and compare with what staff's browsers show.
+    Fingerprint,
+}
+
+/// Runs `facegate portal ...`.
+pub fn portal(config: &Config, command: &PortalCommand) -> Result<std::process::ExitCode> {
+    match command {
+        PortalCommand::Fingerprint => {
+            println!("{}", crate::portal::ensure_certificate(&config.portal.cert, &config.portal.key)?);
+        }
+    }
     Ok(std::process::ExitCode::SUCCESS)
 }
 

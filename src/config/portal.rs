@@ -49,6 +49,8 @@ pub struct PortalConfig {
     pub cert: PathBuf,
     /// Private key (PEM).
     pub key: PathBuf,
+    /// Whether `cert` was configured (the compound's CA issued it) rather than made self-signed.
+    pub cert_trusted: bool,
     /// Operator.
     pub operator: String,
     /// Contact.
@@ -80,6 +82,7 @@ pub(super) fn portal(
     Ok(PortalConfig {
         enabled: raw.enabled.unwrap_or(false),
         listen,
+        cert_trusted: raw.cert.is_some(),
         cert: raw.cert.unwrap_or_else(|| key_dir.join("portal-cert.pem")),
         key: raw.key.unwrap_or_else(|| key_dir.join("portal-key.pem")),
         operator: raw.operator.unwrap_or_else(|| "the property management office".into()),

@@ -264,6 +264,7 @@ fn portal_settings(config: &Config, options: &DaemonOptions) -> crate::portal::P
         listen: p.listen,
         cert: p.cert.clone(),
         key: p.key.clone(),
+        cert_trusted: p.cert_trusted,
         notice: crate::portal::notice_facts(config),
         utc_offset_secs: p.utc_offset_secs,
         enrol_frames: config.enrol_frames,

@@ -107,6 +107,7 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("manager_heading", "Property manager", "物业管理"),
     ("manager_enrolled", "Residents set up (face or PIN, each household's own choice): {n}", "已开通通行的住户（刷脸或密码，由各户自行选择）：{n}"),
     ("manager_needs_staff", "needs staff: finish the face enrolment in person", "需人工办理：请当面完成人脸登记"),
+    ("signage_fingerprint", "This portal's certificate (SHA-256), to compare with what your browser shows:", "本门户证书指纹（SHA-256），请与浏览器显示的核对："),
     ("manager_counts", "Entries (anonymized counts; 1 to 10 are not shown)", "通行统计（匿名计数；1 至 10 不显示）"),
     ("manager_by_day", "By day, last 14 days", "按日，近 14 天"),
     ("manager_by_hour", "By hour, yesterday (today is shown tomorrow)", "按小时，昨日（今日数据次日显示）"),

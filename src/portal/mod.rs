@@ -60,6 +60,9 @@ pub struct PortalSettings {
     pub cert: PathBuf,
     /// See `cert`.
     pub key: PathBuf,
+    /// Whether browsers trust `cert` (the installer configured one from the compound's CA): only then is HSTS
+    /// sent, since pinning browsers to a self-signed certificate would lock staff out when it is replaced.
+    pub cert_trusted: bool,
     /// What the notice and signage say.
     pub notice: NoticeFacts,
     /// Local time zone of counts, seconds east of UTC.
@@ -179,7 +182,12 @@ async fn home(visit: Visit) -> Response {
 }
 
 async fn signage(axum::extract::State(state): axum::extract::State<Arc<PortalState>>, visit: Visit) -> Response {
-    let body = html! { (views::notice(visit.lang, &state.settings.notice)) };
+    // The fingerprint lets staff check, on a printed sign, that the portal they reach is this gate's.
+    let fingerprint = cert_fingerprint(&state.settings.cert).ok();
+    let body = html! {
+        (views::notice(visit.lang, &state.settings.notice))
+        @if let Some(f) = fingerprint { p id="fingerprint" { (t(visit.lang, "signage_fingerprint")) " " code { (f) } } }
+    };
     page(StatusCode::OK, layout(&visit.frame("/signage"), t(visit.lang, "signage"), body))
 }
 
@@ -207,8 +215,8 @@ pub fn router(state: Arc<PortalState>) -> Router {
         .with_state(state.clone())
         .layer(axum::middleware::from_fn(error::error_pages))
         .layer(sessions)
-        .layer(axum::middleware::from_fn_with_state(state, limit_requests))
-        .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limit_requests))
+        .layer(axum::middleware::map_response_with_state(state, security_headers))
 }
 
 async fn limit_requests(
@@ -228,7 +236,10 @@ async fn limit_requests(
     }
 }
 
-async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
+async fn security_headers(
+    axum::extract::State(state): axum::extract::State<Arc<PortalState>>,
+    mut response: axum::response::Response,
+) -> axum::response::Response {
     let headers = response.headers_mut();
     let set = |h: &mut axum::http::HeaderMap, k: header::HeaderName, v: &'static str| {
         h.insert(k, HeaderValue::from_static(v));
@@ -242,7 +253,9 @@ async fn security_headers(mut response: axum::response::Response) -> axum::respo
     set(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(headers, header::REFERRER_POLICY, "no-referrer");
     set(headers, header::CACHE_CONTROL, "no-store");
-    set(headers, header::STRICT_TRANSPORT_SECURITY, "max-age=31536000");
+    if state.settings.cert_trusted {
+        set(headers, header::STRICT_TRANSPORT_SECURITY, "max-age=31536000");
+    }
     set(headers, header::X_FRAME_OPTIONS, "DENY");
     response
 }
@@ -254,6 +267,10 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let settings = state.settings.clone();
     let tls = tls_config(&settings.cert, &settings.key).await?;
+    match cert_fingerprint(&settings.cert) {
+        Ok(fingerprint) => tracing::info!(fingerprint, "portal certificate (SHA-256; also on the signage)"),
+        Err(e) => tracing::warn!("portal certificate fingerprint: {e}"),
+    }
     let handle = axum_server::Handle::new();
     let stopper = handle.clone();
     tokio::spawn(async move {
@@ -266,6 +283,27 @@ pub async fn serve(
         .serve(router(state).into_make_service_with_connect_info::<SocketAddr>())
         .await
         .map_err(|e| ServeError::Serve { addr: settings.listen, reason: e.to_string() })
+}
+
+/// The SHA-256 fingerprint of the portal's certificate (the first in the PEM file), as staff compare it with
+/// the one on the signage and in their browser: 32 hex pairs joined by colons. Fails if the file holds no
+/// certificate.
+pub fn cert_fingerprint(cert: &Path) -> Result<String, ServeError> {
+    use rustls::pki_types::pem::PemObject;
+    use sha2::Digest;
+    let der = rustls::pki_types::CertificateDer::from_pem_file(cert)
+        .map_err(|e| ServeError::Tls { path: cert.to_path_buf(), reason: e.to_string() })?;
+    let digest = sha2::Sha256::digest(der.as_ref());
+    Ok(digest.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":"))
+}
+
+/// Makes the certificate (self-signed, owner-only key) if there is none yet, and returns its fingerprint: the
+/// signage shows it from the first start.
+pub fn ensure_certificate(cert: &Path, key: &Path) -> Result<String, ServeError> {
+    if !cert.exists() || !key.exists() {
+        make_self_signed(cert, key)?;
+    }
+    cert_fingerprint(cert)
 }
 
 /// Loads the certificate and key, making a self-signed pair (owner-only files) on first run.

@@ -151,6 +151,7 @@ pub mod in_process {
                 listen: "127.0.0.1:0".parse().unwrap(),
                 cert: keys.join("portal.crt"),
                 key: keys.join("portal.key"),
+                cert_trusted: false,
                 notice: NoticeFacts {
                     operator: "Riverside Gardens management".into(),
                     contact: "office@example.org".into(),
