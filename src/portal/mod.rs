@@ -196,7 +196,7 @@ pub const REQUESTS_PER_MINUTE: u32 = 120;
 
 /// Sessions held at most. A session is made only when a form needs one (or a visitor picks a language), lives
 /// 30 minutes idle, and past this bound the least used go first: a flood cannot grow the process without end.
-pub const MAX_SESSIONS: u64 = 2_000;
+pub const MAX_SESSIONS: u64 = 1_000;
 
 /// The router (also what the tests serve).
 pub fn router(state: Arc<PortalState>) -> Router {
