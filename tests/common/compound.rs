@@ -237,7 +237,7 @@ impl Gate {
     /// Types the PIN and waits for the keypad admission.
     pub fn pin_opens(&mut self) {
         let since = Instant::now();
-        self.type_keys("3401#4071#");
+        self.type_keys("340112#4071#");
         self.wait_for(PIN_OPENED, since, Duration::from_secs(10));
     }
 }
