@@ -26,6 +26,14 @@ fn open(dir: &Path) -> Registry {
     open_at(dir, 1_000)
 }
 
+/// A registry opened at `now` with one resident, `r-9`, whose keypad code is 340112 and PIN 4071.
+fn with_a_pin(dir: &Path, now: i64) -> Registry {
+    let mut registry = open_at(dir, now);
+    registry.record_consent("r-9", None, &consent(1), 1).unwrap();
+    registry.set_pin("r-9", Some("340112"), &Pin::parse("4071").unwrap(), 2).unwrap();
+    registry
+}
+
 fn open_at(dir: &Path, now: i64) -> Registry {
     let key = MasterKeySource::file(dir.join("keys/master.key"));
     Registry::open(&dir.join("data/facegate.sqlite"), &key, RegistryPolicy::default(), now).unwrap()
@@ -186,9 +194,7 @@ fn a_visitor_pass_opens_once_inside_its_window_and_survives_key_rotation() {
 #[test]
 fn wall_clock_steps_neither_clear_a_lockout_nor_reopen_a_used_pass() {
     let dir = tempfile::tempdir().unwrap();
-    let mut registry = open_at(dir.path(), 10_000);
-    registry.record_consent("r-9", None, &consent(1), 1).unwrap();
-    registry.set_pin("r-9", Some("340112"), &Pin::parse("4071").unwrap(), 2).unwrap();
+    let mut registry = with_a_pin(dir.path(), 10_000);
     let t0 = Instant::now();
     let wrong = Pin::parse("5806").unwrap();
     for _ in 0..5 {
@@ -266,9 +272,7 @@ fn wrong_pins_back_off_and_revocation_removes_the_pin() {
 #[test]
 fn an_unknown_code_locks_exactly_like_a_residents_code() {
     let dir = tempfile::tempdir().unwrap();
-    let mut registry = open(dir.path());
-    registry.record_consent("r-9", None, &consent(1), 1).unwrap();
-    registry.set_pin("r-9", Some("340112"), &Pin::parse("4071").unwrap(), 2).unwrap();
+    let mut registry = with_a_pin(dir.path(), 1_000);
     let t0 = Instant::now();
     let wrong = Pin::parse("5806").unwrap();
     let answers = |registry: &mut Registry, code: &str| -> Vec<PinCheck> {
@@ -285,9 +289,7 @@ fn an_unknown_code_locks_exactly_like_a_residents_code() {
 #[test]
 fn failures_across_many_codes_spend_the_keypads_budget_and_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let mut registry = open(dir.path());
-    registry.record_consent("r-9", None, &consent(1), 1).unwrap();
-    registry.set_pin("r-9", Some("340112"), &Pin::parse("4071").unwrap(), 2).unwrap();
+    let mut registry = with_a_pin(dir.path(), 1_000);
     let t0 = Instant::now();
     let wrong = Pin::parse("5806").unwrap();
     let budget = PinBudget::default();
