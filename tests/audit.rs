@@ -159,6 +159,20 @@ fn a_clean_install_passes_and_planted_images_frames_or_embeddings_fail() {
     let files = details(check(&report, "files"));
     assert!(files.contains("plain_embedding"), "{files}");
 
+    // A keypad code from before codes were lengthened (issue 17): a warning naming what to do.
+    {
+        let conn = rusqlite::Connection::open(device.db()).unwrap();
+        conn.execute(
+            "INSERT INTO pin_verifiers (resident_id, verifier, set_at, keypad_code) VALUES ('r-stays', 'x', 0, '3401')",
+            [],
+        )
+        .unwrap();
+    }
+    let (report, _) = device.audit();
+    let database = details(check(&report, "database"));
+    assert_eq!(check(&report, "database")["status"], "warn", "{database}");
+    assert!(database.contains("1 keypad code(s) shorter than 6 digits"), "{database}");
+
     // An image column added to the schema fails the database check.
     {
         let conn = rusqlite::Connection::open(device.db()).unwrap();

@@ -254,6 +254,15 @@ fn check_database(store: &Store) -> Check {
         )),
         Err(e) => out.fail(e.to_string()),
     }
+    let digits = crate::registry::KEYPAD_CODE_DIGITS;
+    match store.short_keypad_codes(digits) {
+        Ok(0) => {}
+        Ok(n) => out.warn(format!(
+            "{n} keypad code(s) shorter than {digits} digits, issued before codes were lengthened: a guesser finds \
+             them sooner; give those residents new random codes (`facegate pin --resident ID`)"
+        )),
+        Err(e) => out.fail(e.to_string()),
+    }
     if let Err(e) = store.integrity_check() {
         out.fail(e.to_string());
     }

@@ -17,7 +17,7 @@ mod credentials;
 pub mod owner;
 pub mod snapshot;
 
-pub use credentials::PinChallenge;
+pub use credentials::{PinAttempt, PinChallenge, KEYPAD_CODE_DIGITS};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

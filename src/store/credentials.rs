@@ -80,6 +80,14 @@ impl Store {
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 
+    /// How many keypad codes are shorter than `digits` (issued before codes were lengthened).
+    pub fn short_keypad_codes(&self, digits: usize) -> Result<i64> {
+        let digits = i64::try_from(digits).unwrap_or(i64::MAX);
+        self.conn
+            .query_row("SELECT COUNT(*) FROM pin_verifiers WHERE length(keypad_code) < ?1", [digits], |r| r.get(0))
+            .in_db(&self.path)
+    }
+
     /// Keypad codes in use (to give a new resident a free one).
     pub fn keypad_codes(&self) -> Result<Vec<String>> {
         let mut stmt = self
