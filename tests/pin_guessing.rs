@@ -187,18 +187,21 @@ fn thirty_days_of_guessing_opens_no_door() {
     let (now, attempts) = attack(&q_now, 900_000, budget);
     let (no_budget, _) = attack(&q_now, 900_000, unlimited);
     let (short_codes, _) = attack(&q_now, 9_000, budget);
+    let (loosest, _) = attack(&q_now, 900_000, facegate::config::MAX_PIN_BUDGET);
     let (no_blocklist, _) = attack(&q_before, 900_000, budget);
 
     println!("PIN guessing, 300 residents, 30 days, one attempt per 4 s, every lockout honoured:");
     println!("  before (4-digit codes, lockout on real codes only, repeats/runs refused): {before:.1} doors expected");
     println!("  now (6-digit codes, per-code and keypad-wide lockout, blocklist):       {now:.5} doors expected");
     println!("    ({attempts} attempts in 30 days; commonest allowed PIN chosen by {:.3} %)", q_now[0] * 100.0);
+    println!("  now with the loosest budget the config accepts (50/h, 200/day):        {loosest:.4}");
     println!("  now without the keypad-wide budget:                                   {no_budget:.3}");
     println!("  now with 4-digit codes:                                               {short_codes:.4}");
     println!("  now without the blocklist:                                            {no_blocklist:.4}");
 
     assert!(before > 10.0, "the old rules should fall to this attacker: {before}");
     assert!(now <= 0.01, "expected doors opened {now} > 0.01");
+    assert!(loosest <= 0.01, "the config accepts a budget that opens doors: {loosest}");
     assert!(attempts <= u64::from(budget.per_day) * DAYS + u64::from(budget.per_hour), "{attempts}");
     // Each of the three measures matters: without any one of them the figure is several times worse.
     for (what, figure) in [("budget", no_budget), ("short codes", short_codes), ("blocklist", no_blocklist)] {

@@ -6,6 +6,7 @@
 use serde::Deserialize;
 
 use super::error::{float_in, invalid, ConfigError};
+use crate::policy::lockout::PinBudget;
 use crate::registry::RegistryPolicy;
 
 /// Cosine threshold for a 1:1 verification when none is configured. Chosen from `facegate eval` on the
@@ -21,6 +22,20 @@ pub struct RawMatching {
     /// Target chance a stranger matches anyone (1:N); the identification threshold follows it.
     pub target_fpir: Option<f64>,
 }
+
+/// `[pin]`: the keypad-wide budget of failed PIN attempts (see `policy::lockout`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPin {
+    /// Failures over all codes allowed in any hour (default 20, at most 50).
+    pub failures_per_hour: Option<u32>,
+    /// Failures over all codes allowed in any 24 hours (default 60, at most 200).
+    pub failures_per_day: Option<u32>,
+}
+
+/// The highest budget the config accepts: `tests/pin_guessing.rs` shows that even at this budget 30 days of
+/// guessing open a door with odds below 1 in 100.
+pub const MAX_PIN_BUDGET: PinBudget = PinBudget { per_hour: 50, per_day: 200 };
 
 /// `[retention]`
 #[derive(Debug, Default, Deserialize)]
@@ -52,8 +67,12 @@ pub(super) fn threshold(raw: &RawMatching) -> Result<Threshold, ConfigError> {
     Threshold::new(value).ok_or_else(|| invalid("matching.threshold", format!("{value} is not a cosine in (-1, 1)")))
 }
 
-/// Identification and retention rules for the registry.
-pub(super) fn registry(matching: &RawMatching, retention: &RawRetention) -> Result<RegistryPolicy, ConfigError> {
+/// Identification, retention and PIN rules for the registry.
+pub(super) fn registry(
+    matching: &RawMatching,
+    retention: &RawRetention,
+    pin: &RawPin,
+) -> Result<RegistryPolicy, ConfigError> {
     let fpir = matching.target_fpir.unwrap_or(RegistryPolicy::default().target_fpir);
     let target_fpir = float_in("matching.target_fpir", fpir, fpir > 0.0 && fpir <= 0.1, "(0, 0.1]")?;
     let days = retention.max_unused_days.unwrap_or(1095);
@@ -63,5 +82,20 @@ pub(super) fn registry(matching: &RawMatching, retention: &RawRetention) -> Resu
             format!("{days} is not in 1..=1095 (templates are kept at most three years)"),
         ));
     }
-    Ok(RegistryPolicy { target_fpir, max_unused_secs: i64::from(days) * 86_400, ..RegistryPolicy::default() })
+    let default = PinBudget::default();
+    let per_hour = pin.failures_per_hour.unwrap_or(default.per_hour);
+    if !(1..=MAX_PIN_BUDGET.per_hour).contains(&per_hour) {
+        let range = format!("1..={}", MAX_PIN_BUDGET.per_hour);
+        return Err(invalid("pin.failures_per_hour", format!("{per_hour} is not in {range}")));
+    }
+    let per_day = pin.failures_per_day.unwrap_or(default.per_day.max(per_hour));
+    if !(per_hour..=MAX_PIN_BUDGET.per_day).contains(&per_day) {
+        let range = format!("{per_hour}..={} (at least the hourly budget)", MAX_PIN_BUDGET.per_day);
+        return Err(invalid("pin.failures_per_day", format!("{per_day} is not in {range}")));
+    }
+    Ok(RegistryPolicy {
+        target_fpir,
+        max_unused_secs: i64::from(days) * 86_400,
+        pin_budget: PinBudget { per_hour, per_day },
+    })
 }

@@ -31,7 +31,7 @@ pub use hardware::{
     Backend, HardwareConfig, KeypadConfig, KeypadKind, LightPins, RawContacts, RawHardware, RawWiegand, ScannerConfig,
     ScannerKind, WiegandConfig, WiredContact,
 };
-pub use matching::{RawMatching, RawRetention, Threshold, DEFAULT_MATCH_THRESHOLD};
+pub use matching::{RawMatching, RawPin, RawRetention, Threshold, DEFAULT_MATCH_THRESHOLD, MAX_PIN_BUDGET};
 pub use paths::{RawAudit, RawModels, RawStore};
 pub use pins::{BcmPin, NotAPin};
 pub use portal::{PortalConfig, RawPortal};
@@ -63,6 +63,9 @@ pub struct RawConfig {
     /// `[retention]`
     #[serde(default)]
     pub retention: RawRetention,
+    /// `[pin]`
+    #[serde(default)]
+    pub pin: RawPin,
     /// `[enrolment]`
     #[serde(default)]
     pub enrolment: RawEnrolment,
@@ -157,7 +160,7 @@ impl RawConfig {
         Ok(Config {
             pipeline: vision::pipeline(&self.detector)?,
             match_threshold: matching::threshold(&self.matching)?,
-            registry: matching::registry(&self.matching, &self.retention)?,
+            registry: matching::registry(&self.matching, &self.retention, &self.pin)?,
             enrol_frames: vision::enrol_frames(&self.enrolment)?,
             gate: gate::settings(&self.gate, hardware.backend, fps, live_threshold)?,
             portal: portal::portal(self.portal, &key_dir, compound.as_ref())?,

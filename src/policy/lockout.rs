@@ -29,7 +29,7 @@ pub fn pin_backoff(consecutive_failures: u32) -> Duration {
     Duration::from_secs(30 << doublings).min(HOUR)
 }
 
-/// The keypad-wide budget of failed PIN attempts.
+/// The keypad-wide budget of failed PIN attempts (`[pin]` in the config, at most `config::MAX_PIN_BUDGET`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PinBudget {
     /// Failures (over all codes) allowed in any hour.
