@@ -34,6 +34,17 @@ pub(super) struct SessionData {
     pub(super) flow: Flow,
 }
 
+impl SessionData {
+    /// Gives the session its CSRF token if it has none; true if it did (the session must then be saved).
+    fn ensure_csrf(&mut self) -> bool {
+        let missing = self.csrf.is_empty();
+        if missing {
+            self.csrf = auth::new_csrf_token();
+        }
+        missing
+    }
+}
+
 /// Who signed in, and as what.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(super) struct StaffMember {
@@ -168,9 +179,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Visit {
         if let Some(tag) = asked {
             data.lang = Some(Lang::from_tag(&tag));
             // A session made for a language alone gets its form token at once, as every session has one.
-            if data.csrf.is_empty() {
-                data.csrf = auth::new_csrf_token();
-            }
+            data.ensure_csrf();
             changed = true;
         }
         let lang = data.lang.unwrap_or_else(|| header_lang(&parts.headers));
@@ -191,8 +200,7 @@ impl<S: Send + Sync> FromRequestParts<S> for FormVisit {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, PortalError> {
         let mut visit = Visit::from_request_parts(parts, state).await?;
-        if visit.data.csrf.is_empty() {
-            visit.data.csrf = auth::new_csrf_token();
+        if visit.data.ensure_csrf() {
             visit.save().await?;
         }
         Ok(Self(visit))

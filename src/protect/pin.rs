@@ -101,14 +101,17 @@ impl PinPepper {
 
 /// A new verifier (PHC string, random salt) for a PIN.
 pub fn pin_verifier(pin: &Pin, pepper: &PinPepper) -> Result<String, PinError> {
-    let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
-    let hash = pepper.hasher()?.hash_password(pin.0.as_bytes(), &salt).map_err(|_| PinError::Damaged)?;
-    Ok(hash.to_string())
+    verifier_of(pin.0.as_bytes(), pepper)
 }
 
 /// A verifier of `secret` (not a PIN): what an unknown keypad code is checked against, so that it costs the
 /// same argon2id time as a known one. Give it bytes no keypad can type.
 pub fn dummy_verifier(secret: &[u8], pepper: &PinPepper) -> Result<String, PinError> {
+    verifier_of(secret, pepper)
+}
+
+/// The peppered argon2id PHC string of `secret`, with a random salt.
+fn verifier_of(secret: &[u8], pepper: &PinPepper) -> Result<String, PinError> {
     let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
     let hash = pepper.hasher()?.hash_password(secret, &salt).map_err(|_| PinError::Damaged)?;
     Ok(hash.to_string())
