@@ -2,6 +2,7 @@
 # Installs the compound's broker on this Pi (one gate can host it): Debian's nats-server, the broker files
 # made by `facegate compound init` (the folder's broker/), a hardened unit override, and the durable store.
 # Usage: sudo bash deploy/broker/install-broker.sh /media/usb/compound/broker
+# Run it again after every `facegate compound add-gate` or `remove-gate` (they rewrite nats-server.conf).
 set -euo pipefail
 src="${1:?usage: install-broker.sh <compound folder>/broker}"
 [ -f "$src/nats-server.conf" ] || { echo "no nats-server.conf in $src (made by facegate compound init)" >&2; exit 1; }
@@ -20,6 +21,7 @@ install -d /etc/systemd/system/nats-server.service.d
 install -m 0644 "$(dirname "${BASH_SOURCE[0]}")/nats-server-hardening.conf" \
   /etc/systemd/system/nats-server.service.d/facegate.conf
 systemctl daemon-reload
-systemctl enable --now nats-server
-systemctl restart nats-server
+systemctl enable nats-server
+# A reload applies a rewritten configuration (a gate added or removed) without dropping the other gates.
+systemctl reload-or-restart nats-server
 echo "broker running: $(nats-server --version)"

@@ -1,5 +1,5 @@
-//! `facegate compound init|add-gate`: the compound's CA, broker configuration, gate certificates and
-//! shared secret.
+//! `facegate compound init|add-gate|remove-gate|status`: the compound's CA, broker configuration, gate
+//! certificates and shared secret, and a gate's view of the compound.
 
 use std::path::PathBuf;
 
@@ -17,8 +17,12 @@ pub enum CompoundCommand {
     /// Create a compound in an empty folder: its CA, the shared secret that seals announcements end to end,
     /// and the broker's certificate and NATS configuration (`broker/`). Keep the folder offline.
     Init(InitArgs),
-    /// Issue a gate's client certificate; writes `gates/<GATE>/` to copy into that gate's key folder.
+    /// Issue a gate's client certificate (again, if it had one: the old one is revoked); writes
+    /// `gates/<GATE>/` to copy into that gate's key folder, and rewrites the broker's configuration.
     AddGate(AddGateArgs),
+    /// Revoke a gate's certificate (a gate stolen, lost or retired): rewrites the broker's configuration
+    /// without it and deletes its folder here. Install the new configuration on the broker and reload it.
+    RemoveGate(AddGateArgs),
     /// This gate's view of the compound, from its database: changes still waiting for the broker, the last
     /// broker sequence applied, the other gates whose counts arrived. Reads nothing else, sends nothing.
     Status(StoreArgs),
@@ -82,14 +86,34 @@ pub fn run(config: &Config, command: &CompoundCommand) -> Result<std::process::E
             println!("      install broker/ on the broker host (deploy/broker/README.md)");
         }
         CompoundCommand::AddGate(args) => {
+            let reissued = certs::gates(&args.dir)?.iter().any(|g| g.name == args.gate);
             let out = certs::add_gate(&args.dir, &args.gate)?;
             let name = certs::compound_name(&args.dir)?;
             println!("gate {} of compound {name}: {}", args.gate, out.display());
+            if reissued {
+                println!("(issued again: its previous certificate is refused once the broker reloads)");
+            }
             println!("copy that folder to the gate as <key folder>/compound (owner facegate, mode 0700), then add:");
             println!("[compound]\nname = \"{name}\"\ngate = \"{}\"\nbroker = \"tls://BROKER-HOST:4222\"", args.gate);
+            reload_hint(&args.dir);
+        }
+        CompoundCommand::RemoveGate(args) => {
+            certs::remove_gate(&args.dir, &args.gate)?;
+            println!("gate {} removed: its certificate maps to no broker user any more", args.gate);
+            reload_hint(&args.dir);
+            println!("it also held the compound's shared secret: if it was stolen, not retired, plan a new");
+            println!("compound secret (deploy/broker/README.md, \"A stolen gate\")");
         }
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Says how to put the rewritten broker configuration into effect.
+fn reload_hint(dir: &std::path::Path) {
+    println!(
+        "then on the broker host: sudo bash deploy/broker/install-broker.sh {}  (reloads nats-server)",
+        dir.join("broker").display()
+    );
 }
 
 fn status(config: &Config, args: &StoreArgs) -> Result<()> {

@@ -3,7 +3,10 @@
 //! Every announcement is sealed end to end under a key derived from the compound's shared secret, bound to
 //! the compound and to the broker subject it travels on, so the broker (and anyone who copies its disk)
 //! sees ciphertext, and a message moved to another subject does not open. Subjects name a resident only by a
-//! keyed pseudonym. A template travels under the compound's transform (derived from the same secret, never
+//! keyed pseudonym, and each gate writes only under its own name (`facegate.<compound>.<gate>.…`, which the
+//! broker enforces per certificate): a stolen certificate can replay only that gate's own messages. Every
+//! template and tombstone carries the resident's [`Stamp`] (consent generation and change), and counts a
+//! per-gate serial, so a gate refuses anything older than what it knows. A template travels under the compound's transform (derived from the same secret, never
 //! a device's own), so no gate's local transform or embedding ever leaves it.
 
 use std::borrow::Cow;
@@ -14,14 +17,14 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-use crate::policy::consent::{ConsentRecord, ShredReason};
+use crate::policy::consent::{ConsentRecord, ShredReason, Stamp};
 use crate::policy::passage::{EntryMethod, PassageCount, PassageOutcome};
 use crate::protect::seal::NONCE_LEN;
 use crate::protect::{self, AeadKey, ProtectedTemplate, Rotation, SealError, Sealed, TransformKey};
 use crate::vision::embed::EMBEDDING_DIM;
 
 /// First bytes of every payload: the format version.
-const MAGIC: &[u8; 4] = b"FGC1";
+const MAGIC: &[u8; 4] = b"FGC2";
 /// A template's values, base64 in the sealed JSON (512 bytes of f32).
 const TEMPLATE_BYTES: usize = EMBEDDING_DIM * 4;
 /// Room for the sealed JSON of any announcement but counts, so the buffer never reallocates (a reallocation
@@ -56,6 +59,8 @@ pub enum Announcement {
         consent: ConsentRecord,
         /// The template under [`CompoundKeys::rotation`].
         template: ProtectedTemplate,
+        /// Its place in the resident's order of changes.
+        stamp: Stamp,
     },
     /// A tombstone: the resident revoked consent (or moved out) at `origin`; every gate shreds.
     Shred {
@@ -65,8 +70,8 @@ pub enum Announcement {
         resident: String,
         /// Revoked or moved out.
         reason: ShredReason,
-        /// When (Unix seconds).
-        at: i64,
+        /// Its place in the resident's order of changes.
+        stamp: Stamp,
     },
     /// A gate's hourly passage counts (method and outcome per hour; nobody in them).
     Counts {
@@ -74,6 +79,8 @@ pub enum Announcement {
         origin: String,
         /// Its cells.
         counts: Vec<PassageCount>,
+        /// Raised by the gate at every report: an earlier report replayed is refused.
+        serial: u64,
     },
 }
 
@@ -97,21 +104,26 @@ enum Wire<'a> {
         purpose: String,
         channel: String,
         granted_at: i64,
+        generation: u32,
+        version: u32,
         #[serde(borrow)]
         template: Cow<'a, str>,
     },
     Revoked {
         origin: String,
         resident: String,
-        at: i64,
+        generation: u32,
+        version: u32,
     },
     MovedOut {
         origin: String,
         resident: String,
-        at: i64,
+        generation: u32,
+        version: u32,
     },
     Counts {
         origin: String,
+        serial: u64,
         cells: Vec<(i64, String, String, i64)>,
     },
 }
@@ -159,7 +171,7 @@ impl CompoundKeys {
 
     /// The broker stream holding the compound's announcements.
     pub fn stream(&self) -> String {
-        format!("FACEGATE_{}", self.compound.replace('-', "_").to_ascii_uppercase())
+        stream_name(&self.compound)
     }
 
     /// Every subject of the compound.
@@ -167,27 +179,39 @@ impl CompoundKeys {
         format!("facegate.{}.>", self.compound)
     }
 
-    /// The subject of a resident's latest state (template or tombstone), named by a keyed pseudonym.
-    pub fn resident_subject(&self, resident: &str) -> String {
+    /// Every subject `gate` may publish on (the broker allows its certificate nothing else of the compound).
+    pub fn gate_subjects(&self, gate: &str) -> String {
+        gate_subjects(&self.compound, gate)
+    }
+
+    /// The gate whose subjects `subject` belongs to, if it is one of the compound's.
+    pub fn gate_of<'s>(&self, subject: &'s str) -> Option<&'s str> {
+        let rest = subject.strip_prefix("facegate.")?.strip_prefix(self.compound.as_str())?.strip_prefix('.')?;
+        rest.split('.').next().filter(|gate| valid_name(gate))
+    }
+
+    /// The subject of a resident's latest state (template or tombstone) as `gate` announced it, named by a
+    /// keyed pseudonym.
+    pub fn resident_subject(&self, gate: &str, resident: &str) -> String {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.names.as_bytes()).unwrap_or_else(|_| {
             // HMAC takes keys of any length; this cannot happen.
             unreachable!("HMAC-SHA256 accepts a 32-byte key")
         });
         mac.update(resident.as_bytes());
         let tag = mac.finalize().into_bytes();
-        format!("facegate.{}.resident.{}", self.compound, data_encoding::HEXLOWER.encode(&tag[..16]))
+        format!("facegate.{}.{gate}.resident.{}", self.compound, data_encoding::HEXLOWER.encode(&tag[..16]))
     }
 
     /// The subject of a gate's latest counts.
     pub fn counts_subject(&self, gate: &str) -> String {
-        format!("facegate.{}.counts.{gate}", self.compound)
+        format!("facegate.{}.{gate}.counts", self.compound)
     }
 
     /// The subject an announcement travels on.
     pub fn subject_of(&self, announcement: &Announcement) -> String {
         match announcement {
-            Announcement::Template { resident, .. } | Announcement::Shred { resident, .. } => {
-                self.resident_subject(resident)
+            Announcement::Template { origin, resident, .. } | Announcement::Shred { origin, resident, .. } => {
+                self.resident_subject(origin, resident)
             }
             Announcement::Counts { origin, .. } => self.counts_subject(origin),
         }
@@ -195,7 +219,7 @@ impl CompoundKeys {
 
     fn aad(&self, subject: &str) -> Vec<u8> {
         let mut aad = Vec::with_capacity(64 + subject.len());
-        aad.extend_from_slice(b"facegate compound message v1\0");
+        aad.extend_from_slice(b"facegate compound message v2\0");
         aad.extend_from_slice(self.compound.as_bytes());
         aad.push(0);
         aad.extend_from_slice(subject.as_bytes());
@@ -207,7 +231,7 @@ impl CompoundKeys {
         let subject = self.subject_of(announcement);
         let mut encoded = Zeroizing::new([0u8; TEMPLATE_BYTES * 2]);
         let wire = match announcement {
-            Announcement::Template { origin, resident, consent, template } => {
+            Announcement::Template { origin, resident, consent, template, stamp } => {
                 if template.transform() != self.rotation.id() {
                     return Err(EnvelopeError::Content("template not under the compound transform"));
                 }
@@ -226,15 +250,22 @@ impl CompoundKeys {
                     purpose: consent.purpose.clone(),
                     channel: consent.channel.clone(),
                     granted_at: consent.granted_at,
+                    generation: stamp.generation,
+                    version: stamp.version,
                     template: Cow::Borrowed(text),
                 }
             }
-            Announcement::Shred { origin, resident, reason, at } => match reason {
-                ShredReason::MovedOut => Wire::MovedOut { origin: origin.clone(), resident: resident.clone(), at: *at },
-                _ => Wire::Revoked { origin: origin.clone(), resident: resident.clone(), at: *at },
-            },
-            Announcement::Counts { origin, counts } => Wire::Counts {
+            Announcement::Shred { origin, resident, reason, stamp } => {
+                let (origin, resident) = (origin.clone(), resident.clone());
+                let (generation, version) = (stamp.generation, stamp.version);
+                match reason {
+                    ShredReason::MovedOut => Wire::MovedOut { origin, resident, generation, version },
+                    _ => Wire::Revoked { origin, resident, generation, version },
+                }
+            }
+            Announcement::Counts { origin, counts, serial } => Wire::Counts {
                 origin: origin.clone(),
+                serial: *serial,
                 cells: counts
                     .iter()
                     .map(|c| (c.hour_start, c.method.as_str().to_owned(), c.outcome.as_str().to_owned(), c.count))
@@ -271,6 +302,8 @@ impl CompoundKeys {
                 purpose,
                 channel,
                 granted_at,
+                generation,
+                version,
                 template,
             } => {
                 let mut raw = Zeroizing::new([0u8; TEMPLATE_BYTES + 4]);
@@ -297,16 +330,23 @@ impl CompoundKeys {
                 let template = ProtectedTemplate::from_values(&values[..], self.rotation.id())
                     .ok_or(EnvelopeError::Content("template values"))?;
                 let consent = ConsentRecord { notice_version, notice_sha256, purpose, channel, granted_at };
-                Announcement::Template { origin, resident, consent, template }
+                Announcement::Template { origin, resident, consent, template, stamp: Stamp { generation, version } }
             }
-            Wire::Revoked { origin, resident, at } => {
-                Announcement::Shred { origin, resident, reason: ShredReason::Revoked, at }
-            }
-            Wire::MovedOut { origin, resident, at } => {
-                Announcement::Shred { origin, resident, reason: ShredReason::MovedOut, at }
-            }
-            Wire::Counts { origin, cells } => Announcement::Counts {
+            Wire::Revoked { origin, resident, generation, version } => Announcement::Shred {
                 origin,
+                resident,
+                reason: ShredReason::Revoked,
+                stamp: Stamp { generation, version },
+            },
+            Wire::MovedOut { origin, resident, generation, version } => Announcement::Shred {
+                origin,
+                resident,
+                reason: ShredReason::MovedOut,
+                stamp: Stamp { generation, version },
+            },
+            Wire::Counts { origin, serial, cells } => Announcement::Counts {
+                origin,
+                serial,
                 counts: cells
                     .into_iter()
                     .map(|(hour_start, method, outcome, count)| {
@@ -323,16 +363,34 @@ impl CompoundKeys {
                     .collect::<Result<_, EnvelopeError>>()?,
             },
         };
-        // The subject is chosen by the sender and bound by the seal; it must also be the right one, so the
-        // broker's one-message-per-subject keeps exactly the latest state of each resident and gate.
-        if self.subject_of(&announcement) != subject {
-            return Err(EnvelopeError::Content("announcement on another resident's or gate's subject"));
-        }
+        // The subject is chosen by the sender and bound by the seal; it must also be the right one (the
+        // sender's own, for this resident), so the broker's one-message-per-subject keeps exactly each gate's
+        // latest word on each resident.
         if !valid_name(announcement.origin()) {
             return Err(EnvelopeError::Content("gate name"));
         }
+        if self.subject_of(&announcement) != subject {
+            return Err(EnvelopeError::Content("announcement on another resident's or gate's subject"));
+        }
         Ok(announcement)
     }
+}
+
+/// The broker stream holding `compound`'s announcements.
+pub fn stream_name(compound: &str) -> String {
+    format!("FACEGATE_{}", compound.replace('-', "_").to_ascii_uppercase())
+}
+
+/// Every subject `gate` of `compound` may publish on (the broker allows its certificate nothing else of the
+/// compound).
+pub fn gate_subjects(compound: &str, gate: &str) -> String {
+    format!("facegate.{compound}.{gate}.>")
+}
+
+/// Where the broker's replies to `gate` go: a prefix only that gate may subscribe to, so no gate reads
+/// another's replies.
+pub fn inbox_prefix(compound: &str, gate: &str) -> String {
+    format!("_INBOX.facegate.{compound}.{gate}")
 }
 
 /// A compound or gate name: 1 to 32 of `a-z`, `0-9` and `-` (it becomes part of broker subjects).
@@ -375,6 +433,7 @@ mod tests {
             resident: "r-1".into(),
             consent: consent(),
             template: unit_template(keys, 3),
+            stamp: Stamp { generation: 2, version: 1 },
         }
     }
 
@@ -383,7 +442,8 @@ mod tests {
         let k = keys(1, "maple-court");
         let original = unit_template(&k, 3);
         let (subject, payload) = k.seal(&template_announcement(&k)).unwrap();
-        assert!(subject.starts_with("facegate.maple-court.resident."));
+        assert!(subject.starts_with("facegate.maple-court.gate-a.resident."), "{subject}");
+        assert_eq!(k.gate_of(&subject), Some("gate-a"));
         assert!(!subject.contains("r-1"), "the subject names the resident: {subject}");
         for v in original.as_slice() {
             let bytes = v.to_le_bytes();
@@ -391,8 +451,9 @@ mod tests {
         }
         assert!(!String::from_utf8_lossy(&payload).contains("r-1"));
         match k.open(&subject, &payload).unwrap() {
-            Announcement::Template { origin, resident, consent: c, template } => {
+            Announcement::Template { origin, resident, consent: c, template, stamp } => {
                 assert_eq!((origin.as_str(), resident.as_str()), ("gate-a", "r-1"));
+                assert_eq!(stamp, Stamp { generation: 2, version: 1 });
                 assert_eq!(c, consent());
                 assert_eq!(template.as_slice(), original.as_slice());
                 assert_eq!(template.transform(), k.rotation().id());
@@ -408,13 +469,17 @@ mod tests {
             origin: "gate-b".into(),
             resident: "r-1".into(),
             reason: ShredReason::MovedOut,
-            at: 9,
+            stamp: Stamp { generation: 2, version: 2 },
         };
         let (subject, payload) = k.seal(&tomb).unwrap();
-        assert_eq!(subject, k.resident_subject("r-1"), "a tombstone replaces the template on the same subject");
+        assert_eq!(
+            subject,
+            k.resident_subject("gate-b", "r-1"),
+            "a tombstone replaces the gate's earlier word on the same subject"
+        );
         assert!(matches!(
             k.open(&subject, &payload).unwrap(),
-            Announcement::Shred { reason: ShredReason::MovedOut, at: 9, .. }
+            Announcement::Shred { reason: ShredReason::MovedOut, stamp: Stamp { generation: 2, version: 2 }, .. }
         ));
         let counts = vec![PassageCount {
             hour_start: 3600,
@@ -423,10 +488,12 @@ mod tests {
             count: 12,
         }];
         let (subject, payload) =
-            k.seal(&Announcement::Counts { origin: "gate-c".into(), counts: counts.clone() }).unwrap();
-        assert_eq!(subject, "facegate.maple-court.counts.gate-c");
+            k.seal(&Announcement::Counts { origin: "gate-c".into(), counts: counts.clone(), serial: 7 }).unwrap();
+        assert_eq!(subject, "facegate.maple-court.gate-c.counts");
         match k.open(&subject, &payload).unwrap() {
-            Announcement::Counts { origin, counts: got } => assert_eq!((origin.as_str(), got), ("gate-c", counts)),
+            Announcement::Counts { origin, counts: got, serial } => {
+                assert_eq!((origin.as_str(), got, serial), ("gate-c", counts, 7));
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -437,7 +504,9 @@ mod tests {
         let (subject, payload) = k.seal(&template_announcement(&k)).unwrap();
         assert!(matches!(keys(2, "maple-court").open(&subject, &payload), Err(EnvelopeError::Seal(_))));
         assert!(matches!(keys(1, "oak-yard").open(&subject, &payload), Err(EnvelopeError::Seal(_))));
-        assert!(matches!(k.open(&k.resident_subject("r-2"), &payload), Err(EnvelopeError::Seal(_))));
+        assert!(matches!(k.open(&k.resident_subject("gate-a", "r-2"), &payload), Err(EnvelopeError::Seal(_))));
+        // Moved to another gate's subject (a certificate may publish only under its own name).
+        assert!(matches!(k.open(&k.resident_subject("gate-b", "r-1"), &payload), Err(EnvelopeError::Seal(_))));
         for i in [0, 5, payload.len() / 2, payload.len() - 1] {
             let mut bad = payload.clone();
             bad[i] ^= 0x40;
@@ -456,6 +525,7 @@ mod tests {
             resident: "r".into(),
             consent: consent(),
             template: foreign,
+            stamp: Stamp::default(),
         };
         assert!(matches!(k.seal(&a), Err(EnvelopeError::Content(_))));
     }
@@ -464,7 +534,10 @@ mod tests {
     fn every_gate_derives_the_same_transform_and_subjects() {
         let (a, b) = (keys(1, "maple-court"), keys(1, "maple-court"));
         assert_eq!(a.rotation().id(), b.rotation().id());
-        assert_eq!(a.resident_subject("r-1"), b.resident_subject("r-1"));
+        assert_eq!(a.resident_subject("gate-a", "r-1"), b.resident_subject("gate-a", "r-1"));
+        assert_eq!(a.gate_subjects("gate-a"), "facegate.maple-court.gate-a.>");
+        assert_eq!(a.gate_of("facegate.maple-court.gate-b.counts"), Some("gate-b"));
+        assert_eq!(a.gate_of("facegate.oak-yard.gate-b.counts"), None);
         assert_ne!(a.rotation().id(), keys(2, "maple-court").rotation().id());
         assert_eq!(a.stream(), "FACEGATE_MAPLE_COURT");
         assert!(valid_name("gate-a") && !valid_name("Gate A") && !valid_name("") && !valid_name("-x"));

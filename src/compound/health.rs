@@ -15,6 +15,18 @@ pub struct LinkHealth {
     pub(super) caught_up: AtomicBool,
     /// The client holds a connection now.
     pub(super) connected: AtomicBool,
+    /// Milliseconds since `origin` since when this gate's announcements cannot be stored, per [`Unstored`]
+    /// cause; `u64::MAX` while they can.
+    unstored_since_ms: [AtomicU64; 2],
+}
+
+/// Why the broker cannot store this gate's announcements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unstored {
+    /// It refused or did not acknowledge a publication (cleared by the next one it stores).
+    Refused,
+    /// Its stream is full, or not configured as the compound needs (cleared when it no longer is).
+    Stream,
 }
 
 impl LinkHealth {
@@ -26,13 +38,37 @@ impl LinkHealth {
             last_heard_ms: AtomicU64::new(u64::MAX),
             caught_up: AtomicBool::new(false),
             connected: AtomicBool::new(false),
+            unstored_since_ms: [AtomicU64::new(u64::MAX), AtomicU64::new(u64::MAX)],
         }
     }
 
     /// Faces may be matched only when every announcement the broker held at the last (re)connection has been
-    /// applied, and the broker answered within the offline limit. PIN, passes and the guard never ask.
+    /// applied, the broker answered within the offline limit, and it has not been refusing this gate's
+    /// announcements for that long (a revocation here that the other gates cannot hear is as bad as one there
+    /// this gate cannot hear). PIN, passes and the guard never ask.
     pub fn face_matching_allowed(&self) -> bool {
-        self.caught_up.load(Ordering::Acquire) && self.silent_for().is_some_and(|silent| silent < self.limit)
+        self.caught_up.load(Ordering::Acquire)
+            && self.silent_for().is_some_and(|silent| silent < self.limit)
+            && self.unstored_for().is_none_or(|unstored| unstored < self.limit)
+    }
+
+    /// How long this gate's announcements have not been stored by the broker, for either cause (`None`:
+    /// they are).
+    pub fn unstored_for(&self) -> Option<Duration> {
+        let since = self.unstored_since_ms.iter().map(|a| a.load(Ordering::Acquire)).min().unwrap_or(u64::MAX);
+        (since != u64::MAX).then(|| self.origin.elapsed().saturating_sub(Duration::from_millis(since)))
+    }
+
+    /// The broker cannot store this gate's announcements, for `cause`: counted from the first time.
+    pub(super) fn unstored(&self, cause: Unstored) {
+        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        let slot = &self.unstored_since_ms[cause as usize];
+        let _ = slot.compare_exchange(u64::MAX, ms, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// `cause` no longer stands.
+    pub(super) fn stored(&self, cause: Unstored) {
+        self.unstored_since_ms[cause as usize].store(u64::MAX, Ordering::Release);
     }
 
     /// How long since the broker last answered (`None`: never, since start).

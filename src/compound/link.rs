@@ -17,17 +17,32 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer, stream};
 use futures_util::StreamExt;
 
-use super::envelope::{Announcement, CompoundKeys};
+use super::envelope::{inbox_prefix, Announcement, CompoundKeys};
 pub use super::health::LinkHealth;
-use crate::policy::consent::ShredReason;
+use super::health::Unstored;
+use crate::policy::consent::{ShredReason, Standing};
 use crate::registry::owner::{OwnerError, RegistryHandle};
-use crate::registry::RegistryError;
+use crate::registry::{FromCompound, RegistryError};
 use crate::store::{unix_now, OutboxKind};
 
 /// The compound-state key holding the last broker sequence applied.
 const APPLIED: &str = "applied_seq";
+/// The compound-state key holding the serial of this gate's last counts report.
+const COUNTS_SERIAL: &str = "counts_serial";
 /// Counts older than this are not sent (the manager pages show two weeks).
 const COUNTS_HORIZON_SECS: i64 = 40 * 86_400;
+/// The stream's limits: room for every gate's word on 10,000 residents several times over. When full, the
+/// broker refuses new messages instead of dropping old ones (a dropped tombstone would revive a face), and
+/// every gate stops matching faces past the offline limit until an administrator clears it.
+pub const STREAM_MAX_MESSAGES: i64 = 200_000;
+/// See [`STREAM_MAX_MESSAGES`].
+pub const STREAM_MAX_BYTES: i64 = 192 * 1024 * 1024;
+/// The largest message (a counts report of 40 days fits many times).
+pub const STREAM_MAX_MESSAGE_SIZE: i32 = 1024 * 1024;
+/// Free room below which the stream counts as full: a template announcement needs about 1.5 KiB.
+const STREAM_HEADROOM_BYTES: u64 = 4 * 1024;
+/// At most one summary of refused messages per this period (a flood must not flood the log too).
+const REFUSED_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Errors of the link; each says what to check.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +118,12 @@ struct Link {
     stream_ready: bool,
     /// Whether "broker not answering" was logged since it last answered (logged once per outage).
     broker_unreachable_logged: bool,
+    /// What was last logged about the stream's state (full or misconfigured), to log only changes.
+    stream_trouble: Option<String>,
+    /// Messages that did not open, per gate whose subject they came on, since the last summary.
+    refused: std::collections::BTreeMap<String, u64>,
+    /// When the last summary of refused messages was logged.
+    refused_logged: Option<std::time::Instant>,
 }
 
 /// The broker's stream of this compound, as the link last saw it.
@@ -139,6 +160,9 @@ pub async fn run(
         outbox_dirty: true,
         stream_ready: false,
         broker_unreachable_logged: false,
+        stream_trouble: None,
+        refused: std::collections::BTreeMap::new(),
+        refused_logged: None,
     };
     tracing::info!(gate = %link.settings.gate, broker = %link.settings.broker, "compound link starting; faces wait for the first synchronisation");
 
@@ -193,6 +217,8 @@ async fn connect(settings: &LinkSettings, keys: &CompoundKeys) -> Result<async_n
     }
     async_nats::ConnectOptions::new()
         .name(format!("facegate {}/{}", keys.compound(), settings.gate))
+        // The broker lets each gate read only replies under its own prefix.
+        .custom_inbox_prefix(inbox_prefix(keys.compound(), &settings.gate))
         .add_root_certificates(settings.ca.clone())
         .add_client_certificate(settings.cert.clone(), settings.key.clone())
         .require_tls(true)
@@ -241,6 +267,7 @@ impl Link {
                     self.stream_ready = true;
                     self.broker_unreachable_logged = false;
                     self.health.heard();
+                    self.check_stream(&stream);
                     self.catch_up_to(&stream, messages).await;
                     if messages.is_none() {
                         *messages = self.consumer(&stream).await;
@@ -256,25 +283,36 @@ impl Link {
         self.log_face_permission();
     }
 
-    /// The compound's stream: made the first time (one message per subject, no deletion through the API),
-    /// only read after that.
+    /// The compound's stream: made the first time (see [`stream_config`]), only read after that. A gate may
+    /// create it but never change or delete it (the broker's permissions).
     async fn stream(&self, js: &jetstream::Context) -> Result<BrokerStream, String> {
         if self.stream_ready {
             return within_2s(js.get_stream(self.keys.stream())).await;
         }
-        let config = stream::Config {
-            name: self.keys.stream(),
-            subjects: vec![self.keys.subjects()],
-            // One message per subject: a resident's tombstone replaces their template, a gate's latest counts
-            // replace the earlier ones.
-            max_messages_per_subject: 1,
-            storage: stream::StorageType::File,
-            // No gate may erase a tombstone through the API.
-            deny_delete: true,
-            deny_purge: true,
-            ..Default::default()
-        };
-        within_2s(js.get_or_create_stream(config)).await
+        within_2s(js.get_or_create_stream(stream_config(&self.keys))).await
+    }
+
+    /// Faces stop past the offline limit while the stream cannot keep this gate's announcements: full (a
+    /// flood), or configured otherwise than the compound needs (edited by someone with the broker's admin
+    /// rights, or made by another version).
+    fn check_stream(&mut self, stream: &BrokerStream) {
+        let info = stream.cached_info();
+        let trouble = stream_trouble(&stream_config(&self.keys), &info.config, &info.state);
+        match &trouble {
+            Some(_) => self.health.unstored(Unstored::Stream),
+            None => self.health.stored(Unstored::Stream),
+        }
+        if trouble != self.stream_trouble {
+            match &trouble {
+                Some(why) => tracing::error!(
+                    limit = ?self.settings.offline_limit,
+                    "the compound's broker cannot keep announcements ({why}): faces stop past the offline limit; \
+                     see deploy/broker/README.md, \"A full or altered stream\""
+                ),
+                None => tracing::info!("the compound's broker keeps announcements again"),
+            }
+            self.stream_trouble = trouble;
+        }
     }
 
     /// Sets the sequence to reach before faces match again, and starts over if the broker lost data.
@@ -427,66 +465,153 @@ impl Link {
         }
     }
 
-    /// Applies one announcement from the broker. One that does not open or is malformed is skipped with a
-    /// warning (a forged message can never shred or enrol anyone); a store failure is retried.
+    /// Applies one announcement from the broker. One that does not open or is malformed is skipped and
+    /// counted against the gate whose subject it came on (a forged message can never shred or enrol anyone);
+    /// one older than what this gate knows of the resident is refused and logged, and when it displaced this
+    /// gate's own word on the broker, that word is announced again. A store failure is retried.
     async fn apply(&mut self, subject: &str, payload: &[u8]) -> Result<(), Apply> {
         let announcement = match self.keys.open(subject, payload) {
             Ok(a) => a,
             Err(e) => {
-                tracing::warn!(subject, "compound announcement refused: {e}");
+                self.refused_message(subject, &e);
                 return Ok(());
             }
         };
-        if announcement.origin() == self.settings.gate {
-            return Ok(());
-        }
+        let own = announcement.origin() == self.settings.gate;
         let now = unix_now();
         let keys = self.keys.clone();
         let owner_gone = |e: OwnerError| Apply::Retry(e.to_string());
         match announcement {
-            Announcement::Template { origin, resident, consent, template } => {
+            Announcement::Template { origin, resident, consent, template, stamp } => {
+                let id = resident.clone();
                 let imported = self
                     .registry
-                    .call(move |r| r.import_from_compound(&resident, &consent, &template, keys.rotation(), now))
+                    .call(move |r| r.import_from_compound(&resident, &consent, &template, stamp, keys.rotation(), now))
                     .await
                     .map_err(owner_gone)?;
                 match imported {
-                    Ok(Some(_)) => tracing::info!(from = %origin, "enrolment from the compound stored"),
-                    Ok(None) => {
-                        tracing::info!(from = %origin, "enrolment from the compound older than a revocation here: ignored")
+                    Ok(FromCompound::Applied(_)) => {
+                        tracing::info!(from = %origin, %stamp, "enrolment from the compound stored")
+                    }
+                    Ok(FromCompound::Same) => {}
+                    Ok(FromCompound::Older(known)) => {
+                        self.refuse_older(&origin, "an enrolment", stamp, known, own, id).await?
                     }
                     Err(RegistryError::Store(e)) => return Err(Apply::Retry(e.to_string())),
                     Err(e) => tracing::warn!(from = %origin, "enrolment from the compound refused: {e}"),
                 }
             }
-            Announcement::Shred { origin, resident, reason, .. } => {
+            Announcement::Shred { origin, resident, reason, stamp } => {
+                let id = resident.clone();
                 let shredded = self
                     .registry
-                    .call(move |r| r.shred_from_compound(&resident, reason, now))
+                    .call(move |r| r.shred_from_compound(&resident, reason, stamp, now))
                     .await
                     .map_err(owner_gone)?;
+                let why = if reason == ShredReason::MovedOut { "moved out" } else { "revoked" };
                 match shredded {
-                    Ok(Some(_)) => tracing::info!(
+                    Ok(FromCompound::Applied(Some(_))) => tracing::info!(
                         from = %origin,
-                        reason = if reason == ShredReason::MovedOut { "moved out" } else { "revoked" },
+                        reason = why,
+                        %stamp,
                         "revocation from the compound: template and key shredded here"
                     ),
-                    Ok(None) => tracing::debug!(from = %origin, "revocation from the compound: nothing held here"),
+                    Ok(FromCompound::Applied(None)) => {
+                        tracing::info!(from = %origin, %stamp, "revocation from the compound: nothing held here, remembered")
+                    }
+                    Ok(FromCompound::Same) => {}
+                    Ok(FromCompound::Older(known)) => {
+                        self.refuse_older(&origin, "a revocation", stamp, known, own, id).await?
+                    }
                     Err(e) => return Err(Apply::Retry(e.to_string())),
                 }
             }
-            Announcement::Counts { origin, counts } => {
+            Announcement::Counts { origin, counts, serial } => {
+                if own {
+                    // This gate's own report coming back; an earlier one (a replay) is replaced at the next send.
+                    if self.counts_serial().await.is_some_and(|mine| serial < mine) {
+                        tracing::warn!(
+                            serial,
+                            "an earlier counts report of this gate was replayed: sending the latest again"
+                        );
+                        self.last_counts = None;
+                    }
+                    return Ok(());
+                }
+                let gate = origin.clone();
                 let stored = self
                     .registry
-                    .call(move |r| r.store_mut().set_gate_counts(&origin, &counts))
+                    .call(move |r| r.store_mut().set_gate_counts(&gate, serial, &counts))
                     .await
                     .map_err(owner_gone)?;
-                if let Err(e) = stored {
-                    return Err(Apply::Retry(e.to_string()));
+                match stored {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(from = %origin, serial, "an earlier counts report refused (a replay)"),
+                    Err(e) => return Err(Apply::Retry(e.to_string())),
                 }
             }
         }
         Ok(())
+    }
+
+    /// Logs a refused earlier announcement; when it came on this gate's own subject, it displaced this gate's
+    /// latest word there, which is queued to be announced again.
+    async fn refuse_older(
+        &mut self,
+        origin: &str,
+        what: &str,
+        stamp: crate::policy::consent::Stamp,
+        known: Standing,
+        own: bool,
+        resident: String,
+    ) -> Result<(), Apply> {
+        let known_state = if known.ended.is_some() { "ended" } else { "live" };
+        tracing::warn!(
+            from = %origin,
+            announced = %stamp,
+            known = %known.stamp,
+            known_state,
+            "{what} from the compound older than what this gate knows refused (a replay, or it crossed a later change)"
+        );
+        if own {
+            let now = unix_now();
+            let queued = self
+                .registry
+                .call(move |r| r.announce_again(&resident, now))
+                .await
+                .map_err(|e| Apply::Retry(e.to_string()))?
+                .map_err(|e| Apply::Retry(e.to_string()))?;
+            if queued {
+                self.outbox_dirty = true;
+                tracing::warn!("the replay displaced this gate's word on the broker: announcing it again");
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts a message that did not open against the gate whose subject it came on, and logs a summary at
+    /// most every [`REFUSED_LOG_EVERY`].
+    fn refused_message(&mut self, subject: &str, error: &super::EnvelopeError) {
+        let gate = self.keys.gate_of(subject).unwrap_or("(no gate)").to_owned();
+        *self.refused.entry(gate).or_default() += 1;
+        if self.refused_logged.is_some_and(|at| at.elapsed() < REFUSED_LOG_EVERY) {
+            return;
+        }
+        self.refused_logged = Some(std::time::Instant::now());
+        let per_gate: Vec<String> = self.refused.iter().map(|(gate, n)| format!("{gate}: {n}")).collect();
+        tracing::warn!(
+            last = %error,
+            "compound messages that do not open refused ({}); a gate whose subjects carry them may have had its \
+             certificate taken: `facegate compound remove-gate` revokes it",
+            per_gate.join(", ")
+        );
+        self.refused.clear();
+    }
+
+    /// The serial of this gate's last counts report.
+    async fn counts_serial(&self) -> Option<u64> {
+        let serial = self.registry.call(|r| r.store().compound_state(COUNTS_SERIAL)).await.ok()?.ok()??;
+        u64::try_from(serial).ok()
     }
 
     /// Sends what this device changed, oldest first; each entry leaves the outbox only once the broker has
@@ -516,15 +641,20 @@ impl Link {
                     .map(|entry| {
                         let announcement = match entry.kind {
                             OutboxKind::Template => {
+                                // The current state, with its current stamp.
                                 let template = r.template_under(&entry.resident_id, keys.rotation());
                                 let consent = r.store().live_consent(&entry.resident_id).ok().flatten();
-                                match (template, consent) {
-                                    (Some(template), Some(consent)) => Some(Announcement::Template {
-                                        origin: gate.clone(),
-                                        resident: entry.resident_id.clone(),
-                                        consent,
-                                        template,
-                                    }),
+                                let standing = r.store().standing(&entry.resident_id).ok().flatten();
+                                match (template, consent, standing) {
+                                    (Some(template), Some(consent), Some(Standing { stamp, ended: None })) => {
+                                        Some(Announcement::Template {
+                                            origin: gate.clone(),
+                                            resident: entry.resident_id.clone(),
+                                            consent,
+                                            template,
+                                            stamp,
+                                        })
+                                    }
                                     // Revoked since: its tombstone follows in the outbox.
                                     _ => None,
                                 }
@@ -537,7 +667,7 @@ impl Link {
                                 } else {
                                     ShredReason::Revoked
                                 },
-                                at: entry.at,
+                                stamp: entry.stamp,
                             }),
                         };
                         (entry.seq, entry.kind, announcement)
@@ -595,7 +725,15 @@ impl Link {
         if self.last_counts.as_ref() == Some(&counts) {
             return;
         }
-        let announcement = Announcement::Counts { origin: self.settings.gate.clone(), counts };
+        // Numbered before it is sent, so a report is never sent twice under one serial.
+        let next = self.counts_serial().await.unwrap_or(0).saturating_add(1);
+        let value = i64::try_from(next).unwrap_or(i64::MAX);
+        match self.registry.call(move |r| r.store_mut().set_compound_state(COUNTS_SERIAL, value)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return tracing::warn!("compound counts: {e}"),
+            Err(e) => return tracing::warn!("compound counts: {e}"),
+        }
+        let announcement = Announcement::Counts { origin: self.settings.gate.clone(), counts, serial: next };
         if self.publish(js, &announcement).await {
             if let Announcement::Counts { counts, .. } = announcement {
                 self.last_counts = Some(counts);
@@ -603,6 +741,8 @@ impl Link {
         }
     }
 
+    /// Publishes and waits for the broker's acknowledgement. A refusal (full stream, permissions) or no
+    /// answer counts as not stored: past the offline limit, faces stop here too.
     async fn publish(&mut self, js: &jetstream::Context, announcement: &Announcement) -> bool {
         if !self.health.connected() {
             return false;
@@ -621,18 +761,72 @@ impl Link {
         match sent {
             Ok(Ok(_ack)) => {
                 self.health.heard();
+                self.health.stored(Unstored::Refused);
                 true
             }
             Ok(Err(e)) => {
-                tracing::debug!("compound publish not acknowledged ({e}); kept for the next try");
+                if self.health.unstored_for().is_none() {
+                    tracing::warn!("the compound's broker refused an announcement ({e}); kept for the next try");
+                }
+                self.health.unstored(Unstored::Refused);
                 false
             }
             Err(_) => {
                 tracing::debug!("compound publish timed out; kept for the next try");
+                self.health.unstored(Unstored::Refused);
                 false
             }
         }
     }
+}
+
+/// The compound's stream: one message per subject (each gate's latest word on each resident, its latest
+/// counts), on disk, bounded (see [`STREAM_MAX_MESSAGES`]), refusing new messages when full rather than
+/// dropping old ones, with no deletion or purge through the API.
+pub fn stream_config(keys: &CompoundKeys) -> stream::Config {
+    stream::Config {
+        name: keys.stream(),
+        subjects: vec![keys.subjects()],
+        max_messages_per_subject: 1,
+        max_messages: STREAM_MAX_MESSAGES,
+        max_bytes: STREAM_MAX_BYTES,
+        max_message_size: STREAM_MAX_MESSAGE_SIZE,
+        discard: stream::DiscardPolicy::New,
+        storage: stream::StorageType::File,
+        deny_delete: true,
+        deny_purge: true,
+        ..Default::default()
+    }
+}
+
+/// Why the stream cannot keep the compound's announcements, if it cannot: configured otherwise than
+/// `wanted` (each setting that protects a tombstone is compared), or full.
+pub fn stream_trouble(wanted: &stream::Config, found: &stream::Config, state: &stream::State) -> Option<String> {
+    let mut differs = Vec::new();
+    let mut compare = |name: &'static str, same: bool| {
+        if !same {
+            differs.push(name);
+        }
+    };
+    compare("subjects", found.subjects == wanted.subjects);
+    compare("max_messages_per_subject", found.max_messages_per_subject == wanted.max_messages_per_subject);
+    compare("max_messages", found.max_messages == wanted.max_messages);
+    compare("max_bytes", found.max_bytes == wanted.max_bytes);
+    compare("max_age", found.max_age == wanted.max_age);
+    compare("discard", found.discard == wanted.discard);
+    compare("storage", found.storage == wanted.storage);
+    compare("deny_delete", found.deny_delete == wanted.deny_delete);
+    compare("deny_purge", found.deny_purge == wanted.deny_purge);
+    compare("allow_rollup", found.allow_rollup == wanted.allow_rollup);
+    compare("sealed", found.sealed == wanted.sealed);
+    if !differs.is_empty() {
+        return Some(format!("its stream's settings were changed: {}", differs.join(", ")));
+    }
+    let messages_full = u64::try_from(found.max_messages).is_ok_and(|max| state.messages >= max);
+    let bytes_full =
+        u64::try_from(found.max_bytes).is_ok_and(|max| state.bytes.saturating_add(STREAM_HEADROOM_BYTES) >= max);
+    (messages_full || bytes_full)
+        .then(|| format!("its stream is full: {} messages, {} bytes", state.messages, state.bytes))
 }
 
 #[cfg(test)]

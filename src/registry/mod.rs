@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use zeroize::Zeroizing;
 
-use crate::policy::consent::{ConsentRecord, ShredReason};
+use crate::policy::consent::{judge, ConsentRecord, ShredReason, Stamp, Standing, Verdict};
 use crate::policy::decide::PinCheck;
 use crate::policy::lockout::{KeypadAlarm, Locked, PinBudget, PinLockout};
 use crate::policy::matching::{threshold_for_fpir, GalleryError, Slot, SFACE_CALIBRATION};
@@ -112,6 +112,18 @@ impl Default for RegistryPolicy {
     fn default() -> Self {
         Self { target_fpir: 1e-3, max_unused_secs: MAX_RETENTION_SECS, pin_budget: PinBudget::default() }
     }
+}
+
+/// What became of an announcement from another gate of the compound.
+#[derive(Debug)]
+pub enum FromCompound<T> {
+    /// Applied here.
+    Applied(T),
+    /// Already known here (an echo, or this gate's own announcement coming back).
+    Same,
+    /// Refused: this device knows a later state of the resident (shown), so the announcement is a replay or
+    /// crossed a later change.
+    Older(Standing),
 }
 
 /// What an enrolment stored.
@@ -376,7 +388,7 @@ impl Registry {
         if !self.store.resident_exists(resident_id)? {
             self.store.add_resident(resident_id, unit_label, now)?;
         }
-        self.store.grant_consent(resident_id, consent)?;
+        self.store.grant_consent(resident_id, consent, ChangeOrigin::Local)?;
         Ok(())
     }
 
@@ -513,26 +525,47 @@ impl Registry {
         self.gallery.rotation().renewal_to(to).apply(&template)
     }
 
-    /// Stores a template enrolled at another gate of the compound: records the consent given there (adding
-    /// the resident if new), carries the template from the compound's transform `from` to this device's,
-    /// seals it under a fresh data key and makes it matchable. Not announced again. The enrolling gate
-    /// already refused duplicates. `None` (nothing stored) when the consent it carries was given before a
-    /// revocation this device knows of: a revocation always wins over an enrolment that crossed it.
+    /// Stores a template enrolled at another gate of the compound, announced with `stamp`: records the consent
+    /// given there (adding the resident if new), carries the template from the compound's transform `from` to
+    /// this device's, seals it under a fresh data key and makes it matchable. Not announced again. The
+    /// enrolling gate already refused duplicates. Refused ([`FromCompound::Older`]) when this device knows a
+    /// later state of the resident (a replay, or an enrolment that crossed a revocation); a template of a new
+    /// consent generation first ends what this device held of the previous one, as a revocation would.
     pub fn import_from_compound(
         &mut self,
         resident_id: &str,
         consent: &ConsentRecord,
         template: &ProtectedTemplate,
+        stamp: Stamp,
         from: &Rotation,
         now: i64,
-    ) -> Result<Option<EnrolReceipt>> {
-        if self.store.resident_exists(resident_id)?
-            && self.store.last_revocation(resident_id)?.is_some_and(|revoked| revoked >= consent.granted_at)
+    ) -> Result<FromCompound<EnrolReceipt>> {
+        let known = self.store.standing(resident_id)?;
+        match judge(known, Standing { stamp, ended: None }) {
+            Verdict::Same => return Ok(FromCompound::Same),
+            Verdict::Older => return Ok(FromCompound::Older(known.unwrap_or_default())),
+            Verdict::Newer => {}
+        }
+        let earlier_generation = known.is_some_and(|k| k.stamp.generation < stamp.generation);
+        if earlier_generation
+            && self.store.resident_exists(resident_id)?
+            && (self.slot_of.contains_key(resident_id) || self.store.has_live_consent(resident_id)?)
         {
-            return Ok(None);
+            // This device missed the end of the earlier consent (the broker keeps only the latest state): its
+            // template, key and PIN go as they went at the gate that ended it.
+            self.drop_from_gallery(resident_id);
+            // Its end is the next change after what was known here (what the other gates echo, too).
+            let ended = known.map_or(Stamp::default(), |k| k.stamp).next_version();
+            let origin = ChangeOrigin::Compound(ended);
+            self.with_new_keys(|store, rekey| {
+                store.shred_from_compound(resident_id, ShredReason::Revoked, now, origin, rekey)
+            })?;
+        }
+        if !self.store.resident_exists(resident_id)? {
+            self.store.add_resident(resident_id, None, now)?;
         }
         if !self.store.has_live_consent(resident_id)? {
-            self.record_consent(resident_id, None, consent, now)?;
+            self.store.grant_consent(resident_id, consent, ChangeOrigin::Compound(stamp))?;
         }
         self.with_current_keys(|this| {
             let local = from
@@ -540,31 +573,50 @@ impl Registry {
                 .apply(template)
                 .ok_or(GalleryError::WrongTransform { expected: from.id(), found: template.transform() })?;
             let keys = KeysInUse { master: &this.keys.master, generation: this.keys.generation };
-            let version = this.store.store_template_from(resident_id, &local, keys, now, ChangeOrigin::Compound)?;
+            let origin = ChangeOrigin::Compound(stamp);
+            let version = this.store.store_template_from(resident_id, &local, keys, now, origin)?;
             this.insert(resident_id, &local)?;
-            Ok(Some(EnrolReceipt { resident_id: resident_id.to_owned(), version }))
+            Ok(FromCompound::Applied(EnrolReceipt { resident_id: resident_id.to_owned(), version }))
         })
     }
 
-    /// Applies a revocation or move-out announced by another gate: the resident stops being matchable, then
-    /// template, key and PIN are shredded with a key rotation, as for a local revocation. `None` when there
-    /// was nothing here to destroy (never enrolled here, or already gone).
+    /// Applies a revocation or move-out announced by another gate with `stamp`: the resident stops being
+    /// matchable, then template, key and PIN are shredded with a key rotation, as for a local revocation, and
+    /// the tombstone is echoed on this gate's subject. `Applied(None)` when there was nothing here to destroy:
+    /// the end is remembered all the same, so an earlier template replayed later is refused. Refused
+    /// ([`FromCompound::Older`]) when this device knows a later state (a replayed tombstone after a new
+    /// consent).
     pub fn shred_from_compound(
         &mut self,
         resident_id: &str,
         reason: ShredReason,
+        stamp: Stamp,
         now: i64,
-    ) -> Result<Option<RevocationReceipt>> {
+    ) -> Result<FromCompound<Option<RevocationReceipt>>> {
+        let known = self.store.standing(resident_id)?;
+        match judge(known, Standing { stamp, ended: Some(reason) }) {
+            Verdict::Same => return Ok(FromCompound::Same),
+            Verdict::Older => return Ok(FromCompound::Older(known.unwrap_or_default())),
+            Verdict::Newer => {}
+        }
         // The gallery holds exactly the live templates: no need to list every resident to know.
         let matchable = self.slot_of.contains_key(resident_id);
         self.drop_from_gallery(resident_id);
-        if !self.store.resident_exists(resident_id)? {
-            return Ok(None);
+        let held =
+            self.store.resident_exists(resident_id)? && (matchable || self.store.has_live_consent(resident_id)?);
+        if !held {
+            self.store.remember_end(resident_id, stamp, reason, now)?;
+            return Ok(FromCompound::Applied(None));
         }
-        if !matchable && !self.store.has_live_consent(resident_id)? {
-            return Ok(None);
-        }
-        self.with_new_keys(|store, rekey| store.shred_from_compound(resident_id, reason, now, rekey)).map(Some)
+        let origin = ChangeOrigin::Compound(stamp);
+        self.with_new_keys(|store, rekey| store.shred_from_compound(resident_id, reason, now, origin, rekey))
+            .map(|receipt| FromCompound::Applied(Some(receipt)))
+    }
+
+    /// Queues this device's latest state of a resident to be announced again, when a replay displaced it on
+    /// this gate's own subject of the broker. `false` when nothing was queued (already queued, or unknown).
+    pub fn announce_again(&mut self, resident_id: &str, now: i64) -> Result<bool> {
+        Ok(self.store.announce_again(resident_id, now)?)
     }
 
     /// The resident a probe matches at the current threshold, or `None`: never the nearest resident.

@@ -1,6 +1,7 @@
 //! The registry's unit tests: a real SQLite file and key file in temporary folders.
 
 use super::*;
+use crate::store::OutboxKind;
 use crate::vision::embed::EMBEDDING_DIM;
 use credentials::USED_PASS_MARGIN_SECS;
 
@@ -52,22 +53,54 @@ fn a_template_carried_through_the_compound_transform_matches_at_another_gate_unt
     let travelling = gate_a.template_under("r-1", &compound).unwrap();
     assert_eq!(travelling.transform(), compound.id());
 
-    let stored = gate_b.import_from_compound("r-1", &consent(1_000), &travelling, &compound, 1_001).unwrap();
-    assert_eq!(stored.map(|r| r.version), Some(1));
+    // Consent opened generation 1 at gate A; the enrolment is its first change.
+    let s = |generation, version| Stamp { generation, version };
+    assert_eq!(gate_a.store().standing("r-1").unwrap().map(|k| k.stamp), Some(s(1, 1)));
+    let stored = gate_b.import_from_compound("r-1", &consent(1_000), &travelling, s(1, 1), &compound, 1_001).unwrap();
+    assert!(matches!(stored, FromCompound::Applied(ref r) if r.version == 1), "{stored:?}");
     assert!(gate_b.store().outbox(10).unwrap().is_empty(), "an imported enrolment was queued again");
+    let again = gate_b.import_from_compound("r-1", &consent(1_000), &travelling, s(1, 1), &compound, 1_001).unwrap();
+    assert!(matches!(again, FromCompound::Same), "{again:?}");
     let found = gate_b.identify(&face(1, 0.12)).unwrap();
     assert_eq!(found.resident_id, "r-1");
     assert!(found.score > 0.99, "{}", found.score);
     assert!(gate_b.identify(&face(2, 0.1)).is_none());
 
-    assert!(gate_b.shred_from_compound("r-1", ShredReason::Revoked, 1_002).unwrap().is_some());
+    gate_b.set_replicated(true);
+    let shredded = gate_b.shred_from_compound("r-1", ShredReason::Revoked, s(1, 2), 1_002).unwrap();
+    assert!(matches!(shredded, FromCompound::Applied(Some(_))), "{shredded:?}");
     assert!(gate_b.identify(&face(1, 0.12)).is_none());
-    assert!(gate_b.shred_from_compound("r-1", ShredReason::Revoked, 1_003).unwrap().is_none(), "twice");
-    assert!(gate_b.shred_from_compound("never-here", ShredReason::Revoked, 1_003).unwrap().is_none());
-    // An enrolment that crossed the revocation (its consent is older) is ignored; a fresh consent is not.
-    assert!(gate_b.import_from_compound("r-1", &consent(1_000), &travelling, &compound, 1_004).unwrap().is_none());
+    let echoed: Vec<_> = gate_b.store().outbox(10).unwrap().into_iter().map(|e| (e.kind, e.stamp)).collect();
+    assert_eq!(echoed, [(OutboxKind::Revoked, s(1, 2))], "the tombstone is echoed under gate B's name");
+    assert!(matches!(
+        gate_b.shred_from_compound("r-1", ShredReason::Revoked, s(1, 2), 1_003).unwrap(),
+        FromCompound::Same
+    ));
+    // A tombstone for a resident never held here is remembered: the template it ended, replayed, is refused.
+    let never = gate_b.shred_from_compound("never-here", ShredReason::Revoked, s(3, 2), 1_003).unwrap();
+    assert!(matches!(never, FromCompound::Applied(None)), "{never:?}");
+    let replayed =
+        gate_b.import_from_compound("never-here", &consent(1), &travelling, s(3, 1), &compound, 1_004).unwrap();
+    assert!(matches!(replayed, FromCompound::Older(_)), "{replayed:?}");
     assert!(gate_b.identify(&face(1, 0.12)).is_none());
-    assert!(gate_b.import_from_compound("r-1", &consent(1_005), &travelling, &compound, 1_005).unwrap().is_some());
+    // The revoked template replayed: refused, whatever the consent's time says.
+    let replayed = gate_b.import_from_compound("r-1", &consent(2_000), &travelling, s(1, 1), &compound, 1_004).unwrap();
+    assert!(matches!(replayed, FromCompound::Older(k) if k.stamp == s(1, 2)), "{replayed:?}");
+    assert!(gate_b.identify(&face(1, 0.12)).is_none());
+    // A new consent generation is taken; the old tombstone replayed after it is refused.
+    let fresh = gate_b.import_from_compound("r-1", &consent(900), &travelling, s(2, 1), &compound, 1_005).unwrap();
+    assert!(matches!(fresh, FromCompound::Applied(_)), "{fresh:?}");
+    assert_eq!(gate_b.identify(&face(1, 0.12)).unwrap().resident_id, "r-1");
+    let replayed = gate_b.shred_from_compound("r-1", ShredReason::Revoked, s(1, 2), 1_006).unwrap();
+    assert!(matches!(replayed, FromCompound::Older(k) if k.stamp == s(2, 1)), "{replayed:?}");
+    assert_eq!(gate_b.identify(&face(1, 0.12)).unwrap().resident_id, "r-1", "a replayed tombstone shredded her");
+    // Gate A revokes generation 2 and the resident consents again there (generation 3); gate B missed the
+    // revocation and hears of generation 3 first: what it held of generation 2 is shredded, then replaced.
+    let receipt = gate_b.store().audit_events(&["revoke (from the compound)"]).unwrap().len();
+    let third = gate_b.import_from_compound("r-1", &consent(1_100), &travelling, s(3, 1), &compound, 1_007).unwrap();
+    assert!(matches!(third, FromCompound::Applied(_)), "{third:?}");
+    assert_eq!(gate_b.store().audit_events(&["revoke (from the compound)"]).unwrap().len(), receipt + 1);
+    assert_eq!(gate_b.store().standing("r-1").unwrap().map(|k| k.stamp), Some(s(3, 1)));
     assert_eq!(gate_b.identify(&face(1, 0.12)).unwrap().resident_id, "r-1");
 }
 

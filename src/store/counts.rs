@@ -118,10 +118,26 @@ impl Store {
         rows.collect::<rusqlite::Result<_>>().in_db(&self.path)
     }
 
-    /// Replaces what is known of another gate's hourly counts by its latest report.
-    pub fn set_gate_counts(&mut self, gate: &str, counts: &[PassageCount]) -> Result<()> {
+    /// Replaces what is known of another gate's hourly counts by its latest report, numbered `serial` by
+    /// that gate. An earlier report (a replay) changes nothing: `Ok(false)`.
+    pub fn set_gate_counts(&mut self, gate: &str, serial: u64, counts: &[PassageCount]) -> Result<bool> {
         let path = self.path.clone();
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).in_db(&path)?;
+        let key = format!("counts_serial.{gate}");
+        let known: Option<i64> = tx
+            .query_row("SELECT value FROM compound_state WHERE name = ?1", [&key], |r| r.get(0))
+            .optional()
+            .in_db(&path)?;
+        let serial = i64::try_from(serial).unwrap_or(i64::MAX);
+        if known.is_some_and(|known| known >= serial) {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT INTO compound_state (name, value) VALUES (?1, ?2)
+             ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+            params![key, serial],
+        )
+        .in_db(&path)?;
         tx.execute("DELETE FROM compound_counts WHERE gate = ?1", [gate]).in_db(&path)?;
         for c in counts {
             tx.execute(
@@ -131,6 +147,7 @@ impl Store {
             )
             .in_db(&path)?;
         }
-        tx.commit().in_db(&path)
+        tx.commit().in_db(&path)?;
+        Ok(true)
     }
 }

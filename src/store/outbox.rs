@@ -4,6 +4,7 @@
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput};
 
 use super::*;
+use crate::policy::consent::{Stamp, Standing};
 
 /// What a queued change announces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,10 +65,13 @@ impl FromSql for OutboxKind {
 /// Where a change to the residents comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChangeOrigin {
-    /// Made on this device (CLI, portal): announced to the compound's other gates when replicated.
+    /// Made on this device (CLI, portal): the next stamp in the resident's order of changes; announced to the
+    /// compound's other gates when replicated.
     Local,
-    /// Received from another gate of the compound: applied, never announced again.
-    Compound,
+    /// Received from another gate of the compound, with the stamp it carried. A template is not announced
+    /// again; a tombstone is echoed on this gate's own subject (a tombstone held by every gate cannot be
+    /// displaced by a replay on one gate's subject).
+    Compound(Stamp),
 }
 
 /// A change this device still has to announce to the compound's other gates.
@@ -79,8 +83,10 @@ pub struct OutboxEntry {
     pub kind: OutboxKind,
     /// The resident's pseudonymous id.
     pub resident_id: String,
-    /// When the change was made (Unix seconds).
+    /// When the change was made (Unix seconds; kept on this device only).
     pub at: i64,
+    /// The change's place in the resident's order (for a template, the state current when it is sent).
+    pub stamp: Stamp,
 }
 
 /// Queues a change for the compound inside the transaction that makes it, so the two happen together or not at
@@ -90,10 +96,45 @@ pub(super) fn queue_for_compound(
     kind: OutboxKind,
     resident_id: &str,
     at: i64,
+    stamp: Stamp,
 ) -> rusqlite::Result<()> {
     tx.execute(
-        "INSERT INTO compound_outbox (kind, resident_id, at) VALUES (?1, ?2, ?3)",
-        params![kind, resident_id, at],
+        "INSERT INTO compound_outbox (kind, resident_id, at, generation, version) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![kind, resident_id, at, stamp.generation, stamp.version],
+    )
+    .map(|_| ())
+}
+
+/// The resident's latest state as this device knows it (`None`: nothing known).
+pub(super) fn standing_in(conn: &Connection, resident_id: &str) -> rusqlite::Result<Option<Standing>> {
+    conn.query_row(
+        "SELECT generation, version, ended FROM compound_stamps WHERE resident_id = ?1",
+        [resident_id],
+        |r| {
+            let ended = match r.get_ref(2)? {
+                ValueRef::Null => None,
+                ValueRef::Text(b"revoked") => Some(ShredReason::Revoked),
+                ValueRef::Text(b"moved_out") => Some(ShredReason::MovedOut),
+                _ => return Err(rusqlite::Error::IntegralValueOutOfRange(2, 0)),
+            };
+            Ok(Standing { stamp: Stamp { generation: r.get(0)?, version: r.get(1)? }, ended })
+        },
+    )
+    .optional()
+}
+
+/// Records the resident's latest state.
+pub(super) fn set_standing_in(conn: &Connection, resident_id: &str, standing: Standing) -> rusqlite::Result<()> {
+    let ended = match standing.ended {
+        None => None,
+        Some(ShredReason::MovedOut) => Some("moved_out"),
+        Some(_) => Some("revoked"),
+    };
+    conn.execute(
+        "INSERT INTO compound_stamps (resident_id, generation, version, ended) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(resident_id) DO UPDATE SET
+             generation = excluded.generation, version = excluded.version, ended = excluded.ended",
+        params![resident_id, standing.stamp.generation, standing.stamp.version, ended],
     )
     .map(|_| ())
 }
@@ -109,11 +150,19 @@ impl Store {
     pub fn outbox(&self, limit: usize) -> Result<Vec<OutboxEntry>> {
         let mut stmt = self
             .conn
-            .prepare("SELECT seq, kind, resident_id, at FROM compound_outbox ORDER BY seq LIMIT ?1")
+            .prepare(
+                "SELECT seq, kind, resident_id, at, generation, version FROM compound_outbox ORDER BY seq LIMIT ?1",
+            )
             .in_db(&self.path)?;
         let rows = stmt
             .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
-                Ok(OutboxEntry { seq: r.get(0)?, kind: r.get(1)?, resident_id: r.get(2)?, at: r.get(3)? })
+                Ok(OutboxEntry {
+                    seq: r.get(0)?,
+                    kind: r.get(1)?,
+                    resident_id: r.get(2)?,
+                    at: r.get(3)?,
+                    stamp: Stamp { generation: r.get(4)?, version: r.get(5)? },
+                })
             })
             .in_db(&self.path)?;
         rows.collect::<rusqlite::Result<_>>().in_db(&self.path)
@@ -123,6 +172,47 @@ impl Store {
     pub fn outbox_done(&mut self, seq: i64) -> Result<()> {
         self.conn.execute("DELETE FROM compound_outbox WHERE seq = ?1", [seq]).in_db(&self.path)?;
         Ok(())
+    }
+
+    /// The resident's latest state as this device knows it: its stamp and whether it ended (`None`: nothing
+    /// known of this resident).
+    pub fn standing(&self, resident_id: &str) -> Result<Option<Standing>> {
+        standing_in(&self.conn, resident_id).in_db(&self.path)
+    }
+
+    /// Remembers the end (revocation or move-out) of a resident this device holds nothing of, announced by
+    /// another gate with `stamp`, so that an earlier template replayed later is refused; echoed on this
+    /// gate's own subject when replicated.
+    pub fn remember_end(&mut self, resident_id: &str, stamp: Stamp, reason: ShredReason, now: i64) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).in_db(&path)?;
+        set_standing_in(&tx, resident_id, Standing { stamp, ended: Some(reason) }).in_db(&path)?;
+        if let (true, Some(kind)) = (self.replicated, OutboxKind::for_shred(reason)) {
+            queue_for_compound(&tx, kind, resident_id, now, stamp).in_db(&path)?;
+        }
+        tx.commit().in_db(&path)
+    }
+
+    /// Queues this device's latest state of a resident to be announced again (a replay displaced it on this
+    /// gate's own subject). Nothing when it is already queued, or when nothing is known.
+    pub fn announce_again(&mut self, resident_id: &str, now: i64) -> Result<bool> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).in_db(&path)?;
+        let queued: Option<i64> = tx
+            .query_row("SELECT 1 FROM compound_outbox WHERE resident_id = ?1 LIMIT 1", [resident_id], |r| r.get(0))
+            .optional()
+            .in_db(&path)?;
+        let Some(standing) = standing_in(&tx, resident_id).in_db(&path)? else { return Ok(false) };
+        if queued.is_some() {
+            return Ok(false);
+        }
+        let kind = match standing.ended {
+            None => OutboxKind::Template,
+            Some(reason) => OutboxKind::for_shred(reason).unwrap_or(OutboxKind::Revoked),
+        };
+        queue_for_compound(&tx, kind, resident_id, now, standing.stamp).in_db(&path)?;
+        tx.commit().in_db(&path)?;
+        Ok(true)
     }
 
     /// A value of the compound link's state (e.g. the last broker sequence applied).

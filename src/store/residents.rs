@@ -74,11 +74,25 @@ impl Store {
         }
     }
 
-    /// Records a separate consent to face entry.
-    pub fn grant_consent(&mut self, resident_id: &str, consent: &ConsentRecord) -> Result<()> {
+    /// Records a separate consent to face entry. Given here while none is live, it opens a new consent
+    /// generation in the resident's order of changes; received from the compound, the template that follows
+    /// carries the stamp.
+    pub fn grant_consent(&mut self, resident_id: &str, consent: &ConsentRecord, origin: ChangeOrigin) -> Result<()> {
         self.require_resident(resident_id)?;
         let path = self.path.clone();
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).in_db(&path)?;
+        let live: i64 = tx
+            .query_row(
+                "SELECT COUNT(*) FROM consent_records WHERE resident_id = ?1 AND revoked_at IS NULL",
+                [resident_id],
+                |r| r.get(0),
+            )
+            .in_db(&path)?;
+        if origin == ChangeOrigin::Local && live == 0 {
+            let known = outbox::standing_in(&tx, resident_id).in_db(&path)?;
+            let stamp = known.map_or(Stamp::default(), |k| k.stamp).next_generation();
+            outbox::set_standing_in(&tx, resident_id, Standing { stamp, ended: None }).in_db(&path)?;
+        }
         tx.execute(
             "INSERT INTO consent_records (resident_id, notice_version, notice_sha256, purpose, channel, granted_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

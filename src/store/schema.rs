@@ -156,6 +156,32 @@ CREATE TABLE keypad_failures (
 -- too many attempts): the resident's page says only that the office will help.
 ALTER TABLE residents ADD COLUMN needs_staff_at INTEGER;
 ",
+    // Each resident's place in the compound's order of changes: a consent generation and a change counter,
+    // never a time (the gates' clocks need not agree). Kept after a revocation, and for residents this gate
+    // never held, so that a replayed earlier announcement is refused; it names no one beyond the pseudonymous
+    // id the other tables already keep. The outbox carries the stamp of the change it announces. Residents of
+    // an older schema start from their own history here (consents given; live or ended).
+    r"
+CREATE TABLE compound_stamps (
+    resident_id TEXT PRIMARY KEY,
+    generation INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    ended TEXT CHECK (ended IN ('revoked', 'moved_out'))
+) WITHOUT ROWID;
+ALTER TABLE compound_outbox ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE compound_outbox ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+INSERT INTO compound_stamps (resident_id, generation, version, ended)
+SELECT r.id,
+       (SELECT COUNT(*) FROM consent_records c WHERE c.resident_id = r.id),
+       COALESCE((SELECT t.version FROM sealed_templates t WHERE t.resident_id = r.id), 0)
+           + (CASE WHEN EXISTS (SELECT 1 FROM consent_records c WHERE c.resident_id = r.id AND c.revoked_at IS NULL)
+                   THEN 0 ELSE 1 END),
+       CASE WHEN EXISTS (SELECT 1 FROM consent_records c WHERE c.resident_id = r.id AND c.revoked_at IS NULL) THEN NULL
+            WHEN r.moved_out_at IS NOT NULL THEN 'moved_out'
+            ELSE 'revoked' END
+FROM residents r
+WHERE EXISTS (SELECT 1 FROM consent_records c WHERE c.resident_id = r.id);
+",
 ];
 
 /// One table of the database and its columns (name, declared type).

@@ -315,6 +315,13 @@ impl Store {
         let path = self.path.clone();
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).in_db(&path)?;
         require_generation(&tx, &path, keys.generation)?;
+        let stamp = match origin {
+            ChangeOrigin::Local => {
+                outbox::standing_in(&tx, resident_id).in_db(&path)?.map_or(Stamp::default(), |k| k.stamp).next_version()
+            }
+            ChangeOrigin::Compound(stamp) => stamp,
+        };
+        outbox::set_standing_in(&tx, resident_id, Standing { stamp, ended: None }).in_db(&path)?;
         tx.execute("DELETE FROM sealed_templates WHERE resident_id = ?1", [resident_id])
             .and_then(|_| tx.execute("DELETE FROM wrapped_keys WHERE resident_id = ?1", [resident_id]))
             .and_then(|_| {
@@ -333,11 +340,11 @@ impl Store {
             .in_db(&path)?;
         let event = match origin {
             ChangeOrigin::Local => "enrol",
-            ChangeOrigin::Compound => "enrol (from the compound)",
+            ChangeOrigin::Compound(_) => "enrol (from the compound)",
         };
         append_audit(&tx, now, event, resident_id).in_db(&path)?;
         if self.replicated && origin == ChangeOrigin::Local {
-            queue_for_compound(&tx, OutboxKind::Template, resident_id, now).in_db(&path)?;
+            queue_for_compound(&tx, OutboxKind::Template, resident_id, now, stamp).in_db(&path)?;
         }
         tx.commit().in_db(&path)?;
         Ok(version)
@@ -413,9 +420,10 @@ impl Store {
         resident_id: &str,
         reason: ShredReason,
         now: i64,
+        origin: ChangeOrigin,
         rekey: &Rekey<'_>,
     ) -> Result<RevocationReceipt> {
-        self.shred_one(resident_id, now, reason, ChangeOrigin::Compound, rekey)
+        self.shred_one(resident_id, now, reason, origin, rekey)
     }
 
     pub(super) fn shred_one(
@@ -460,11 +468,22 @@ impl Store {
             let deleted = shred_rows(&tx, resident_id, now, reason).in_db(&path)?;
             let event = match origin {
                 ChangeOrigin::Local => shred_event(reason).to_owned(),
-                ChangeOrigin::Compound => format!("{} (from the compound)", shred_event(reason)),
+                ChangeOrigin::Compound(_) => format!("{} (from the compound)", shred_event(reason)),
             };
             let hash = append_audit(&tx, now, &event, resident_id).in_db(&path)?;
-            if let (true, ChangeOrigin::Local, Some(kind)) = (self.replicated, origin, OutboxKind::for_shred(reason)) {
-                queue_for_compound(&tx, kind, resident_id, now).in_db(&path)?;
+            // An expiry is this device's own matter: it neither moves the resident's order nor is announced.
+            if let Some(kind) = OutboxKind::for_shred(reason) {
+                let stamp = match origin {
+                    ChangeOrigin::Local => outbox::standing_in(&tx, resident_id)
+                        .in_db(&path)?
+                        .map_or(Stamp::default(), |k| k.stamp)
+                        .next_version(),
+                    ChangeOrigin::Compound(stamp) => stamp,
+                };
+                outbox::set_standing_in(&tx, resident_id, Standing { stamp, ended: Some(reason) }).in_db(&path)?;
+                if self.replicated {
+                    queue_for_compound(&tx, kind, resident_id, now, stamp).in_db(&path)?;
+                }
             }
             receipts.push(RevocationReceipt {
                 resident_id: resident_id.clone(),

@@ -44,7 +44,7 @@ fn enrol_match_revoke_and_nothing_plain_on_disk() {
     for (id, t) in [("r1", &t1), ("r2", &t2)] {
         store.add_resident(id, Some("3-401"), 100).unwrap();
         assert!(matches!(store.store_template(id, t, gen0(&master), 100), Err(StoreError::NoConsent(_))));
-        store.grant_consent(id, &consent(100)).unwrap();
+        store.grant_consent(id, &consent(100), ChangeOrigin::Local).unwrap();
         assert_eq!(store.store_template(id, t, gen0(&master), 101).unwrap(), 1);
     }
     let LiveTemplates { templates: live, failures } = store.live_templates(&master, rotation.id()).unwrap();
@@ -97,8 +97,12 @@ fn enrol_match_revoke_and_nothing_plain_on_disk() {
     store.integrity_check().unwrap();
 }
 
+fn from_compound(generation: u32, version: u32) -> ChangeOrigin {
+    ChangeOrigin::Compound(Stamp { generation, version })
+}
+
 #[test]
-fn replicated_changes_are_queued_in_their_transaction_and_received_ones_are_not() {
+fn replicated_changes_are_queued_in_their_transaction_and_received_tombstones_echoed() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(&dir.path().join("facegate.sqlite")).unwrap();
     let master = AeadKey::generate();
@@ -115,7 +119,7 @@ fn replicated_changes_are_queued_in_their_transaction_and_received_ones_are_not(
     };
     for id in ["local", "received", "standalone"] {
         store.add_resident(id, None, 100).unwrap();
-        store.grant_consent(id, &consent(100)).unwrap();
+        store.grant_consent(id, &consent(100), ChangeOrigin::Local).unwrap();
     }
     // Not replicated: nothing queued.
     store.store_template("standalone", &rotation.protect(&embedding(3)), gen0(&master), 100).unwrap();
@@ -123,17 +127,31 @@ fn replicated_changes_are_queued_in_their_transaction_and_received_ones_are_not(
     store.set_replicated(true);
     store.store_template("local", &rotation.protect(&embedding(1)), gen0(&master), 101).unwrap();
     store
-        .store_template_from("received", &rotation.protect(&embedding(2)), gen0(&master), 101, ChangeOrigin::Compound)
+        .store_template_from("received", &rotation.protect(&embedding(2)), gen0(&master), 101, from_compound(4, 1))
         .unwrap();
     store.revoke_and_shred("local", 102, &rekey).unwrap();
-    let queued: Vec<(OutboxKind, String)> =
-        store.outbox(10).unwrap().into_iter().map(|e| (e.kind, e.resident_id)).collect();
-    assert_eq!(queued, [(OutboxKind::Template, "local".into()), (OutboxKind::Revoked, "local".into())]);
+    let queued: Vec<(OutboxKind, String, Stamp)> =
+        store.outbox(10).unwrap().into_iter().map(|e| (e.kind, e.resident_id, e.stamp)).collect();
+    // Consent opened generation 1, the enrolment was its first change, the revocation its second.
+    assert_eq!(
+        queued,
+        [
+            (OutboxKind::Template, "local".into(), Stamp { generation: 1, version: 1 }),
+            (OutboxKind::Revoked, "local".into(), Stamp { generation: 1, version: 2 })
+        ]
+    );
+    let ended = |stamp, reason| Some(Standing { stamp, ended: Some(reason) });
+    assert_eq!(store.standing("local").unwrap(), ended(Stamp { generation: 1, version: 2 }, ShredReason::Revoked));
+    assert_eq!(
+        store.standing("received").unwrap(),
+        Some(Standing { stamp: Stamp { generation: 4, version: 1 }, ended: None })
+    );
     let receipt = store
         .shred_from_compound(
             "received",
             ShredReason::MovedOut,
             103,
+            from_compound(4, 2),
             &Rekey {
                 generation: KeyGeneration(1),
                 old_master: &next,
@@ -144,11 +162,23 @@ fn replicated_changes_are_queued_in_their_transaction_and_received_ones_are_not(
         )
         .unwrap();
     assert!(receipt.deleted.contains(&"sealed face template"));
-    assert_eq!(store.outbox(10).unwrap().len(), 2, "a shred received from the compound was queued again");
+    // A tombstone received is echoed under this gate's name, with the stamp it came with.
+    let echo = store.outbox(10).unwrap().pop().unwrap();
+    assert_eq!(
+        (echo.kind, echo.resident_id.as_str(), echo.stamp),
+        (OutboxKind::MovedOut, "received", Stamp { generation: 4, version: 2 })
+    );
+    assert_eq!(store.standing("received").unwrap(), ended(Stamp { generation: 4, version: 2 }, ShredReason::MovedOut));
     assert_eq!(store.last_revocation("received").unwrap(), Some(103));
     let first = store.outbox(1).unwrap()[0].seq;
     store.outbox_done(first).unwrap();
     assert_eq!(store.outbox(10).unwrap()[0].kind, OutboxKind::Revoked);
+    // A consent given again opens the next generation.
+    store.grant_consent("local", &consent(104), ChangeOrigin::Local).unwrap();
+    assert_eq!(
+        store.standing("local").unwrap(),
+        Some(Standing { stamp: Stamp { generation: 2, version: 0 }, ended: None })
+    );
     assert!(
         store.audit_events(&["enrol (from the compound)", "expire (moved out) (from the compound)"]).unwrap().len()
             == 2
@@ -162,9 +192,10 @@ fn compound_counts_add_every_gates_latest_report() {
     store.count_passage(3_600 * 10 + 5, EntryMethod::Pin, PassageOutcome::Opened).unwrap();
     let cell =
         |count| PassageCount { hour_start: 36_000, method: EntryMethod::Pin, outcome: PassageOutcome::Opened, count };
-    store.set_gate_counts("gate-b", &[cell(4)]).unwrap();
-    store.set_gate_counts("gate-c", &[cell(7)]).unwrap();
-    store.set_gate_counts("gate-b", &[cell(5)]).unwrap(); // a later report replaces the earlier one
+    assert!(store.set_gate_counts("gate-b", 1, &[cell(4)]).unwrap());
+    assert!(store.set_gate_counts("gate-c", 1, &[cell(7)]).unwrap());
+    assert!(store.set_gate_counts("gate-b", 2, &[cell(5)]).unwrap()); // a later report replaces the earlier one
+    assert!(!store.set_gate_counts("gate-b", 1, &[cell(40)]).unwrap(), "an earlier report replayed");
     assert_eq!(store.passage_counts(0, 100_000).unwrap(), vec![cell(1)]);
     assert_eq!(store.compound_passage_counts(0, 100_000).unwrap(), vec![cell(13)]);
     assert_eq!(store.compound_gates().unwrap(), [("gate-b".to_owned(), 1), ("gate-c".to_owned(), 1)]);
@@ -181,7 +212,7 @@ fn swapped_rows_and_tampered_audit_are_detected() {
     let rotation = Rotation::from_key(&TransformKey::from_bytes([6; 32]));
     for (id, seed) in [("a", 1), ("b", 2)] {
         store.add_resident(id, None, 1).unwrap();
-        store.grant_consent(id, &consent(1)).unwrap();
+        store.grant_consent(id, &consent(1), ChangeOrigin::Local).unwrap();
         store.store_template(id, &rotation.protect(&embedding(seed)), gen0(&master), 2).unwrap();
     }
     // Swap the two sealed templates between residents.
