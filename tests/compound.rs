@@ -20,10 +20,10 @@ use ::facegate::policy::passage::{EntryMethod, PassageOutcome};
 use common::compound::{facegate, nats_server, Broker, Gate, Relay, COMPOUND, FACE_OPENED, OFFLINE_LIMIT_S};
 use common::daemon::free_port;
 
-/// Every payload the broker sees on the compound's subjects, as a subscriber with a certificate of the
-/// compound's CA would receive them.
+/// Every payload the broker sees on the compound's subjects, as a subscriber with the compound's administrator
+/// certificate receives them (a gate's may not subscribe to them).
 fn observe(compound: &Path, port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<(String, Vec<u8>)>> {
-    let bundle = compound.join("gates/observer");
+    let bundle = compound.join("admin");
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async move {
@@ -97,7 +97,7 @@ fn three_gates_enrol_once_revoke_everywhere_survive_cuts_and_restarts() {
         ],
         None,
     );
-    for gate in ["gate-a", "gate-b", "gate-c", "observer"] {
+    for gate in ["gate-a", "gate-b", "gate-c"] {
         facegate(&["compound", "add-gate", "--dir", compound.to_str().unwrap(), "--gate", gate], None);
     }
     eprintln!("broker: {} on {listen}", nats.display());
@@ -108,7 +108,8 @@ fn three_gates_enrol_once_revoke_everywhere_survive_cuts_and_restarts() {
     facegate(&["compound", "init", "--dir", other.to_str().unwrap(), "--name", "oak-yard"], None);
     facegate(&["compound", "add-gate", "--dir", other.to_str().unwrap(), "--gate", "gate-a"], None);
     let ca = compound.join("ca.pem");
-    assert!(broker_accepts(&ca, Some(&compound.join("gates/observer")), broker_port));
+    assert!(broker_accepts(&ca, Some(&compound.join("admin")), broker_port));
+    assert!(broker_accepts(&ca, Some(&compound.join("gates/gate-a")), broker_port));
     assert!(!broker_accepts(&ca, None, broker_port), "the broker let in a client without a certificate");
     assert!(!broker_accepts(&ca, Some(&other.join("gates/gate-a")), broker_port), "another compound's gate got in");
     let stop_observing = Arc::new(AtomicBool::new(false));
@@ -343,4 +344,270 @@ fn three_gates_enrol_once_revoke_everywhere_survive_cuts_and_restarts() {
         }
     }
     eprintln!("{} messages observed, {} broker files scanned: ciphertext only", seen.len(), stored.len());
+}
+
+/// Messages as the stream stored them: (subject, payload).
+type Captured = Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// Someone who copied gate A's certificate, key and the compound's secret from its SD card, with a client of
+/// their own: everything a gate's certificate lets them do on the broker.
+struct Thief {
+    runtime: tokio::runtime::Runtime,
+    client: async_nats::Client,
+    js: async_nats::jetstream::Context,
+    /// Every message of the stream, as it was stored: (subject, payload).
+    seen: Captured,
+}
+
+impl Thief {
+    fn connect(bundle: &Path, port: u16, inbox: &str) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let client = runtime.block_on(async {
+            async_nats::ConnectOptions::new()
+                .add_root_certificates(bundle.join("ca.pem"))
+                .add_client_certificate(bundle.join("gate.pem"), bundle.join("gate.key"))
+                .require_tls(true)
+                .custom_inbox_prefix(inbox)
+                .request_timeout(Some(Duration::from_secs(2)))
+                .connect(format!("tls://127.0.0.1:{port}"))
+                .await
+                .unwrap()
+        });
+        let js = runtime.block_on(async { async_nats::jetstream::new(client.clone()) });
+        Self { runtime, client, js, seen: Arc::default() }
+    }
+
+    /// Reads the stream from its first message on, as any gate may, keeping what it reads.
+    fn capture(&self, stream: &str) {
+        let (js, seen, stream) = (self.js.clone(), self.seen.clone(), stream.to_owned());
+        self.runtime.spawn(async move {
+            use futures_util::StreamExt;
+            let stream = js.get_stream(stream).await.unwrap();
+            let config = async_nats::jetstream::consumer::pull::OrderedConfig::default();
+            let mut messages = stream.create_consumer(config).await.unwrap().messages().await.unwrap();
+            while let Some(Ok(message)) = messages.next().await {
+                seen.lock().unwrap().push((message.subject.to_string(), message.payload.to_vec()));
+            }
+        });
+    }
+
+    /// What was stored on `subject`, oldest first.
+    fn captured_on(&self, subject: &str) -> Vec<Vec<u8>> {
+        self.seen.lock().unwrap().iter().filter(|(s, _)| s == subject).map(|(_, p)| p.clone()).collect()
+    }
+
+    /// Publishes to the stream and waits for the broker's acknowledgement.
+    fn publish(&self, subject: &str, payload: Vec<u8>) -> Result<(), String> {
+        self.runtime.block_on(async {
+            let ack = tokio::time::timeout(Duration::from_secs(3), async {
+                self.js
+                    .publish(subject.to_owned(), payload.into())
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+            .await;
+            ack.map_err(|_| "no acknowledgement".to_owned())?.map(|_| ())
+        })
+    }
+}
+
+/// The resident's state in a gate's database, as `facegate residents --json` lists it.
+fn template_version(gate: &Gate, resident: &str) -> Option<u64> {
+    let out = gate.cli(&["residents", "--json"], None);
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["resident"] == resident)
+        .and_then(|r| r["template_version"].as_u64())
+}
+
+#[test]
+fn a_stolen_gate_certificate_cannot_replay_edit_or_flood_the_compound() {
+    let _nats = nats_server();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let compound = root.join("compound");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let (dir, install) = (compound.to_str().unwrap(), compound.join("broker"));
+    let store_dir = root.join("broker-store");
+    facegate(
+        &[
+            "compound",
+            "init",
+            "--dir",
+            dir,
+            "--name",
+            COMPOUND,
+            "--listen",
+            &listen,
+            "--install-dir",
+            install.to_str().unwrap(),
+            "--store-dir",
+            store_dir.to_str().unwrap(),
+        ],
+        None,
+    );
+    for gate in ["gate-a", "gate-b", "gate-c"] {
+        facegate(&["compound", "add-gate", "--dir", dir, "--gate", gate], None);
+    }
+    // What a thief copies from gate A's SD card.
+    let stolen = root.join("stolen");
+    std::fs::create_dir_all(&stolen).unwrap();
+    for file in ["ca.pem", "gate.pem", "gate.key", "compound.key"] {
+        std::fs::copy(compound.join("gates/gate-a").join(file), stolen.join(file)).unwrap();
+    }
+    let mut broker = Broker { conf: compound.join("broker/nats-server.conf"), port, child: None };
+    broker.start();
+    let broker_log = || std::fs::read_to_string(broker.log()).unwrap_or_default();
+    let mut gates: Vec<Gate> =
+        ["gate-a", "gate-b", "gate-c"].into_iter().map(|name| Gate::new(root, name, &compound, port)).collect();
+    let started = Instant::now();
+    for gate in &mut gates[..2] {
+        gate.start();
+    }
+    for gate in &gates[..2] {
+        gate.wait_for("face matching on", started, Duration::from_secs(60));
+    }
+    let keys = facegate::compound::CompoundKeys::derive(
+        &facegate::protect::AeadKey::from_bytes(
+            std::fs::read(stolen.join("compound.key")).unwrap().try_into().unwrap(),
+        ),
+        COMPOUND,
+    );
+    let thief = Thief::connect(&stolen, port, &facegate::compound::envelope::inbox_prefix(COMPOUND, "gate-a"));
+    thief.capture(&keys.stream());
+
+    // Two residents enrol at gate A and revoke there; the second consents and enrols again (generation 2).
+    let notice = root.join("notice.txt");
+    std::fs::write(&notice, "Face entry at the gates of Maple Court (gates A, B and C hold your template).").unwrap();
+    let consent = |gate: &Gate, resident: &str| {
+        let n = notice.to_str().unwrap();
+        gate.cli(&["consent", "--resident", resident, "--notice", n, "--notice-version", "1"], None);
+    };
+    // At gate A, each change seen by gate B.
+    let enrol = |a: &Gate, b: &Gate, resident: &str, photos: &[PathBuf]| {
+        consent(a, resident);
+        let mut args = vec!["enroll".to_owned(), "--resident".into(), resident.into()];
+        args.extend(photos.iter().map(|p| p.display().to_string()));
+        let since = Instant::now();
+        a.cli(&args.iter().map(String::as_str).collect::<Vec<_>>(), None);
+        b.wait_for("enrolment from the compound stored", since, Duration::from_secs(10));
+    };
+    let revoke = |a: &Gate, b: &Gate, resident: &str| {
+        let since = Instant::now();
+        a.cli(&["revoke", "--resident", resident], None);
+        b.wait_for("revocation from the compound", since, Duration::from_secs(10));
+    };
+    enrol(&gates[0], &gates[1], "r-1", &nuaa("0001", 0));
+    enrol(&gates[0], &gates[1], "r-2", &nuaa("0002", 0));
+    revoke(&gates[0], &gates[1], "r-1");
+    revoke(&gates[0], &gates[1], "r-2");
+    enrol(&gates[0], &gates[1], "r-2", &nuaa("0002", 1));
+    assert_eq!(template_version(&gates[1], "r-2"), Some(1), "gate B holds r-2's second enrolment");
+    std::thread::sleep(Duration::from_secs(1));
+    let on_a = |resident: &str| thief.captured_on(&keys.resident_subject("gate-a", resident));
+    let (r1, r2) = (on_a("r-1"), on_a("r-2"));
+    assert_eq!((r1.len(), r2.len()), (2, 3), "template and tombstone of r-1; template, tombstone, template of r-2");
+
+    // Gate A (whose certificate was taken) is off; the thief replays its old messages.
+    gates[0].stop();
+    // 1. The revoked r-1's template: gate B refuses it as older than the tombstone it holds.
+    let replayed = Instant::now();
+    thief.publish(&keys.resident_subject("gate-a", "r-1"), r1[0].clone()).unwrap();
+    gates[1].wait_for("older than what this gate knows refused", replayed, Duration::from_secs(10));
+    assert_eq!(template_version(&gates[1], "r-1"), None, "gate B imported the revoked template again");
+    // 2. The r-2 tombstone of generation 1, after r-2 consented again: refused, r-2 still enrolled.
+    let replayed = Instant::now();
+    thief.publish(&keys.resident_subject("gate-a", "r-2"), r2[1].clone()).unwrap();
+    gates[1].wait_for("older than what this gate knows refused", replayed, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(template_version(&gates[1], "r-2"), Some(1), "a replayed tombstone shredded the re-enrolled r-2");
+    assert!(gates[1].lines_since("template and key shredded here", replayed).is_empty());
+
+    // 3. A new gate joins now, while the broker's word of gate A is the thief's: it never takes r-1's revoked
+    // face (gate B echoed the tombstone under its own name, which no other certificate can displace).
+    gates[2].start();
+    let c_started = Instant::now();
+    gates[2].wait_for("face matching on", c_started, Duration::from_secs(60));
+    gates[2].wait_for("older than what this gate knows refused", c_started, Duration::from_secs(5));
+    assert_eq!(template_version(&gates[2], "r-1"), None, "the new gate imported a revoked face");
+    // Gate A comes back, finds the replays on its own subjects and announces its word again: r-2 reaches C.
+    let a_back = Instant::now();
+    gates[0].start();
+    gates[0].wait_for("announcing it again", a_back, Duration::from_secs(60));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while template_version(&gates[2], "r-2").is_none() {
+        assert!(Instant::now() < deadline, "gate A's word on r-2 never reached the new gate");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(template_version(&gates[2], "r-1"), None);
+
+    // 4. The stream cannot be edited, deleted, purged or have a message deleted with a gate's certificate;
+    // nor can a gate publish under another gate's name.
+    let stream = keys.stream();
+    thief.runtime.block_on(async {
+        let mut config = facegate::compound::link::stream_config(&keys);
+        config.max_age = Duration::from_secs(1);
+        assert!(thief.js.update_stream(config.clone()).await.is_err(), "a gate certificate updated the stream");
+        assert!(thief.js.create_stream(config).await.is_err(), "a gate certificate re-created the stream");
+        assert!(thief.js.delete_stream(&stream).await.is_err(), "a gate certificate deleted the stream");
+        let handle = thief.js.get_stream(&stream).await.unwrap();
+        assert!(handle.purge().await.is_err(), "a gate certificate purged the stream");
+        assert!(handle.delete_message(1).await.is_err(), "a gate certificate deleted a message");
+    });
+    assert!(
+        thief.publish(&keys.counts_subject("gate-b"), b"FGC2".to_vec()).is_err(),
+        "a gate certificate published under another gate's name"
+    );
+    let log = broker_log();
+    for violation in ["STREAM.UPDATE", "STREAM.DELETE", "STREAM.PURGE", "STREAM.MSG.DELETE", "gate-b.counts"] {
+        assert!(log.contains(violation), "no permission violation logged for {violation}:\n{log}");
+    }
+    let admin = Thief::connect(&compound.join("admin"), port, "_INBOX");
+    let info = admin.runtime.block_on(async { admin.js.get_stream(&stream).await.unwrap().cached_info().clone() });
+    let wanted = facegate::compound::link::stream_config(&keys);
+    assert_eq!(facegate::compound::link::stream_trouble(&wanted, &info.config, &info.state), None, "{info:?}");
+
+    // 5. The flood: junk under gate A's name until the broker refuses more. Gates notice (faces stop past the
+    // offline limit), a revocation is reported as queued, not announced, and the junk is blamed on gate A.
+    let flood = Instant::now();
+    let mut junk = 0u32;
+    // JetStream counts a message's payload against the stream's bytes: once 64 bytes are refused, no tombstone fits.
+    for size in [(1 << 20) - 256, 64 << 10, 1 << 10, 64] {
+        loop {
+            junk += 1;
+            let subject = format!("facegate.{COMPOUND}.gate-a.resident.{junk:032x}");
+            if let Err(e) = thief.publish(&subject, vec![0x5a; size]) {
+                eprintln!("junk of {size} bytes refused: {e}");
+                break;
+            }
+        }
+    }
+    eprintln!("flood: {junk} junk messages in {:?}", flood.elapsed());
+    gates[1].wait_for("its stream is full", flood, Duration::from_secs(10));
+    let off = gates[1].wait_for("face matching off", flood, Duration::from_secs(OFFLINE_LIMIT_S + 10));
+    eprintln!("gate B: faces off {:?} after the flood began", off - flood);
+    gates[1].wait_for("do not open refused (gate-a:", flood, Duration::from_secs(15));
+    let out = gates[1].cli(&["revoke", "--resident", "r-2", "--json"], None);
+    let receipt: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(receipt["compound"], "queued", "{receipt}");
+
+    // 6. The office removes gate A: the broker drops its user at reload, and the stolen certificate is refused.
+    facegate(&["compound", "remove-gate", "--dir", dir, "--gate", "gate-a"], None);
+    broker.reload();
+    let ca = compound.join("ca.pem");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while thief.client.connection_state() == async_nats::connection::State::Connected {
+        assert!(Instant::now() < deadline, "the removed gate's connection is still open");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!broker_accepts(&ca, Some(&stolen), port), "the removed gate's certificate still connects");
+    assert!(broker_accepts(&ca, Some(&compound.join("gates/gate-b")), port));
+    for gate in &mut gates {
+        gate.stop();
+    }
+    broker.stop();
 }

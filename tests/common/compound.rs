@@ -47,10 +47,12 @@ pub struct Broker {
 
 impl Broker {
     pub fn start(&mut self) {
+        // The broker's log (permission violations among it) beside its configuration, for the test to read.
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log()).unwrap();
         let child = Command::new(nats_server())
             .args(["-c", self.conf.to_str().unwrap()])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap();
         self.child = Some(child);
@@ -66,6 +68,17 @@ impl Broker {
             let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
             let _ = child.wait();
         }
+    }
+
+    /// Where the broker logs.
+    pub fn log(&self) -> PathBuf {
+        self.conf.with_file_name("nats-server.log")
+    }
+
+    /// Reloads the configuration file, as `systemctl reload nats-server` does.
+    pub fn reload(&self) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
     }
 }
 
