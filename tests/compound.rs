@@ -606,6 +606,31 @@ fn a_stolen_gate_certificate_cannot_replay_edit_or_flood_the_compound() {
     }
     assert!(!broker_accepts(&ca, Some(&stolen), port), "the removed gate's certificate still connects");
     assert!(broker_accepts(&ca, Some(&compound.join("gates/gate-b")), port));
+
+    // 7. The administrator clears what the removed gate left; the gates match faces again and gate B's queued
+    // revocation goes out. A gate can announce its whole word again (gate A's was cleared with the junk).
+    let cleared = Instant::now();
+    let broker_url = format!("tls://127.0.0.1:{port}");
+    let out = facegate(&["compound", "clear-gate", "--dir", dir, "--gate", "gate-a", "--broker", &broker_url], None);
+    eprintln!("{}", String::from_utf8_lossy(&out.stdout).trim());
+    gates[1].wait_for("keeps announcements again", cleared, Duration::from_secs(10));
+    gates[1].wait_for("face matching on", cleared, Duration::from_secs(10));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = gates[1].cli(&["compound", "status", "--json"], None).stdout;
+        let status: serde_json::Value = serde_json::from_slice(&status).unwrap();
+        if status["outbox"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "gate B's queued revocation was never sent: {status}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let info = admin.runtime.block_on(async { admin.js.get_stream(&stream).await.unwrap().cached_info().clone() });
+    assert_eq!(facegate::compound::link::stream_trouble(&wanted, &info.config, &info.state), None, "{info:?}");
+    let again = Instant::now();
+    let out = gates[2].cli(&["compound", "announce-all"], None);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("2 resident(s) queued"), "{out:?}");
+    gates[2].wait_for("announced to the compound", again, Duration::from_secs(10));
     for gate in &mut gates {
         gate.stop();
     }

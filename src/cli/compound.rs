@@ -23,6 +23,13 @@ pub enum CompoundCommand {
     /// Revoke a gate's certificate (a gate stolen, lost or retired): rewrites the broker's configuration
     /// without it and deletes its folder here. Install the new configuration on the broker and reload it.
     RemoveGate(AddGateArgs),
+    /// After `remove-gate` and a broker reload: delete everything the removed gate left on the broker (a flood
+    /// of junk that filled it, replays), with the compound folder's administrator certificate. Then run
+    /// `facegate compound announce-all` on the gate if it is issued again.
+    ClearGate(ClearGateArgs),
+    /// Queue this gate's word on every resident it knows to be announced again (after `clear-gate` removed
+    /// what it had announced): the running daemon sends it.
+    AnnounceAll(StoreArgs),
     /// This gate's view of the compound, from its database: changes still waiting for the broker, the last
     /// broker sequence applied, the other gates whose counts arrived. Reads nothing else, sends nothing.
     Status(StoreArgs),
@@ -63,6 +70,20 @@ pub struct AddGateArgs {
     pub gate: String,
 }
 
+/// `facegate compound clear-gate`
+#[derive(Debug, Args)]
+pub struct ClearGateArgs {
+    /// The compound folder made by `facegate compound init` (its `admin/` certificate is used).
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// The removed gate whose messages to delete.
+    #[arg(long)]
+    pub gate: String,
+    /// The broker, e.g. `tls://gate-a.local:4222`.
+    #[arg(long)]
+    pub broker: String,
+}
+
 /// Runs a `compound` subcommand.
 pub fn run(config: &Config, command: &CompoundCommand) -> Result<std::process::ExitCode> {
     match command {
@@ -96,6 +117,18 @@ pub fn run(config: &Config, command: &CompoundCommand) -> Result<std::process::E
             println!("copy that folder to the gate as <key folder>/compound (owner facegate, mode 0700), then add:");
             println!("[compound]\nname = \"{name}\"\ngate = \"{}\"\nbroker = \"tls://BROKER-HOST:4222\"", args.gate);
             reload_hint(&args.dir);
+        }
+        CompoundCommand::ClearGate(args) => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let purged = runtime.block_on(crate::compound::admin::clear_gate(&args.dir, &args.broker, &args.gate))?;
+            println!("{purged} message(s) under gate {}'s name deleted from the broker", args.gate);
+            println!("the gates notice within seconds; if gate {} is issued again, run on it:", args.gate);
+            println!("  facegate compound announce-all");
+        }
+        CompoundCommand::AnnounceAll(args) => {
+            let mut store = Store::open_existing(args.db.as_ref().unwrap_or(&config.database))?;
+            let queued = store.announce_all(crate::store::unix_now())?;
+            println!("{queued} resident(s) queued to be announced again; the running daemon sends them");
         }
         CompoundCommand::RemoveGate(args) => {
             certs::remove_gate(&args.dir, &args.gate)?;

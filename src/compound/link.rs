@@ -459,7 +459,7 @@ impl Link {
             } else {
                 tracing::warn!(
                     limit = ?self.settings.offline_limit,
-                    "compound link silent past the offline limit (or not caught up): face matching off; PIN, passes and the guard keep working"
+                    "compound link silent past the offline limit, not caught up, or its announcements not stored: face matching off; PIN, passes and the guard keep working"
                 );
             }
         }
@@ -782,7 +782,7 @@ impl Link {
 
 /// The compound's stream: one message per subject (each gate's latest word on each resident, its latest
 /// counts), on disk, bounded (see [`STREAM_MAX_MESSAGES`]), refusing new messages when full rather than
-/// dropping old ones, with no deletion or purge through the API.
+/// dropping old ones. Deleting or purging is left to the administrator's certificate.
 pub fn stream_config(keys: &CompoundKeys) -> stream::Config {
     stream::Config {
         name: keys.stream(),
@@ -793,8 +793,11 @@ pub fn stream_config(keys: &CompoundKeys) -> stream::Config {
         max_message_size: STREAM_MAX_MESSAGE_SIZE,
         discard: stream::DiscardPolicy::New,
         storage: stream::StorageType::File,
-        deny_delete: true,
-        deny_purge: true,
+        // No gate may delete or purge: the broker's permissions refuse it to every gate's certificate. The
+        // stream's own deny flags would also refuse it to the administrator for good (JetStream never lets them
+        // be lifted), leaving no way to clear a flood but deleting the whole stream.
+        deny_delete: false,
+        deny_purge: false,
         ..Default::default()
     }
 }

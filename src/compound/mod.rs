@@ -11,6 +11,7 @@
 //! It never sends an image, an embedding, a device's own transform or anything about a passage but hourly
 //! counts.
 
+pub mod admin;
 pub mod certs;
 pub mod envelope;
 pub mod health;

@@ -215,6 +215,22 @@ impl Store {
         Ok(true)
     }
 
+    /// Queues this device's latest state of every resident it knows to be announced again. Returns how many
+    /// were queued.
+    pub fn announce_all(&mut self, now: i64) -> Result<usize> {
+        let residents: Vec<String> = {
+            let mut stmt =
+                self.conn.prepare("SELECT resident_id FROM compound_stamps ORDER BY resident_id").in_db(&self.path)?;
+            let rows = stmt.query_map([], |r| r.get(0)).in_db(&self.path)?;
+            rows.collect::<rusqlite::Result<_>>().in_db(&self.path)?
+        };
+        let mut queued = 0;
+        for resident in residents {
+            queued += usize::from(self.announce_again(&resident, now)?);
+        }
+        Ok(queued)
+    }
+
     /// A value of the compound link's state (e.g. the last broker sequence applied).
     pub fn compound_state(&self, name: &str) -> Result<Option<i64>> {
         self.conn
