@@ -150,7 +150,13 @@ pub fn counts(config: &Config, args: &CountsArgs) -> Result<std::process::ExitCo
         By::Hour => Granularity::Hour,
         By::Day => Granularity::Day,
     };
-    let cells = counts::publish(&hourly, granularity, offset, now);
+    let cells = counts::publish(
+        &hourly,
+        granularity,
+        offset,
+        now,
+        registry.count_noise(config.portal.count_noise_epsilon).as_ref(),
+    );
     if args.csv {
         print!("{}", counts::to_csv(&cells));
     } else if args.store.json {

@@ -36,6 +36,8 @@ pub struct RawPortal {
     pub utc_offset: Option<String>,
     /// Days an enrolment code stays valid (1-30, default 7).
     pub code_valid_days: Option<u32>,
+    /// Laplace noise on published counts, epsilon per cell (0.05-10); none when absent.
+    pub count_noise_epsilon: Option<f64>,
 }
 
 /// The portal's validated settings.
@@ -63,6 +65,8 @@ pub struct PortalConfig {
     pub utc_offset_secs: i64,
     /// Code validity.
     pub code_valid: Duration,
+    /// Epsilon of the Laplace noise on published counts (`None`: exact counts, small cells suppressed).
+    pub count_noise_epsilon: Option<f64>,
 }
 
 /// The portal's settings; the certificate and key default to the key folder, beside the other secrets.
@@ -79,6 +83,12 @@ pub(super) fn portal(
     let utc_offset_secs =
         crate::policy::counts::parse_utc_offset(utc_offset).map_err(|e| invalid("portal.utc_offset", e))?;
     let code_valid_days = in_range("portal.code_valid_days", raw.code_valid_days.unwrap_or(7), 1..=30)?;
+    let count_noise_epsilon = match raw.count_noise_epsilon {
+        Some(e) if !(0.05..=10.0).contains(&e) => {
+            return Err(invalid("portal.count_noise_epsilon", format!("{e} is not in 0.05..=10 (smaller: more noise)")))
+        }
+        other => other,
+    };
     Ok(PortalConfig {
         enabled: raw.enabled.unwrap_or(false),
         listen,
@@ -91,6 +101,7 @@ pub(super) fn portal(
         templates_held_on: raw.templates_held_on.unwrap_or_else(|| templates_held_on(compound)),
         utc_offset_secs,
         code_valid: Duration::from_secs(u64::from(code_valid_days) * 86_400),
+        count_noise_epsilon,
     })
 }
 

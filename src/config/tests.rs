@@ -71,6 +71,8 @@ fn bad_values_name_their_key() {
         ("[pin]\nfailures_per_hour = 51", "pin.failures_per_hour"),
         ("[pin]\nfailures_per_day = 201", "pin.failures_per_day"),
         ("[pin]\nfailures_per_hour = 30\nfailures_per_day = 20", "pin.failures_per_day"),
+        ("[portal]\ncount_noise_epsilon = 0.0", "portal.count_noise_epsilon"),
+        ("[portal]\ncount_noise_epsilon = 20.0", "portal.count_noise_epsilon"),
         ("[enrolment]\nframes = 0", "enrolment.frames"),
         ("[gate]\npulse_ms = 20000\nmax_open_ms = 10000", "gate.max_open_ms"),
         ("[gate]\nagreement_required = 4", "gate.agreement_required"),

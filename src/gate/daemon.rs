@@ -267,6 +267,7 @@ fn portal_settings(config: &Config, options: &DaemonOptions) -> crate::portal::P
         cert_trusted: p.cert_trusted,
         notice: crate::portal::notice_facts(config),
         utc_offset_secs: p.utc_offset_secs,
+        count_noise_epsilon: p.count_noise_epsilon,
         enrol_frames: config.enrol_frames,
         live_threshold: config.live_threshold(),
         code_valid: p.code_valid,

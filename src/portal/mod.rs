@@ -67,6 +67,8 @@ pub struct PortalSettings {
     pub notice: NoticeFacts,
     /// Local time zone of counts, seconds east of UTC.
     pub utc_offset_secs: i64,
+    /// Epsilon of the Laplace noise on published counts (`None`: exact).
+    pub count_noise_epsilon: Option<f64>,
     /// Good frames per enrolment.
     pub enrol_frames: usize,
     /// Live-score threshold at enrolment.

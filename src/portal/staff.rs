@@ -154,20 +154,39 @@ struct ManagerFacts {
     revocable: Vec<ResidentSummary>,
 }
 
+/// How counts are published: the compound's zone and the optional noise, from the config only.
+#[derive(Clone, Copy)]
+struct CountRules {
+    offset: i64,
+    epsilon: Option<f64>,
+}
+
+impl CountRules {
+    fn of(settings: &super::PortalSettings) -> Self {
+        Self { offset: settings.utc_offset_secs, epsilon: settings.count_noise_epsilon }
+    }
+}
+
 /// Published day cells (the last 14 closed days) and hour cells (the whole of yesterday): never today, never
 /// an hourly row of the store itself.
-fn published(registry: &Registry, offset: i64) -> Result<(Vec<PublishedCell>, Vec<PublishedCell>), StoreError> {
+fn published(registry: &Registry, rules: CountRules) -> Result<(Vec<PublishedCell>, Vec<PublishedCell>), StoreError> {
+    let CountRules { offset, epsilon } = rules;
     let now = unix_now();
     let today = counts::day_start(now, offset);
     let store = registry.store();
     let days = store.compound_passage_counts(today - 14 * 86_400, today)?;
     let hours = store.compound_passage_counts(today - 86_400, today)?;
-    Ok((counts::publish(&days, Granularity::Day, offset, now), counts::publish(&hours, Granularity::Hour, offset, now)))
+    let noise = registry.count_noise(epsilon);
+    let noise = noise.as_ref();
+    Ok((
+        counts::publish(&days, Granularity::Day, offset, now, noise),
+        counts::publish(&hours, Granularity::Hour, offset, now, noise),
+    ))
 }
 
 impl ManagerFacts {
-    fn read(registry: &Registry, offset: i64) -> Result<Self, StoreError> {
-        let (days, hours) = published(registry, offset)?;
+    fn read(registry: &Registry, rules: CountRules) -> Result<Self, StoreError> {
+        let (days, hours) = published(registry, rules)?;
         let store = registry.store();
         let codes = store.enrolment_codes()?;
         let revocable: Vec<ResidentSummary> = store
@@ -192,7 +211,8 @@ fn hour_label(offset: i64) -> impl Fn(i64) -> String + Copy {
 
 async fn manager_page(state: &PortalState, visit: &Visit, issued: Option<&str>) -> Answer {
     let offset = state.settings.utc_offset_secs;
-    let facts = state.try_call(move |r| ManagerFacts::read(r, offset)).await?;
+    let rules = CountRules::of(&state.settings);
+    let facts = state.try_call(move |r| ManagerFacts::read(r, rules)).await?;
     let lang = visit.lang;
     let body = html! {
         p id="enrolled" { (tf(lang, "manager_enrolled", &[("n", &facts.set_up.to_string())])) }
@@ -263,8 +283,8 @@ async fn manager(State(state): Shared, Staff { visit, .. }: Staff<Manager>) -> A
 }
 
 async fn manager_csv(State(state): Shared, _: Staff<Manager>) -> Answer {
-    let offset = state.settings.utc_offset_secs;
-    let (days, _) = state.try_call(move |r| published(r, offset)).await?;
+    let rules = CountRules::of(&state.settings);
+    let (days, _) = state.try_call(move |r| published(r, rules)).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8"),

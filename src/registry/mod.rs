@@ -149,6 +149,8 @@ pub struct Registry {
     keys: DeviceKeys,
     pin_key: AeadKey,
     pass_key: AeadKey,
+    /// Keys the noise on published counts (a device secret: with it the noise could be subtracted).
+    count_noise_key: AeadKey,
     /// PIN failures per typed code and keypad-wide, on the monotonic clock from `origin`.
     lockout: PinLockout,
     /// When the registry opened, on the monotonic clock and on the wall clock.
@@ -189,14 +191,15 @@ impl Registry {
             }
             .into());
         }
-        let (keys, pin_key, pass_key) = {
+        let (keys, pin_key, pass_key, count_noise_key) = {
             let guard = key_file.lock()?;
             let keys = open_device_keys(&key_file, &mut store, now, &guard)?;
             // Under the lock, so no rotation can come between loading the keys and using them here.
             let in_use = KeysInUse { master: &keys.master, generation: keys.generation };
             let pin_key = store.device_secret("pin-pepper", in_use)?;
             let pass_key = store.device_secret("visitor-pass-key", in_use)?;
-            (keys, pin_key, pass_key)
+            let count_noise_key = store.device_secret("count-noise-key", in_use)?;
+            (keys, pin_key, pass_key, count_noise_key)
         };
         let policy = RegistryPolicy { max_unused_secs: policy.max_unused_secs.min(MAX_RETENTION_SECS), ..policy };
         let mut lockout = PinLockout::new(policy.pin_budget);
@@ -209,6 +212,7 @@ impl Registry {
             keys,
             pin_key,
             pass_key,
+            count_noise_key,
             lockout,
             origin: Instant::now(),
             opened_at: now,
@@ -611,6 +615,12 @@ impl Registry {
         let origin = ChangeOrigin::Compound(stamp);
         self.with_new_keys(|store, rekey| store.shred_from_compound(resident_id, reason, now, origin, rekey))
             .map(|receipt| FromCompound::Applied(Some(receipt)))
+    }
+
+    /// The noise on published counts at `epsilon` (`None`: exact counts), keyed by this device's secret so
+    /// that every load shows the same values.
+    pub fn count_noise(&self, epsilon: Option<f64>) -> Option<crate::policy::counts::Noise> {
+        epsilon.map(|e| crate::policy::counts::Noise::new(e, self.count_noise_key.as_bytes()))
     }
 
     /// Queues this device's latest state of a resident to be announced again, when a replay displaced it on

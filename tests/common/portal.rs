@@ -160,6 +160,7 @@ pub mod in_process {
                     version: "2025-1".into(),
                 },
                 utc_offset_secs: 8 * 3600,
+                count_noise_epsilon: None,
                 enrol_frames: 3,
                 live_threshold: facegate::vision::liveness::DEFAULT_LIVE_THRESHOLD,
                 code_valid: Duration::from_secs(3600),
