@@ -615,16 +615,22 @@ fn a_stolen_gate_certificate_cannot_replay_edit_or_flood_the_compound() {
     eprintln!("{}", String::from_utf8_lossy(&out.stdout).trim());
     gates[1].wait_for("keeps announcements again", cleared, Duration::from_secs(10));
     gates[1].wait_for("face matching on", cleared, Duration::from_secs(10));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let status = gates[1].cli(&["compound", "status", "--json"], None).stdout;
-        let status: serde_json::Value = serde_json::from_slice(&status).unwrap();
-        if status["outbox"] == 0 {
-            break;
+    let drained = |gate: &Gate| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let status = gate.cli(&["compound", "status", "--json"], None).stdout;
+            let status: serde_json::Value = serde_json::from_slice(&status).unwrap();
+            if status["outbox"] == 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{}: queued announcements never sent: {status}", gate.name);
+            std::thread::sleep(Duration::from_millis(200));
         }
-        assert!(Instant::now() < deadline, "gate B's queued revocation was never sent: {status}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    };
+    drained(&gates[1]);
+    // Gate C applies and echoes B's revocation; once sent, its whole word can be queued again.
+    gates[2].wait_for("template and key shredded here", cleared, Duration::from_secs(10));
+    drained(&gates[2]);
     let info = admin.runtime.block_on(async { admin.js.get_stream(&stream).await.unwrap().cached_info().clone() });
     assert_eq!(facegate::compound::link::stream_trouble(&wanted, &info.config, &info.state), None, "{info:?}");
     let again = Instant::now();
