@@ -549,7 +549,7 @@ fn a_stolen_gate_certificate_cannot_replay_edit_or_flood_the_compound() {
     // nor can a gate publish under another gate's name.
     let stream = keys.stream();
     thief.runtime.block_on(async {
-        let mut config = facegate::compound::link::stream_config(&keys);
+        let mut config = facegate::compound::stream::stream_config(&keys);
         config.max_age = Duration::from_secs(1);
         assert!(thief.js.update_stream(config.clone()).await.is_err(), "a gate certificate updated the stream");
         assert!(thief.js.create_stream(config).await.is_err(), "a gate certificate re-created the stream");
@@ -568,8 +568,8 @@ fn a_stolen_gate_certificate_cannot_replay_edit_or_flood_the_compound() {
     }
     let admin = Thief::connect(&compound.join("admin"), port, "_INBOX");
     let info = admin.runtime.block_on(async { admin.js.get_stream(&stream).await.unwrap().cached_info().clone() });
-    let wanted = facegate::compound::link::stream_config(&keys);
-    assert_eq!(facegate::compound::link::stream_trouble(&wanted, &info.config, &info.state), None, "{info:?}");
+    let wanted = facegate::compound::stream::stream_config(&keys);
+    assert_eq!(facegate::compound::stream::stream_trouble(&wanted, &info.config, &info.state), None, "{info:?}");
 
     // r-4 enrols at gate C: gate B never wrote a word about r-4, so a revocation at B needs a new subject.
     enrol(&gates[2], &gates[1], "r-4", &nuaa("0003", 0));
@@ -641,7 +641,7 @@ fn a_stolen_gate_certificate_cannot_replay_edit_or_flood_the_compound() {
     gates[2].wait_for("template and key shredded here", cleared, Duration::from_secs(10));
     drained(&gates[2]);
     let info = admin.runtime.block_on(async { admin.js.get_stream(&stream).await.unwrap().cached_info().clone() });
-    assert_eq!(facegate::compound::link::stream_trouble(&wanted, &info.config, &info.state), None, "{info:?}");
+    assert_eq!(facegate::compound::stream::stream_trouble(&wanted, &info.config, &info.state), None, "{info:?}");
     let again = Instant::now();
     let out = gates[2].cli(&["compound", "announce-all"], None);
     // Gate C knows r-1 (an end it never held), r-2 (generation 2) and r-4 (revoked at B).

@@ -88,3 +88,36 @@ impl LinkHealth {
         self.last_heard_ms.store(ms, Ordering::Release);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    #[test]
+    fn faces_wait_for_the_first_sync_and_stop_past_the_offline_limit() {
+        let health = LinkHealth::new(Duration::from_millis(150));
+        assert!(!health.face_matching_allowed(), "before any word from the broker");
+        health.heard();
+        assert!(!health.face_matching_allowed(), "heard but not caught up");
+        health.caught_up.store(true, Ordering::Release);
+        assert!(health.face_matching_allowed());
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!health.face_matching_allowed(), "silent past the limit");
+        assert!(health.silent_for().is_some_and(|d| d >= Duration::from_millis(150)));
+        health.heard();
+        assert!(health.face_matching_allowed());
+        // The broker answers but will not keep this gate's announcements: faces stop past the same limit.
+        health.unstored(Unstored::Refused);
+        health.unstored(Unstored::Stream);
+        assert!(health.face_matching_allowed(), "within the limit");
+        std::thread::sleep(Duration::from_millis(200));
+        health.heard();
+        assert!(!health.face_matching_allowed(), "announcements unstored past the limit");
+        health.stored(Unstored::Refused);
+        assert!(!health.face_matching_allowed(), "the stream is still full");
+        health.stored(Unstored::Stream);
+        assert!(health.face_matching_allowed());
+    }
+}

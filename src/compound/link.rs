@@ -20,10 +20,11 @@ use futures_util::StreamExt;
 use super::envelope::{inbox_prefix, Announcement, CompoundKeys};
 pub use super::health::LinkHealth;
 use super::health::Unstored;
+use super::stream::{stream_config, JunkTally, StreamWatch};
 use crate::policy::consent::{ShredReason, Standing};
 use crate::registry::owner::{OwnerError, RegistryHandle};
 use crate::registry::{FromCompound, RegistryError};
-use crate::store::{unix_now, OutboxKind};
+use crate::store::unix_now;
 
 /// The compound-state key holding the last broker sequence applied.
 const APPLIED: &str = "applied_seq";
@@ -31,18 +32,6 @@ const APPLIED: &str = "applied_seq";
 const COUNTS_SERIAL: &str = "counts_serial";
 /// Counts older than this are not sent (the manager pages show two weeks).
 const COUNTS_HORIZON_SECS: i64 = 40 * 86_400;
-/// The stream's limits: room for every gate's word on 10,000 residents several times over. When full, the
-/// broker refuses new messages instead of dropping old ones (a dropped tombstone would revive a face), and
-/// every gate stops matching faces past the offline limit until an administrator clears it.
-pub const STREAM_MAX_MESSAGES: i64 = 200_000;
-/// See [`STREAM_MAX_MESSAGES`].
-pub const STREAM_MAX_BYTES: i64 = 192 * 1024 * 1024;
-/// The largest message (a counts report of 40 days fits many times).
-pub const STREAM_MAX_MESSAGE_SIZE: i32 = 1024 * 1024;
-/// Free room below which the stream counts as full: a template announcement needs about 1.5 KiB.
-const STREAM_HEADROOM_BYTES: u64 = 4 * 1024;
-/// At most one summary of refused messages per this period (a flood must not flood the log too).
-const REFUSED_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Errors of the link; each says what to check.
 #[derive(Debug, thiserror::Error)]
@@ -118,12 +107,10 @@ struct Link {
     stream_ready: bool,
     /// Whether "broker not answering" was logged since it last answered (logged once per outage).
     broker_unreachable_logged: bool,
-    /// What was last logged about the stream's state (full or misconfigured), to log only changes.
-    stream_trouble: Option<String>,
-    /// Messages that did not open, per gate whose subject they came on, since the last summary.
-    refused: std::collections::BTreeMap<String, u64>,
-    /// When the last summary of refused messages was logged.
-    refused_logged: Option<std::time::Instant>,
+    /// The stream's settings and room, as last logged.
+    watch: StreamWatch,
+    /// Messages that did not open, per gate name.
+    junk: JunkTally,
 }
 
 /// The broker's stream of this compound, as the link last saw it.
@@ -160,9 +147,8 @@ pub async fn run(
         outbox_dirty: true,
         stream_ready: false,
         broker_unreachable_logged: false,
-        stream_trouble: None,
-        refused: std::collections::BTreeMap::new(),
-        refused_logged: None,
+        watch: StreamWatch::default(),
+        junk: JunkTally::default(),
     };
     tracing::info!(gate = %link.settings.gate, broker = %link.settings.broker, "compound link starting; faces wait for the first synchronisation");
 
@@ -292,27 +278,16 @@ impl Link {
         within_2s(js.get_or_create_stream(stream_config(&self.keys))).await
     }
 
-    /// Faces stop past the offline limit while the stream cannot keep this gate's announcements: full (a
-    /// flood), or configured otherwise than the compound needs (edited by someone with the broker's admin
-    /// rights, or made by another version).
+    /// Faces stop past the offline limit while the stream cannot keep this gate's announcements.
     fn check_stream(&mut self, stream: &BrokerStream) {
         let info = stream.cached_info();
-        let trouble = stream_trouble(&stream_config(&self.keys), &info.config, &info.state);
-        match &trouble {
-            Some(_) => self.health.unstored(Unstored::Stream),
-            None => self.health.stored(Unstored::Stream),
-        }
-        if trouble != self.stream_trouble {
-            match &trouble {
-                Some(why) => tracing::error!(
-                    limit = ?self.settings.offline_limit,
-                    "the compound's broker cannot keep announcements ({why}): faces stop past the offline limit; \
-                     see deploy/broker/README.md, \"A full or altered stream\""
-                ),
-                None => tracing::info!("the compound's broker keeps announcements again"),
-            }
-            self.stream_trouble = trouble;
-        }
+        self.watch.check(
+            &stream_config(&self.keys),
+            &info.config,
+            &info.state,
+            &self.health,
+            self.settings.offline_limit,
+        );
     }
 
     /// Sets the sequence to reach before faces match again, and starts over if the broker lost data.
@@ -473,7 +448,7 @@ impl Link {
         let announcement = match self.keys.open(subject, payload) {
             Ok(a) => a,
             Err(e) => {
-                self.refused_message(subject, &e);
+                self.junk.count(self.keys.gate_of(subject), &e);
                 return Ok(());
             }
         };
@@ -589,25 +564,6 @@ impl Link {
         Ok(())
     }
 
-    /// Counts a message that did not open against the gate whose subject it came on, and logs a summary at
-    /// most every [`REFUSED_LOG_EVERY`].
-    fn refused_message(&mut self, subject: &str, error: &super::EnvelopeError) {
-        let gate = self.keys.gate_of(subject).unwrap_or("(no gate)").to_owned();
-        *self.refused.entry(gate).or_default() += 1;
-        if self.refused_logged.is_some_and(|at| at.elapsed() < REFUSED_LOG_EVERY) {
-            return;
-        }
-        self.refused_logged = Some(std::time::Instant::now());
-        let per_gate: Vec<String> = self.refused.iter().map(|(gate, n)| format!("{gate}: {n}")).collect();
-        tracing::warn!(
-            last = %error,
-            "compound messages that do not open refused ({}); a gate whose subjects carry them may have had its \
-             certificate taken: `facegate compound remove-gate` revokes it",
-            per_gate.join(", ")
-        );
-        self.refused.clear();
-    }
-
     /// The serial of this gate's last counts report.
     async fn counts_serial(&self) -> Option<u64> {
         let serial = self.registry.call(|r| r.store().compound_state(COUNTS_SERIAL)).await.ok()?.ok()??;
@@ -629,52 +585,7 @@ impl Link {
         let (gate, keys) = (self.settings.gate.clone(), self.keys.clone());
         // One job: the outbox and, for each entry, what to announce (the template carried to the compound's
         // transform inside the owner, never as an embedding).
-        let batch = self
-            .registry
-            .call(move |r| -> Result<Vec<(i64, OutboxKind, Option<Announcement>)>, RegistryError> {
-                // The outbox may name a resident another process (the CLI) just enrolled: the gallery must
-                // hold them before their template is read from it, or the entry would pass for revoked.
-                r.reload_if_changed()?;
-                let entries = r.store().outbox(BATCH)?;
-                Ok(entries
-                    .into_iter()
-                    .map(|entry| {
-                        let announcement = match entry.kind {
-                            OutboxKind::Template => {
-                                // The current state, with its current stamp.
-                                let template = r.template_under(&entry.resident_id, keys.rotation());
-                                let consent = r.store().live_consent(&entry.resident_id).ok().flatten();
-                                let standing = r.store().standing(&entry.resident_id).ok().flatten();
-                                match (template, consent, standing) {
-                                    (Some(template), Some(consent), Some(Standing { stamp, ended: None })) => {
-                                        Some(Announcement::Template {
-                                            origin: gate.clone(),
-                                            resident: entry.resident_id.clone(),
-                                            consent,
-                                            template,
-                                            stamp,
-                                        })
-                                    }
-                                    // Revoked since: its tombstone follows in the outbox.
-                                    _ => None,
-                                }
-                            }
-                            OutboxKind::Revoked | OutboxKind::MovedOut => Some(Announcement::Shred {
-                                origin: gate.clone(),
-                                resident: entry.resident_id.clone(),
-                                reason: if entry.kind == OutboxKind::MovedOut {
-                                    ShredReason::MovedOut
-                                } else {
-                                    ShredReason::Revoked
-                                },
-                                stamp: entry.stamp,
-                            }),
-                        };
-                        (entry.seq, entry.kind, announcement)
-                    })
-                    .collect())
-            })
-            .await;
+        let batch = self.registry.call(move |r| super::outbox::announcements(r, &gate, &keys, BATCH)).await;
         let entries = match batch {
             Ok(Ok(entries)) => entries,
             Ok(Err(e)) => {
@@ -777,77 +688,5 @@ impl Link {
                 false
             }
         }
-    }
-}
-
-/// The compound's stream: one message per subject (each gate's latest word on each resident, its latest
-/// counts), on disk, bounded (see [`STREAM_MAX_MESSAGES`]), refusing new messages when full rather than
-/// dropping old ones. Deleting or purging is left to the administrator's certificate.
-pub fn stream_config(keys: &CompoundKeys) -> stream::Config {
-    stream::Config {
-        name: keys.stream(),
-        subjects: vec![keys.subjects()],
-        max_messages_per_subject: 1,
-        max_messages: STREAM_MAX_MESSAGES,
-        max_bytes: STREAM_MAX_BYTES,
-        max_message_size: STREAM_MAX_MESSAGE_SIZE,
-        discard: stream::DiscardPolicy::New,
-        storage: stream::StorageType::File,
-        // No gate may delete or purge: the broker's permissions refuse it to every gate's certificate. The
-        // stream's own deny flags would also refuse it to the administrator for good (JetStream never lets them
-        // be lifted), leaving no way to clear a flood but deleting the whole stream.
-        deny_delete: false,
-        deny_purge: false,
-        ..Default::default()
-    }
-}
-
-/// Why the stream cannot keep the compound's announcements, if it cannot: configured otherwise than
-/// `wanted` (each setting that protects a tombstone is compared), or full.
-pub fn stream_trouble(wanted: &stream::Config, found: &stream::Config, state: &stream::State) -> Option<String> {
-    let mut differs = Vec::new();
-    let mut compare = |name: &'static str, same: bool| {
-        if !same {
-            differs.push(name);
-        }
-    };
-    compare("subjects", found.subjects == wanted.subjects);
-    compare("max_messages_per_subject", found.max_messages_per_subject == wanted.max_messages_per_subject);
-    compare("max_messages", found.max_messages == wanted.max_messages);
-    compare("max_bytes", found.max_bytes == wanted.max_bytes);
-    compare("max_age", found.max_age == wanted.max_age);
-    compare("discard", found.discard == wanted.discard);
-    compare("storage", found.storage == wanted.storage);
-    compare("deny_delete", found.deny_delete == wanted.deny_delete);
-    compare("deny_purge", found.deny_purge == wanted.deny_purge);
-    compare("allow_rollup", found.allow_rollup == wanted.allow_rollup);
-    compare("sealed", found.sealed == wanted.sealed);
-    if !differs.is_empty() {
-        return Some(format!("its stream's settings were changed: {}", differs.join(", ")));
-    }
-    let messages_full = u64::try_from(found.max_messages).is_ok_and(|max| state.messages >= max);
-    let bytes_full =
-        u64::try_from(found.max_bytes).is_ok_and(|max| state.bytes.saturating_add(STREAM_HEADROOM_BYTES) >= max);
-    (messages_full || bytes_full)
-        .then(|| format!("its stream is full: {} messages, {} bytes", state.messages, state.bytes))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn faces_wait_for_the_first_sync_and_stop_past_the_offline_limit() {
-        let health = LinkHealth::new(Duration::from_millis(150));
-        assert!(!health.face_matching_allowed(), "before any word from the broker");
-        health.heard();
-        assert!(!health.face_matching_allowed(), "heard but not caught up");
-        health.caught_up.store(true, Ordering::Release);
-        assert!(health.face_matching_allowed());
-        std::thread::sleep(Duration::from_millis(200));
-        assert!(!health.face_matching_allowed(), "silent past the limit");
-        assert!(health.silent_for().is_some_and(|d| d >= Duration::from_millis(150)));
-        health.heard();
-        assert!(health.face_matching_allowed());
     }
 }

@@ -16,6 +16,8 @@ pub mod certs;
 pub mod envelope;
 pub mod health;
 pub mod link;
+mod outbox;
+pub mod stream;
 
 pub use envelope::{valid_name, Announcement, CompoundKeys, EnvelopeError};
 pub use health::LinkHealth;
