@@ -474,6 +474,39 @@ async fn each_step_of_a_face_set_up_renders_its_page() {
     assert!(row.contains("needs staff"), "{row}");
 }
 
+/// Attack 3 of the outside review: the desk took captures for a household code without limit, so whoever held
+/// a code could keep trying faces. Now three captures per code, then the office (the manager sees "needs
+/// staff"), with nothing said about why.
+#[tokio::test]
+async fn a_household_code_gets_three_captures_then_the_office() {
+    let bench = Bench::with_enrol_timeout(Duration::from_millis(300));
+    bench.add_code("KKKK-MMMM-NNNN", "5-501").await;
+    let mut resident = bench.browser(3);
+    let t = resident.token().await;
+    resident.post("/resident", &[("csrf", &t), ("code", "KKKK-MMMM-NNNN")]).await;
+    resident.post("/resident/consent", &[("csrf", &t), ("choice", "face"), ("consent", "yes")]).await;
+    for attempt in 1..=3 {
+        let answer = resident.post("/resident/enrol", &[("csrf", &t)]).await;
+        assert_eq!(answer.location, "/resident/enrol/status", "capture {attempt}: {answer:?}");
+        // Nobody in front of the camera: the capture times out.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let failed = resident.get("/resident/enrol/status").await.body;
+        assert!(failed.contains("Enrolment did not complete"), "capture {attempt}: {failed}");
+        assert!(!bench.desk.wants_frames(), "capture {attempt} still running");
+    }
+    let fourth = resident.post("/resident/enrol", &[("csrf", &t)]).await;
+    assert!(fourth.location.is_empty(), "a fourth capture started: {fourth:?}");
+    assert!(fourth.body.contains("the management office will help"), "{}", fourth.body);
+    assert!(!bench.desk.wants_frames(), "the desk takes frames for a fourth capture");
+    let again = resident.post("/resident/enrol", &[("csrf", &t)]).await;
+    assert_ne!(again.location, "/resident/enrol/status", "{again:?}");
+    let mut manager = bench.browser(9);
+    manager.sign_in(in_process::MANAGER).await;
+    let staff_page = manager.get("/manager").await.body;
+    let row = between(between(&staff_page, "id=\"residents\"", "</table>"), "5-501", "</tr>");
+    assert!(row.contains("needs staff"), "{row}");
+}
+
 /// Attack 6 of the outside review: the manager's page showed a "face" and a "PIN" column per household and a
 /// count of face enrolments, so one household's choice could be read (or differenced). The page must be the
 /// same whichever way a household chose.

@@ -269,6 +269,7 @@ fn portal_settings(config: &Config, options: &DaemonOptions) -> crate::portal::P
         utc_offset_secs: p.utc_offset_secs,
         count_noise_epsilon: p.count_noise_epsilon,
         enrol_frames: config.enrol_frames,
+        enrol_timeout: crate::portal::ENROL_TIMEOUT,
         live_threshold: config.live_threshold(),
         code_valid: p.code_valid,
         audit,

@@ -51,6 +51,10 @@ pub fn notice_facts(config: &crate::config::Config) -> NoticeFacts {
     }
 }
 
+/// How long one capture at the enrolment desk may take before it fails (the household may try again, up to
+/// the limit of captures per code).
+pub const ENROL_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Portal settings, from `[portal]` and the rest of the config.
 #[derive(Clone, Debug)]
 pub struct PortalSettings {
@@ -71,6 +75,8 @@ pub struct PortalSettings {
     pub count_noise_epsilon: Option<f64>,
     /// Good frames per enrolment.
     pub enrol_frames: usize,
+    /// How long one capture at the desk may take ([`ENROL_TIMEOUT`] in the daemon).
+    pub enrol_timeout: Duration,
     /// Live-score threshold at enrolment.
     pub live_threshold: f32,
     /// How long an enrolment code stays valid.

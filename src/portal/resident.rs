@@ -33,9 +33,6 @@ use crate::vision::enrol::{DeskProgress, QualityGate};
 type Shared = State<Arc<PortalState>>;
 type Answer = Result<Response, PortalError>;
 
-/// How long a capture may take before the desk gives up on it.
-const ENROL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
-
 pub(super) fn routes() -> Router<Arc<PortalState>> {
     Router::new()
         .route("/resident", get(code_page).post(code))
@@ -239,7 +236,8 @@ async fn enrol_start(State(state): Shared, mut visit: Visit, Checked(_): Checked
         return Ok(page(StatusCode::SERVICE_UNAVAILABLE, enrol_markup(&visit, error)));
     };
     let settings = &state.settings;
-    let Ok(job) = desk.start(settings.enrol_frames, QualityGate::default(), settings.live_threshold, ENROL_TIMEOUT)
+    let Ok(job) =
+        desk.start(settings.enrol_frames, QualityGate::default(), settings.live_threshold, settings.enrol_timeout)
     else {
         return Ok(page(StatusCode::CONFLICT, enrol_markup(&visit, Some(t(visit.lang, "busy")))));
     };

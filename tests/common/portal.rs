@@ -134,6 +134,11 @@ pub mod in_process {
     impl Bench {
         /// A fresh database with one manager and one auditor, its registry owner, and the portal on them.
         pub fn new() -> Self {
+            Self::with_enrol_timeout(facegate::portal::ENROL_TIMEOUT)
+        }
+
+        /// [`Bench::new`] with captures at the desk failing after `enrol_timeout`.
+        pub fn with_enrol_timeout(enrol_timeout: Duration) -> Self {
             let dir = tempfile::tempdir().unwrap();
             let keys = dir.path().join("keys");
             let db = dir.path().join("data/facegate.sqlite");
@@ -162,6 +167,7 @@ pub mod in_process {
                 utc_offset_secs: 8 * 3600,
                 count_noise_epsilon: None,
                 enrol_frames: 3,
+                enrol_timeout,
                 live_threshold: facegate::vision::liveness::DEFAULT_LIVE_THRESHOLD,
                 code_valid: Duration::from_secs(3600),
                 audit: AuditScope::new(db.clone(), keys, 365 * 86_400),
