@@ -552,7 +552,7 @@ impl Link {
             let now = unix_now();
             let queued = self
                 .registry
-                .call(move |r| r.announce_again(&resident, now))
+                .call(move |r| r.store_mut().announce_again(&resident, now))
                 .await
                 .map_err(|e| Apply::Retry(e.to_string()))?
                 .map_err(|e| Apply::Retry(e.to_string()))?;

@@ -623,12 +623,6 @@ impl Registry {
         epsilon.map(|e| crate::policy::counts::Noise::new(e, self.count_noise_key.as_bytes()))
     }
 
-    /// Queues this device's latest state of a resident to be announced again, when a replay displaced it on
-    /// this gate's own subject of the broker. `false` when nothing was queued (already queued, or unknown).
-    pub fn announce_again(&mut self, resident_id: &str, now: i64) -> Result<bool> {
-        Ok(self.store.announce_again(resident_id, now)?)
-    }
-
     /// The resident a probe matches at the current threshold, or `None`: never the nearest resident.
     pub fn identify(&self, probe: &Embedding) -> Option<Identified> {
         self.gallery.identify(probe)

@@ -19,7 +19,7 @@ use crate::protect::{
 use audit_log::append_audit;
 use outbox::queue_for_compound;
 
-use crate::policy::consent::{ConsentRecord, ShredReason, Stamp, Standing};
+use crate::policy::consent::{ConsentRecord, ShredReason, Standing};
 use crate::policy::passage::{EntryMethod, PassageCount, PassageOutcome};
 
 mod schema;

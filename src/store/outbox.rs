@@ -123,6 +123,11 @@ pub(super) fn standing_in(conn: &Connection, resident_id: &str) -> rusqlite::Res
     .optional()
 }
 
+/// The resident's latest stamp (the zero stamp when nothing is known): what a local change counts on from.
+pub(super) fn stamp_in(conn: &Connection, resident_id: &str) -> rusqlite::Result<Stamp> {
+    Ok(standing_in(conn, resident_id)?.map_or(Stamp::default(), |k| k.stamp))
+}
+
 /// Records the resident's latest state.
 pub(super) fn set_standing_in(conn: &Connection, resident_id: &str, standing: Standing) -> rusqlite::Result<()> {
     let ended = match standing.ended {

@@ -81,16 +81,8 @@ impl Store {
         self.require_resident(resident_id)?;
         let path = self.path.clone();
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).in_db(&path)?;
-        let live: i64 = tx
-            .query_row(
-                "SELECT COUNT(*) FROM consent_records WHERE resident_id = ?1 AND revoked_at IS NULL",
-                [resident_id],
-                |r| r.get(0),
-            )
-            .in_db(&path)?;
-        if origin == ChangeOrigin::Local && live == 0 {
-            let known = outbox::standing_in(&tx, resident_id).in_db(&path)?;
-            let stamp = known.map_or(Stamp::default(), |k| k.stamp).next_generation();
+        if origin == ChangeOrigin::Local && !live_consent_in(&tx, resident_id).in_db(&path)? {
+            let stamp = outbox::stamp_in(&tx, resident_id).in_db(&path)?.next_generation();
             outbox::set_standing_in(&tx, resident_id, Standing { stamp, ended: None }).in_db(&path)?;
         }
         tx.execute(
@@ -121,15 +113,7 @@ impl Store {
 
     /// Whether the resident has a consent that is not revoked.
     pub fn has_live_consent(&self, resident_id: &str) -> Result<bool> {
-        let n: i64 = self
-            .conn
-            .query_row(
-                "SELECT COUNT(*) FROM consent_records WHERE resident_id = ?1 AND revoked_at IS NULL",
-                [resident_id],
-                |r| r.get(0),
-            )
-            .in_db(&self.path)?;
-        Ok(n > 0)
+        live_consent_in(&self.conn, resident_id).in_db(&self.path)
     }
 
     /// When the resident's consent was last withdrawn (or ended), if ever.
@@ -247,4 +231,13 @@ impl Store {
             .in_db(&self.path)?;
         Ok(n > 0)
     }
+}
+
+/// Whether the resident has a consent that is not revoked (inside a transaction or not).
+fn live_consent_in(conn: &Connection, resident_id: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM consent_records WHERE resident_id = ?1 AND revoked_at IS NULL)",
+        [resident_id],
+        |r| r.get(0),
+    )
 }

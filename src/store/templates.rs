@@ -316,9 +316,7 @@ impl Store {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).in_db(&path)?;
         require_generation(&tx, &path, keys.generation)?;
         let stamp = match origin {
-            ChangeOrigin::Local => {
-                outbox::standing_in(&tx, resident_id).in_db(&path)?.map_or(Stamp::default(), |k| k.stamp).next_version()
-            }
+            ChangeOrigin::Local => outbox::stamp_in(&tx, resident_id).in_db(&path)?.next_version(),
             ChangeOrigin::Compound(stamp) => stamp,
         };
         outbox::set_standing_in(&tx, resident_id, Standing { stamp, ended: None }).in_db(&path)?;
@@ -474,10 +472,7 @@ impl Store {
             // An expiry is this device's own matter: it neither moves the resident's order nor is announced.
             if let Some(kind) = OutboxKind::for_shred(reason) {
                 let stamp = match origin {
-                    ChangeOrigin::Local => outbox::standing_in(&tx, resident_id)
-                        .in_db(&path)?
-                        .map_or(Stamp::default(), |k| k.stamp)
-                        .next_version(),
+                    ChangeOrigin::Local => outbox::stamp_in(&tx, resident_id).in_db(&path)?.next_version(),
                     ChangeOrigin::Compound(stamp) => stamp,
                 };
                 outbox::set_standing_in(&tx, resident_id, Standing { stamp, ended: Some(reason) }).in_db(&path)?;

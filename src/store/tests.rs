@@ -1,6 +1,7 @@
 //! The store's unit tests: real SQLite files in temporary folders.
 
 use super::*;
+use crate::policy::consent::Stamp;
 use crate::protect::{Rotation, TransformKey};
 use crate::vision::embed::{Embedding, EMBEDDING_DIM};
 
