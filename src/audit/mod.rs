@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::protect::keys::{self, KeyWrap};
 use crate::store::{AuditEvent, Store};
 
 use crate::policy::rfc3339;
@@ -31,6 +32,9 @@ pub struct AuditScope {
     pub database: PathBuf,
     /// The key folder (scanned too).
     pub key_dir: PathBuf,
+    /// How the device's key files are sealed (the report is signed with the key under it; the keys check
+    /// names the root).
+    pub wrap: KeyWrap,
     /// Other folders or files to scan (`[audit] scan_paths`).
     pub extra_paths: Vec<PathBuf>,
     /// A template unused this long must be gone.
@@ -43,10 +47,11 @@ pub struct AuditScope {
 
 impl AuditScope {
     /// The scope for a device's configured paths.
-    pub fn new(database: PathBuf, key_dir: PathBuf, max_unused_secs: i64) -> Self {
+    pub fn new(database: PathBuf, key_dir: PathBuf, wrap: KeyWrap, max_unused_secs: i64) -> Self {
         Self {
             database,
             key_dir,
+            wrap,
             extra_paths: Vec::new(),
             max_unused_secs,
             unit_files: ["/etc/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system"]
@@ -74,7 +79,7 @@ pub enum Status {
 /// One check of the report.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Check {
-    /// Stable id: `files`, `database`, `audit_log`, `runtime`, `retention`.
+    /// Stable id: `files`, `database`, `audit_log`, `runtime`, `retention`, `keys`.
     pub id: &'static str,
     /// What was checked, for a reader.
     pub title: &'static str,
@@ -97,7 +102,7 @@ pub struct AuditReport {
     pub facegate_version: &'static str,
     /// True when no check failed.
     pub passed: bool,
-    /// The checks, (a) to (e).
+    /// The checks, (a) to (f).
     pub checks: Vec<Check>,
     /// Every template deletion in the audit log (revocations and expiries), with its verification code.
     pub deletions: Vec<AuditEvent>,
@@ -127,6 +132,7 @@ pub fn run_audit(scope: &AuditScope, now: i64) -> AuditReport {
         }
     }
     checks.insert(3, check_runtime(scope));
+    checks.push(check_keys(scope));
     AuditReport {
         format: FORMAT,
         generated_at: rfc3339(now),
@@ -147,6 +153,31 @@ const DATABASE_TITLE: &str = "(b) database: no image columns, no unknown tables,
 const AUDIT_LOG_TITLE: &str = "(c) the hash-chained audit log verifies end to end";
 const RUNTIME_TITLE: &str = "(d) runtime: core dumps off, swap, service sandbox, clock synchronised";
 const RETENTION_TITLE: &str = "(e) retention: no template past its unused limit";
+const KEYS_TITLE: &str = "(f) keys: every key file sealed under a hardware root, none in clear on the card";
+
+/// (f): a key file in clear, or the `file` root, is a warning (the guarantees hold on the device, but a copied
+/// card opens everything); a hardware root with every key file sealed passes. Reads the files themselves, not
+/// only the config.
+fn check_keys(scope: &AuditScope) -> Check {
+    let mut details = vec![format!("key root: {}", scope.wrap.kind().name())];
+    let mut in_clear = Vec::new();
+    for entry in keys::inventory(&scope.key_dir) {
+        details.push(format!("{}: {}", entry.path.display(), entry.form.describe()));
+        if entry.form == keys::Form::Clear {
+            in_clear.push(entry.path.display().to_string());
+        }
+    }
+    let status = if scope.wrap.kind().keys_on_card() || !in_clear.is_empty() {
+        details.insert(0, keys::root::KEYS_ON_CARD.to_owned());
+        if !in_clear.is_empty() {
+            details.insert(1, format!("in clear on the card: {}", in_clear.join(", ")));
+        }
+        Status::Warn
+    } else {
+        Status::Pass
+    };
+    Check { id: "keys", title: KEYS_TITLE, status, details }
+}
 
 /// Files larger than this are reported, not read (nothing the device keeps comes near it).
 const MAX_SCAN_BYTES: u64 = 512 << 20;

@@ -13,19 +13,22 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use crate::protect::keys::{self, KeyWrap};
+
 /// The signing key's file name inside the key folder.
 pub const SIGNING_KEY_FILE: &str = "audit-signing.key";
 
 /// Errors of signing and verifying.
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
-    /// The key file could not be read or created.
-    #[error("audit signing key {}: {source}; check the key folder's owner and mode (0700)", path.display())]
-    KeyFile {
+    /// The key file could not be opened under the device's key root.
+    #[error("audit signing key {}: {source}", path.display())]
+    Key {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        #[source]
+        source: keys::KeyError,
     },
     /// The key file is not a key.
     #[error("audit signing key {}: {len} bytes, expected 32; restore it from the backup of the key folder", path.display())]
@@ -60,26 +63,29 @@ pub struct AuditSigner {
 }
 
 impl AuditSigner {
-    /// Loads `<key_dir>/audit-signing.key`, creating it (0600) on first use.
-    pub fn load_or_create(key_dir: &Path) -> Result<Self, SignError> {
+    /// Loads `<key_dir>/audit-signing.key` (sealed under the device's key root), creating it on first use.
+    pub fn load_or_create(key_dir: &Path, wrap: &KeyWrap) -> Result<Self, SignError> {
         let path = key_dir.join(SIGNING_KEY_FILE);
-        let err = |source: std::io::Error| SignError::KeyFile { path: path.clone(), source };
-        if path.exists() {
-            let bytes = Zeroizing::new(std::fs::read(&path).map_err(err)?);
-            let secret: &[u8; 32] = bytes
-                .as_slice()
-                .try_into()
-                .map_err(|_| SignError::KeyLength { path: path.clone(), len: bytes.len() })?;
-            return Ok(Self { key: SigningKey::from_bytes(secret) });
+        match keys::read_secret(&path, wrap).map_err(|source| SignError::Key { path: path.clone(), source })? {
+            Some(bytes) => {
+                let secret: &[u8; 32] = bytes
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| SignError::KeyLength { path: path.clone(), len: bytes.len() })?;
+                Ok(Self { key: SigningKey::from_bytes(secret) })
+            }
+            None => Self::rotate(key_dir, wrap),
         }
+    }
+
+    /// Makes a fresh signing key and replaces the old one (whose reports still verify against its public key,
+    /// which they carry; a verifier who pinned the old fingerprint must be given the new one).
+    pub fn rotate(key_dir: &Path, wrap: &KeyWrap) -> Result<Self, SignError> {
         use rand::RngCore;
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
+        let path = key_dir.join(SIGNING_KEY_FILE);
         let mut secret = Zeroizing::new([0u8; 32]);
         rand::rng().fill_bytes(secret.as_mut());
-        std::fs::create_dir_all(key_dir).map_err(err)?;
-        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(err)?;
-        file.write_all(secret.as_ref()).and_then(|()| file.sync_all()).map_err(err)?;
+        keys::write_secret(&path, wrap, secret.as_ref()).map_err(|source| SignError::Key { path, source })?;
         Ok(Self { key: SigningKey::from_bytes(&secret) })
     }
 
@@ -156,7 +162,7 @@ mod tests {
     #[test]
     fn a_signed_report_verifies_and_any_change_breaks_it() {
         let dir = tempfile::tempdir().unwrap();
-        let signer = AuditSigner::load_or_create(dir.path()).unwrap();
+        let signer = AuditSigner::load_or_create(dir.path(), &KeyWrap::Plain).unwrap();
         let signed =
             signer.sign(&serde_json::json!({"passed": true, "checks": [{"id": "scan", "status": "pass"}]})).unwrap();
         signed.verify(None).unwrap();
@@ -169,9 +175,9 @@ mod tests {
         altered.report["passed"] = serde_json::json!(false);
         assert!(matches!(altered.verify(None), Err(SignError::BadSignature)));
         // The same key is used on the next load; another device's key is refused when one is expected.
-        let again = AuditSigner::load_or_create(dir.path()).unwrap();
+        let again = AuditSigner::load_or_create(dir.path(), &KeyWrap::Plain).unwrap();
         assert_eq!(again.public_key_hex(), signer.public_key_hex());
-        let other = AuditSigner::load_or_create(tempfile::tempdir().unwrap().path()).unwrap();
+        let other = AuditSigner::load_or_create(tempfile::tempdir().unwrap().path(), &KeyWrap::Plain).unwrap();
         let by_other = other.sign(&serde_json::json!({"passed": true})).unwrap();
         assert!(matches!(by_other.verify(Some(&signer.public_key_hex())), Err(SignError::WrongKey { .. })));
         let mut junk = signed;
@@ -183,7 +189,11 @@ mod tests {
     fn a_damaged_key_file_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(SIGNING_KEY_FILE), b"short").unwrap();
-        let err = AuditSigner::load_or_create(dir.path()).err().unwrap();
+        let err = AuditSigner::load_or_create(dir.path(), &KeyWrap::Plain).err().unwrap();
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path().join(SIGNING_KEY_FILE), std::fs::Permissions::from_mode(0o600)).unwrap();
+        let err = AuditSigner::load_or_create(dir.path(), &KeyWrap::Plain).err().unwrap();
         assert!(err.to_string().contains("expected 32"), "{err}");
     }
 }

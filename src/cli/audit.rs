@@ -56,10 +56,11 @@ pub fn audit(config: &Config, args: &AuditArgs) -> Result<std::process::ExitCode
     super::residents::refuse_root_on_service_store(&db)?;
     let key_file = args.key_file.clone().unwrap_or_else(|| config.master_key.clone());
     let key_dir = key_file.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    let mut scope = AuditScope::new(db, key_dir.clone(), config.registry.max_unused_secs);
+    let wrap = super::residents::key_wrap(config, &key_file)?;
+    let mut scope = AuditScope::new(db, key_dir.clone(), wrap.clone(), config.registry.max_unused_secs);
     scope.extra_paths = config.audit_scan_paths.iter().chain(&args.scan).cloned().collect();
     let report = run_audit(&scope, unix_now());
-    let signer = AuditSigner::load_or_create(&key_dir).context("the audit report is signed with the device key")?;
+    let signer = AuditSigner::load_or_create(&key_dir, &wrap).context("the audit report is signed with the device key")?;
     let signed = signer.sign(&report)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&signed)?);

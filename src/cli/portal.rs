@@ -81,7 +81,8 @@ pub fn signage(config: &Config, args: &SignageArgs) -> Result<std::process::Exit
         println!("- {item}");
     }
     if config.portal.enabled {
-        let fingerprint = crate::portal::ensure_certificate(&config.portal.cert, &config.portal.key)?;
+        let wrap = super::residents::key_wrap(config, &config.master_key)?;
+        let fingerprint = crate::portal::ensure_certificate(&config.portal.cert, &config.portal.key, &wrap)?;
         println!();
         println!("{} {fingerprint}", t(lang, "signage_fingerprint"));
     }
@@ -100,7 +101,8 @@ pub enum PortalCommand {
 pub fn portal(config: &Config, command: &PortalCommand) -> Result<std::process::ExitCode> {
     match command {
         PortalCommand::Fingerprint => {
-            println!("{}", crate::portal::ensure_certificate(&config.portal.cert, &config.portal.key)?);
+            let wrap = super::residents::key_wrap(config, &config.master_key)?;
+            println!("{}", crate::portal::ensure_certificate(&config.portal.cert, &config.portal.key, &wrap)?);
         }
     }
     Ok(std::process::ExitCode::SUCCESS)

@@ -17,6 +17,7 @@ use crate::capture::{decode_file, DecodeLimits, Frame};
 use crate::config::{CaptureConfig, Config};
 use crate::policy::consent::ConsentRecord;
 use crate::protect::Pin;
+use crate::protect::keys::KeyWrap;
 use crate::registry::{MasterKeySource, Registry};
 use crate::store::{unix_now, OutboxKind, ResidentSummary, RevocationReceipt};
 use crate::vision::enrol::{EnrolmentSession, FrameVerdict, QualityGate};
@@ -168,6 +169,14 @@ pub(super) fn refuse_root_on_service_store(db: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+/// The device's key wrap: the configured root opened over the key folder of `key_file` (with the passphrase
+/// from the environment for the `passphrase` root).
+pub(super) fn key_wrap(config: &Config, key_file: &std::path::Path) -> Result<KeyWrap> {
+    let passphrase = std::env::var(PASSPHRASE_ENV).ok().filter(|p| !p.is_empty()).map(Zeroizing::new);
+    let key_dir = key_file.parent().map_or_else(|| std::path::PathBuf::from("."), std::path::Path::to_path_buf);
+    config.keys.open(&key_dir, passphrase).with_context(|| format!("opening the key root ({})", config.keys.kind.name()))
+}
+
 /// Only `consent`, `pass issue` and the daemon (`run`) may create the database and the master key; the other
 /// commands need an existing one, so a mistyped path is an error rather than a fresh empty store.
 pub(super) fn open_registry(config: &Config, args: &StoreArgs, may_create: bool) -> Result<Registry> {
@@ -179,8 +188,8 @@ pub(super) fn open_registry(config: &Config, args: &StoreArgs, may_create: bool)
             db.display()
         );
     }
-    let passphrase = std::env::var(PASSPHRASE_ENV).ok().filter(|p| !p.is_empty()).map(Zeroizing::new);
-    let key = MasterKeySource { file: args.key_file.clone().unwrap_or_else(|| config.master_key.clone()), passphrase };
+    let file = args.key_file.clone().unwrap_or_else(|| config.master_key.clone());
+    let key = MasterKeySource { wrap: key_wrap(config, &file)?, file };
     let mut registry = Registry::open(&db, &key, config.registry, unix_now())
         .with_context(|| format!("opening the resident registry {}", db.display()))?;
     // In a compound, every local enrolment and revocation is queued for the other gates in its own

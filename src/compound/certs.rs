@@ -224,7 +224,7 @@ pub fn init(dir: &Path, compound: &str, broker: &BrokerPlan) -> Result<Vec<PathB
 
     // The shared secret: written by the key module, as every key file (0600, created exclusively).
     let secret = dir.join("compound.key");
-    MasterKeyFile::new(secret.clone(), None)
+    MasterKeyFile::new(secret.clone(), crate::protect::keys::KeyWrap::Plain)
         .load_or_create()
         .map_err(|source| CertError::Secret { path: secret.clone(), source })?;
     written.push(secret);

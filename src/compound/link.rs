@@ -22,6 +22,7 @@ pub use super::health::LinkHealth;
 use super::health::Unstored;
 use super::stream::{stream_config, JunkTally, StreamWatch};
 use crate::policy::consent::{ShredReason, Standing};
+use crate::protect::keys::{self, KeyWrap};
 use crate::registry::owner::{OwnerError, RegistryHandle};
 use crate::registry::{FromCompound, RegistryError};
 use crate::store::unix_now;
@@ -122,11 +123,12 @@ type Messages = Option<consumer::pull::Ordered>;
 pub async fn run(
     settings: LinkSettings,
     keys: CompoundKeys,
+    tls: rustls::ClientConfig,
     registry: RegistryHandle,
     health: Arc<LinkHealth>,
     stop: impl Future<Output = ()>,
 ) -> Result<(), LinkError> {
-    let client = connect(&settings, &keys).await?;
+    let client = connect(&settings, &keys, tls).await?;
     let js = jetstream::new(client.clone());
     let applied =
         registry.call(|r| r.store().compound_state(APPLIED)).await?.map_err(RegistryError::from)?.unwrap_or(0);
@@ -190,23 +192,44 @@ fn interval(period: Duration) -> tokio::time::Interval {
     timer
 }
 
-/// The client: mutual TLS with the gate's certificate, reconnecting forever, never waiting long on a call.
-async fn connect(settings: &LinkSettings, keys: &CompoundKeys) -> Result<async_nats::Client, LinkError> {
+/// The gate's TLS client settings: the compound's CA, and the gate's certificate with its key, which is read
+/// through the device's key root (sealed at rest, in memory only here).
+pub fn client_tls(settings: &LinkSettings, wrap: &KeyWrap) -> Result<rustls::ClientConfig, LinkError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let setup = |reason: String| LinkError::Setup { broker: settings.broker.clone(), reason };
-    for (what, path) in [("ca", &settings.ca), ("cert", &settings.cert), ("key", &settings.key)] {
-        if !path.is_file() {
-            return Err(setup(format!(
-                "{what} file {} is missing (made by `facegate compound add-gate`)",
-                path.display()
-            )));
-        }
+    let pem_error = |path: &std::path::Path| {
+        let path = path.display().to_string();
+        move |e: rustls::pki_types::pem::Error| setup(format!("{path}: {e} (made by `facegate compound add-gate`)"))
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&settings.ca).map_err(pem_error(&settings.ca))? {
+        roots.add(cert.map_err(pem_error(&settings.ca))?).map_err(|e| setup(format!("{}: {e}", settings.ca.display())))?;
     }
+    let chain = CertificateDer::pem_file_iter(&settings.cert)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(pem_error(&settings.cert))?;
+    let key_pem = keys::read_secret(&settings.key, wrap)
+        .map_err(|e| setup(e.to_string()))?
+        .ok_or_else(|| setup(format!("key file {} is missing (made by `facegate compound add-gate`)", settings.key.display())))?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(pem_error(&settings.key))?;
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_root_certificates(roots).with_client_auth_cert(chain, key))
+        .map_err(|e| setup(format!("TLS settings: {e}")))
+}
+
+/// The client: mutual TLS with the gate's certificate, reconnecting forever, never waiting long on a call.
+async fn connect(
+    settings: &LinkSettings,
+    keys: &CompoundKeys,
+    tls: rustls::ClientConfig,
+) -> Result<async_nats::Client, LinkError> {
     async_nats::ConnectOptions::new()
         .name(format!("facegate {}/{}", keys.compound(), settings.gate))
         // The broker lets each gate read only replies under its own prefix.
         .custom_inbox_prefix(inbox_prefix(keys.compound(), &settings.gate))
-        .add_root_certificates(settings.ca.clone())
-        .add_client_certificate(settings.cert.clone(), settings.key.clone())
+        .tls_client_config(tls)
         .require_tls(true)
         .retry_on_initial_connect()
         .max_reconnects(None)

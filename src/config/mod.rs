@@ -16,6 +16,7 @@ mod gate;
 mod hardware;
 mod portal;
 mod compound;
+mod keys;
 #[cfg(test)]
 mod tests;
 
@@ -26,6 +27,7 @@ use serde::Deserialize;
 pub use capture::{CaptureConfig, CaptureSource, RawCapture};
 pub use compound::{CompoundConfig, RawCompound};
 pub use error::ConfigError;
+pub use keys::RawKeys;
 pub use gate::{Intent, RawGate};
 pub use hardware::{
     Backend, HardwareConfig, KeypadConfig, KeypadKind, LightPins, RawContacts, RawHardware, RawWiegand, ScannerConfig,
@@ -60,6 +62,9 @@ pub struct RawConfig {
     /// `[store]`
     #[serde(default)]
     pub store: RawStore,
+    /// `[keys]`
+    #[serde(default)]
+    pub keys: RawKeys,
     /// `[retention]`
     #[serde(default)]
     pub retention: RawRetention,
@@ -104,6 +109,8 @@ pub struct Config {
     pub database: PathBuf,
     /// The master key file.
     pub master_key: PathBuf,
+    /// The key root every key file is sealed under.
+    pub keys: crate::protect::keys::root::RootSettings,
     /// Identification and retention rules.
     pub registry: RegistryPolicy,
     /// Good frames averaged at enrolment.
@@ -155,6 +162,7 @@ impl RawConfig {
         let key_dir = paths::key_dir(&master_key);
         let (capture, fps) = capture::capture(self.capture)?;
         let hardware = hardware::hardware(self.hardware)?;
+        let keys = keys::keys(self.keys, hardware.backend)?;
         let live_threshold = vision::live_threshold(&self.liveness)?;
         let compound = self.compound.map(|c| compound::compound(c, &key_dir)).transpose()?;
         Ok(Config {
@@ -169,6 +177,7 @@ impl RawConfig {
             capture,
             database,
             master_key,
+            keys,
             hardware,
             compound,
         })

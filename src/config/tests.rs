@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::*;
+use crate::protect::keys::root::{OtpSource, RootKind};
 use crate::devices::contacts::Contact;
 use crate::policy::decide::FaceIntent;
 
@@ -93,6 +94,9 @@ fn bad_values_name_their_key() {
         ("[hardware.wiegand]\nface_card = 2", "hardware.wiegand"),
         ("[gate]\nface_window_ms = 10", "gate.face_window_ms"),
         ("[gate]\ndoor_held_alarm_s = 1", "gate.door_held_alarm_s"),
+        ("[keys]\nroot = \"hsm\"", "keys.root"),
+        ("[keys]\ntpm_pcrs = [0, 24]", "keys.tpm_pcrs"),
+        ("[keys]\nroot = \"pi-otp\"\notp_stand_in = \"/b\"\n[hardware]\nbackend = \"gpio\"", "keys.otp_stand_in"),
     ] {
         let err = parse(text).unwrap_err();
         assert!(err.to_string().contains(key), "{text}: {}", chain(&err));
@@ -142,7 +146,19 @@ fn each_fixed_choice_accepts_exactly_its_spellings() {
     // The default follows the backend: off the Pi there is no face button to press.
     assert_eq!(intent(""), FaceIntent::Always);
     assert_eq!(intent("[hardware]\nbackend = \"gpio\""), FaceIntent::Button);
+    let keys = |text: &str| parse(&format!("[keys]\n{text}")).unwrap().keys;
+    assert_eq!(keys("").kind, RootKind::File);
+    assert_eq!((keys("").tpm_tcti.as_str(), keys("").otp.clone()), ("device:/dev/tpmrm0", OtpSource::Firmware { key_id: 1 }));
+    assert_eq!(keys("root = \"file\"").kind, RootKind::File);
+    assert_eq!(keys("root = \"passphrase\"").kind, RootKind::Passphrase);
+    let tpm = keys("root = \"tpm\"\ntpm_tcti = \"swtpm:port=2321\"\ntpm_pcrs = [0, 7]");
+    assert_eq!((tpm.kind, tpm.tpm_tcti.as_str(), tpm.tpm_pcrs.as_slice()), (RootKind::Tpm, "swtpm:port=2321", &[0u8, 7][..]));
+    let otp = keys("root = \"pi-otp\"\notp_stand_in = \"/b\"");
+    assert_eq!((otp.kind, otp.otp), (RootKind::PiOtp, OtpSource::StandIn("/b".into())));
+    assert_eq!(keys("root = \"pi-otp\"\notp_key_id = 2").otp, OtpSource::Firmware { key_id: 2 });
     for (text, key) in [
+        ("[keys]\nroot = \"TPM\"", "keys.root"),
+        ("[keys]\nroot = \"pi_otp\"", "keys.root"),
         ("[gate]\nintent = \"Button\"", "gate.intent"),
         ("[hardware]\nkeypad = \"USB\"", "hardware.keypad"),
         ("[capture]\nsource = \"camera \"", "capture.source"),

@@ -25,6 +25,7 @@ use crate::gate::{self, GateHardware, GateReport, GateStatus};
 use crate::policy::decide::FaceIntent;
 use crate::protect::pass::PASS_PREFIX;
 use crate::registry::owner::{OwnerSettings, RegistryHandle, RegistryOwner};
+use crate::protect::keys::KeyWrap;
 use crate::registry::{MasterKeySource, Registry, RegistryError};
 use crate::store::unix_now;
 use crate::vision::liveness::LivenessModel;
@@ -45,9 +46,15 @@ pub enum DaemonError {
     /// A configured device could not be opened.
     #[error(transparent)]
     Hardware(#[from] crate::devices::ActuateError),
+    /// The key root could not give the key-encryption key (or the config and key files disagree).
+    #[error("the device's keys: {0}")]
+    Keys(#[source] crate::protect::keys::KeyError),
     /// The compound's shared secret could not be read.
     #[error("the compound's shared secret ([compound] dir): {0}")]
     CompoundSecret(#[source] crate::protect::keys::KeyError),
+    /// The gate's certificate or key for the broker could not be read.
+    #[error("the compound link's TLS: {0}")]
+    CompoundTls(#[source] crate::compound::link::LinkError),
     /// A thread could not be started.
     #[error("cannot start the {what} thread: {source}")]
     Thread {
@@ -108,10 +115,18 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<GateReport, DaemonError> {
     let db = options.db.clone().unwrap_or_else(|| config.database.clone());
-    let key = MasterKeySource {
-        file: options.key_file.clone().unwrap_or_else(|| config.master_key.clone()),
-        passphrase: options.passphrase.clone(),
+    let key_file = options.key_file.clone().unwrap_or_else(|| config.master_key.clone());
+    let wrap = {
+        let (settings, dir, passphrase) = (config.keys.clone(), key_dir(&key_file), options.passphrase.clone());
+        match tokio::task::spawn_blocking(move || settings.open(&dir, passphrase)).await {
+            Ok(wrap) => wrap.map_err(DaemonError::Keys)?,
+            Err(e) => return Err(DaemonError::Thread { what: "key root", source: std::io::Error::other(e.to_string()) }),
+        }
     };
+    if wrap.kind().keys_on_card() {
+        tracing::warn!("{}", crate::protect::keys::root::KEYS_ON_CARD);
+    }
+    let key = MasterKeySource { file: key_file, wrap: wrap.clone() };
     let opened = {
         let (db, policy) = (db.clone(), config.registry);
         tokio::task::spawn_blocking(move || Registry::open(&db, &key, policy, unix_now())).await
@@ -131,7 +146,7 @@ pub async fn run(
     if let Some(ready) = options.on_ready.take() {
         let _ = ready.send(handle.clone());
     }
-    let outcome = run_with(config, &options, handle, shutdown).await;
+    let outcome = run_with(config, &options, &wrap, handle, shutdown).await;
     // Everything that held a handle has stopped; the owner writes the last counts and lets go.
     let _ = tokio::task::spawn_blocking(move || owner.stop()).await;
     outcome
@@ -140,6 +155,7 @@ pub async fn run(
 async fn run_with(
     config: &Config,
     options: &DaemonOptions,
+    wrap: &KeyWrap,
     registry: RegistryHandle,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<GateReport, DaemonError> {
@@ -194,7 +210,7 @@ async fn run_with(
         let desk = Arc::new(crate::vision::enrol::EnrolmentDesk::default());
         hardware.enrolment_desk = Some(desk.clone());
         let state =
-            Arc::new(crate::portal::PortalState::new(portal_settings(config, options), registry.clone(), Some(desk)));
+            Arc::new(crate::portal::PortalState::new(portal_settings(config, options, wrap), registry.clone(), Some(desk)));
         let stop = stopped(stop_watch.clone());
         services.push(tokio::spawn(async move {
             // The gate keeps running without its portal: the portal is for set-up, not for entry.
@@ -204,18 +220,19 @@ async fn run_with(
         }));
     }
     if let Some(compound) = &config.compound {
-        let secret = crate::protect::keys::MasterKeyFile::new(compound.secret.clone(), None)
+        let secret = crate::protect::keys::MasterKeyFile::new(compound.secret.clone(), wrap.clone())
             .load()
             .map_err(DaemonError::CompoundSecret)?;
         let keys = crate::compound::CompoundKeys::derive(&secret, &compound.name);
         drop(secret);
+        let tls = crate::compound::link::client_tls(&compound.link, wrap).map_err(DaemonError::CompoundTls)?;
         let health = Arc::new(crate::compound::LinkHealth::new(compound.link.offline_limit));
         hardware.compound = Some(health.clone());
         let (settings, registry) = (compound.link.clone(), registry.clone());
         let stop = stopped(stop_watch.clone());
         services.push(tokio::spawn(async move {
             // Without the link, face entry stays off (never caught up); the other ways in keep working.
-            if let Err(e) = crate::compound::link::run(settings, keys, registry, health, stop).await {
+            if let Err(e) = crate::compound::link::run(settings, keys, tls, registry, health, stop).await {
                 tracing::error!("{e}; face entry stays off, PIN, passes and the guard keep working");
             }
         }));
@@ -253,12 +270,11 @@ fn open_camera(config: &Config, options: &DaemonOptions, fps: f32) -> Option<Box
 }
 
 /// The portal's settings from the config (and the command line's store paths).
-fn portal_settings(config: &Config, options: &DaemonOptions) -> crate::portal::PortalSettings {
+fn portal_settings(config: &Config, options: &DaemonOptions, wrap: &KeyWrap) -> crate::portal::PortalSettings {
     let p = &config.portal;
     let database = options.db.clone().unwrap_or_else(|| config.database.clone());
-    let key_file = options.key_file.clone().unwrap_or_else(|| config.master_key.clone());
-    let key_dir = key_file.parent().map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf);
-    let mut audit = crate::audit::AuditScope::new(database, key_dir, config.registry.max_unused_secs);
+    let key_dir = key_dir(&options.key_file.clone().unwrap_or_else(|| config.master_key.clone()));
+    let mut audit = crate::audit::AuditScope::new(database, key_dir, wrap.clone(), config.registry.max_unused_secs);
     audit.extra_paths.clone_from(&config.audit_scan_paths);
     crate::portal::PortalSettings {
         listen: p.listen,
@@ -348,4 +364,9 @@ fn open_hardware(
         }
     }
     Ok(hardware)
+}
+
+/// The key folder: the master key's.
+fn key_dir(key_file: &std::path::Path) -> PathBuf {
+    key_file.parent().map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf)
 }

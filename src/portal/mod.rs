@@ -31,6 +31,7 @@ use axum::Router;
 use maud::html;
 
 use crate::audit::AuditScope;
+use crate::protect::keys::{self, KeyWrap};
 use crate::registry::owner::RegistryHandle;
 use crate::registry::Registry;
 use crate::vision::enrol::EnrolmentDesk;
@@ -83,6 +84,13 @@ pub struct PortalSettings {
     pub code_valid: Duration,
     /// What the auditor's page checks.
     pub audit: AuditScope,
+}
+
+impl PortalSettings {
+    /// How the device's key files are sealed (the portal's TLS key among them): the audit scope's, held once.
+    pub fn key_wrap(&self) -> &KeyWrap {
+        &self.audit.wrap
+    }
 }
 
 /// Errors starting the portal (a request's errors are [`PortalError`]).
@@ -274,7 +282,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let settings = state.settings.clone();
-    let tls = tls_config(&settings.cert, &settings.key).await?;
+    let tls = tls_config(&settings.cert, &settings.key, settings.key_wrap()).await?;
     match cert_fingerprint(&settings.cert) {
         Ok(fingerprint) => tracing::info!(fingerprint, "portal certificate (SHA-256; also on the signage)"),
         Err(e) => tracing::warn!("portal certificate fingerprint: {e}"),
@@ -307,25 +315,42 @@ pub fn cert_fingerprint(cert: &Path) -> Result<String, ServeError> {
 
 /// Makes the certificate (self-signed, owner-only key) if there is none yet, and returns its fingerprint: the
 /// signage shows it from the first start.
-pub fn ensure_certificate(cert: &Path, key: &Path) -> Result<String, ServeError> {
+pub fn ensure_certificate(cert: &Path, key: &Path, wrap: &KeyWrap) -> Result<String, ServeError> {
     if !cert.exists() || !key.exists() {
-        make_self_signed(cert, key)?;
+        make_self_signed(cert, key, wrap)?;
     }
     cert_fingerprint(cert)
 }
 
-/// Loads the certificate and key, making a self-signed pair (owner-only files) on first run.
-async fn tls_config(cert: &Path, key: &Path) -> Result<axum_server::tls_rustls::RustlsConfig, ServeError> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    if !cert.exists() || !key.exists() {
-        make_self_signed(cert, key)?;
-    }
-    axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
-        .await
-        .map_err(|e| ServeError::Tls { path: cert.to_path_buf(), reason: e.to_string() })
+/// Replaces the self-signed certificate and its key with fresh ones (`facegate keys rotate --portal-cert`);
+/// returns the new fingerprint, which the signage must then show.
+pub fn renew_certificate(cert: &Path, key: &Path, wrap: &KeyWrap) -> Result<String, ServeError> {
+    make_self_signed(cert, key, wrap)?;
+    cert_fingerprint(cert)
 }
 
-fn make_self_signed(cert: &Path, key: &Path) -> Result<(), ServeError> {
+/// Loads the certificate and key, making a self-signed pair (owner-only files) on first run.
+async fn tls_config(
+    cert: &Path,
+    key: &Path,
+    wrap: &KeyWrap,
+) -> Result<axum_server::tls_rustls::RustlsConfig, ServeError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    if !cert.exists() || !key.exists() {
+        make_self_signed(cert, key, wrap)?;
+    }
+    let err = |path: &Path, reason: String| ServeError::Tls { path: path.to_path_buf(), reason };
+    let cert_pem = std::fs::read(cert).map_err(|e| err(cert, e.to_string()))?;
+    // The key is sealed at rest under the device's key root; in clear only in memory, for rustls.
+    let key_pem = keys::read_secret(key, wrap)
+        .map_err(|e| err(key, e.to_string()))?
+        .ok_or_else(|| err(key, "missing".into()))?;
+    axum_server::tls_rustls::RustlsConfig::from_pem(cert_pem, key_pem.to_vec())
+        .await
+        .map_err(|e| err(cert, e.to_string()))
+}
+
+fn make_self_signed(cert: &Path, key: &Path, wrap: &KeyWrap) -> Result<(), ServeError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let err = |path: &Path, reason: String| ServeError::Tls { path: path.to_path_buf(), reason };
@@ -336,8 +361,9 @@ fn make_self_signed(cert: &Path, key: &Path) -> Result<(), ServeError> {
         names.push(format!("{host}.local"));
     }
     let certified = rcgen::generate_simple_self_signed(names).map_err(|e| err(cert, e.to_string()))?;
-    for (path, pem, mode) in [(key, certified.signing_key.serialize_pem(), 0o600), (cert, certified.cert.pem(), 0o644)]
-    {
+    let key_pem = zeroize::Zeroizing::new(certified.signing_key.serialize_pem());
+    keys::write_secret(key, wrap, key_pem.as_bytes()).map_err(|e| err(key, e.to_string()))?;
+    for (path, pem, mode) in [(cert, certified.cert.pem(), 0o644)] {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| err(path, e.to_string()))?;
         }

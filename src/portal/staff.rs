@@ -402,7 +402,7 @@ async fn auditor_report(State(state): Shared, _: Staff<Auditor>) -> Answer {
     let signed = state
         .blocking(|s| -> Result<_, SignError> {
             let report = crate::audit::run_audit(&s.settings.audit, unix_now());
-            AuditSigner::load_or_create(&s.settings.audit.key_dir)?.sign(&report)
+            AuditSigner::load_or_create(&s.settings.audit.key_dir, &s.settings.audit.wrap)?.sign(&report)
         })
         .await??;
     Ok((

@@ -31,7 +31,7 @@ use crate::policy::consent::{judge, ConsentRecord, ShredReason, Stamp, Standing,
 use crate::policy::decide::PinCheck;
 use crate::policy::lockout::{KeypadAlarm, Locked, PinBudget, PinLockout};
 use crate::policy::matching::{threshold_for_fpir, GalleryError, Slot, SFACE_CALIBRATION};
-use crate::protect::keys::{self, KeyError, KeyFileLock, MasterKeyFile};
+use crate::protect::keys::{self, KeyError, KeyFileLock, KeyWrap, MasterKeyFile};
 use crate::protect::pass::{PassError, PassKey, VisitorPass};
 use crate::protect::{self, AeadKey, Pin, PinError, PinPepper, ProtectedTemplate, Rotation, TransformId, TransformKey};
 use crate::store::{ChangeOrigin, KeyGeneration, KeysInUse, Rekey, RevocationReceipt, Store, StoreError};
@@ -81,19 +81,19 @@ pub enum RegistryError {
 pub type Result<T> = std::result::Result<T, RegistryError>;
 
 /// Where the master key lives: a key file (mode 0600, outside the database's folder, created on first run),
-/// optionally sealed under a passphrase.
-#[derive(Debug)]
+/// sealed under the device's key root.
+#[derive(Clone, Debug)]
 pub struct MasterKeySource {
     /// The key file.
     pub file: PathBuf,
-    /// The passphrase sealing it, if any.
-    pub passphrase: Option<Zeroizing<String>>,
+    /// How it is sealed at rest.
+    pub wrap: KeyWrap,
 }
 
 impl MasterKeySource {
-    /// A plain key file.
+    /// A key file in clear (the `file` root: development and tests of other things).
     pub fn file(path: impl Into<PathBuf>) -> Self {
-        Self { file: path.into(), passphrase: None }
+        Self { file: path.into(), wrap: KeyWrap::Plain }
     }
 }
 
@@ -181,7 +181,7 @@ impl Registry {
     /// [`Registry::load_failures`]; the rest stay usable.
     pub fn open(db: &Path, key: &MasterKeySource, policy: RegistryPolicy, now: i64) -> Result<Self> {
         keys::ensure_apart(&key.file, db)?;
-        let key_file = MasterKeyFile::new(key.file.clone(), key.passphrase.clone());
+        let key_file = MasterKeyFile::new(key.file.clone(), key.wrap.clone());
         let mut store = Store::open(db)?;
         if !key_file.exists() && store.has_device_keys()? {
             return Err(KeyError::Io {
