@@ -72,7 +72,7 @@ impl Registry {
             }
             None => self.free_keypad_code()?,
         };
-        let verifier = protect::pin_verifier(pin, &PinPepper::derive(&self.pin_key))?;
+        let verifier = protect::pin_verifier(pin, &PinPepper::derive(&self.keys.pin_key))?;
         self.store.set_pin_verifier(resident_id, &code, &verifier, now)?;
         Ok(code)
     }
@@ -96,7 +96,7 @@ impl Registry {
         if let Err(locked) = self.lockout.check(code, self.mono(at)) {
             return Ok(PinChallenge::Locked(locked));
         }
-        let pepper = PinPepper::derive(&self.pin_key);
+        let pepper = PinPepper::derive(&self.keys.pin_key);
         let verifier = match self.store.pin_record(code)? {
             Some(record) => record.verifier,
             None => dummy_verifier(&pepper).to_owned(),
@@ -135,14 +135,14 @@ impl Registry {
     /// QR code. The audit log notes the pass's random id; nothing names the visitor or the host.
     pub fn issue_pass(&mut self, valid_from: i64, valid_until: i64, now: i64) -> Result<(VisitorPass, String)> {
         let pass = VisitorPass::new(valid_from, valid_until)?;
-        let text = PassKey::new(&self.pass_key).encode(&pass);
+        let text = PassKey::new(&self.keys.pass_key).encode(&pass);
         self.store.audit_pass("visitor pass issued", &pass, now)?;
         Ok((pass, text))
     }
 
     /// Cancels a pass before it is used (it can never open afterwards).
     pub fn cancel_pass(&mut self, text: &str, now: i64) -> Result<VisitorPass> {
-        let pass = PassKey::new(&self.pass_key).decode(text)?;
+        let pass = PassKey::new(&self.keys.pass_key).decode(text)?;
         self.store.redeem_pass(&pass, self.forget_passes_before(now))?;
         self.store.audit_pass("visitor pass cancelled", &pass, now)?;
         Ok(pass)
@@ -151,7 +151,7 @@ impl Registry {
     /// Checks a scanned pass and, if it opens, marks it used in the same step: authentic, inside its window,
     /// and never used before. The inner error says why a pass does not open; the outer one is a store failure.
     pub fn check_pass(&mut self, text: &str, now: i64) -> Result<std::result::Result<VisitorPass, PassError>> {
-        let pass = match PassKey::new(&self.pass_key).decode(text).and_then(|p| p.check_window(now).map(|()| p)) {
+        let pass = match PassKey::new(&self.keys.pass_key).decode(text).and_then(|p| p.check_window(now).map(|()| p)) {
             Ok(pass) => pass,
             Err(e) => return Ok(Err(e)),
         };

@@ -135,22 +135,31 @@ pub struct EnrolReceipt {
     pub version: u32,
 }
 
-/// The device keys of one generation, loaded together under the key file's lock.
+/// The device keys of one generation, loaded together under the key file's lock: the master key, the
+/// transform, and the device secrets wrapped under the master key (another process's rotation may have
+/// replaced one, e.g. `facegate keys rotate --pass-key`, so they are reloaded with the generation).
 struct DeviceKeys {
     generation: KeyGeneration,
     master: AeadKey,
     rotation: Arc<Rotation>,
+    pin_key: AeadKey,
+    pass_key: AeadKey,
+    /// Keys the noise on published counts (with it the noise could be subtracted).
+    count_noise_key: AeadKey,
 }
+
+/// The device secrets kept in the database, wrapped under the master key.
+pub const PIN_PEPPER: &str = "pin-pepper";
+/// Signs visitor passes.
+pub const PASS_KEY: &str = "visitor-pass-key";
+/// Keys the Laplace noise of published counts.
+pub const COUNT_NOISE_KEY: &str = "count-noise-key";
 
 /// The residents, their sealed templates, and the live gallery.
 pub struct Registry {
     store: Store,
     key_file: MasterKeyFile,
     keys: DeviceKeys,
-    pin_key: AeadKey,
-    pass_key: AeadKey,
-    /// Keys the noise on published counts (a device secret: with it the noise could be subtracted).
-    count_noise_key: AeadKey,
     /// PIN failures per typed code and keypad-wide, on the monotonic clock from `origin`.
     lockout: PinLockout,
     /// When the registry opened, on the monotonic clock and on the wall clock.
@@ -191,15 +200,9 @@ impl Registry {
             }
             .into());
         }
-        let (keys, pin_key, pass_key, count_noise_key) = {
+        let keys = {
             let guard = key_file.lock()?;
-            let keys = open_device_keys(&key_file, &mut store, now, &guard)?;
-            // Under the lock, so no rotation can come between loading the keys and using them here.
-            let in_use = KeysInUse { master: &keys.master, generation: keys.generation };
-            let pin_key = store.device_secret("pin-pepper", in_use)?;
-            let pass_key = store.device_secret("visitor-pass-key", in_use)?;
-            let count_noise_key = store.device_secret("count-noise-key", in_use)?;
-            (keys, pin_key, pass_key, count_noise_key)
+            open_device_keys(&key_file, &mut store, now, &guard)?
         };
         let policy = RegistryPolicy { max_unused_secs: policy.max_unused_secs.min(MAX_RETENTION_SECS), ..policy };
         let mut lockout = PinLockout::new(policy.pin_budget);
@@ -210,9 +213,6 @@ impl Registry {
             key_file,
             gallery: Arc::new(GallerySnapshot::empty(keys.rotation.clone(), policy.target_fpir)),
             keys,
-            pin_key,
-            pass_key,
-            count_noise_key,
             lockout,
             origin: Instant::now(),
             opened_at: now,
@@ -461,7 +461,14 @@ impl Registry {
     /// Moves everything to a fresh master key and a fresh transform, crash-safely (see [`MasterKeyFile`]).
     /// Returns how many templates were carried over.
     pub fn rotate_keys(&mut self, now: i64) -> Result<usize> {
-        self.with_new_keys(|store, rekey| store.rotate_keys(rekey, now))
+        self.with_new_keys(|store, rekey| store.rotate_keys(rekey, now, &[]))
+    }
+
+    /// Replaces the visitor-pass key (with a master key rotation, so every process reloads it): every pass
+    /// issued before no longer verifies (passes are not kept, so each one dies, whoever holds it).
+    pub fn rotate_pass_key(&mut self, now: i64) -> Result<()> {
+        self.with_new_keys(|store, rekey| store.rotate_keys(rekey, now, &[PASS_KEY]))?;
+        Ok(())
     }
 
     /// Stages a fresh master key, runs `change` (which must move every key and template to the new master key
@@ -500,9 +507,9 @@ impl Registry {
         };
         match committed {
             Some(true) => {
-                let generation = self.store.key_generation()?;
-                self.keys = DeviceKeys { generation, master: new, rotation: Arc::new(new_rotation) };
-                self.key_file.promote_next(&self.keys.master)?;
+                self.key_file.promote_next(&new)?;
+                // The device secrets under the new key (a rotation may have replaced one).
+                self.keys = device_keys(&mut self.store, new, Arc::new(new_rotation))?;
             }
             Some(false) => self.key_file.discard_next()?,
             // Unsure (the check itself failed): keep `.next`; the next open settles it.
@@ -620,7 +627,7 @@ impl Registry {
     /// The noise on published counts at `epsilon` (`None`: exact counts), keyed by this device's secret so
     /// that every load shows the same values.
     pub fn count_noise(&self, epsilon: Option<f64>) -> Option<crate::policy::counts::Noise> {
-        epsilon.map(|e| crate::policy::counts::Noise::new(e, self.count_noise_key.as_bytes()))
+        epsilon.map(|e| crate::policy::counts::Noise::new(e, self.keys.count_noise_key.as_bytes()))
     }
 
     /// The resident a probe matches at the current threshold, or `None`: never the nearest resident.
@@ -659,8 +666,17 @@ fn open_device_keys(key_file: &MasterKeyFile, store: &mut Store, now: i64, _lock
             (transform, next)
         }
     };
+    device_keys(store, master, Arc::new(Rotation::from_key(&transform)))
+}
+
+/// The device secrets under `master` (each made on first use), with the store's generation.
+fn device_keys(store: &mut Store, master: AeadKey, rotation: Arc<Rotation>) -> Result<DeviceKeys> {
     let generation = store.key_generation()?;
-    Ok(DeviceKeys { generation, master, rotation: Arc::new(Rotation::from_key(&transform)) })
+    let in_use = KeysInUse { master: &master, generation };
+    let pin_key = store.device_secret(PIN_PEPPER, in_use)?;
+    let pass_key = store.device_secret(PASS_KEY, in_use)?;
+    let count_noise_key = store.device_secret(COUNT_NOISE_KEY, in_use)?;
+    Ok(DeviceKeys { generation, master, rotation, pin_key, pass_key, count_noise_key })
 }
 
 #[cfg(test)]

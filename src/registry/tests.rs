@@ -395,7 +395,7 @@ fn an_interrupted_rotation_is_finished_or_undone_at_the_next_open() {
     let mut registry = open(dir.path());
     registry.record_consent("r-1", None, &consent(0), 0).unwrap();
     registry.enrol("r-1", &face(1, 0.0), 0).unwrap();
-    let file = MasterKeyFile::new(key_path.clone(), None);
+    let file = MasterKeyFile::new(key_path.clone(), KeyWrap::Plain);
 
     // Crash after staging, before the database committed: the stale `.next` is discarded.
     file.stage_next(&AeadKey::generate()).unwrap();
@@ -414,7 +414,7 @@ fn an_interrupted_rotation_is_finished_or_undone_at_the_next_open() {
     drop(registry);
     let rekey =
         Rekey { generation, old_master: &old, new_master: &new, new_transform: &new_transform, renewal: &renewal };
-    Store::open(&dir.path().join("data/facegate.sqlite")).unwrap().rotate_keys(&rekey, 5).unwrap();
+    Store::open(&dir.path().join("data/facegate.sqlite")).unwrap().rotate_keys(&rekey, 5, &[]).unwrap();
     let registry = open(dir.path());
     assert_eq!(registry.identify(&face(1, 0.0)).unwrap().resident_id, "r-1");
     assert_eq!(std::fs::read(&key_path).unwrap(), new.as_bytes());
@@ -427,7 +427,7 @@ fn a_passphrase_sealed_key_file_needs_its_passphrase() {
     let db = dir.path().join("data/facegate.sqlite");
     let source = |p: &str| MasterKeySource {
         file: dir.path().join("keys/master.key"),
-        passphrase: Some(Zeroizing::new(p.to_owned())),
+        wrap: KeyWrap::Passphrase(Zeroizing::new(p.to_owned())),
     };
     let mut registry = Registry::open(&db, &source("correct horse"), RegistryPolicy::default(), 0).unwrap();
     registry.record_consent("r-1", None, &consent(0), 0).unwrap();

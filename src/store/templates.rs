@@ -531,10 +531,15 @@ impl Store {
 
     /// Moves everything to new keys in one transaction (see [`Rekey`]) and chains a "key rotation" event.
     /// Nothing changes if the transform key fails to open (a wrong old master key). Returns how many templates
-    /// were carried over to the new transform.
-    pub fn rotate_keys(&mut self, rekey: &Rekey<'_>, now: i64) -> Result<usize> {
+    /// were carried over to the new transform. The device secrets named in `replace` are deleted instead of
+    /// carried (the next use makes fresh ones), in the same transaction.
+    pub fn rotate_keys(&mut self, rekey: &Rekey<'_>, now: i64, replace: &[&str]) -> Result<usize> {
         let path = self.path.clone();
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).in_db(&path)?;
+        for name in replace {
+            tx.execute("DELETE FROM device_secrets WHERE name = ?1", [name]).in_db(&path)?;
+            append_audit(&tx, now, "device secret replaced", name).in_db(&path)?;
+        }
         let renewed = rotate_keys_in(&tx, &path, rekey, now)?;
         tx.commit().in_db(&path)?;
         self.checkpoint_after_commit();

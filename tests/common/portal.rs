@@ -170,7 +170,7 @@ pub mod in_process {
                 enrol_timeout,
                 live_threshold: facegate::vision::liveness::DEFAULT_LIVE_THRESHOLD,
                 code_valid: Duration::from_secs(3600),
-                audit: AuditScope::new(db.clone(), keys, 365 * 86_400),
+                audit: AuditScope::new(db.clone(), keys, facegate::protect::keys::KeyWrap::Plain, 365 * 86_400),
             };
             let app = router(Arc::new(PortalState::new(settings, handle.clone(), Some(desk.clone()))));
             Self { dir, db, handle, desk, owner: Some(owner), app }
