@@ -20,6 +20,7 @@ use crate::vision::pipeline::FacePipeline;
 mod audit;
 mod compound;
 pub mod demo;
+mod keys;
 mod liveness;
 mod passes;
 mod portal;
@@ -110,6 +111,10 @@ pub enum Command {
     /// The web portal's certificate.
     #[command(subcommand)]
     Portal(portal::PortalCommand),
+    /// The device's keys: which root holds them (`status`), moving onto a hardware root (`migrate`), and
+    /// renewing each secret (`rotate`).
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
 }
 
 /// `facegate eval` arguments.
@@ -150,6 +155,7 @@ impl Command {
                 | Self::Account(_)
                 | Self::Pass(_)
                 | Self::Compound(_)
+                | Self::Keys(_)
         )
     }
 }
@@ -199,6 +205,7 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Signage(args) => portal::signage(&config, &args),
         Command::Portal(command) => portal::portal(&config, &command),
         Command::Compound(command) => compound::run(&config, &command),
+        Command::Keys(command) => keys::keys(&config, &command),
     }
 }
 
