@@ -5,6 +5,7 @@
 pub mod compound;
 pub mod daemon;
 pub mod portal;
+pub mod tpm;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

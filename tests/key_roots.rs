@@ -1,0 +1,257 @@
+//! Issue 18: keys a thief cannot lift. A device's data and key folders copied to another machine (another
+//! TPM, another board's OTP key) open nothing: no template, no PIN verifier, no pass key, no compound secret,
+//! no signing or TLS key; the device itself restarts and admits its residents. The same copy of a `file`
+//! root device opens everything, and the audit says so. Real TPM code against Debian's `swtpm`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use facegate::audit::sign::AuditSigner;
+use facegate::audit::{run_audit, AuditScope, Status};
+use facegate::capture::DecodeLimits;
+use facegate::policy::consent::ConsentRecord;
+use facegate::policy::decide::PinCheck;
+use facegate::protect::keys::root::{OtpSource, RootSettings};
+use facegate::protect::keys::{self, KeyError, KeyWrap, RootError, RootKind};
+use facegate::protect::Pin;
+use facegate::registry::{MasterKeySource, Registry, RegistryPolicy};
+use facegate::vision::embed::Embedding;
+
+use common::tpm::SoftTpm;
+
+const NOW: i64 = 1_790_000_000;
+
+/// A device's two folders, as on the card.
+struct Card {
+    _root: tempfile::TempDir,
+    data: PathBuf,
+    keys: PathBuf,
+}
+
+impl Card {
+    fn new() -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let (data, keys) = (root.path().join("data"), root.path().join("keys"));
+        std::fs::create_dir_all(&data).unwrap();
+        Self { _root: root, data, keys }
+    }
+
+    fn db(&self) -> PathBuf {
+        self.data.join("facegate.sqlite")
+    }
+
+    fn master(&self, wrap: KeyWrap) -> MasterKeySource {
+        MasterKeySource { file: self.keys.join("master.key"), wrap }
+    }
+
+    /// Both folders copied byte for byte (what `dd` of the card, or a backup of it, gives).
+    fn copy(&self) -> Card {
+        let copy = Card::new();
+        for (from, to) in [(&self.data, &copy.data), (&self.keys, &copy.keys)] {
+            let status = std::process::Command::new("cp").arg("-a").arg(format!("{}/.", from.display())).arg(to).status();
+            assert!(status.unwrap().success());
+        }
+        copy
+    }
+}
+
+fn consent() -> ConsentRecord {
+    ConsentRecord {
+        notice_version: "2026-12".into(),
+        notice_sha256: "ab".repeat(32),
+        purpose: "opening the compound gate".into(),
+        channel: "kiosk".into(),
+        granted_at: NOW,
+    }
+}
+
+fn embed(photo: &Path) -> Embedding {
+    common::pipeline().read_file(photo, DecodeLimits::default()).unwrap().embedding
+}
+
+/// What the device holds, and the secrets in clear that no copy may reveal.
+struct Planted {
+    probes: Vec<(String, Embedding)>,
+    pin: (String, String),
+    pass: String,
+    secrets: Vec<(&'static str, Vec<u8>)>,
+}
+
+/// Residents enrolled from the shared photos (a probe of each from another photo), a PIN, a visitor pass, and
+/// every key file of a compound gate with its portal and audit key, under `wrap`.
+fn plant(card: &Card, wrap: &KeyWrap) -> Planted {
+    let mut registry = Registry::open(&card.db(), &card.master(wrap.clone()), RegistryPolicy::default(), NOW).unwrap();
+    let mut probes = Vec::new();
+    for (i, (_, photos)) in common::people_with(2).into_iter().take(3).enumerate() {
+        let id = format!("r-{i}");
+        registry.record_consent(&id, None, &consent(), NOW).unwrap();
+        registry.enrol(&id, &embed(&photos[0]), NOW).unwrap();
+        probes.push((id, embed(&photos[1])));
+    }
+    let code = registry.set_pin("r-0", None, &Pin::parse("4071").unwrap(), NOW).unwrap();
+    let (_, pass) = registry.issue_pass(NOW, NOW + 3_600, NOW).unwrap();
+    drop(registry);
+    // A gate's compound files as `facegate keys migrate` leaves them: sealed under the root.
+    let compound_secret: [u8; 32] = rand::random();
+    keys::write_secret(&card.keys.join("compound/compound.key"), wrap, &compound_secret).unwrap();
+    let gate_key = rcgen::KeyPair::generate().unwrap().serialize_pem();
+    keys::write_secret(&card.keys.join("compound/gate.key"), wrap, gate_key.as_bytes()).unwrap();
+    AuditSigner::load_or_create(&card.keys, wrap).unwrap();
+    facegate::portal::ensure_certificate(&card.keys.join("portal-cert.pem"), &card.keys.join("portal-key.pem"), wrap)
+        .unwrap();
+    let mut secrets = vec![("compound secret", compound_secret.to_vec()), ("gate key", gate_key.into_bytes())];
+    for (what, file) in
+        [("master key", "master.key"), ("audit signing key", "audit-signing.key"), ("portal key", "portal-key.pem")]
+    {
+        secrets.push((what, keys::read_secret(&card.keys.join(file), wrap).unwrap().unwrap().to_vec()));
+    }
+    Planted { probes, pin: (code, "4071".into()), pass, secrets }
+}
+
+/// Everything a thief holding `copy` can try: each wrap they can make (none, an empty passphrase, and the
+/// root of the machine they have, if it gives them any key) must open no key file and no registry, and no
+/// file of the copy may hold a secret in clear.
+fn assert_opens_nothing(copy: &Card, theirs: Result<KeyWrap, KeyError>, planted: &Planted) {
+    let mut wraps = vec![KeyWrap::Plain, KeyWrap::Passphrase(zeroize::Zeroizing::new(String::new()))];
+    match theirs {
+        Ok(wrap) => wraps.push(wrap),
+        Err(e) => assert!(
+            matches!(&e, KeyError::Root(RootError::Foreign { .. })) && e.to_string().contains("another TPM"),
+            "a foreign TPM must refuse the sealed key, saying why: {e}"
+        ),
+    }
+    for wrap in &wraps {
+        for entry in keys::inventory(&copy.keys) {
+            let opened = keys::read_secret(&entry.path, wrap);
+            assert!(opened.is_err(), "{} opened under {wrap:?} on the thief's machine", entry.path.display());
+        }
+        let opened = Registry::open(&copy.db(), &copy.master(wrap.clone()), RegistryPolicy::default(), NOW);
+        assert!(opened.is_err(), "the copied registry opened under {wrap:?}");
+    }
+    for entry in walkdir::WalkDir::new(copy.data.parent().unwrap()).into_iter().filter_map(Result::ok) {
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let bytes = std::fs::read(entry.path()).unwrap();
+        for (what, secret) in &planted.secrets {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_slice()),
+                "the {what} is in clear in {}",
+                entry.path().display()
+            );
+        }
+    }
+}
+
+/// The device, restarted with its own root: every resident admitted, the PIN and the pass accepted.
+fn assert_device_admits(card: &Card, settings: &RootSettings, planted: &Planted) {
+    let wrap = settings.open(&card.keys, None).unwrap();
+    let mut registry = Registry::open(&card.db(), &card.master(wrap.clone()), RegistryPolicy::default(), NOW).unwrap();
+    assert!(registry.load_failures().is_empty());
+    for (id, probe) in &planted.probes {
+        let found = registry.identify(probe).map(|m| m.resident_id);
+        assert_eq!(found.as_deref(), Some(id.as_str()), "resident {id} not admitted after the restart");
+    }
+    let (code, pin) = &planted.pin;
+    let check = registry.check_pin(code, &Pin::parse(pin).unwrap(), Instant::now(), NOW + 1).unwrap();
+    assert_eq!(check, PinCheck::Accepted);
+    assert!(registry.check_pass(&planted.pass, NOW + 2).unwrap().is_ok(), "the visitor pass no longer opens");
+    for file in ["compound/compound.key", "compound/gate.key", "audit-signing.key", "portal-key.pem"] {
+        keys::read_secret(&card.keys.join(file), &wrap).unwrap().unwrap();
+    }
+    let mut scope = AuditScope::new(card.db(), card.keys.clone(), wrap, 365 * 86_400);
+    scope.unit_files.clear();
+    let report = run_audit(&scope, NOW);
+    let check = report.checks.iter().find(|c| c.id == "keys").unwrap();
+    assert_eq!(check.status, Status::Pass, "{:?}", check.details);
+}
+
+fn tpm_settings(tpm: &SoftTpm, pcrs: Vec<u8>) -> RootSettings {
+    RootSettings { kind: RootKind::Tpm, tpm_tcti: tpm.tcti(), tpm_pcrs: pcrs, ..RootSettings::default() }
+}
+
+#[test]
+fn a_card_copied_to_another_tpm_opens_nothing_and_the_device_still_admits_its_residents() {
+    let (device_tpm, thief_tpm) = (SoftTpm::start(), SoftTpm::start());
+    let card = Card::new();
+    let ours = tpm_settings(&device_tpm, Vec::new());
+    let wrap = ours.open(&card.keys, None).unwrap();
+    assert!(card.keys.join("root.tpm").is_file());
+    let planted = plant(&card, &wrap);
+    drop(wrap);
+    assert!(keys::inventory(&card.keys).iter().all(|e| e.form == keys::Form::Root), "{:?}", keys::inventory(&card.keys));
+
+    let copy = card.copy();
+    assert_opens_nothing(&copy, tpm_settings(&thief_tpm, Vec::new()).open(&copy.keys, None), &planted);
+    assert_device_admits(&card, &ours, &planted);
+}
+
+#[test]
+fn a_card_moved_to_another_board_opens_nothing_under_its_otp_key() {
+    let boards = tempfile::tempdir().unwrap();
+    let board = |name: &str| RootSettings {
+        kind: RootKind::PiOtp,
+        otp: OtpSource::StandIn(boards.path().join(name)),
+        ..RootSettings::default()
+    };
+    let card = Card::new();
+    let wrap = board("ours").open(&card.keys, None).unwrap();
+    let planted = plant(&card, &wrap);
+    drop(wrap);
+    let copy = card.copy();
+    // Another board's device key gives a key-encryption key, just not this device's.
+    let theirs = board("theirs").open(&copy.keys, None);
+    assert!(theirs.is_ok());
+    assert_opens_nothing(&copy, theirs, &planted);
+    assert_device_admits(&card, &board("ours"), &planted);
+}
+
+#[test]
+fn a_file_root_card_copied_opens_everything_and_the_audit_warns() {
+    let card = Card::new();
+    let planted = plant(&card, &KeyWrap::Plain);
+    let copy = card.copy();
+    // What the stolen-card test forbids, the file root allows: the copy matches every resident.
+    let registry =
+        Registry::open(&copy.db(), &copy.master(KeyWrap::Plain), RegistryPolicy::default(), NOW).unwrap();
+    for (id, probe) in &planted.probes {
+        assert_eq!(registry.identify(probe).map(|m| m.resident_id).as_deref(), Some(id.as_str()));
+    }
+    let secret = keys::read_secret(&copy.keys.join("compound/compound.key"), &KeyWrap::Plain).unwrap().unwrap();
+    assert_eq!(secret.as_slice(), planted.secrets[0].1.as_slice());
+    let mut scope = AuditScope::new(card.db(), card.keys.clone(), KeyWrap::Plain, 365 * 86_400);
+    scope.unit_files.clear();
+    let report = run_audit(&scope, NOW);
+    let check = report.checks.iter().find(|c| c.id == "keys").unwrap();
+    assert_eq!(check.status, Status::Warn);
+    assert!(check.details[0].contains("keys are on the card"), "{:?}", check.details);
+    assert!(check.details.iter().any(|d| d.contains("master.key") && d.contains("in clear")), "{:?}", check.details);
+}
+
+#[test]
+fn a_key_bound_to_pcrs_is_refused_once_they_change() {
+    use std::str::FromStr;
+    use tss_esapi::handles::PcrHandle;
+    use tss_esapi::interface_types::algorithm::HashingAlgorithm;
+    use tss_esapi::structures::{Digest, DigestValues};
+    let tpm = SoftTpm::start();
+    let card = Card::new();
+    let settings = tpm_settings(&tpm, vec![16]);
+    let kek = settings.open(&card.keys, None).unwrap();
+    keys::write_secret(&card.keys.join("master.key"), &kek, &[7u8; 32]).unwrap();
+    assert!(keys::read_secret(&card.keys.join("master.key"), &settings.open(&card.keys, None).unwrap()).is_ok());
+    // Unbound settings are refused rather than silently re-sealing.
+    let err = tpm_settings(&tpm, Vec::new()).open(&card.keys, None).unwrap_err();
+    assert!(err.to_string().contains("tpm_pcrs"), "{err}");
+    // What a changed boot chain does: extend the PCR.
+    let mut ctx = tss_esapi::Context::new(tss_esapi::TctiNameConf::from_str(&tpm.tcti()).unwrap()).unwrap();
+    let mut values = DigestValues::new();
+    values.set(HashingAlgorithm::Sha256, Digest::try_from(vec![0x42u8; 32]).unwrap());
+    ctx.execute_with_nullauth_session(|ctx| ctx.pcr_extend(PcrHandle::Pcr16, values)).unwrap();
+    drop(ctx);
+    let err = settings.open(&card.keys, None).unwrap_err();
+    assert!(matches!(&err, KeyError::Root(RootError::Refused { .. })), "{err}");
+    assert!(err.to_string().contains("PCRs"), "{err}");
+}
