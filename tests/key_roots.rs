@@ -255,3 +255,83 @@ fn a_key_bound_to_pcrs_is_refused_once_they_change() {
     assert!(matches!(&err, KeyError::Root(RootError::Refused { .. })), "{err}");
     assert!(err.to_string().contains("PCRs"), "{err}");
 }
+
+/// A config for `card` with `[keys]` as given (the portal's files in the key folder by default).
+fn config_for(card: &Card, keys_section: &str) -> PathBuf {
+    let path = card.data.parent().unwrap().join("facegate.toml");
+    let text = format!(
+        "[store]\ndatabase = \"{}\"\nmaster_key = \"{}\"\n[keys]\n{keys_section}\n",
+        card.db().display(),
+        card.keys.join("master.key").display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn one_command_moves_a_file_root_device_onto_the_tpm_and_destroys_the_clear_keys() {
+    let tpm = SoftTpm::start();
+    let card = Card::new();
+    let planted = plant(&card, &KeyWrap::Plain);
+    let config = config_for(&card, &format!("root = \"tpm\"\ntpm_tcti = \"{}\"", tpm.tcti()));
+    // Before the move, the daemon and the CLI refuse a clear key under a hardware root, saying what to run.
+    let refused = common::daemon::facegate(Some(&config), &["residents"], None);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("facegate keys migrate"), "{stderr}");
+    let out = common::daemon::facegate(Some(&config), &["keys", "migrate"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("5 key file(s) moved"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(keys::inventory(&card.keys).iter().all(|e| e.form == keys::Form::Root), "{:?}", keys::inventory(&card.keys));
+    // No clear copy left anywhere on the card (the old files were overwritten, then replaced).
+    let copy = card.copy();
+    let thief = SoftTpm::start();
+    assert_opens_nothing(&copy, tpm_settings(&thief, Vec::new()).open(&copy.keys, None), &planted);
+    assert_device_admits(&card, &tpm_settings(&tpm, Vec::new()), &planted);
+    let status = common::daemon::facegate(Some(&config), &["keys", "status", "--json"], None);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!((status["root"].as_str(), status["opens"].as_bool()), (Some("tpm"), Some(true)), "{status}");
+    assert_eq!(status["keys_on_card"].as_bool(), Some(false), "{status}");
+}
+
+#[test]
+fn a_pass_issued_before_the_pass_key_rotates_is_refused_after_it_even_by_a_running_daemon() {
+    let card = Card::new();
+    let config = config_for(&card, "root = \"file\"");
+    let master = card.master(KeyWrap::Plain);
+    // The daemon's registry, open throughout.
+    let mut daemon = Registry::open(&card.db(), &master, RegistryPolicy::default(), NOW).unwrap();
+    let (_, old) = daemon.issue_pass(NOW, NOW + 86_400, NOW).unwrap();
+    let (_, spare) = daemon.issue_pass(NOW, NOW + 86_400, NOW).unwrap();
+    assert!(daemon.check_pass(&old, NOW + 1).unwrap().is_ok());
+    let out = common::daemon::facegate(Some(&config), &["keys", "rotate", "--pass-key"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("every pass issued before now no longer opens"));
+    daemon.reload().unwrap();
+    let refused = daemon.check_pass(&spare, NOW + 2).unwrap();
+    assert!(refused.is_err(), "a pass signed with the old key still opens after the rotation");
+    let (_, fresh) = daemon.issue_pass(NOW, NOW + 86_400, NOW + 3).unwrap();
+    assert!(daemon.check_pass(&fresh, NOW + 4).unwrap().is_ok());
+    // A fresh process agrees.
+    drop(daemon);
+    let mut again = Registry::open(&card.db(), &master, RegistryPolicy::default(), NOW + 5).unwrap();
+    assert!(again.check_pass(&spare, NOW + 6).unwrap().is_err());
+}
+
+#[test]
+fn the_audit_key_and_the_portal_certificate_rotate() {
+    let card = Card::new();
+    let config = config_for(&card, "root = \"file\"");
+    let before = AuditSigner::load_or_create(&card.keys, &KeyWrap::Plain).unwrap().public_key_hex();
+    let out = common::daemon::facegate(Some(&config), &["keys", "rotate", "--audit-key"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let after = AuditSigner::load_or_create(&card.keys, &KeyWrap::Plain).unwrap().public_key_hex();
+    assert_ne!(before, after);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&facegate::audit::sign::fingerprint(&after)));
+    let (cert, key) = (card.keys.join("portal-cert.pem"), card.keys.join("portal-key.pem"));
+    let first = facegate::portal::ensure_certificate(&cert, &key, &KeyWrap::Plain).unwrap();
+    let out = common::daemon::facegate(Some(&config), &["keys", "rotate", "--portal-cert"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let second = facegate::portal::cert_fingerprint(&cert).unwrap();
+    assert_ne!(first, second);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&second));
+}

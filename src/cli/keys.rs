@@ -40,19 +40,19 @@ pub struct StatusArgs {
 
 /// `facegate keys rotate`
 #[derive(Debug, Args)]
-#[group(required = true, multiple = false)]
+#[command(group(clap::ArgGroup::new("secret").required(true).multiple(false)))]
 pub struct RotateArgs {
     /// The visitor-pass key: every pass issued before stops opening the gate.
-    #[arg(long)]
+    #[arg(long, group = "secret")]
     pub pass_key: bool,
     /// The audit signing key: give auditors the new fingerprint.
-    #[arg(long)]
+    #[arg(long, group = "secret")]
     pub audit_key: bool,
     /// The portal's self-signed certificate and key: update the signage, restart the daemon.
-    #[arg(long)]
+    #[arg(long, group = "secret")]
     pub portal_cert: bool,
     /// The master key and the transform (as every revocation does).
-    #[arg(long)]
+    #[arg(long, group = "secret")]
     pub master: bool,
     /// Database and key.
     #[command(flatten)]
