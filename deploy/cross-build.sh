@@ -18,6 +18,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
     echo "cross-build: installing ${missing[*]}"
     sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 fi
+# The tpm key root links libtss2 (tss-esapi): the arm64 libraries from Debian's multiarch, found by pkg-config.
+if ! dpkg -s libtss2-dev:arm64 >/dev/null 2>&1; then
+    echo "cross-build: installing libtss2-dev:arm64 (multiarch)"
+    sudo_if_needed dpkg --add-architecture arm64
+    sudo_if_needed apt-get update -q
+    sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -q libtss2-dev:arm64
+fi
+export PKG_CONFIG_ALLOW_CROSS=1
+export PKG_CONFIG_PATH_aarch64_unknown_linux_gnu=/usr/lib/aarch64-linux-gnu/pkgconfig
 rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
 bash models/fetch.sh
 
@@ -29,7 +38,7 @@ export BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_gnu="--sysroot=/usr/aarch6
 cargo build --release --locked --target aarch64-unknown-linux-gnu
 
 bin=target/aarch64-unknown-linux-gnu/release/facegate
-run_arm() { qemu-aarch64 -L /usr/aarch64-linux-gnu "$bin" "$@"; }
+run_arm() { QEMU_LD_PREFIX=/usr/aarch64-linux-gnu LD_LIBRARY_PATH=/usr/lib/aarch64-linux-gnu qemu-aarch64 "$bin" "$@"; }
 echo "cross-build: $(file -b "$bin" | cut -d, -f1-2)"
 run_arm --version
 faces=../shared/faces

@@ -18,6 +18,9 @@ dpkg -s chromium-driver >/dev/null 2>&1 || need+=(chromium-driver)
 dpkg -s fonts-wqy-zenhei >/dev/null 2>&1 || need+=(fonts-wqy-zenhei)
 # The compound's broker: tests/compound.rs runs three gates over a real nats-server (JetStream) on loopback.
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need+=(nats-server)
+# The `tpm` key root: tss-esapi links Debian's libtss2; tests/key_roots.rs seals keys in software TPMs (swtpm).
+dpkg -s libtss2-dev >/dev/null 2>&1 || need+=(libtss2-dev)
+command -v swtpm >/dev/null 2>&1 || need+=(swtpm swtpm-tools)
 if [ ${#need[@]} -gt 0 ]; then
   echo "dev-setup: installing ${need[*]}"
   sudo_cmd=""

@@ -12,8 +12,9 @@ set -eu
 ACCOUNT=facegate
 # Must match SupplementaryGroups= in deploy/facegate.service (tests/deploy.rs checks it): an entry that does
 # not exist makes the unit fail at start (status 216/GROUP), so a group the system lacks is created here
-# rather than left to a failed start. gpio: relay, keypad, contacts; video: camera; input: USB keypad, scanner.
-DEVICE_GROUPS="gpio video input"
+# rather than left to a failed start. gpio: relay, keypad, contacts; video: camera and the firmware mailbox
+# (/dev/vcio, the pi-otp key root); input: USB keypad, scanner; tss: the TPM (/dev/tpmrm0, the tpm key root).
+DEVICE_GROUPS="gpio video input tss"
 # Database and master key in separate folders (the daemon refuses a key beside its data), both 0700.
 STATE_DIRS="/var/lib/facegate /var/lib/facegate-keys"
 
