@@ -2,6 +2,7 @@
 //! TPM, another board's OTP key) open nothing: no template, no PIN verifier, no pass key, no compound secret,
 //! no signing or TLS key; the device itself restarts and admits its residents. The same copy of a `file`
 //! root device opens everything, and the audit says so. Real TPM code against Debian's `swtpm`.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -50,7 +51,8 @@ impl Card {
     fn copy(&self) -> Card {
         let copy = Card::new();
         for (from, to) in [(&self.data, &copy.data), (&self.keys, &copy.keys)] {
-            let status = std::process::Command::new("cp").arg("-a").arg(format!("{}/.", from.display())).arg(to).status();
+            let status =
+                std::process::Command::new("cp").arg("-a").arg(format!("{}/.", from.display())).arg(to).status();
             assert!(status.unwrap().success());
         }
         copy
@@ -181,7 +183,11 @@ fn a_card_copied_to_another_tpm_opens_nothing_and_the_device_still_admits_its_re
     assert!(card.keys.join("root.tpm").is_file());
     let planted = plant(&card, &wrap);
     drop(wrap);
-    assert!(keys::inventory(&card.keys).iter().all(|e| e.form == keys::Form::Root), "{:?}", keys::inventory(&card.keys));
+    assert!(
+        keys::inventory(&card.keys).iter().all(|e| e.form == keys::Form::Root),
+        "{:?}",
+        keys::inventory(&card.keys)
+    );
 
     let copy = card.copy();
     assert_opens_nothing(&copy, tpm_settings(&thief_tpm, Vec::new()).open(&copy.keys, None), &planted);
@@ -214,8 +220,7 @@ fn a_file_root_card_copied_opens_everything_and_the_audit_warns() {
     let planted = plant(&card, &KeyWrap::Plain);
     let copy = card.copy();
     // What the stolen-card test forbids, the file root allows: the copy matches every resident.
-    let registry =
-        Registry::open(&copy.db(), &copy.master(KeyWrap::Plain), RegistryPolicy::default(), NOW).unwrap();
+    let registry = Registry::open(&copy.db(), &copy.master(KeyWrap::Plain), RegistryPolicy::default(), NOW).unwrap();
     for (id, probe) in &planted.probes {
         assert_eq!(registry.identify(probe).map(|m| m.resident_id).as_deref(), Some(id.as_str()));
     }
@@ -280,8 +285,16 @@ fn one_command_moves_a_file_root_device_onto_the_tpm_and_destroys_the_clear_keys
     assert!(!refused.status.success() && stderr.contains("facegate keys migrate"), "{stderr}");
     let out = common::daemon::facegate(Some(&config), &["keys", "migrate"], None);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("5 key file(s) moved"), "{}", String::from_utf8_lossy(&out.stdout));
-    assert!(keys::inventory(&card.keys).iter().all(|e| e.form == keys::Form::Root), "{:?}", keys::inventory(&card.keys));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("5 key file(s) moved"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        keys::inventory(&card.keys).iter().all(|e| e.form == keys::Form::Root),
+        "{:?}",
+        keys::inventory(&card.keys)
+    );
     // No clear copy left anywhere on the card (the old files were overwritten, then replaced).
     let copy = card.copy();
     let thief = SoftTpm::start();

@@ -60,7 +60,8 @@ pub fn audit(config: &Config, args: &AuditArgs) -> Result<std::process::ExitCode
     let mut scope = AuditScope::new(db, key_dir.clone(), wrap.clone(), config.registry.max_unused_secs);
     scope.extra_paths = config.audit_scan_paths.iter().chain(&args.scan).cloned().collect();
     let report = run_audit(&scope, unix_now());
-    let signer = AuditSigner::load_or_create(&key_dir, &wrap).context("the audit report is signed with the device key")?;
+    let signer =
+        AuditSigner::load_or_create(&key_dir, &wrap).context("the audit report is signed with the device key")?;
     let signed = signer.sign(&report)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&signed)?);

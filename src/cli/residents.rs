@@ -16,8 +16,8 @@ use zeroize::Zeroizing;
 use crate::capture::{decode_file, DecodeLimits, Frame};
 use crate::config::{CaptureConfig, Config};
 use crate::policy::consent::ConsentRecord;
-use crate::protect::Pin;
 use crate::protect::keys::KeyWrap;
+use crate::protect::Pin;
 use crate::registry::{MasterKeySource, Registry};
 use crate::store::{unix_now, OutboxKind, ResidentSummary, RevocationReceipt};
 use crate::vision::enrol::{EnrolmentSession, FrameVerdict, QualityGate};
@@ -174,7 +174,10 @@ pub(super) fn refuse_root_on_service_store(db: &std::path::Path) -> Result<()> {
 pub(super) fn key_wrap(config: &Config, key_file: &std::path::Path) -> Result<KeyWrap> {
     let passphrase = std::env::var(PASSPHRASE_ENV).ok().filter(|p| !p.is_empty()).map(Zeroizing::new);
     let key_dir = key_file.parent().map_or_else(|| std::path::PathBuf::from("."), std::path::Path::to_path_buf);
-    config.keys.open(&key_dir, passphrase).with_context(|| format!("opening the key root ({})", config.keys.kind.name()))
+    config
+        .keys
+        .open(&key_dir, passphrase)
+        .with_context(|| format!("opening the key root ({})", config.keys.kind.name()))
 }
 
 /// Only `consent`, `pass issue` and the daemon (`run`) may create the database and the master key; the other

@@ -204,14 +204,16 @@ pub fn client_tls(settings: &LinkSettings, wrap: &KeyWrap) -> Result<rustls::Cli
     };
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(&settings.ca).map_err(pem_error(&settings.ca))? {
-        roots.add(cert.map_err(pem_error(&settings.ca))?).map_err(|e| setup(format!("{}: {e}", settings.ca.display())))?;
+        roots
+            .add(cert.map_err(pem_error(&settings.ca))?)
+            .map_err(|e| setup(format!("{}: {e}", settings.ca.display())))?;
     }
     let chain = CertificateDer::pem_file_iter(&settings.cert)
         .and_then(Iterator::collect::<Result<Vec<_>, _>>)
         .map_err(pem_error(&settings.cert))?;
-    let key_pem = keys::read_secret(&settings.key, wrap)
-        .map_err(|e| setup(e.to_string()))?
-        .ok_or_else(|| setup(format!("key file {} is missing (made by `facegate compound add-gate`)", settings.key.display())))?;
+    let key_pem = keys::read_secret(&settings.key, wrap).map_err(|e| setup(e.to_string()))?.ok_or_else(|| {
+        setup(format!("key file {} is missing (made by `facegate compound add-gate`)", settings.key.display()))
+    })?;
     let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(pem_error(&settings.key))?;
     rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()

@@ -27,12 +27,12 @@ use serde::Deserialize;
 pub use capture::{CaptureConfig, CaptureSource, RawCapture};
 pub use compound::{CompoundConfig, RawCompound};
 pub use error::ConfigError;
-pub use keys::RawKeys;
 pub use gate::{Intent, RawGate};
 pub use hardware::{
     Backend, HardwareConfig, KeypadConfig, KeypadKind, LightPins, RawContacts, RawHardware, RawWiegand, ScannerConfig,
     ScannerKind, WiegandConfig, WiredContact,
 };
+pub use keys::RawKeys;
 pub use matching::{RawMatching, RawPin, RawRetention, Threshold, DEFAULT_MATCH_THRESHOLD, MAX_PIN_BUDGET};
 pub use paths::{RawAudit, RawModels, RawStore};
 pub use pins::{BcmPin, NotAPin};

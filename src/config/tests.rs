@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::*;
-use crate::protect::keys::root::{OtpSource, RootKind};
 use crate::devices::contacts::Contact;
 use crate::policy::decide::FaceIntent;
+use crate::protect::keys::root::{OtpSource, RootKind};
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
     RawConfig::parse(text, Path::new("test.toml"))?.validate()
@@ -148,11 +148,17 @@ fn each_fixed_choice_accepts_exactly_its_spellings() {
     assert_eq!(intent("[hardware]\nbackend = \"gpio\""), FaceIntent::Button);
     let keys = |text: &str| parse(&format!("[keys]\n{text}")).unwrap().keys;
     assert_eq!(keys("").kind, RootKind::File);
-    assert_eq!((keys("").tpm_tcti.as_str(), keys("").otp.clone()), ("device:/dev/tpmrm0", OtpSource::Firmware { key_id: 1 }));
+    assert_eq!(
+        (keys("").tpm_tcti.as_str(), keys("").otp.clone()),
+        ("device:/dev/tpmrm0", OtpSource::Firmware { key_id: 1 })
+    );
     assert_eq!(keys("root = \"file\"").kind, RootKind::File);
     assert_eq!(keys("root = \"passphrase\"").kind, RootKind::Passphrase);
     let tpm = keys("root = \"tpm\"\ntpm_tcti = \"swtpm:port=2321\"\ntpm_pcrs = [0, 7]");
-    assert_eq!((tpm.kind, tpm.tpm_tcti.as_str(), tpm.tpm_pcrs.as_slice()), (RootKind::Tpm, "swtpm:port=2321", &[0u8, 7][..]));
+    assert_eq!(
+        (tpm.kind, tpm.tpm_tcti.as_str(), tpm.tpm_pcrs.as_slice()),
+        (RootKind::Tpm, "swtpm:port=2321", &[0u8, 7][..])
+    );
     let otp = keys("root = \"pi-otp\"\notp_stand_in = \"/b\"");
     assert_eq!((otp.kind, otp.otp), (RootKind::PiOtp, OtpSource::StandIn("/b".into())));
     assert_eq!(keys("root = \"pi-otp\"\notp_key_id = 2").otp, OtpSource::Firmware { key_id: 2 });

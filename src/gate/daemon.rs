@@ -23,9 +23,9 @@ use crate::devices::{
 };
 use crate::gate::{self, GateHardware, GateReport, GateStatus};
 use crate::policy::decide::FaceIntent;
+use crate::protect::keys::KeyWrap;
 use crate::protect::pass::PASS_PREFIX;
 use crate::registry::owner::{OwnerSettings, RegistryHandle, RegistryOwner};
-use crate::protect::keys::KeyWrap;
 use crate::registry::{MasterKeySource, Registry, RegistryError};
 use crate::store::unix_now;
 use crate::vision::liveness::LivenessModel;
@@ -120,7 +120,9 @@ pub async fn run(
         let (settings, dir, passphrase) = (config.keys.clone(), key_dir(&key_file), options.passphrase.clone());
         match tokio::task::spawn_blocking(move || settings.open(&dir, passphrase)).await {
             Ok(wrap) => wrap.map_err(DaemonError::Keys)?,
-            Err(e) => return Err(DaemonError::Thread { what: "key root", source: std::io::Error::other(e.to_string()) }),
+            Err(e) => {
+                return Err(DaemonError::Thread { what: "key root", source: std::io::Error::other(e.to_string()) })
+            }
         }
     };
     if wrap.kind().keys_on_card() {
@@ -209,8 +211,11 @@ async fn run_with(
     if config.portal.enabled {
         let desk = Arc::new(crate::vision::enrol::EnrolmentDesk::default());
         hardware.enrolment_desk = Some(desk.clone());
-        let state =
-            Arc::new(crate::portal::PortalState::new(portal_settings(config, options, wrap), registry.clone(), Some(desk)));
+        let state = Arc::new(crate::portal::PortalState::new(
+            portal_settings(config, options, wrap),
+            registry.clone(),
+            Some(desk),
+        ));
         let stop = stopped(stop_watch.clone());
         services.push(tokio::spawn(async move {
             // The gate keeps running without its portal: the portal is for set-up, not for entry.

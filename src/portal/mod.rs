@@ -342,9 +342,8 @@ async fn tls_config(
     let err = |path: &Path, reason: String| ServeError::Tls { path: path.to_path_buf(), reason };
     let cert_pem = std::fs::read(cert).map_err(|e| err(cert, e.to_string()))?;
     // The key is sealed at rest under the device's key root; in clear only in memory, for rustls.
-    let key_pem = keys::read_secret(key, wrap)
-        .map_err(|e| err(key, e.to_string()))?
-        .ok_or_else(|| err(key, "missing".into()))?;
+    let key_pem =
+        keys::read_secret(key, wrap).map_err(|e| err(key, e.to_string()))?.ok_or_else(|| err(key, "missing".into()))?;
     axum_server::tls_rustls::RustlsConfig::from_pem(cert_pem, key_pem.to_vec())
         .await
         .map_err(|e| err(cert, e.to_string()))
@@ -363,19 +362,18 @@ fn make_self_signed(cert: &Path, key: &Path, wrap: &KeyWrap) -> Result<(), Serve
     let certified = rcgen::generate_simple_self_signed(names).map_err(|e| err(cert, e.to_string()))?;
     let key_pem = zeroize::Zeroizing::new(certified.signing_key.serialize_pem());
     keys::write_secret(key, wrap, key_pem.as_bytes()).map_err(|e| err(key, e.to_string()))?;
-    for (path, pem, mode) in [(cert, certified.cert.pem(), 0o644)] {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| err(path, e.to_string()))?;
-        }
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(path)
-            .map_err(|e| err(path, e.to_string()))?;
-        file.write_all(pem.as_bytes()).map_err(|e| err(path, e.to_string()))?;
+    // The certificate is public (0644).
+    if let Some(dir) = cert.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| err(cert, e.to_string()))?;
     }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(cert)
+        .map_err(|e| err(cert, e.to_string()))?;
+    file.write_all(certified.cert.pem().as_bytes()).map_err(|e| err(cert, e.to_string()))?;
     tracing::info!(cert = %cert.display(), "portal: made a self-signed certificate; install a LAN CA's if you have one");
     Ok(())
 }

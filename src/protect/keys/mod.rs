@@ -172,11 +172,15 @@ impl KeyWrap {
             (Self::Passphrase(passphrase), Form::Passphrase) => {
                 let salt: [u8; 16] = bytes[4..20].try_into().map_err(|_| corrupt())?;
                 let key = derive_master_key(passphrase.as_bytes(), &salt)?;
-                let sealed = Sealed { nonce: bytes[20..32].try_into().map_err(|_| corrupt())?, ciphertext: bytes[32..].to_vec() };
+                let sealed = Sealed {
+                    nonce: bytes[20..32].try_into().map_err(|_| corrupt())?,
+                    ciphertext: bytes[32..].to_vec(),
+                };
                 open_key_file(&key, &sealed).ok_or(KeyError::WrongPassphrase { path })
             }
             (Self::Root { kind, kek }, Form::Root) => {
-                let sealed = Sealed { nonce: bytes[4..16].try_into().map_err(|_| corrupt())?, ciphertext: bytes[16..].to_vec() };
+                let sealed =
+                    Sealed { nonce: bytes[4..16].try_into().map_err(|_| corrupt())?, ciphertext: bytes[16..].to_vec() };
                 open_key_file(kek.key(), &sealed).ok_or(KeyError::ForeignRoot { path, root: kind.name() })
             }
             (Self::Passphrase(_), Form::Clear) => Err(KeyError::NotSealed { path }),
@@ -216,9 +220,9 @@ impl Form {
     }
 
     fn of(bytes: &[u8]) -> Self {
-        if bytes.len() >= 4 + 16 + 12 + 16 + 1 && bytes.starts_with(PASSPHRASE_MAGIC) {
+        if bytes.len() > 4 + 16 + 12 + 16 && bytes.starts_with(PASSPHRASE_MAGIC) {
             Self::Passphrase
-        } else if bytes.len() >= 4 + 12 + 16 + 1 && bytes.starts_with(ROOT_MAGIC) {
+        } else if bytes.len() > 4 + 12 + 16 && bytes.starts_with(ROOT_MAGIC) {
             Self::Root
         } else {
             Self::Clear

@@ -42,11 +42,10 @@ impl DeviceKeyHmac for FirmwareOtp {
         if message.len() > HMAC_MESSAGE_MAX {
             return Err(RootError::Otp(format!("message of {} bytes, at most {HMAC_MESSAGE_MAX}", message.len())));
         }
-        let vcio = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/vcio")
-            .map_err(|e| RootError::Otp(format!("/dev/vcio: {e}; is this a Raspberry Pi with current firmware?")))?;
+        let vcio =
+            std::fs::OpenOptions::new().read(true).write(true).open("/dev/vcio").map_err(|e| {
+                RootError::Otp(format!("/dev/vcio: {e}; is this a Raspberry Pi with current firmware?"))
+            })?;
         // Property message: size, code, tag, value buffer size, request size, value (flags, key id, length,
         // message; the response's 32 bytes overwrite its start), end tag. u32 words, native (little) endian.
         let value_words = (12 + HMAC_MESSAGE_MAX).div_ceil(4);

@@ -167,10 +167,11 @@ pub fn open_or_create(root: &dyn KeyRoot, key_dir: &Path) -> Result<Kek, RootErr
     let (kek, state) = root.create()?;
     // Written aside, then linked into place: a process starting at the same moment sees no state or all of it.
     let staged = key_dir.join(format!(".{}.{}", root.kind().name(), std::process::id()));
-    let written = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&staged).and_then(|mut f| {
-        f.write_all(&state)?;
-        f.sync_all()
-    });
+    let written =
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&staged).and_then(|mut f| {
+            f.write_all(&state)?;
+            f.sync_all()
+        });
     let linked = written.and_then(|()| std::fs::hard_link(&staged, &path));
     let _ = std::fs::remove_file(&staged);
     match linked {
@@ -236,7 +237,9 @@ impl RootSettings {
                 OtpSource::Firmware { key_id } => {
                     Some(Box::new(super::otp::OtpRoot::new(super::otp::FirmwareOtp { key_id: *key_id })))
                 }
-                OtpSource::StandIn(path) => Some(Box::new(super::otp::OtpRoot::new(super::otp::StandInOtp::open(path)?))),
+                OtpSource::StandIn(path) => {
+                    Some(Box::new(super::otp::OtpRoot::new(super::otp::StandInOtp::open(path)?)))
+                }
             },
             RootKind::File | RootKind::Passphrase => None,
         })
@@ -244,13 +247,16 @@ impl RootSettings {
 
     /// Opens the device's key wrap: the hardware root's key-encryption key (made on first use), the
     /// passphrase, or none. The passphrase is required with `passphrase` and refused with any other root.
-    pub fn open(&self, key_dir: &Path, passphrase: Option<zeroize::Zeroizing<String>>) -> Result<super::KeyWrap, super::KeyError> {
+    pub fn open(
+        &self,
+        key_dir: &Path,
+        passphrase: Option<zeroize::Zeroizing<String>>,
+    ) -> Result<super::KeyWrap, super::KeyError> {
         match (self.kind, passphrase) {
             (RootKind::Passphrase, Some(passphrase)) => Ok(super::KeyWrap::Passphrase(passphrase)),
-            (RootKind::Passphrase, None) => Err(RootError::Config(
-                "`[keys] root` is passphrase: set FACEGATE_MASTER_PASSPHRASE".into(),
-            )
-            .into()),
+            (RootKind::Passphrase, None) => {
+                Err(RootError::Config("`[keys] root` is passphrase: set FACEGATE_MASTER_PASSPHRASE".into()).into())
+            }
             (kind, Some(_)) => Err(RootError::Config(format!(
                 "FACEGATE_MASTER_PASSPHRASE is set but `[keys] root` is {}; unset it, or set the root to passphrase",
                 kind.name()

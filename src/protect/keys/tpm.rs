@@ -90,11 +90,27 @@ impl TpmRoot {
 
     /// A session salted with the primary key, encrypting the command's and the response's first parameter
     /// (the sealed key travels encrypted on the bus).
-    fn encrypted_session(&self, ctx: &mut Context, primary: KeyHandle, kind: SessionType) -> Result<AuthSession, RootError> {
+    fn encrypted_session(
+        &self,
+        ctx: &mut Context,
+        primary: KeyHandle,
+        kind: SessionType,
+    ) -> Result<AuthSession, RootError> {
         let session = ctx
-            .start_auth_session(Some(primary), None, None, kind, SymmetricDefinition::AES_128_CFB, HashingAlgorithm::Sha256)
+            .start_auth_session(
+                Some(primary),
+                None,
+                None,
+                kind,
+                SymmetricDefinition::AES_128_CFB,
+                HashingAlgorithm::Sha256,
+            )
             .map_err(self.fail("starting a session"))?
-            .ok_or(RootError::Tpm { tcti: self.tcti.clone(), what: "starting a session", reason: "no handle".into() })?;
+            .ok_or(RootError::Tpm {
+                tcti: self.tcti.clone(),
+                what: "starting a session",
+                reason: "no handle".into(),
+            })?;
         let (attributes, mask) = SessionAttributesBuilder::new().with_decrypt(true).with_encrypt(true).build();
         ctx.tr_sess_set_attributes(session, attributes, mask).map_err(self.fail("setting the session's attributes"))?;
         Ok(session)
@@ -121,7 +137,12 @@ impl TpmRoot {
 
     /// Runs TPM2_PolicyPCR over the PCRs' current values in `session` (a trial session gives the digest the
     /// sealed object is created with; a policy session then authorises the unseal only while they hold).
-    fn policy_pcr(&self, ctx: &mut Context, session: AuthSession, selection: PcrSelectionList) -> Result<(), RootError> {
+    fn policy_pcr(
+        &self,
+        ctx: &mut Context,
+        session: AuthSession,
+        selection: PcrSelectionList,
+    ) -> Result<(), RootError> {
         let policy = PolicySession::try_from(session).map_err(self.fail("opening a policy session"))?;
         ctx.policy_pcr(policy, Digest::default(), selection).map_err(self.fail("binding to the PCRs"))
     }
@@ -191,9 +212,10 @@ impl TpmRoot {
                 self.pcrs, pcrs
             )));
         }
-        let public = Public::unmarshall(public).map_err(|_| RootError::State("the sealed object's public part".into()))?;
-        let private =
-            Private::try_from(private.to_vec()).map_err(|_| RootError::State("the sealed object's private part".into()))?;
+        let public =
+            Public::unmarshall(public).map_err(|_| RootError::State("the sealed object's public part".into()))?;
+        let private = Private::try_from(private.to_vec())
+            .map_err(|_| RootError::State("the sealed object's private part".into()))?;
         let primary = self.primary(ctx)?;
         // A TPM with another storage seed (another board, another swtpm state) refuses the blob here.
         let object = ctx
@@ -215,12 +237,16 @@ impl TpmRoot {
         }
         let unsealed = unsealed.map_err(|e| RootError::Refused { tcti: self.tcti.clone(), reason: e.to_string() })?;
         let bytes = Zeroizing::new(unsealed.value().to_vec());
-        AeadKey::from_slice(&bytes).ok_or_else(|| RootError::State(format!("unsealed {} bytes, expected 32", bytes.len())))
+        AeadKey::from_slice(&bytes)
+            .ok_or_else(|| RootError::State(format!("unsealed {} bytes, expected 32", bytes.len())))
     }
 }
 
+/// The parts of a TPM state: the PCRs, the sealed object's public and private parts.
+type StateParts<'a> = (&'a [u8], &'a [u8], &'a [u8]);
+
 /// `FGT1 | n | pcrs(n) | len | public | len | private`.
-fn parse_state(state: &[u8]) -> Result<(&[u8], &[u8], &[u8]), RootError> {
+fn parse_state(state: &[u8]) -> Result<StateParts<'_>, RootError> {
     let bad = || RootError::State("not a facegate TPM state (FGT1)".into());
     let rest = state.strip_prefix(STATE_MAGIC).ok_or_else(bad)?;
     let (&n, rest) = rest.split_first().ok_or_else(bad)?;
