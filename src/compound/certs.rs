@@ -375,6 +375,39 @@ pub fn compound_name(dir: &Path) -> Result<String, CertError> {
     Ok(read_meta(dir)?.name)
 }
 
+/// The gate's TLS client settings: the compound's CA, and the gate's certificate with its key, which is read
+/// through the device's key root (sealed at rest, in memory only here).
+pub fn client_tls(
+    settings: &super::LinkSettings,
+    wrap: &crate::protect::keys::KeyWrap,
+) -> Result<rustls::ClientConfig, super::link::LinkError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let setup = |reason: String| super::link::LinkError::Setup { broker: settings.broker.clone(), reason };
+    let pem_error = |path: &std::path::Path| {
+        let path = path.display().to_string();
+        move |e: rustls::pki_types::pem::Error| setup(format!("{path}: {e} (made by `facegate compound add-gate`)"))
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&settings.ca).map_err(pem_error(&settings.ca))? {
+        roots
+            .add(cert.map_err(pem_error(&settings.ca))?)
+            .map_err(|e| setup(format!("{}: {e}", settings.ca.display())))?;
+    }
+    let chain = CertificateDer::pem_file_iter(&settings.cert)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(pem_error(&settings.cert))?;
+    let key_pem =
+        crate::protect::keys::read_secret(&settings.key, wrap).map_err(|e| setup(e.to_string()))?.ok_or_else(|| {
+            setup(format!("key file {} is missing (made by `facegate compound add-gate`)", settings.key.display()))
+        })?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(pem_error(&settings.key))?;
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_root_certificates(roots).with_client_auth_cert(chain, key))
+        .map_err(|e| setup(format!("TLS settings: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -22,7 +22,6 @@ pub use super::health::LinkHealth;
 use super::health::Unstored;
 use super::stream::{stream_config, JunkTally, StreamWatch};
 use crate::policy::consent::{ShredReason, Standing};
-use crate::protect::keys::{self, KeyWrap};
 use crate::registry::owner::{OwnerError, RegistryHandle};
 use crate::registry::{FromCompound, RegistryError};
 use crate::store::unix_now;
@@ -190,35 +189,6 @@ fn interval(period: Duration) -> tokio::time::Interval {
     let mut timer = tokio::time::interval(period);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     timer
-}
-
-/// The gate's TLS client settings: the compound's CA, and the gate's certificate with its key, which is read
-/// through the device's key root (sealed at rest, in memory only here).
-pub fn client_tls(settings: &LinkSettings, wrap: &KeyWrap) -> Result<rustls::ClientConfig, LinkError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let setup = |reason: String| LinkError::Setup { broker: settings.broker.clone(), reason };
-    let pem_error = |path: &std::path::Path| {
-        let path = path.display().to_string();
-        move |e: rustls::pki_types::pem::Error| setup(format!("{path}: {e} (made by `facegate compound add-gate`)"))
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(&settings.ca).map_err(pem_error(&settings.ca))? {
-        roots
-            .add(cert.map_err(pem_error(&settings.ca))?)
-            .map_err(|e| setup(format!("{}: {e}", settings.ca.display())))?;
-    }
-    let chain = CertificateDer::pem_file_iter(&settings.cert)
-        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-        .map_err(pem_error(&settings.cert))?;
-    let key_pem = keys::read_secret(&settings.key, wrap).map_err(|e| setup(e.to_string()))?.ok_or_else(|| {
-        setup(format!("key file {} is missing (made by `facegate compound add-gate`)", settings.key.display()))
-    })?;
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(pem_error(&settings.key))?;
-    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .and_then(|b| b.with_root_certificates(roots).with_client_auth_cert(chain, key))
-        .map_err(|e| setup(format!("TLS settings: {e}")))
 }
 
 /// The client: mutual TLS with the gate's certificate, reconnecting forever, never waiting long on a call.

@@ -230,7 +230,7 @@ async fn run_with(
             .map_err(DaemonError::CompoundSecret)?;
         let keys = crate::compound::CompoundKeys::derive(&secret, &compound.name);
         drop(secret);
-        let tls = crate::compound::link::client_tls(&compound.link, wrap).map_err(DaemonError::CompoundTls)?;
+        let tls = crate::compound::certs::client_tls(&compound.link, wrap).map_err(DaemonError::CompoundTls)?;
         let health = Arc::new(crate::compound::LinkHealth::new(compound.link.offline_limit));
         hardware.compound = Some(health.clone());
         let (settings, registry) = (compound.link.clone(), registry.clone());
