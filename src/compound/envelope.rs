@@ -1,7 +1,8 @@
 //! What the compound's gates tell each other, and how it is sealed. Pure: values in, bytes out.
 //!
-//! Every announcement is sealed end to end under a key derived from the compound's shared secret, bound to
-//! the compound and to the broker subject it travels on, so the broker (and anyone who copies its disk)
+//! Every announcement is sealed end to end under a key derived from the compound's shared secret of one
+//! epoch ([`super::epoch`]: renewed after every revocation), bound to the compound, the epoch and the broker
+//! subject it travels on, so the broker (and anyone who copies its disk)
 //! sees ciphertext, and a message moved to another subject does not open. Subjects name a resident only by a
 //! keyed pseudonym, and each gate writes only under its own name (`facegate.<compound>.<gate>.…`, which the
 //! broker enforces per certificate): a stolen certificate can replay only that gate's own messages. Every
@@ -10,6 +11,7 @@
 //! a device's own), so no gate's local transform or embedding ever leaves it.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
@@ -17,14 +19,17 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
+use super::epoch::{Epoch, Keyring, Share};
 use crate::policy::consent::{ConsentRecord, ShredReason, Stamp};
 use crate::policy::passage::{EntryMethod, PassageCount, PassageOutcome};
 use crate::protect::seal::NONCE_LEN;
 use crate::protect::{self, AeadKey, ProtectedTemplate, Rotation, SealError, Sealed, TransformKey};
 use crate::vision::embed::EMBEDDING_DIM;
 
-/// First bytes of every payload: the format version.
-const MAGIC: &[u8; 4] = b"FGC2";
+/// First bytes of every payload: the format version; the epoch follows (4 bytes, big-endian).
+const MAGIC: &[u8; 4] = b"FGC3";
+/// The format before epochs: read as epoch 0, never written (a stream from before the upgrade still opens).
+const MAGIC_V2: &[u8; 4] = b"FGC2";
 /// A template's values, base64 in the sealed JSON (512 bytes of f32).
 const TEMPLATE_BYTES: usize = EMBEDDING_DIM * 4;
 /// Room for the sealed JSON of any announcement but counts, so the buffer never reallocates (a reallocation
@@ -43,6 +48,17 @@ pub enum EnvelopeError {
     /// It opened but its content is not valid.
     #[error("the message opened but is malformed ({0}); the sending gate runs an incompatible version")]
     Content(&'static str),
+    /// Sealed under an epoch of the compound key this gate does not hold (yet).
+    #[error("sealed under epoch {0} of the compound key, which this gate does not hold")]
+    UnknownEpoch(Epoch),
+    /// It opened, but under an epoch a renewal of the compound key had replaced where it stands.
+    #[error("sealed under epoch {sealed} of the compound key, replaced by epoch {in_force} before it was sent (an earlier key used after a renewal)")]
+    Superseded {
+        /// The epoch it was sealed under.
+        sealed: Epoch,
+        /// The epoch in force where it stands.
+        in_force: Epoch,
+    },
 }
 
 /// What one gate tells the others.
@@ -82,13 +98,47 @@ pub enum Announcement {
         /// Raised by the gate at every report: an earlier report replayed is refused.
         serial: u64,
     },
+    /// A gate's member key, to which new compound secrets are sealed (sealed under the newest epoch it holds).
+    Member {
+        /// The gate.
+        origin: String,
+        /// Its X25519 public key.
+        public: [u8; 32],
+    },
+    /// A renewal of the compound key: the secret of `epoch` (one more than the epoch it is sealed under),
+    /// sealed to each member gate.
+    Renewal {
+        /// The renewing gate.
+        origin: String,
+        /// The new epoch.
+        epoch: Epoch,
+        /// One per member gate.
+        shares: Vec<Share>,
+    },
+    /// Every epoch after the one it is sealed under, up to `epoch`, for one gate that was left out of a
+    /// renewal (it joined, or its member key was not announced yet).
+    Grant {
+        /// The granting gate.
+        origin: String,
+        /// The gate it is for.
+        gate: String,
+        /// The newest epoch in it.
+        epoch: Epoch,
+        /// The epochs, sealed to that gate.
+        share: Share,
+    },
 }
 
 impl Announcement {
     /// The gate that sent it.
     pub fn origin(&self) -> &str {
         match self {
-            Self::Template { origin, .. } | Self::Shred { origin, .. } | Self::Counts { origin, .. } => origin,
+            Self::Template { origin, .. }
+            | Self::Shred { origin, .. }
+            | Self::Counts { origin, .. }
+            | Self::Member { origin, .. }
+            | Self::Renewal { origin, .. }
+            | Self::Grant { origin, .. } => origin,
         }
     }
 }
@@ -126,12 +176,56 @@ enum Wire<'a> {
         serial: u64,
         cells: Vec<(i64, String, String, i64)>,
     },
+    Member {
+        origin: String,
+        public: String,
+    },
+    Renewal {
+        origin: String,
+        epoch: Epoch,
+        shares: Vec<WireShare>,
+    },
+    Grant {
+        origin: String,
+        gate: String,
+        epoch: Epoch,
+        share: WireShare,
+    },
 }
 
-/// The keys every gate of one compound derives from the shared secret (`facegate compound init`).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireShare {
+    gate: String,
+    enc: String,
+    sealed: String,
+}
+
+impl WireShare {
+    fn from_share(share: &Share) -> Self {
+        Self {
+            gate: share.gate.clone(),
+            enc: data_encoding::BASE64.encode(&share.enc),
+            sealed: data_encoding::BASE64.encode(&share.sealed),
+        }
+    }
+
+    fn into_share(self) -> Result<Share, EnvelopeError> {
+        let bad = |_| EnvelopeError::Content("key share encoding");
+        let enc = data_encoding::BASE64.decode(self.enc.as_bytes()).map_err(bad)?;
+        let sealed = data_encoding::BASE64.decode(self.sealed.as_bytes()).map_err(bad)?;
+        if !valid_name(&self.gate) || sealed.len() > 4096 {
+            return Err(EnvelopeError::Content("key share"));
+        }
+        Ok(Share { gate: self.gate, enc: enc.try_into().map_err(|_| EnvelopeError::Content("key share"))?, sealed })
+    }
+}
+
+/// The keys every gate of one compound derives from the shared secret (`facegate compound init`): the
+/// subject-naming key and the compound transform from epoch 0's, a sealing key from every epoch's.
 pub struct CompoundKeys {
     compound: String,
-    seal: AeadKey,
+    seals: BTreeMap<Epoch, AeadKey>,
     names: AeadKey,
     rotation: Rotation,
 }
@@ -151,12 +245,32 @@ fn derive(secret: &AeadKey, label: &str, compound: &str) -> [u8; 32] {
 }
 
 impl CompoundKeys {
-    /// Derives the sealing key, the subject-naming key and the compound transform of `compound`.
+    /// Derives the keys of `compound` from its first secret alone (epoch 0).
     pub fn derive(secret: &AeadKey, compound: &str) -> Self {
-        let seal = AeadKey::from_bytes(derive(secret, "seal", compound));
-        let names = AeadKey::from_bytes(derive(secret, "names", compound));
-        let transform = TransformKey::from_bytes(derive(secret, "transform", compound));
-        Self { compound: compound.to_owned(), seal, names, rotation: Rotation::from_key(&transform) }
+        Self::from_keyring(&Keyring::new(secret.clone()), compound)
+    }
+
+    /// Derives the keys of `compound` from every epoch in `keyring`. Names and the transform stay those of
+    /// epoch 0 (subjects and templates in the stream stay valid); only the sealing key is renewed.
+    pub fn from_keyring(keyring: &Keyring, compound: &str) -> Self {
+        let first = keyring.get(0).cloned().unwrap_or_else(AeadKey::generate);
+        let names = AeadKey::from_bytes(derive(&first, "names", compound));
+        let transform = TransformKey::from_bytes(derive(&first, "transform", compound));
+        let seals = keyring
+            .epochs()
+            .map(|(epoch, secret)| (epoch, AeadKey::from_bytes(derive(secret, "seal", compound))))
+            .collect();
+        Self { compound: compound.to_owned(), seals, names, rotation: Rotation::from_key(&transform) }
+    }
+
+    /// The newest epoch held: what this gate seals under.
+    pub fn latest(&self) -> Epoch {
+        self.seals.keys().next_back().copied().unwrap_or(0)
+    }
+
+    /// Whether the secret of `epoch` is held.
+    pub fn holds(&self, epoch: Epoch) -> bool {
+        self.seals.contains_key(&epoch)
     }
 
     /// The compound's name.
@@ -214,20 +328,48 @@ impl CompoundKeys {
                 self.resident_subject(origin, resident)
             }
             Announcement::Counts { origin, .. } => self.counts_subject(origin),
+            Announcement::Member { origin, .. } => format!("facegate.{}.{origin}.member", self.compound),
+            Announcement::Renewal { origin, epoch, .. } => {
+                format!("facegate.{}.{origin}.renewal.{epoch}", self.compound)
+            }
+            Announcement::Grant { origin, gate, .. } => format!("facegate.{}.{origin}.grant.{gate}", self.compound),
         }
     }
 
-    fn aad(&self, subject: &str) -> Vec<u8> {
+    /// The subjects of every gate's member key.
+    pub fn member_subjects(&self) -> String {
+        format!("facegate.{}.*.member", self.compound)
+    }
+
+    /// The subjects of the grants to `gate`.
+    pub fn grant_subjects(&self, gate: &str) -> String {
+        format!("facegate.{}.*.grant.{gate}", self.compound)
+    }
+
+    fn aad(&self, subject: &str, epoch: Option<Epoch>) -> Vec<u8> {
         let mut aad = Vec::with_capacity(64 + subject.len());
-        aad.extend_from_slice(b"facegate compound message v2\0");
+        match epoch {
+            Some(_) => aad.extend_from_slice(b"facegate compound message v3\0"),
+            None => aad.extend_from_slice(b"facegate compound message v2\0"),
+        }
         aad.extend_from_slice(self.compound.as_bytes());
         aad.push(0);
         aad.extend_from_slice(subject.as_bytes());
+        if let Some(epoch) = epoch {
+            aad.push(0);
+            aad.extend_from_slice(&epoch.to_be_bytes());
+        }
         aad
     }
 
-    /// Seals an announcement for its subject ([`CompoundKeys::subject_of`]).
+    /// Seals an announcement for its subject ([`CompoundKeys::subject_of`]) under the newest epoch held.
     pub fn seal(&self, announcement: &Announcement) -> Result<(String, Vec<u8>), EnvelopeError> {
+        self.seal_under(self.latest(), announcement)
+    }
+
+    /// Seals an announcement under `epoch` (a grant goes under the epoch its gate holds).
+    pub fn seal_under(&self, epoch: Epoch, announcement: &Announcement) -> Result<(String, Vec<u8>), EnvelopeError> {
+        let key = self.seals.get(&epoch).ok_or(EnvelopeError::UnknownEpoch(epoch))?;
         let subject = self.subject_of(announcement);
         let mut encoded = Zeroizing::new([0u8; TEMPLATE_BYTES * 2]);
         let wire = match announcement {
@@ -271,27 +413,59 @@ impl CompoundKeys {
                     .map(|c| (c.hour_start, c.method.as_str().to_owned(), c.outcome.as_str().to_owned(), c.count))
                     .collect(),
             },
+            Announcement::Member { origin, public } => {
+                Wire::Member { origin: origin.clone(), public: data_encoding::HEXLOWER.encode(public) }
+            }
+            Announcement::Renewal { origin, epoch, shares } => Wire::Renewal {
+                origin: origin.clone(),
+                epoch: *epoch,
+                shares: shares.iter().map(WireShare::from_share).collect(),
+            },
+            Announcement::Grant { origin, gate, epoch, share } => Wire::Grant {
+                origin: origin.clone(),
+                gate: gate.clone(),
+                epoch: *epoch,
+                share: WireShare::from_share(share),
+            },
         };
         let mut plaintext = Zeroizing::new(Vec::with_capacity(PLAINTEXT_ROOM));
         serde_json::to_writer(&mut *plaintext, &wire).map_err(|_| EnvelopeError::Content("encoding"))?;
-        let sealed = protect::seal_message(&self.seal, &plaintext, &self.aad(&subject))?;
-        let mut payload = Vec::with_capacity(MAGIC.len() + NONCE_LEN + sealed.ciphertext.len());
+        let sealed = protect::seal_message(key, &plaintext, &self.aad(&subject, Some(epoch)))?;
+        let mut payload = Vec::with_capacity(MAGIC.len() + 4 + NONCE_LEN + sealed.ciphertext.len());
         payload.extend_from_slice(MAGIC);
+        payload.extend_from_slice(&epoch.to_be_bytes());
         payload.extend_from_slice(&sealed.nonce);
         payload.extend_from_slice(&sealed.ciphertext);
         Ok((subject, payload))
     }
 
-    /// Opens a payload received on `subject`, checking that it belongs there.
-    pub fn open(&self, subject: &str, payload: &[u8]) -> Result<Announcement, EnvelopeError> {
+    /// The epoch a payload says it is sealed under (before opening it).
+    pub fn epoch_of(payload: &[u8]) -> Result<Epoch, EnvelopeError> {
+        if payload.starts_with(MAGIC_V2) {
+            return Ok(0);
+        }
         let body = payload.strip_prefix(MAGIC).ok_or(EnvelopeError::Format)?;
+        let epoch = body.get(..4).ok_or(EnvelopeError::Format)?;
+        Ok(Epoch::from_be_bytes([epoch[0], epoch[1], epoch[2], epoch[3]]))
+    }
+
+    /// Opens a payload received on `subject`, checking that it belongs there. Returns the epoch it was sealed
+    /// under with it: whether that epoch is still in force where the message stands is the link's to judge.
+    pub fn open(&self, subject: &str, payload: &[u8]) -> Result<(Epoch, Announcement), EnvelopeError> {
+        let (epoch, body, aad) = if let Some(body) = payload.strip_prefix(MAGIC_V2) {
+            (0, body, self.aad(subject, None))
+        } else {
+            let epoch = Self::epoch_of(payload)?;
+            (epoch, &payload[MAGIC.len() + 4..], self.aad(subject, Some(epoch)))
+        };
+        let key = self.seals.get(&epoch).ok_or(EnvelopeError::UnknownEpoch(epoch))?;
         if body.len() < NONCE_LEN {
             return Err(EnvelopeError::Format);
         }
         let (nonce, ciphertext) = body.split_at(NONCE_LEN);
         let sealed =
             Sealed { nonce: nonce.try_into().map_err(|_| EnvelopeError::Format)?, ciphertext: ciphertext.to_vec() };
-        let plaintext = protect::open_message(&self.seal, &sealed, &self.aad(subject))?;
+        let plaintext = protect::open_message(key, &sealed, &aad)?;
         let wire: Wire<'_> = serde_json::from_slice(&plaintext).map_err(|_| EnvelopeError::Content("json"))?;
         let announcement = match wire {
             Wire::Template {
@@ -362,6 +536,26 @@ impl CompoundKeys {
                     })
                     .collect::<Result<_, EnvelopeError>>()?,
             },
+            Wire::Member { origin, public } => {
+                let bytes = data_encoding::HEXLOWER
+                    .decode(public.as_bytes())
+                    .map_err(|_| EnvelopeError::Content("member key encoding"))?;
+                let public = bytes.try_into().map_err(|_| EnvelopeError::Content("member key length"))?;
+                Announcement::Member { origin, public }
+            }
+            Wire::Renewal { origin, epoch: renewed, shares } => {
+                if Some(renewed) != epoch.checked_add(1) {
+                    return Err(EnvelopeError::Content("a renewal not to the next epoch"));
+                }
+                let shares = shares.into_iter().map(WireShare::into_share).collect::<Result<_, _>>()?;
+                Announcement::Renewal { origin, epoch: renewed, shares }
+            }
+            Wire::Grant { origin, gate, epoch: newest, share } => {
+                if newest <= epoch || !valid_name(&gate) {
+                    return Err(EnvelopeError::Content("a grant of no later epoch"));
+                }
+                Announcement::Grant { origin, gate, epoch: newest, share: share.into_share()? }
+            }
         };
         // The subject is chosen by the sender and bound by the seal; it must also be the right one (the
         // sender's own, for this resident), so the broker's one-message-per-subject keeps exactly each gate's
@@ -372,7 +566,7 @@ impl CompoundKeys {
         if self.subject_of(&announcement) != subject {
             return Err(EnvelopeError::Content("announcement on another resident's or gate's subject"));
         }
-        Ok(announcement)
+        Ok((epoch, announcement))
     }
 }
 
@@ -445,12 +639,13 @@ mod tests {
         assert!(subject.starts_with("facegate.maple-court.gate-a.resident."), "{subject}");
         assert_eq!(k.gate_of(&subject), Some("gate-a"));
         assert!(!subject.contains("r-1"), "the subject names the resident: {subject}");
-        for v in original.as_slice() {
+        // A zero says nothing (and matches the header's epoch 0).
+        for v in original.as_slice().iter().filter(|v| **v != 0.0) {
             let bytes = v.to_le_bytes();
             assert!(!payload.windows(4).any(|w| w == bytes), "a template value is in the payload");
         }
         assert!(!String::from_utf8_lossy(&payload).contains("r-1"));
-        match k.open(&subject, &payload).unwrap() {
+        match k.open(&subject, &payload).unwrap().1 {
             Announcement::Template { origin, resident, consent: c, template, stamp } => {
                 assert_eq!((origin.as_str(), resident.as_str()), ("gate-a", "r-1"));
                 assert_eq!(stamp, Stamp { generation: 2, version: 1 });
@@ -478,7 +673,7 @@ mod tests {
             "a tombstone replaces the gate's earlier word on the same subject"
         );
         assert!(matches!(
-            k.open(&subject, &payload).unwrap(),
+            k.open(&subject, &payload).unwrap().1,
             Announcement::Shred { reason: ShredReason::MovedOut, stamp: Stamp { generation: 2, version: 2 }, .. }
         ));
         let counts = vec![PassageCount {
@@ -490,7 +685,7 @@ mod tests {
         let (subject, payload) =
             k.seal(&Announcement::Counts { origin: "gate-c".into(), counts: counts.clone(), serial: 7 }).unwrap();
         assert_eq!(subject, "facegate.maple-court.gate-c.counts");
-        match k.open(&subject, &payload).unwrap() {
+        match k.open(&subject, &payload).unwrap().1 {
             Announcement::Counts { origin, counts: got, serial } => {
                 assert_eq!((origin.as_str(), got, serial), ("gate-c", counts, 7));
             }
@@ -514,6 +709,60 @@ mod tests {
         }
         assert_eq!(k.open(&subject, b"FGC1").unwrap_err(), EnvelopeError::Format);
         assert_eq!(k.open(&subject, b"").unwrap_err(), EnvelopeError::Format);
+    }
+
+    #[test]
+    fn each_epoch_seals_apart_and_the_epoch_is_bound_to_the_message() {
+        use crate::compound::epoch::{seal_share, ShareKind};
+        let first = AeadKey::from_bytes([1; 32]);
+        let old = CompoundKeys::derive(&first, "maple-court");
+        let mut ring = Keyring::new(first);
+        ring.insert(1, AeadKey::generate()).unwrap();
+        let renewed = CompoundKeys::from_keyring(&ring, "maple-court");
+        assert_eq!((old.latest(), renewed.latest()), (0, 1));
+        // Subjects and the transform do not change with the epoch: the stream's templates stay valid.
+        assert_eq!(old.rotation().id(), renewed.rotation().id());
+        assert_eq!(old.resident_subject("gate-a", "r-1"), renewed.resident_subject("gate-a", "r-1"));
+        let (subject, payload) = renewed.seal(&template_announcement(&renewed)).unwrap();
+        assert_eq!(CompoundKeys::epoch_of(&payload).unwrap(), 1);
+        assert_eq!(renewed.open(&subject, &payload).unwrap().0, 1);
+        assert_eq!(old.open(&subject, &payload).unwrap_err(), EnvelopeError::UnknownEpoch(1));
+        // Relabelled as epoch 0, it does not open under epoch 0's key.
+        let mut relabelled = payload.clone();
+        relabelled[4..8].copy_from_slice(&0u32.to_be_bytes());
+        assert!(matches!(renewed.open(&subject, &relabelled), Err(EnvelopeError::Seal(_))));
+        // What the old key sealed still opens with the keyring, as epoch 0 (the link judges its place).
+        let (subject, payload) = old.seal(&template_announcement(&old)).unwrap();
+        assert_eq!(renewed.open(&subject, &payload).unwrap().0, 0);
+        // A renewal travels under the epoch before the one it brings, and only to the next epoch.
+        let member = crate::compound::epoch::MemberKey::from_seed(AeadKey::generate());
+        let share = seal_share(&member.public(), ShareKind::Renewal, "maple-court", "gate-b", 2, &[7; 32]).unwrap();
+        let renewal = |epoch| Announcement::Renewal { origin: "gate-b".into(), epoch, shares: vec![share.clone()] };
+        let (subject, payload) = renewed.seal(&renewal(2)).unwrap();
+        assert_eq!(subject, "facegate.maple-court.gate-b.renewal.2");
+        match renewed.open(&subject, &payload).unwrap() {
+            (1, Announcement::Renewal { epoch: 2, shares, .. }) => assert_eq!(shares, vec![share.clone()]),
+            other => panic!("{other:?}"),
+        }
+        let (subject, payload) = renewed.seal(&renewal(5)).unwrap();
+        assert!(matches!(renewed.open(&subject, &payload), Err(EnvelopeError::Content(_))));
+        let (subject, payload) =
+            renewed.seal(&Announcement::Member { origin: "gate-c".into(), public: member.public() }).unwrap();
+        assert_eq!(subject, "facegate.maple-court.gate-c.member");
+        assert!(
+            matches!(renewed.open(&subject, &payload).unwrap().1, Announcement::Member { public, .. } if public == member.public())
+        );
+    }
+
+    #[test]
+    fn a_message_of_the_format_before_epochs_opens_as_epoch_0() {
+        let k = keys(1, "maple-court");
+        // Sealed as version 2 did: no epoch in the header or the associated data.
+        let plaintext = br#"{"kind":"revoked","origin":"gate-a","resident":"r-1","generation":1,"version":2}"#;
+        let subject = k.resident_subject("gate-a", "r-1");
+        let sealed = protect::seal_message(&k.seals[&0], plaintext, &k.aad(&subject, None)).unwrap();
+        let payload = [&MAGIC_V2[..], &sealed.nonce, &sealed.ciphertext].concat();
+        assert!(matches!(k.open(&subject, &payload).unwrap(), (0, Announcement::Shred { .. })));
     }
 
     #[test]

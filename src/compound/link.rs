@@ -17,9 +17,11 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer, stream};
 use futures_util::StreamExt;
 
-use super::envelope::{inbox_prefix, Announcement, CompoundKeys};
+use super::envelope::{inbox_prefix, Announcement, CompoundKeys, EnvelopeError};
+use super::epoch::Epoch;
 pub use super::health::LinkHealth;
 use super::health::Unstored;
+use super::renewal::CompoundSecrets;
 use super::stream::{stream_config, JunkTally, StreamWatch};
 use crate::policy::consent::{ShredReason, Standing};
 use crate::registry::owner::{OwnerError, RegistryHandle};
@@ -80,18 +82,31 @@ pub struct LinkSettings {
 }
 
 /// Why an announcement could not be applied.
-enum Apply {
+pub(super) enum Apply {
     /// Try again later (the store is busy or failed): the sequence is not advanced.
     Retry(String),
+    /// Sealed under, or renewing to, an epoch of the compound key this gate was not given: it waits for a
+    /// grant (the sequence is not advanced; nothing after it is skipped).
+    LeftOut,
 }
 
-struct Link {
-    settings: LinkSettings,
-    keys: Arc<CompoundKeys>,
-    registry: RegistryHandle,
+pub(super) struct Link {
+    pub(super) settings: LinkSettings,
+    pub(super) keys: Arc<CompoundKeys>,
+    /// Every epoch of the compound key held, and the member key (the only copy in the process).
+    pub(super) secrets: CompoundSecrets,
+    /// The epoch in force at the last applied sequence.
+    pub(super) epoch: Epoch,
+    /// Grants owed to gates that hold less (gate, the epoch it holds, its member key).
+    pub(super) grants_due: Vec<(String, Epoch, [u8; 32])>,
+    /// The epoch this gate was left out of, while it waits for a grant.
+    pub(super) left_out: Option<Epoch>,
+    /// Whether this gate's member key was announced since the link started (or was left out).
+    pub(super) member_announced: bool,
+    pub(super) registry: RegistryHandle,
     /// Raised by the registry's owner after every change: the outbox may hold something new.
     changes: tokio::sync::watch::Receiver<u64>,
-    health: Arc<LinkHealth>,
+    pub(super) health: Arc<LinkHealth>,
     applied: u64,
     /// The broker's last sequence at the latest (re)connection: applied up to here means caught up.
     target: Option<u64>,
@@ -99,10 +114,10 @@ struct Link {
     /// Connections the client made so far (a change means a reconnection).
     connects: u64,
     /// The counts last sent.
-    last_counts: Option<Vec<crate::policy::passage::PassageCount>>,
+    pub(super) last_counts: Option<Vec<crate::policy::passage::PassageCount>>,
     /// Whether the outbox may hold entries to send (checked at start, after other connections' commits, and
     /// until a pass drains it).
-    outbox_dirty: bool,
+    pub(super) outbox_dirty: bool,
     /// Whether the stream exists (made or found once); after that the link only reads its state.
     stream_ready: bool,
     /// Whether "broker not answering" was logged since it last answered (logged once per outage).
@@ -110,7 +125,7 @@ struct Link {
     /// The stream's settings and room, as last logged.
     watch: StreamWatch,
     /// Messages that did not open, per gate name.
-    junk: JunkTally,
+    pub(super) junk: JunkTally,
 }
 
 /// The broker's stream of this compound, as the link last saw it.
@@ -121,12 +136,13 @@ type Messages = Option<consumer::pull::Ordered>;
 /// Runs the link until `stop` completes, applying what it receives through the daemon's registry owner.
 pub async fn run(
     settings: LinkSettings,
-    keys: CompoundKeys,
+    secrets: CompoundSecrets,
     tls: rustls::ClientConfig,
     registry: RegistryHandle,
     health: Arc<LinkHealth>,
     stop: impl Future<Output = ()>,
 ) -> Result<(), LinkError> {
+    let keys = secrets.keys();
     let client = connect(&settings, &keys, tls).await?;
     let js = jetstream::new(client.clone());
     let applied =
@@ -137,6 +153,11 @@ pub async fn run(
     let mut link = Link {
         settings,
         keys: Arc::new(keys),
+        secrets,
+        epoch: 0,
+        grants_due: Vec::new(),
+        left_out: None,
+        member_announced: false,
         registry,
         changes,
         health,
@@ -151,6 +172,7 @@ pub async fn run(
         watch: StreamWatch::default(),
         junk: JunkTally::default(),
     };
+    link.load_epoch().await;
     tracing::info!(gate = %link.settings.gate, broker = %link.settings.broker, "compound link starting; faces wait for the first synchronisation");
 
     let mut beat = interval(beat_every);
@@ -250,6 +272,7 @@ impl Link {
                     self.health.heard();
                     self.check_stream(&stream);
                     self.catch_up_to(&stream, messages).await;
+                    self.renewal_beat(js, &stream).await;
                     if messages.is_none() {
                         *messages = self.consumer(&stream).await;
                     }
@@ -295,6 +318,7 @@ impl Link {
                 "the broker holds fewer announcements than this gate applied (its data was lost or replaced): reading them all again"
             );
             self.set_applied(0).await;
+            self.set_epoch(0).await;
             *messages = None;
         }
         if !self.health.caught_up.load(Ordering::Acquire) && self.target.is_none() {
@@ -364,6 +388,7 @@ impl Link {
                 self.check_caught_up();
                 self.log_face_permission();
             }
+            Err(Apply::LeftOut) => *messages = None,
             Err(Apply::Retry(why)) => {
                 tracing::error!("cannot apply a compound announcement ({why}); retrying from it");
                 *messages = None;
@@ -440,13 +465,18 @@ impl Link {
     /// one older than what this gate knows of the resident is refused and logged, and when it displaced this
     /// gate's own word on the broker, that word is announced again. A store failure is retried.
     async fn apply(&mut self, subject: &str, payload: &[u8]) -> Result<(), Apply> {
-        let announcement = match self.keys.open(subject, payload) {
-            Ok(a) => a,
+        let (sealed, announcement) = match self.keys.open(subject, payload) {
+            Ok(opened) => opened,
+            // Never skipped: it may be a revocation. If it is junk, clearing the gate that sent it unblocks.
+            Err(EnvelopeError::UnknownEpoch(epoch)) if epoch > self.keys.latest() => return Err(self.left_out(epoch)),
             Err(e) => {
                 self.junk.count(self.keys.gate_of(subject), &e);
                 return Ok(());
             }
         };
+        if !self.in_order(subject, sealed, &announcement).await {
+            return Ok(());
+        }
         let own = announcement.origin() == self.settings.gate;
         let now = unix_now();
         let keys = self.keys.clone();
@@ -520,6 +550,10 @@ impl Link {
                     Err(e) => return Err(Apply::Retry(e.to_string())),
                 }
             }
+            Announcement::Member { origin, public } => self.member_seen(&origin, sealed, public),
+            Announcement::Renewal { origin, epoch, shares } => self.take_renewal(&origin, epoch, &shares).await?,
+            // Read only by the gate it is for, when it was left out (`renewal.rs`).
+            Announcement::Grant { .. } => {}
         }
         Ok(())
     }
@@ -599,6 +633,10 @@ impl Link {
                     return;
                 }
                 tracing::info!(kind = %kind, "announced to the compound");
+                if matches!(kind, crate::store::OutboxKind::Revoked | crate::store::OutboxKind::MovedOut) {
+                    // Whoever held the compound key before this revocation must not read what follows it.
+                    self.renewal_due().await;
+                }
             }
             self.done(seq).await;
         }
@@ -649,17 +687,22 @@ impl Link {
 
     /// Publishes and waits for the broker's acknowledgement. A refusal (full stream, permissions) or no
     /// answer counts as not stored: past the offline limit, faces stop here too.
-    async fn publish(&mut self, js: &jetstream::Context, announcement: &Announcement) -> bool {
+    pub(super) async fn publish(&mut self, js: &jetstream::Context, announcement: &Announcement) -> bool {
+        match self.keys.seal(announcement) {
+            Ok(sealed) => self.publish_sealed(js, sealed).await,
+            Err(e) => {
+                tracing::error!("cannot seal an announcement: {e}");
+                false
+            }
+        }
+    }
+
+    /// Publishes a sealed announcement (see [`Link::publish`]).
+    pub(super) async fn publish_sealed(&mut self, js: &jetstream::Context, sealed: (String, Vec<u8>)) -> bool {
         if !self.health.connected() {
             return false;
         }
-        let (subject, payload) = match self.keys.seal(announcement) {
-            Ok(sealed) => sealed,
-            Err(e) => {
-                tracing::error!("cannot seal an announcement: {e}");
-                return false;
-            }
-        };
+        let (subject, payload) = sealed;
         let sent = tokio::time::timeout(Duration::from_secs(2), async {
             js.publish(subject, payload.into()).await.map_err(|e| e.to_string())?.await.map_err(|e| e.to_string())
         })

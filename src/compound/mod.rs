@@ -14,9 +14,11 @@
 pub mod admin;
 pub mod certs;
 pub mod envelope;
+pub mod epoch;
 pub mod health;
 pub mod link;
 mod outbox;
+pub mod renewal;
 pub mod stream;
 
 pub use envelope::{valid_name, Announcement, CompoundKeys, EnvelopeError};

@@ -51,7 +51,7 @@ pub enum DaemonError {
     Keys(#[source] crate::protect::keys::KeyError),
     /// The compound's shared secret could not be read.
     #[error("the compound's shared secret ([compound] dir): {0}")]
-    CompoundSecret(#[source] crate::protect::keys::KeyError),
+    CompoundSecret(#[source] crate::compound::renewal::SecretsError),
     /// The gate's certificate or key for the broker could not be read.
     #[error("the compound link's TLS: {0}")]
     CompoundTls(#[source] crate::compound::link::LinkError),
@@ -225,11 +225,8 @@ async fn run_with(
         }));
     }
     if let Some(compound) = &config.compound {
-        let secret = crate::protect::keys::MasterKeyFile::new(compound.secret.clone(), wrap.clone())
-            .load()
+        let secrets = crate::compound::renewal::CompoundSecrets::load(&compound.name, &compound.secret, wrap)
             .map_err(DaemonError::CompoundSecret)?;
-        let keys = crate::compound::CompoundKeys::derive(&secret, &compound.name);
-        drop(secret);
         let tls = crate::compound::certs::client_tls(&compound.link, wrap).map_err(DaemonError::CompoundTls)?;
         let health = Arc::new(crate::compound::LinkHealth::new(compound.link.offline_limit));
         hardware.compound = Some(health.clone());
@@ -237,7 +234,7 @@ async fn run_with(
         let stop = stopped(stop_watch.clone());
         services.push(tokio::spawn(async move {
             // Without the link, face entry stays off (never caught up); the other ways in keep working.
-            if let Err(e) = crate::compound::link::run(settings, keys, tls, registry, health, stop).await {
+            if let Err(e) = crate::compound::link::run(settings, secrets, tls, registry, health, stop).await {
                 tracing::error!("{e}; face entry stays off, PIN, passes and the guard keep working");
             }
         }));
