@@ -17,7 +17,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ::facegate::policy::passage::{EntryMethod, PassageOutcome};
-use common::compound::{facegate, nats_server, Broker, Gate, Relay, COMPOUND, FACE_OPENED, OFFLINE_LIMIT_S};
+use common::compound::{
+    facegate, nats_server, template_version, wait_applied, Broker, Gate, Relay, Thief, COMPOUND, FACE_OPENED,
+    OFFLINE_LIMIT_S,
+};
 use common::daemon::free_port;
 
 /// Every payload the broker sees on the compound's subjects, as a subscriber with the compound's administrator
@@ -346,83 +349,6 @@ fn three_gates_enrol_once_revoke_everywhere_survive_cuts_and_restarts() {
     eprintln!("{} messages observed, {} broker files scanned: ciphertext only", seen.len(), stored.len());
 }
 
-/// Messages as the stream stored them: (subject, payload).
-type Captured = Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
-
-/// Someone who copied gate A's certificate, key and the compound's secret from its SD card, with a client of
-/// their own: everything a gate's certificate lets them do on the broker.
-struct Thief {
-    runtime: tokio::runtime::Runtime,
-    client: async_nats::Client,
-    js: async_nats::jetstream::Context,
-    /// Every message of the stream, as it was stored: (subject, payload).
-    seen: Captured,
-}
-
-impl Thief {
-    fn connect(bundle: &Path, port: u16, inbox: &str) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        let client = runtime.block_on(async {
-            async_nats::ConnectOptions::new()
-                .add_root_certificates(bundle.join("ca.pem"))
-                .add_client_certificate(bundle.join("gate.pem"), bundle.join("gate.key"))
-                .require_tls(true)
-                .custom_inbox_prefix(inbox)
-                .request_timeout(Some(Duration::from_secs(2)))
-                .connect(format!("tls://127.0.0.1:{port}"))
-                .await
-                .unwrap()
-        });
-        let js = runtime.block_on(async { async_nats::jetstream::new(client.clone()) });
-        Self { runtime, client, js, seen: Arc::default() }
-    }
-
-    /// Reads the stream from its first message on, as any gate may, keeping what it reads.
-    fn capture(&self, stream: &str) {
-        let (js, seen, stream) = (self.js.clone(), self.seen.clone(), stream.to_owned());
-        self.runtime.spawn(async move {
-            use futures_util::StreamExt;
-            let stream = js.get_stream(stream).await.unwrap();
-            let config = async_nats::jetstream::consumer::pull::OrderedConfig::default();
-            let mut messages = stream.create_consumer(config).await.unwrap().messages().await.unwrap();
-            while let Some(Ok(message)) = messages.next().await {
-                seen.lock().unwrap().push((message.subject.to_string(), message.payload.to_vec()));
-            }
-        });
-    }
-
-    /// What was stored on `subject`, oldest first.
-    fn captured_on(&self, subject: &str) -> Vec<Vec<u8>> {
-        self.seen.lock().unwrap().iter().filter(|(s, _)| s == subject).map(|(_, p)| p.clone()).collect()
-    }
-
-    /// Publishes to the stream and waits for the broker's acknowledgement.
-    fn publish(&self, subject: &str, payload: Vec<u8>) -> Result<(), String> {
-        self.runtime.block_on(async {
-            let ack = tokio::time::timeout(Duration::from_secs(3), async {
-                self.js
-                    .publish(subject.to_owned(), payload.into())
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .await
-                    .map_err(|e| e.to_string())
-            })
-            .await;
-            ack.map_err(|_| "no acknowledgement".to_owned())?.map(|_| ())
-        })
-    }
-}
-
-/// The resident's state in a gate's database, as `facegate residents --json` lists it.
-fn template_version(gate: &Gate, resident: &str) -> Option<u64> {
-    let out = gate.cli(&["residents", "--json"], None);
-    let text = String::from_utf8(out.stdout).unwrap();
-    text.lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .find(|r| r["resident"] == resident)
-        .and_then(|r| r["template_version"].as_u64())
-}
-
 #[test]
 fn a_stolen_gate_certificate_cannot_replay_edit_or_flood_the_compound() {
     let _nats = nats_server();
@@ -510,20 +436,23 @@ fn a_stolen_gate_certificate_cannot_replay_edit_or_flood_the_compound() {
     std::thread::sleep(Duration::from_secs(1));
     let on_a = |resident: &str| thief.captured_on(&keys.resident_subject("gate-a", resident));
     let (r1, r2) = (on_a("r-1"), on_a("r-2"));
-    assert_eq!((r1.len(), r2.len()), (2, 3), "template and tombstone of r-1; template, tombstone, template of r-2");
+    // Template and tombstone of r-1; template, tombstone, template of r-2 (a tombstone that crossed a renewal
+    // of the compound key is announced again).
+    assert!(r1.len() >= 2 && r2.len() >= 3, "{} and {} messages", r1.len(), r2.len());
 
     // Gate A (whose certificate was taken) is off; the thief replays its old messages.
     gates[0].stop();
-    // 1. The revoked r-1's template: gate B refuses it as older than the tombstone it holds.
+    // 1. The revoked r-1's template: gate B refuses it (sealed under a compound key renewed since, and older
+    // than the tombstone it holds).
     let replayed = Instant::now();
-    thief.publish(&keys.resident_subject("gate-a", "r-1"), r1[0].clone()).unwrap();
-    gates[1].wait_for("older than what this gate knows refused", replayed, Duration::from_secs(10));
+    let seq = thief.publish(&keys.resident_subject("gate-a", "r-1"), r1[0].clone()).unwrap();
+    wait_applied(&gates[1], seq);
+    assert!(!gates[1].lines_since("refused", replayed).is_empty(), "gate B logged no refusal");
     assert_eq!(template_version(&gates[1], "r-1"), None, "gate B imported the revoked template again");
     // 2. The r-2 tombstone of generation 1, after r-2 consented again: refused, r-2 still enrolled.
     let replayed = Instant::now();
-    thief.publish(&keys.resident_subject("gate-a", "r-2"), r2[1].clone()).unwrap();
-    gates[1].wait_for("older than what this gate knows refused", replayed, Duration::from_secs(10));
-    std::thread::sleep(Duration::from_millis(500));
+    let seq = thief.publish(&keys.resident_subject("gate-a", "r-2"), r2[1].clone()).unwrap();
+    wait_applied(&gates[1], seq);
     assert_eq!(template_version(&gates[1], "r-2"), Some(1), "a replayed tombstone shredded the re-enrolled r-2");
     assert!(gates[1].lines_since("template and key shredded here", replayed).is_empty());
 
@@ -531,8 +460,10 @@ fn a_stolen_gate_certificate_cannot_replay_edit_or_flood_the_compound() {
     // face (gate B echoed the tombstone under its own name, which no other certificate can displace).
     gates[2].start();
     let c_started = Instant::now();
+    // It holds only the compound key's first epoch (its folder was made before the renewals): gate B grants it
+    // the others.
     gates[2].wait_for("face matching on", c_started, Duration::from_secs(60));
-    gates[2].wait_for("older than what this gate knows refused", c_started, Duration::from_secs(5));
+    gates[2].wait_for("were granted", c_started, Duration::from_secs(5));
     assert_eq!(template_version(&gates[2], "r-1"), None, "the new gate imported a revoked face");
     // Gate A comes back, finds the replays on its own subjects and announces its word again: r-2 reaches C.
     let a_back = Instant::now();
@@ -584,7 +515,7 @@ fn a_stolen_gate_certificate_cannot_replay_edit_or_flood_the_compound() {
             junk += 1;
             let subject = format!("facegate.{COMPOUND}.gate-a.resident.{junk:032x}");
             match thief.publish(&subject, vec![0x5a; size]) {
-                Ok(()) => {}
+                Ok(_) => {}
                 // Full for this size; anything else (a slow acknowledgement on a busy machine) is tried again.
                 Err(e) if e.contains("maximum") => {
                     eprintln!("junk of {size} bytes refused: {e}");

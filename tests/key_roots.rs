@@ -348,3 +348,148 @@ fn the_audit_key_and_the_portal_certificate_rotate() {
     assert_ne!(first, second);
     assert!(String::from_utf8_lossy(&out.stdout).contains(&second));
 }
+
+/// The compound key is renewed after a revocation. A copy of the earlier key (a stolen gate's, or one with
+/// the broker's disk) opens nothing sent after it, and what it seals is refused, even published with a
+/// certificate the broker accepts; before the renewal the same forgery is taken (which is why it matters).
+/// A gate whose folder predates the renewal is granted the new epochs; `compound rekey` renews at once.
+#[test]
+fn a_revocation_renews_the_compound_key_so_an_earlier_copy_opens_and_forges_nothing_after() {
+    use common::compound::{compound_status, facegate as cli, wait_applied, Broker, Gate, Thief, COMPOUND};
+    use facegate::compound::envelope::inbox_prefix;
+    use facegate::compound::{Announcement, CompoundKeys, EnvelopeError};
+    use std::time::Duration;
+
+    common::compound::nats_server();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let compound = root.join("compound");
+    let dir = compound.to_str().unwrap();
+    let port = common::daemon::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let store = root.join("broker-store");
+    let install = compound.join("broker");
+    let init = ["compound", "init", "--dir", dir, "--name", COMPOUND, "--listen", &listen];
+    let more = ["--install-dir", install.to_str().unwrap(), "--store-dir", store.to_str().unwrap()];
+    cli(&[&init[..], &more[..]].concat(), None);
+    for gate in ["gate-a", "gate-b", "gate-c", "gate-d"] {
+        cli(&["compound", "add-gate", "--dir", dir, "--gate", gate], None);
+    }
+    let mut broker = Broker { conf: compound.join("broker/nats-server.conf"), port, child: None };
+    broker.start();
+    let mut gates: Vec<Gate> =
+        ["gate-a", "gate-b", "gate-c"].into_iter().map(|name| Gate::new(root, name, &compound, port)).collect();
+    let started = Instant::now();
+    for gate in &mut gates[..2] {
+        gate.start();
+    }
+    for gate in &gates[..2] {
+        gate.wait_for("face matching on", started, Duration::from_secs(60));
+    }
+    // The thief: the compound key as `compound init` made it, and a certificate the broker accepts (gate D's,
+    // issued but never installed).
+    let first: [u8; 32] = std::fs::read(compound.join("compound.key")).unwrap().try_into().unwrap();
+    let old = CompoundKeys::derive(&facegate::protect::AeadKey::from_bytes(first), COMPOUND);
+    let thief = Thief::connect(&compound.join("gates/gate-d"), port, &inbox_prefix(COMPOUND, "gate-d"));
+    thief.capture(&old.stream());
+    let forge = |resident: &str| {
+        let dim = facegate::vision::embed::EMBEDDING_DIM;
+        let values: Vec<f32> = (0..dim).map(|i| if i % 2 == 0 { 1.0 } else { -1.0 } / (dim as f32).sqrt()).collect();
+        let template = facegate::protect::ProtectedTemplate::from_values(&values, old.rotation().id()).unwrap();
+        let consent = ConsentRecord {
+            notice_version: "1".into(),
+            notice_sha256: "ab".repeat(32),
+            purpose: "opening the compound's gates".into(),
+            channel: "kiosk".into(),
+            granted_at: NOW,
+        };
+        let stamp = facegate::policy::consent::Stamp { generation: 1, version: 1 };
+        let origin = "gate-d".to_owned();
+        let forged = Announcement::Template { origin, resident: resident.into(), consent, template, stamp };
+        let (subject, payload) = old.seal(&forged).unwrap();
+        thief.publish(&subject, payload).unwrap()
+    };
+    let known = |gate: &Gate, resident: &str| common::compound::template_version(gate, resident).is_some();
+
+    // Before any revocation the copied key is as good as a gate's: a forged enrolment is taken.
+    let seq = forge("r-forged-1");
+    wait_applied(&gates[1], seq);
+    assert!(known(&gates[1], "r-forged-1"), "control: the forgery under the key in force was not taken");
+
+    // r-1 enrols at gate A and revokes there: gate A renews the key, both gates take the renewal.
+    let notice = root.join("notice.txt");
+    std::fs::write(&notice, "Face entry at the gates of Maple Court.").unwrap();
+    let enrol = |gate: &Gate, resident: &str, subject: &str| {
+        let n = notice.to_str().unwrap();
+        gate.cli(&["consent", "--resident", resident, "--notice", n, "--notice-version", "1"], None);
+        let photos: Vec<String> = common::nuaa_frames("live", subject)
+            .into_iter()
+            .step_by(4)
+            .take(8)
+            .map(|p| p.display().to_string())
+            .collect();
+        let mut args = vec!["enroll", "--resident", resident];
+        args.extend(photos.iter().map(String::as_str));
+        let since = Instant::now();
+        gate.cli(&args, None);
+        since
+    };
+    let since = enrol(&gates[0], "r-1", "0001");
+    gates[1].wait_for("enrolment from the compound stored", since, Duration::from_secs(10));
+    let revoked = Instant::now();
+    gates[0].cli(&["revoke", "--resident", "r-1"], None);
+    for gate in &gates[..2] {
+        gate.wait_for("compound key renewed", revoked, Duration::from_secs(10));
+        assert_eq!(compound_status(gate)["key_epoch"], 1, "{}", gate.name);
+    }
+    // The renewal opens with the old key (it is sealed under it), but holds no share the thief could open:
+    // only the member gates' (A and B), none for gate D.
+    let renewals = thief.captured_on(&format!("facegate.{COMPOUND}.gate-a.renewal.1"));
+    match old.open(&format!("facegate.{COMPOUND}.gate-a.renewal.1"), &renewals[0]).unwrap().1 {
+        Announcement::Renewal { shares, .. } => {
+            let names: Vec<&str> = shares.iter().map(|s| s.gate.as_str()).collect();
+            assert_eq!(names, ["gate-a", "gate-b"]);
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // After the renewal the same forgery is refused.
+    let forged = Instant::now();
+    let seq = forge("r-forged-2");
+    wait_applied(&gates[1], seq);
+    assert!(!known(&gates[1], "r-forged-2"), "a forgery under the earlier key was taken after the renewal");
+    assert!(!gates[1].lines_since("replaced by epoch 1", forged).is_empty(), "no refusal logged");
+
+    // What is sent after it does not open with the earlier key: r-2's enrolment.
+    let since = enrol(&gates[0], "r-2", "0002");
+    gates[1].wait_for("enrolment from the compound stored", since, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(500));
+    let r2 = thief.captured_on(&old.resident_subject("gate-a", "r-2"));
+    assert!(!r2.is_empty());
+    for payload in &r2 {
+        let opened = old.open(&old.resident_subject("gate-a", "r-2"), payload).map(|(epoch, _)| epoch);
+        assert_eq!(opened, Err(EnvelopeError::UnknownEpoch(1)), "the earlier key opens r-2's template");
+    }
+    // ... while what was sent before it still does (the reason a key copy matters).
+    let r1 = thief.captured_on(&old.resident_subject("gate-a", "r-1"));
+    assert!(old.open(&old.resident_subject("gate-a", "r-1"), &r1[0]).is_ok());
+
+    // Gate C joins now with the folder `add-gate` made (epoch 0 only): it is granted epoch 1 and takes r-2.
+    let joined = Instant::now();
+    gates[2].start();
+    gates[2].wait_for("were granted", joined, Duration::from_secs(60));
+    gates[2].wait_for("face matching on", joined, Duration::from_secs(60));
+    assert!(known(&gates[2], "r-2") && !known(&gates[2], "r-forged-2") && !known(&gates[2], "r-1"));
+
+    // `compound rekey` renews at once, without a revocation; every gate follows.
+    let rekeyed = Instant::now();
+    gates[1].cli(&["compound", "rekey"], None);
+    for gate in &gates {
+        gate.wait_for("epoch=2", rekeyed, Duration::from_secs(10));
+        assert_eq!(compound_status(gate)["key_epoch"], 2, "{}", gate.name);
+    }
+    for gate in &mut gates {
+        gate.stop();
+    }
+    broker.stop();
+}

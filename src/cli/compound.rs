@@ -30,6 +30,10 @@ pub enum CompoundCommand {
     /// Queue this gate's word on every resident it knows to be announced again (after `clear-gate` removed
     /// what it had announced): the running daemon sends it.
     AnnounceAll(StoreArgs),
+    /// Renew the compound key at once (it is renewed after every revocation anyway): after `remove-gate` and
+    /// `clear-gate`, so a removed gate's copy of the key opens nothing sent from now on. The running daemon
+    /// renews at its next heartbeat.
+    Rekey(StoreArgs),
     /// This gate's view of the compound, from its database: changes still waiting for the broker, the last
     /// broker sequence applied, the other gates whose counts arrived. Reads nothing else, sends nothing.
     Status(StoreArgs),
@@ -88,6 +92,12 @@ pub struct ClearGateArgs {
 pub fn run(config: &Config, command: &CompoundCommand) -> Result<std::process::ExitCode> {
     match command {
         CompoundCommand::Status(args) => status(config, args)?,
+        CompoundCommand::Rekey(args) => {
+            let mut store = Store::open_existing(args.db.as_ref().unwrap_or(&config.database))?;
+            store.set_compound_state(crate::compound::renewal::RENEWAL_DUE, 1)?;
+            println!("the compound key will be renewed by the running daemon at its next heartbeat;");
+            println!("`facegate compound status` shows the epoch in force");
+        }
         CompoundCommand::Init(args) => {
             let mut plan = BrokerPlan {
                 listen: args.listen.clone(),
@@ -134,8 +144,8 @@ pub fn run(config: &Config, command: &CompoundCommand) -> Result<std::process::E
             certs::remove_gate(&args.dir, &args.gate)?;
             println!("gate {} removed: its certificate maps to no broker user any more", args.gate);
             reload_hint(&args.dir);
-            println!("it also held the compound's shared secret: if it was stolen, not retired, plan a new");
-            println!("compound secret (deploy/broker/README.md, \"A stolen gate\")");
+            println!("it also held the compound key: after the reload, `facegate compound clear-gate` here, then");
+            println!("`facegate compound rekey` on any gate, so its copy opens nothing sent from then on");
         }
     }
     Ok(std::process::ExitCode::SUCCESS)
@@ -156,6 +166,8 @@ fn status(config: &Config, args: &StoreArgs) -> Result<()> {
     let store = Store::open_existing(args.db.as_ref().unwrap_or(&config.database))?;
     let outbox = store.outbox(100_000)?;
     let applied = store.compound_state("applied_seq")?.unwrap_or(0);
+    let epoch = store.compound_state("epoch")?.unwrap_or(0);
+    let renewal_due = store.compound_state(crate::compound::renewal::RENEWAL_DUE)?.unwrap_or(0) == 1;
     let gates = store.compound_gates()?;
     if args.json {
         let gates: Vec<_> =
@@ -166,6 +178,7 @@ fn status(config: &Config, args: &StoreArgs) -> Result<()> {
                 "compound": compound.name, "gate": compound.link.gate, "broker": compound.link.broker,
                 "offline_limit_s": compound.link.offline_limit.as_secs(), "applied_sequence": applied,
                 "outbox": outbox.len(), "gates_reporting_counts": gates,
+                "key_epoch": epoch, "key_renewal_due": renewal_due,
             })
         );
         return Ok(());
@@ -176,6 +189,10 @@ fn status(config: &Config, args: &StoreArgs) -> Result<()> {
         humantime::format_duration(compound.link.offline_limit)
     );
     println!("outbox: {} change(s) waiting for the broker", outbox.len());
+    println!(
+        "compound key: epoch {epoch} in force{}",
+        if renewal_due { "; a renewal is due (the running daemon sends it)" } else { "" }
+    );
     if gates.is_empty() {
         println!("no other gate's counts received yet");
     }

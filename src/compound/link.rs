@@ -103,6 +103,9 @@ pub(super) struct Link {
     pub(super) left_out: Option<Epoch>,
     /// Whether this gate's member key was announced since the link started (or was left out).
     pub(super) member_announced: bool,
+    /// Tombstones received from other gates, whose echo under this gate's name renews nothing (the gate
+    /// where the revocation happened renews).
+    echoes: std::collections::HashSet<(String, crate::policy::consent::Stamp)>,
     pub(super) registry: RegistryHandle,
     /// Raised by the registry's owner after every change: the outbox may hold something new.
     changes: tokio::sync::watch::Receiver<u64>,
@@ -158,6 +161,7 @@ pub async fn run(
         grants_due: Vec::new(),
         left_out: None,
         member_announced: false,
+        echoes: Default::default(),
         registry,
         changes,
         health,
@@ -509,6 +513,9 @@ impl Link {
                     .await
                     .map_err(owner_gone)?;
                 let why = if reason == ShredReason::MovedOut { "moved out" } else { "revoked" };
+                if matches!(shredded, Ok(FromCompound::Applied(_))) && !own {
+                    self.echoes.insert((id.clone(), stamp));
+                }
                 match shredded {
                     Ok(FromCompound::Applied(Some(_))) => tracing::info!(
                         from = %origin,
@@ -608,7 +615,8 @@ impl Link {
             self.changes.mark_unchanged();
             self.outbox_dirty = true;
         }
-        if !self.outbox_dirty {
+        // Only in step: a gate that has not applied every renewal yet would seal under a key it should not use.
+        if !self.outbox_dirty || !self.health.caught_up.load(Ordering::Acquire) {
             return;
         }
         let (gate, keys) = (self.settings.gate.clone(), self.keys.clone());
@@ -633,9 +641,11 @@ impl Link {
                     return;
                 }
                 tracing::info!(kind = %kind, "announced to the compound");
-                if matches!(kind, crate::store::OutboxKind::Revoked | crate::store::OutboxKind::MovedOut) {
+                if let Announcement::Shred { resident, stamp, .. } = announcement {
                     // Whoever held the compound key before this revocation must not read what follows it.
-                    self.renewal_due().await;
+                    if !self.echoes.remove(&(resident, stamp)) {
+                        self.renewal_due().await;
+                    }
                 }
             }
             self.done(seq).await;

@@ -263,3 +263,95 @@ impl Drop for Gate {
         }
     }
 }
+
+/// Messages as the stream stored them: (subject, payload).
+pub type Captured = Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// Someone who copied gate A's certificate, key and the compound's secret from its SD card, with a client of
+/// their own: everything a gate's certificate lets them do on the broker.
+pub struct Thief {
+    pub runtime: tokio::runtime::Runtime,
+    pub client: async_nats::Client,
+    pub js: async_nats::jetstream::Context,
+    /// Every message of the stream, as it was stored: (subject, payload).
+    seen: Captured,
+}
+
+impl Thief {
+    pub fn connect(bundle: &Path, port: u16, inbox: &str) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let client = runtime.block_on(async {
+            async_nats::ConnectOptions::new()
+                .add_root_certificates(bundle.join("ca.pem"))
+                .add_client_certificate(bundle.join("gate.pem"), bundle.join("gate.key"))
+                .require_tls(true)
+                .custom_inbox_prefix(inbox)
+                .request_timeout(Some(Duration::from_secs(2)))
+                .connect(format!("tls://127.0.0.1:{port}"))
+                .await
+                .unwrap()
+        });
+        let js = runtime.block_on(async { async_nats::jetstream::new(client.clone()) });
+        Self { runtime, client, js, seen: Arc::default() }
+    }
+
+    /// Reads the stream from its first message on, as any gate may, keeping what it reads.
+    pub fn capture(&self, stream: &str) {
+        let (js, seen, stream) = (self.js.clone(), self.seen.clone(), stream.to_owned());
+        self.runtime.spawn(async move {
+            use futures_util::StreamExt;
+            let stream = js.get_stream(stream).await.unwrap();
+            let config = async_nats::jetstream::consumer::pull::OrderedConfig::default();
+            let mut messages = stream.create_consumer(config).await.unwrap().messages().await.unwrap();
+            while let Some(Ok(message)) = messages.next().await {
+                seen.lock().unwrap().push((message.subject.to_string(), message.payload.to_vec()));
+            }
+        });
+    }
+
+    /// What was stored on `subject`, oldest first.
+    pub fn captured_on(&self, subject: &str) -> Vec<Vec<u8>> {
+        self.seen.lock().unwrap().iter().filter(|(s, _)| s == subject).map(|(_, p)| p.clone()).collect()
+    }
+
+    /// Publishes to the stream and waits for the broker's acknowledgement.
+    pub fn publish(&self, subject: &str, payload: Vec<u8>) -> Result<u64, String> {
+        self.runtime.block_on(async {
+            let ack = tokio::time::timeout(Duration::from_secs(3), async {
+                self.js
+                    .publish(subject.to_owned(), payload.into())
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+            .await;
+            ack.map_err(|_| "no acknowledgement".to_owned())?.map(|ack| ack.sequence)
+        })
+    }
+}
+
+/// A gate's view of the compound (`facegate compound status --json`).
+pub fn compound_status(gate: &Gate) -> serde_json::Value {
+    serde_json::from_slice(&gate.cli(&["compound", "status", "--json"], None).stdout).unwrap()
+}
+
+/// Waits until `gate` has applied the stream up to `sequence`.
+pub fn wait_applied(gate: &Gate, sequence: u64) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while compound_status(gate)["applied_sequence"].as_u64().unwrap_or(0) < sequence {
+        assert!(Instant::now() < deadline, "{}: never applied the stream up to {sequence}", gate.name);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The resident's state in a gate's database, as `facegate residents --json` lists it.
+pub fn template_version(gate: &Gate, resident: &str) -> Option<u64> {
+    let out = gate.cli(&["residents", "--json"], None);
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["resident"] == resident)
+        .and_then(|r| r["template_version"].as_u64())
+}
+
