@@ -1,5 +1,5 @@
-//! `facegate compound init|add-gate|remove-gate|status`: the compound's CA, broker configuration, gate
-//! certificates and shared secret, and a gate's view of the compound.
+//! `facegate compound init|add-gate|remove-gate|clear-gate|announce-all|rekey|status`: the compound's CA,
+//! broker configuration, gate certificates and shared secret, its renewal, and a gate's view of the compound.
 
 use std::path::PathBuf;
 

@@ -240,8 +240,8 @@ impl Link {
                 "this gate was left out of a renewal of the compound key: faces wait until a gate of the compound \
                  grants it (it asks now); if none does, copy the compound folder again (`facegate compound add-gate`)"
             );
+            // Its member key, announced at start (and again until stored), is what the other gates grant to.
             self.left_out = Some(epoch);
-            self.member_announced = false;
         }
         Apply::LeftOut
     }

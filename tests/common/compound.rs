@@ -354,4 +354,3 @@ pub fn template_version(gate: &Gate, resident: &str) -> Option<u64> {
         .find(|r| r["resident"] == resident)
         .and_then(|r| r["template_version"].as_u64())
 }
-
