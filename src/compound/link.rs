@@ -101,8 +101,8 @@ pub(super) struct Link {
     pub(super) grants_due: Vec<(String, Epoch, [u8; 32])>,
     /// The epoch this gate was left out of, while it waits for a grant.
     pub(super) left_out: Option<Epoch>,
-    /// Whether this gate's member key was announced since the link started (or was left out).
-    pub(super) member_announced: bool,
+    /// When this gate's member key was last announced (stored by the broker) since the link started.
+    pub(super) member_announced: Option<std::time::Instant>,
     /// Tombstones received from other gates, whose echo under this gate's name renews nothing (the gate
     /// where the revocation happened renews).
     echoes: std::collections::HashSet<(String, crate::policy::consent::Stamp)>,
@@ -160,7 +160,7 @@ pub async fn run(
         epoch: 0,
         grants_due: Vec::new(),
         left_out: None,
-        member_announced: false,
+        member_announced: None,
         echoes: Default::default(),
         registry,
         changes,

@@ -21,6 +21,8 @@ use crate::protect::AeadKey;
 
 /// The compound-state key holding the epoch in force at the last applied sequence.
 const EPOCH: &str = "epoch";
+/// How often a gate left out of a renewal announces its member key again.
+const ASK_AGAIN: Duration = Duration::from_secs(30);
 /// The compound-state key set when this gate owes the compound a renewal.
 pub const RENEWAL_DUE: &str = "renewal_due";
 
@@ -222,9 +224,11 @@ impl Link {
         Ok(())
     }
 
-    /// A gate's member key, in order: a gate that holds less than this one is granted what it lacks.
+    /// A gate's member key, in order: a gate that holds less than this one is granted what it lacks. Only
+    /// in step: a gate still reading the stream's history would grant on every old member key it passes.
     pub(super) fn member_seen(&mut self, origin: &str, holds: Epoch, public: [u8; 32]) {
-        if origin != self.settings.gate && holds < self.keys.latest() {
+        let in_step = self.health.caught_up.load(std::sync::atomic::Ordering::Acquire);
+        if in_step && origin != self.settings.gate && holds < self.keys.latest() {
             let due = (origin.to_owned(), holds, public);
             if !self.grants_due.contains(&due) {
                 self.grants_due.push(due);
@@ -249,10 +253,15 @@ impl Link {
     /// The heartbeat's part: announce the member key, collect grants while left out, send grants owed, and
     /// renew when due (only caught up, so the renewal is sealed under the epoch in force).
     pub(super) async fn renewal_beat(&mut self, js: &jetstream::Context, stream: &jetstream::stream::Stream) {
-        if !self.member_announced {
+        // Announced at start (until stored), and again every half minute while left out: the gates that were
+        // not in step when it came grant nothing.
+        let ask_again = self.left_out.is_some() && self.member_announced.is_some_and(|at| at.elapsed() > ASK_AGAIN);
+        if self.member_announced.is_none() || ask_again {
             let member =
                 Announcement::Member { origin: self.settings.gate.clone(), public: self.secrets.member().public() };
-            self.member_announced = self.publish(js, &member).await;
+            if self.publish(js, &member).await {
+                self.member_announced = Some(std::time::Instant::now());
+            }
         }
         if let Some(waiting) = self.left_out {
             self.collect_grants(stream).await;
