@@ -292,3 +292,81 @@ fn commands_holding_secrets_harden_themselves_before_reading_them() {
         assert!(out.status.success(), "{command:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
+
+/// `facegate doctor` on a healthy bench (replay camera, simulated hardware) passes; with three faults planted
+/// at once (a model file altered, one GPIO wired to two devices, a key file readable by others) it fails and
+/// names each with its fix, and still reports the camera in numbers only.
+#[test]
+fn the_doctor_passes_a_healthy_bench_and_names_each_planted_fault_with_its_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path();
+    let (keys, replay) = (root.join("keys"), root.join("replay"));
+    std::fs::create_dir_all(root.join("data")).unwrap();
+    std::fs::create_dir_all(&keys).unwrap();
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::create_dir_all(&replay).unwrap();
+    for (i, photo) in common::nuaa_frames("live", "0001").into_iter().take(3).enumerate() {
+        std::fs::copy(photo, replay.join(format!("{i}.jpg"))).unwrap();
+    }
+    let key = keys.join("master.key");
+    std::fs::write(&key, [7u8; 32]).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let base = format!(
+        "[store]\ndatabase = \"{r}/data/facegate.sqlite\"\nmaster_key = \"{r}/keys/master.key\"\n\
+         [capture]\nsource = \"replay\"\nreplay_dir = \"{r}/replay\"\n[hardware]\nbackend = \"simulated\"\n",
+        r = root.display()
+    );
+    let config = root.join("facegate.toml");
+    let doctor = |models: &std::path::Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_facegate"))
+            .args(["--models", models.to_str().unwrap(), "--config", config.to_str().unwrap(), "doctor"])
+            .output()
+            .unwrap();
+        let json = Command::new(env!("CARGO_BIN_EXE_facegate"))
+            .args(["--models", models.to_str().unwrap(), "--config", config.to_str().unwrap(), "doctor", "--json"])
+            .output()
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+        (out, report)
+    };
+    std::fs::write(&config, &base).unwrap();
+    let (out, report) = doctor(&common::models_dir());
+    eprintln!("{}", stdout(&out));
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert_eq!(report["failed"], 0, "{report}");
+    let names: Vec<&str> = report["checks"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    for name in ["config", "pins", "models", "camera", "relay", "keys", "clock", "disk", "broker", "portal"] {
+        assert!(names.contains(&name), "no {name} check: {names:?}");
+    }
+    let camera = report["checks"].as_array().unwrap().iter().find(|c| c["name"] == "camera").unwrap();
+    assert!(camera["detail"].as_str().unwrap().contains("brightness"), "{camera}");
+
+    // Three faults: SFace altered by one byte, the exit button on the relay's pin, the key file mode 0644.
+    let models = root.join("models");
+    let copied = Command::new("cp").arg("-a").arg(common::models_dir()).arg(&models).status().unwrap();
+    assert!(copied.success());
+    let sface = models.join("face_recognition_sface_2021dec_int8bq.onnx");
+    let mut bytes = std::fs::read(&sface).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    std::fs::write(&sface, bytes).unwrap();
+    std::fs::write(&config, format!("{base}[hardware.contacts]\nexit_button = 17\n")).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (out, report) = doctor(&models);
+    eprintln!("{}", stdout(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert_eq!(report["failed"], 3, "{report}");
+    let failed: Vec<&serde_json::Value> =
+        report["checks"].as_array().unwrap().iter().filter(|c| c["status"] == "fail").collect();
+    let find = |name: &str, needle: &str| {
+        failed.iter().find(|c| c["name"] == name && c["detail"].as_str().unwrap().contains(needle)).copied()
+    };
+    let model = find("models", "face_recognition_sface").unwrap_or_else(|| panic!("{report}"));
+    assert!(model["fix"].as_str().unwrap().contains("models/fetch.sh"), "{model}");
+    let pin = find("pins", "hardware.contacts.exit_button").unwrap_or_else(|| panic!("{report}"));
+    assert!(pin["detail"].as_str().unwrap().contains("hardware.relay_bcm"), "{pin}");
+    assert!(pin["fix"].as_str().unwrap().contains("free GPIO"), "{pin}");
+    let mode = find("keys", "644").unwrap_or_else(|| panic!("{report}"));
+    assert!(mode["fix"].as_str().unwrap().starts_with("chmod 600"), "{mode}");
+}

@@ -19,6 +19,7 @@ use crate::vision::pipeline::FacePipeline;
 
 mod audit;
 mod compound;
+pub mod doctor;
 pub mod demo;
 mod keys;
 mod liveness;
@@ -115,6 +116,9 @@ pub enum Command {
     /// renewing each secret (`rotate`).
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Check the installation in order (config, models, camera, pins, relay, keys, clock, disk, broker,
+    /// certificates) and say what to do for each failure; exit status 0 only when none fails.
+    Doctor(doctor::DoctorArgs),
 }
 
 /// `facegate eval` arguments.
@@ -162,6 +166,10 @@ impl Command {
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
+    if let Command::Doctor(args) = &cli.command {
+        // Before the config is validated: a config that does not load is the doctor's first finding.
+        return doctor::run(cli.config.as_deref(), cli.models.as_deref(), args);
+    }
     // An installed system's config applies without --config, so an administrator's command and the daemon
     // agree on where the database, the key and the models are.
     let installed = Path::new(INSTALLED_CONFIG);
@@ -206,6 +214,8 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Portal(command) => portal::portal(&config, &command),
         Command::Compound(command) => compound::run(&config, &command),
         Command::Keys(command) => keys::keys(&config, &command),
+        // Answered above, before the config was validated.
+        Command::Doctor(args) => doctor::run(None, Some(&config.models_dir), &args),
     }
 }
 

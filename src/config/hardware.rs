@@ -1,7 +1,7 @@
 //! `[hardware]` and its tables: which backend, which keypad and scanner, and which GPIO pin each wire uses.
 //!
 //! Owns the fixed choices ([`Backend`], [`KeypadKind`], [`ScannerKind`], matched by serde), the default
-//! pins, and the list of every pin in use, so [`check_unique`] sees all of them at once. Never opens a
+//! pins, and the list of every pin in use, so [`super::pins::reuses`] sees all of them at once. Never opens a
 //! device or claims a pin; the daemon does, from [`HardwareConfig`].
 
 use std::path::PathBuf;
@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::error::{invalid, ConfigError};
-use super::pins::{check_unique, BcmPin};
+use super::pins::BcmPin;
 use crate::devices::contacts::Contact;
 use crate::devices::wiegand::{DEFAULT_D0, DEFAULT_D1};
 use crate::devices::MethodCards;
@@ -238,9 +238,10 @@ fn contact_key(contact: Contact) -> &'static str {
     }
 }
 
-/// The whole `[hardware]` section, with every pin checked against every other.
-pub(super) fn hardware(raw: RawHardware) -> Result<HardwareConfig, ConfigError> {
-    let hardware = HardwareConfig {
+/// The whole `[hardware]` section, each value checked; pins are checked against each other by the caller
+/// ([`super::pins::reuses`]), so `facegate doctor` can list every reuse instead of stopping at the first.
+pub(super) fn hardware_unchecked(raw: RawHardware) -> Result<HardwareConfig, ConfigError> {
+    Ok(HardwareConfig {
         backend: raw.backend.unwrap_or_default(),
         relay_bcm: raw.relay_bcm.unwrap_or(DEFAULT_RELAY),
         relay_active_high: raw.relay_active_high.unwrap_or(false),
@@ -249,14 +250,12 @@ pub(super) fn hardware(raw: RawHardware) -> Result<HardwareConfig, ConfigError> 
         contacts: contacts(&raw.contacts),
         lights: raw.lights,
         wiegand: raw.wiegand.as_ref().map(wiegand).transpose()?,
-    };
-    check_unique(&hardware.pin_uses())?;
-    Ok(hardware)
+    })
 }
 
 impl HardwareConfig {
     /// Every pin in use with its key, relay first: the order decides which key a reuse is reported at.
-    fn pin_uses(&self) -> Vec<(&'static str, BcmPin)> {
+    pub fn pin_uses(&self) -> Vec<(&'static str, BcmPin)> {
         let mut uses = vec![("hardware.relay_bcm", self.relay_bcm)];
         if let KeypadConfig::Matrix { rows, cols } = &self.keypad {
             uses.extend(rows.iter().map(|&pin| ("hardware.keypad_rows", pin)));

@@ -158,14 +158,25 @@ impl RawConfig {
 
     /// Applies defaults and checks every value, one section at a time.
     pub fn validate(self) -> Result<Config, ConfigError> {
+        let (config, mut reused) = self.validate_listing_pin_reuse()?;
+        match reused.is_empty() {
+            true => Ok(config),
+            false => Err(reused.remove(0)),
+        }
+    }
+
+    /// As [`RawConfig::validate`], but a pin named by two keys is listed (every such reuse) instead of
+    /// refused: for `facegate doctor`, which reports every fault at once. Never start devices on this.
+    pub fn validate_listing_pin_reuse(self) -> Result<(Config, Vec<ConfigError>), ConfigError> {
         let (database, master_key) = paths::store(self.store);
         let key_dir = paths::key_dir(&master_key);
         let (capture, fps) = capture::capture(self.capture)?;
-        let hardware = hardware::hardware(self.hardware)?;
+        let hardware = hardware::hardware_unchecked(self.hardware)?;
+        let reused = pins::reuses(&hardware.pin_uses());
         let keys = keys::keys(self.keys, hardware.backend)?;
         let live_threshold = vision::live_threshold(&self.liveness)?;
         let compound = self.compound.map(|c| compound::compound(c, &key_dir)).transpose()?;
-        Ok(Config {
+        let config = Config {
             pipeline: vision::pipeline(&self.detector)?,
             match_threshold: matching::threshold(&self.matching)?,
             registry: matching::registry(&self.matching, &self.retention, &self.pin)?,
@@ -180,6 +191,7 @@ impl RawConfig {
             keys,
             hardware,
             compound,
-        })
+        };
+        Ok((config, reused))
     }
 }

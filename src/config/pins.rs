@@ -1,5 +1,5 @@
 //! GPIO pin numbers: [`BcmPin`] refuses a pin the Pi does not have while the file is parsed, and
-//! [`check_unique`] refuses one pin named by two keys.
+//! [`reuses`] finds one pin named by two keys.
 //!
 //! Both checks run before any device is opened, so a wiring mistake stops the start instead of driving the
 //! wrong wire. This module never opens or claims a pin; the devices do that, after validation.
@@ -62,13 +62,14 @@ impl TryFrom<u8> for BcmPin {
     }
 }
 
-/// Refuses the second key naming a pin, in the order given: the refusal names both keys, so the installer
-/// sees which two devices collide.
-pub(super) fn check_unique(uses: &[(&'static str, BcmPin)]) -> Result<(), ConfigError> {
+/// Every pin named by two keys, in the order given, each refused at its second key: the refusal names both
+/// keys, so the installer sees which two devices collide.
+pub(super) fn reuses(uses: &[(&'static str, BcmPin)]) -> Vec<ConfigError> {
+    let mut out = Vec::new();
     for (i, &(key, pin)) in uses.iter().enumerate() {
         if let Some(&(first, _)) = uses[..i].iter().find(|&&(_, p)| p == pin) {
-            return Err(ConfigError::PinReused { key, pin, first });
+            out.push(ConfigError::PinReused { key, pin, first });
         }
     }
-    Ok(())
+    out
 }
