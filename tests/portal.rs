@@ -586,3 +586,53 @@ async fn plain_pages_make_no_session_and_one_address_cannot_flood() {
     // Other addresses are not affected.
     assert_eq!(bench.browser(4).get("/").await.status, StatusCode::OK);
 }
+
+/// `/metrics` on the running daemon: 404 without a token configured, 401 without or with a wrong bearer
+/// token, and with it only metric names from the allow-list, none of them a passage count; the frame figures
+/// move while the replay camera runs.
+#[test]
+fn metrics_need_the_token_and_name_only_health_figures() {
+    const TOKEN: &str = "Zm9yLXByb21ldGhldXMtb25seS0xMjM0NTY3OA";
+    let plain = start_gate(&common::nuaa_frames("live", "0004")[..2]);
+    assert_eq!(get(&client(&plain, false), &plain, "/metrics").0, StatusCode::NOT_FOUND);
+    drop(plain);
+    let gate = common::daemon::start_gate_with(&common::nuaa_frames("live", "0004")[..2], |_| {
+        format!("metrics_token = \"{TOKEN}\"\n")
+    });
+    let c = client(&gate, false);
+    let scrape = |bearer: Option<&str>| {
+        let mut request = c.get(format!("{}/metrics", gate.base));
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().unwrap();
+        (response.status(), response.text().unwrap())
+    };
+    assert_eq!(scrape(None).0, StatusCode::UNAUTHORIZED);
+    assert_eq!(scrape(Some("Zm9yLXByb21ldGhldXMtb25seS0xMjM0NTY3OQ")).0, StatusCode::UNAUTHORIZED);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let body = loop {
+        let (status, body) = scrape(Some(TOKEN));
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if body.contains("facegate_camera_up 1") && !body.contains("facegate_frames_total 0\n") {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "the frame figures never moved:\n{body}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    eprintln!("{body}");
+    let allowed = facegate::portal::metrics::METRIC_NAMES;
+    for line in body.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let name = line.split(['{', ' ']).next().unwrap();
+        let family = ["_bucket", "_sum", "_count"].iter().fold(name, |n, suffix| n.strip_suffix(suffix).unwrap_or(n));
+        assert!(allowed.contains(&family), "{name} is not on the allow-list");
+    }
+    for name in allowed {
+        for word in ["pass", "admission", "refus", "method", "outcome", "resident", "pin_"] {
+            assert!(!name.contains(word), "{name} would count passages or people");
+        }
+    }
+    for needed in ["facegate_frame_seconds_bucket{le=\"+Inf\"}", "facegate_models_up 1", "facegate_store_bytes"] {
+        assert!(body.contains(needed), "{needed} missing:\n{body}");
+    }
+}

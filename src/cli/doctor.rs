@@ -111,7 +111,7 @@ fn config_check(path: Option<&Path>, models: Option<&Path>, out: &mut Vec<Check>
         None => Ok(RawConfig::default()),
     };
     let shown = path.as_ref().map_or("(built-in defaults)".to_owned(), |p| p.display().to_string());
-    let edit = Some(format!("edit {shown} as the message says; every key is described in deploy/facegate.toml"));
+    let edit = Some(format!("edit {shown}: the message names the key and what it accepts"));
     let (mut config, reused) = match raw.and_then(RawConfig::validate_listing_pin_reuse) {
         Ok(parsed) => parsed,
         Err(e) => {

@@ -15,11 +15,11 @@ use std::collections::BTreeMap;
 
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
-use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use super::epoch::{Epoch, Keyring, Share};
+use super::wire::{Wire, WireShare};
 use crate::policy::consent::{ConsentRecord, ShredReason, Stamp};
 use crate::policy::passage::{EntryMethod, PassageCount, PassageOutcome};
 use crate::protect::seal::NONCE_LEN;
@@ -140,84 +140,6 @@ impl Announcement {
             | Self::Renewal { origin, .. }
             | Self::Grant { origin, .. } => origin,
         }
-    }
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-enum Wire<'a> {
-    Template {
-        origin: String,
-        resident: String,
-        notice_version: String,
-        notice_sha256: String,
-        purpose: String,
-        channel: String,
-        granted_at: i64,
-        generation: u32,
-        version: u32,
-        #[serde(borrow)]
-        template: Cow<'a, str>,
-    },
-    Revoked {
-        origin: String,
-        resident: String,
-        generation: u32,
-        version: u32,
-    },
-    MovedOut {
-        origin: String,
-        resident: String,
-        generation: u32,
-        version: u32,
-    },
-    Counts {
-        origin: String,
-        serial: u64,
-        cells: Vec<(i64, String, String, i64)>,
-    },
-    Member {
-        origin: String,
-        public: String,
-    },
-    Renewal {
-        origin: String,
-        epoch: Epoch,
-        shares: Vec<WireShare>,
-    },
-    Grant {
-        origin: String,
-        gate: String,
-        epoch: Epoch,
-        share: WireShare,
-    },
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WireShare {
-    gate: String,
-    enc: String,
-    sealed: String,
-}
-
-impl WireShare {
-    fn from_share(share: &Share) -> Self {
-        Self {
-            gate: share.gate.clone(),
-            enc: data_encoding::BASE64.encode(&share.enc),
-            sealed: data_encoding::BASE64.encode(&share.sealed),
-        }
-    }
-
-    fn into_share(self) -> Result<Share, EnvelopeError> {
-        let bad = |_| EnvelopeError::Content("key share encoding");
-        let enc = data_encoding::BASE64.decode(self.enc.as_bytes()).map_err(bad)?;
-        let sealed = data_encoding::BASE64.decode(self.sealed.as_bytes()).map_err(bad)?;
-        if !valid_name(&self.gate) || sealed.len() > 4096 {
-            return Err(EnvelopeError::Content("key share"));
-        }
-        Ok(Share { gate: self.gate, enc: enc.try_into().map_err(|_| EnvelopeError::Content("key share"))?, sealed })
     }
 }
 
@@ -709,49 +631,6 @@ mod tests {
         }
         assert_eq!(k.open(&subject, b"FGC1").unwrap_err(), EnvelopeError::Format);
         assert_eq!(k.open(&subject, b"").unwrap_err(), EnvelopeError::Format);
-    }
-
-    #[test]
-    fn each_epoch_seals_apart_and_the_epoch_is_bound_to_the_message() {
-        use crate::compound::epoch::{seal_share, ShareKind};
-        let first = AeadKey::from_bytes([1; 32]);
-        let old = CompoundKeys::derive(&first, "maple-court");
-        let mut ring = Keyring::new(first);
-        ring.insert(1, AeadKey::generate()).unwrap();
-        let renewed = CompoundKeys::from_keyring(&ring, "maple-court");
-        assert_eq!((old.latest(), renewed.latest()), (0, 1));
-        // Subjects and the transform do not change with the epoch: the stream's templates stay valid.
-        assert_eq!(old.rotation().id(), renewed.rotation().id());
-        assert_eq!(old.resident_subject("gate-a", "r-1"), renewed.resident_subject("gate-a", "r-1"));
-        let (subject, payload) = renewed.seal(&template_announcement(&renewed)).unwrap();
-        assert_eq!(CompoundKeys::epoch_of(&payload).unwrap(), 1);
-        assert_eq!(renewed.open(&subject, &payload).unwrap().0, 1);
-        assert_eq!(old.open(&subject, &payload).unwrap_err(), EnvelopeError::UnknownEpoch(1));
-        // Relabelled as epoch 0, it does not open under epoch 0's key.
-        let mut relabelled = payload.clone();
-        relabelled[4..8].copy_from_slice(&0u32.to_be_bytes());
-        assert!(matches!(renewed.open(&subject, &relabelled), Err(EnvelopeError::Seal(_))));
-        // What the old key sealed still opens with the keyring, as epoch 0 (the link judges its place).
-        let (subject, payload) = old.seal(&template_announcement(&old)).unwrap();
-        assert_eq!(renewed.open(&subject, &payload).unwrap().0, 0);
-        // A renewal travels under the epoch before the one it brings, and only to the next epoch.
-        let member = crate::compound::epoch::MemberKey::from_seed(AeadKey::generate());
-        let share = seal_share(&member.public(), ShareKind::Renewal, "maple-court", "gate-b", 2, &[7; 32]).unwrap();
-        let renewal = |epoch| Announcement::Renewal { origin: "gate-b".into(), epoch, shares: vec![share.clone()] };
-        let (subject, payload) = renewed.seal(&renewal(2)).unwrap();
-        assert_eq!(subject, "facegate.maple-court.gate-b.renewal.2");
-        match renewed.open(&subject, &payload).unwrap() {
-            (1, Announcement::Renewal { epoch: 2, shares, .. }) => assert_eq!(shares, vec![share.clone()]),
-            other => panic!("{other:?}"),
-        }
-        let (subject, payload) = renewed.seal(&renewal(5)).unwrap();
-        assert!(matches!(renewed.open(&subject, &payload), Err(EnvelopeError::Content(_))));
-        let (subject, payload) =
-            renewed.seal(&Announcement::Member { origin: "gate-c".into(), public: member.public() }).unwrap();
-        assert_eq!(subject, "facegate.maple-court.gate-c.member");
-        assert!(
-            matches!(renewed.open(&subject, &payload).unwrap().1, Announcement::Member { public, .. } if public == member.public())
-        );
     }
 
     #[test]

@@ -254,6 +254,8 @@ pub fn order(sealed_under: Epoch, in_force: Epoch) -> Order {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::compound::envelope::{Announcement, CompoundKeys, EnvelopeError};
+    use crate::policy::passage::{EntryMethod, PassageCount, PassageOutcome};
 
     #[test]
     fn a_share_opens_only_for_its_member_epoch_and_kind() {
@@ -302,6 +304,54 @@ mod tests {
         zero[4] = 1;
         assert_eq!(copy.add_encoded(&zero), Err(EpochError::Damaged), "epoch 0 arrived in a grant");
         assert!(!format!("{ring:?}").contains(&data_encoding::HEXLOWER.encode(two.as_bytes())));
+    }
+
+    fn counts() -> Announcement {
+        let cell =
+            PassageCount { hour_start: 3600, method: EntryMethod::Pin, outcome: PassageOutcome::Opened, count: 12 };
+        Announcement::Counts { origin: "gate-a".into(), counts: vec![cell], serial: 1 }
+    }
+
+    #[test]
+    fn each_epoch_seals_apart_and_the_epoch_is_bound_to_the_message() {
+        let first = AeadKey::from_bytes([1; 32]);
+        let old = CompoundKeys::derive(&first, "maple-court");
+        let mut ring = Keyring::new(first);
+        ring.insert(1, AeadKey::generate()).unwrap();
+        let renewed = CompoundKeys::from_keyring(&ring, "maple-court");
+        assert_eq!((old.latest(), renewed.latest()), (0, 1));
+        // Subjects and the transform do not change with the epoch: the stream's templates stay valid.
+        assert_eq!(old.rotation().id(), renewed.rotation().id());
+        assert_eq!(old.resident_subject("gate-a", "r-1"), renewed.resident_subject("gate-a", "r-1"));
+        let (subject, payload) = renewed.seal(&counts()).unwrap();
+        assert_eq!(CompoundKeys::epoch_of(&payload).unwrap(), 1);
+        assert_eq!(renewed.open(&subject, &payload).unwrap().0, 1);
+        assert_eq!(old.open(&subject, &payload).unwrap_err(), EnvelopeError::UnknownEpoch(1));
+        // Relabelled as epoch 0, it does not open under epoch 0's key.
+        let mut relabelled = payload.clone();
+        relabelled[4..8].copy_from_slice(&0u32.to_be_bytes());
+        assert!(matches!(renewed.open(&subject, &relabelled), Err(EnvelopeError::Seal(_))));
+        // What the old key sealed still opens with the keyring, as epoch 0 (the link judges its place).
+        let (subject, payload) = old.seal(&counts()).unwrap();
+        assert_eq!(renewed.open(&subject, &payload).unwrap().0, 0);
+        // A renewal travels under the epoch before the one it brings, and only to the next epoch.
+        let member = MemberKey::from_seed(AeadKey::generate());
+        let share = seal_share(&member.public(), ShareKind::Renewal, "maple-court", "gate-b", 2, &[7; 32]).unwrap();
+        let renewal = |epoch| Announcement::Renewal { origin: "gate-b".into(), epoch, shares: vec![share.clone()] };
+        let (subject, payload) = renewed.seal(&renewal(2)).unwrap();
+        assert_eq!(subject, "facegate.maple-court.gate-b.renewal.2");
+        match renewed.open(&subject, &payload).unwrap() {
+            (1, Announcement::Renewal { epoch: 2, shares, .. }) => assert_eq!(shares, vec![share.clone()]),
+            other => panic!("{other:?}"),
+        }
+        let (subject, payload) = renewed.seal(&renewal(5)).unwrap();
+        assert!(matches!(renewed.open(&subject, &payload), Err(EnvelopeError::Content(_))));
+        let (subject, payload) =
+            renewed.seal(&Announcement::Member { origin: "gate-c".into(), public: member.public() }).unwrap();
+        assert_eq!(subject, "facegate.maple-court.gate-c.member");
+        assert!(
+            matches!(renewed.open(&subject, &payload).unwrap().1, Announcement::Member { public, .. } if public == member.public())
+        );
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub mod epoch;
 pub mod health;
 pub mod link;
 mod outbox;
+mod publish;
+mod wire;
 pub mod renewal;
 pub mod stream;
 

@@ -38,6 +38,8 @@ pub struct RawPortal {
     pub code_valid_days: Option<u32>,
     /// Laplace noise on published counts, epsilon per cell (0.05-10); none when absent.
     pub count_noise_epsilon: Option<f64>,
+    /// The bearer token Prometheus sends to `/metrics` (32 visible characters or more); no `/metrics` without.
+    pub metrics_token: Option<String>,
 }
 
 /// The portal's validated settings.
@@ -67,6 +69,8 @@ pub struct PortalConfig {
     pub code_valid: Duration,
     /// Epsilon of the Laplace noise on published counts (`None`: exact counts, small cells suppressed).
     pub count_noise_epsilon: Option<f64>,
+    /// The token `/metrics` requires (`None`: no `/metrics`).
+    pub metrics_token: Option<crate::portal::metrics::MetricsToken>,
 }
 
 /// The portal's settings; the certificate and key default to the key folder, beside the other secrets.
@@ -89,6 +93,17 @@ pub(super) fn portal(
         }
         other => other,
     };
+    let metrics_token = raw
+        .metrics_token
+        .map(|token| {
+            crate::portal::metrics::MetricsToken::new(token).ok_or_else(|| {
+                invalid(
+                    "portal.metrics_token",
+                    "must be 32 or more visible characters; make one with `openssl rand -base64 24`".to_owned(),
+                )
+            })
+        })
+        .transpose()?;
     Ok(PortalConfig {
         enabled: raw.enabled.unwrap_or(false),
         listen,
@@ -102,6 +117,7 @@ pub(super) fn portal(
         utc_offset_secs,
         code_valid: Duration::from_secs(u64::from(code_valid_days) * 86_400),
         count_noise_epsilon,
+        metrics_token,
     })
 }
 

@@ -74,6 +74,8 @@ fn bad_values_name_their_key() {
         ("[pin]\nfailures_per_hour = 30\nfailures_per_day = 20", "pin.failures_per_day"),
         ("[portal]\ncount_noise_epsilon = 0.0", "portal.count_noise_epsilon"),
         ("[portal]\ncount_noise_epsilon = 20.0", "portal.count_noise_epsilon"),
+        ("[portal]\nmetrics_token = \"short\"", "portal.metrics_token"),
+        ("[portal]\nmetrics_token = \"thirty-two characters with spaces!!\"", "portal.metrics_token"),
         ("[enrolment]\nframes = 0", "enrolment.frames"),
         ("[gate]\npulse_ms = 20000\nmax_open_ms = 10000", "gate.max_open_ms"),
         ("[gate]\nagreement_required = 4", "gate.agreement_required"),

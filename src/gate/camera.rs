@@ -110,6 +110,7 @@ impl Frames {
             self.last_read = Some(started);
             match self.camera.next_frame() {
                 Ok(frame) => {
+                    shared.status.camera_up.store(true, Ordering::Relaxed);
                     if self.down {
                         self.down = false;
                         events.send(Input::Fault("camera back, face entry resumed".into()));
@@ -118,6 +119,7 @@ impl Frames {
                     return Some((self.n, started, frame));
                 }
                 Err(e) => {
+                    shared.status.camera_up.store(false, Ordering::Relaxed);
                     if !self.down {
                         self.down = true;
                         events
@@ -187,7 +189,10 @@ impl Readings {
         // Counted once handled, so "frames read" also means "their events are sent".
         shared.status.frames.fetch_add(1, Ordering::Relaxed);
         let reading = match reading {
-            Ok(reading) => reading,
+            Ok(reading) => {
+                shared.status.frame_times.observe(reading.started.elapsed());
+                reading
+            }
             Err(WorkerPanicked { seq }) => {
                 shared.status.worker_faults.fetch_add(1, Ordering::Relaxed);
                 events.send(Input::Fault(format!("a frame worker failed on frame {}: that frame is skipped", seq + 1)));

@@ -208,14 +208,23 @@ async fn run_with(
         let _ = watch.wait_for(|stop| *stop).await;
     };
     let mut services = Vec::new();
+    let status = options.status.clone().unwrap_or_default();
+    let link_health =
+        config.compound.as_ref().map(|c| Arc::new(crate::compound::LinkHealth::new(c.link.offline_limit)));
     if config.portal.enabled {
         let desk = Arc::new(crate::vision::enrol::EnrolmentDesk::default());
         hardware.enrolment_desk = Some(desk.clone());
-        let state = Arc::new(crate::portal::PortalState::new(
-            portal_settings(config, options, wrap),
-            registry.clone(),
-            Some(desk),
-        ));
+        let mut state =
+            crate::portal::PortalState::new(portal_settings(config, options, wrap), registry.clone(), Some(desk));
+        if let Some(token) = &config.portal.metrics_token {
+            state = state.with_metrics(crate::portal::metrics::MetricsSource {
+                token: token.clone(),
+                status: status.clone(),
+                link: link_health.clone(),
+                database: options.db.clone().unwrap_or_else(|| config.database.clone()),
+            });
+        }
+        let state = Arc::new(state);
         let stop = stopped(stop_watch.clone());
         services.push(tokio::spawn(async move {
             // The gate keeps running without its portal: the portal is for set-up, not for entry.
@@ -224,11 +233,10 @@ async fn run_with(
             }
         }));
     }
-    if let Some(compound) = &config.compound {
+    if let (Some(compound), Some(health)) = (&config.compound, link_health) {
         let secrets = crate::compound::renewal::CompoundSecrets::load(&compound.name, &compound.secret, wrap)
             .map_err(DaemonError::CompoundSecret)?;
         let tls = crate::compound::certs::client_tls(&compound.link, wrap).map_err(DaemonError::CompoundTls)?;
-        let health = Arc::new(crate::compound::LinkHealth::new(compound.link.offline_limit));
         hardware.compound = Some(health.clone());
         let (settings, registry) = (compound.link.clone(), registry.clone());
         let stop = stopped(stop_watch.clone());
@@ -239,7 +247,6 @@ async fn run_with(
             }
         }));
     }
-    let status = options.status.clone().unwrap_or_default();
     let report = gate::run(registry, settings, hardware, status, shutdown).await;
     let _ = stopping.send(true);
     for service in services {

@@ -21,7 +21,7 @@ pub mod daemon;
 pub mod door;
 mod events;
 mod readers;
-mod status;
+pub mod status;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -278,6 +278,7 @@ pub async fn run(
 
     let mut threads = Threads::default();
     let models = face_models(pipeline, liveness, &settings);
+    shared.status.models_up.store(models.is_some(), Ordering::Relaxed);
     match camera {
         Some(camera) if models.is_some() || settings.passes_from_camera => {
             let (shared, tx) = (shared.clone(), tx.clone());

@@ -1,6 +1,49 @@
-//! The gate's live counters, readable while it runs (no identity in any of them).
+//! The gate's live counters, readable while it runs (no identity in any of them, and no passage count by
+//! method or time beyond the run report: `/metrics` reads only the health figures).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the frame-time histogram's buckets.
+pub const FRAME_SECONDS_BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0];
+
+/// How long frames take from the camera to the decision: a cumulative histogram, as Prometheus reads one. It
+/// counts every frame, so it says nothing about who came or when.
+#[derive(Debug, Default)]
+pub struct FrameTimes {
+    buckets: [AtomicU64; FRAME_SECONDS_BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl FrameTimes {
+    /// Counts one frame that took `took`.
+    pub fn observe(&self, took: Duration) {
+        let seconds = took.as_secs_f64();
+        for (bucket, bound) in self.buckets.iter().zip(FRAME_SECONDS_BUCKETS) {
+            if seconds <= bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(u64::try_from(took.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// Frames at or under each bound, in the order of [`FRAME_SECONDS_BUCKETS`].
+    pub fn cumulative(&self) -> Vec<u64> {
+        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect()
+    }
+
+    /// Frames counted.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Their total time, seconds.
+    pub fn sum_seconds(&self) -> f64 {
+        self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+    }
+}
 
 /// Live counters, readable while the gate runs.
 #[derive(Debug, Default)]
@@ -14,6 +57,9 @@ pub struct GateStatus {
     pub(super) door_alarms: AtomicU64,
     pub(super) keypad_alarms: AtomicU64,
     pub(super) worker_faults: AtomicU64,
+    pub(super) camera_up: AtomicBool,
+    pub(super) models_up: AtomicBool,
+    pub(super) frame_times: FrameTimes,
 }
 
 impl GateStatus {
@@ -52,5 +98,17 @@ impl GateStatus {
     /// Frames a frame worker failed on (a panic): each cost that frame only.
     pub fn worker_faults(&self) -> u64 {
         self.worker_faults.load(Ordering::Relaxed)
+    }
+    /// Whether the camera gives frames (false before the first, while it is down, and without one).
+    pub fn camera_up(&self) -> bool {
+        self.camera_up.load(Ordering::Relaxed)
+    }
+    /// Whether the face models loaded.
+    pub fn models_up(&self) -> bool {
+        self.models_up.load(Ordering::Relaxed)
+    }
+    /// Each frame's time from the camera to the decision.
+    pub fn frame_times(&self) -> &FrameTimes {
+        &self.frame_times
     }
 }

@@ -14,6 +14,7 @@
 pub mod auth;
 mod error;
 pub mod i18n;
+pub mod metrics;
 mod resident;
 mod session;
 mod staff;
@@ -123,6 +124,8 @@ pub struct PortalState {
     throttle: auth::Throttle,
     /// Every request: a person's browsing stays far below it, a flood from one address does not.
     requests: auth::Throttle,
+    /// What `/metrics` reads, when a token is configured.
+    metrics: Option<metrics::MetricsSource>,
 }
 
 impl PortalState {
@@ -136,7 +139,14 @@ impl PortalState {
             desk,
             throttle: auth::Throttle::default(),
             requests: auth::Throttle::per_minute(REQUESTS_PER_MINUTE),
+            metrics: None,
         }
+    }
+
+    /// Serves `/metrics` from `source` (without it the route answers 404).
+    pub fn with_metrics(mut self, source: metrics::MetricsSource) -> Self {
+        self.metrics = Some(source);
+        self
     }
 
     /// Runs `job` on the registry's owner (the daemon's one registry) and awaits its reply.
@@ -170,6 +180,7 @@ fn routes() -> Router<Arc<PortalState>> {
         .route("/", get(home))
         .route("/style.css", get(style))
         .route("/signage", get(signage))
+        .route("/metrics", get(metrics::metrics))
         .merge(resident::routes())
         .merge(staff::routes())
         .fallback(not_found)
