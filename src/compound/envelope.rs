@@ -389,7 +389,22 @@ impl CompoundKeys {
             Sealed { nonce: nonce.try_into().map_err(|_| EnvelopeError::Format)?, ciphertext: ciphertext.to_vec() };
         let plaintext = protect::open_message(key, &sealed, &aad)?;
         let wire: Wire<'_> = serde_json::from_slice(&plaintext).map_err(|_| EnvelopeError::Content("json"))?;
-        let announcement = match wire {
+        let announcement = self.announcement_of(wire, epoch)?;
+        // The subject is chosen by the sender and bound by the seal; it must also be the right one (the
+        // sender's own, for this resident), so the broker's one-message-per-subject keeps exactly each gate's
+        // latest word on each resident.
+        if !valid_name(announcement.origin()) {
+            return Err(EnvelopeError::Content("gate name"));
+        }
+        if self.subject_of(&announcement) != subject {
+            return Err(EnvelopeError::Content("announcement on another resident's or gate's subject"));
+        }
+        Ok((epoch, announcement))
+    }
+
+    /// The domain value of an opened message sealed under `epoch` (names parsed here, never stored raw).
+    fn announcement_of(&self, wire: Wire<'_>, epoch: Epoch) -> Result<Announcement, EnvelopeError> {
+        Ok(match wire {
             Wire::Template {
                 origin,
                 resident,
@@ -478,17 +493,7 @@ impl CompoundKeys {
                 }
                 Announcement::Grant { origin, gate, epoch: newest, share: share.into_share()? }
             }
-        };
-        // The subject is chosen by the sender and bound by the seal; it must also be the right one (the
-        // sender's own, for this resident), so the broker's one-message-per-subject keeps exactly each gate's
-        // latest word on each resident.
-        if !valid_name(announcement.origin()) {
-            return Err(EnvelopeError::Content("gate name"));
-        }
-        if self.subject_of(&announcement) != subject {
-            return Err(EnvelopeError::Content("announcement on another resident's or gate's subject"));
-        }
-        Ok((epoch, announcement))
+        })
     }
 }
 
