@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The gate daemon off the Pi, on an embedded default: simulated relay, lights and contacts, the replay camera
 # over ../shared/faces (or a real camera: `--camera 0`), three residents enrolled from the shared photos into
-# target/dev-gate (kept between runs), one with a PIN, and a fresh visitor pass. Type on standard input while
-# it runs: `340112#4071#` opens by PIN; pasting the printed pass opens once.
+# target/dev-gate (kept between runs), one with a PIN, and a fresh visitor pass. On a terminal the daemon keeps
+# a status block up to date. Type on standard input while it runs: `340112#4071#` opens by PIN; pasting the
+# printed pass opens once; `!guard` presses the guard-call button (`!exit`, `!release`, `!open`/`!shut` too).
 #
 #   bash deploy/dev-gate.sh [SECONDS] [--camera N]      # default: 60 s of replay
 set -euo pipefail
@@ -49,5 +50,5 @@ if [ ! -f "$state/data/facegate.sqlite" ]; then
     echo 4071 | "${run[@]}" pin --resident r-dev-1 --code 340112
 fi
 "${run[@]}" pass issue --valid-for 1h | tail -n 2
-echo "dev-gate: running for ${seconds} s; type 340112#4071# (PIN) or paste the pass above, then Enter"
+echo "dev-gate: running for ${seconds} s; type 340112#4071# (PIN) or paste the pass above, then Enter; !guard calls the guard"
 exec "${run[@]}" run --duration "$seconds" "$@"

@@ -11,7 +11,8 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("FACEGATE_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,tract_onnx=error")),
         )
-        .with_writer(std::io::stderr)
+        // Above `facegate run`'s live status block when one is drawn; plain standard error otherwise.
+        .with_writer(facegate::cli::live::LogWriter)
         // journald and log files get plain text; colours only on a terminal.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();

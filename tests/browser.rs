@@ -209,3 +209,77 @@ fn the_whole_portal_story_in_headless_chromium() {
     });
     eprintln!("screenshots in {}", shots().display());
 }
+
+/// The guard's and the installer's pages in the same browser: a guard-call press appears on the guard's page
+/// by itself (the page reloads), the guard releases the door with a reason and issues a pass whose QR code is
+/// on screen; the installer's page draws the camera's field with the face the camera sees, as shapes.
+#[test]
+fn the_guard_and_aiming_pages_in_headless_chromium() {
+    let began = Instant::now();
+    let mut gate = common::daemon::start_gate_typed(&common::nuaa_frames("live", "0003")[..6], |_| String::new());
+    for ((name, password), role) in
+        [(("grd", "guard-password-1"), "guard"), (("ins", "installer-password-1"), "installer")]
+    {
+        gate.cli(&["account", "--name", name, "--role", role], Some(&format!("{password}\n")));
+    }
+    let driver = chromedriver();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let guard = runtime.block_on(async {
+        let guard = browser(&driver).await;
+        sign_in(&guard, &gate, ("grd", "guard-password-1")).await;
+        wait_path(&guard, "/guard").await;
+        assert!(text_of(&guard, "#no-calls").await.contains("No calls"));
+        guard
+    });
+    gate.type_line("!guard");
+    runtime.block_on(async {
+        // No reload by the test: the page's own refresh brings the call.
+        let call = text_of(&guard, "#calls tr.call").await;
+        assert!(call.contains("gate") && call.contains("s ago"), "{call}");
+        shot(&guard, "09-guard-call").await;
+        click_on_refreshing(&guard, "#to-release").await;
+        wait_path(&guard, "/guard/release").await;
+        fill(&guard, "#reason", "parcel delivery for the office").await;
+        shot(&guard, "10-guard-release-reason").await;
+        click(&guard, "#release").await;
+        assert!(text_of(&guard, "#released").await.contains("audit log"));
+        click_on_refreshing(&guard, "#issue-pass").await;
+        wait_path(&guard, "/guard/pass").await;
+        assert!(text_of(&guard, "#pass-text").await.starts_with("FGP1:"));
+        let qr = guard.find(Locator::Css("#pass-qr svg")).await.unwrap();
+        let size = qr.rectangle().await.unwrap();
+        assert!(size.2 >= 200.0 && size.3 >= 200.0, "the QR code is drawn {}x{}", size.2, size.3);
+        shot(&guard, "11-guard-visitor-pass").await;
+        guard.close().await.unwrap();
+
+        let installer = browser(&driver).await;
+        sign_in(&installer, &gate, ("ins", "installer-password-1")).await;
+        wait_path(&installer, "/installer").await;
+        let faces = text_of(&installer, "#faces tr.face").await;
+        assert!(faces.starts_with('1'), "{faces}");
+        let boxes = installer.find_all(Locator::Css("#field rect.face")).await.unwrap();
+        assert_eq!(boxes.len(), 1);
+        assert!(text_of(&installer, "#scene").await.contains("640×480"));
+        let images = installer.find_all(Locator::Css("img, canvas, image, video")).await.unwrap();
+        assert!(images.is_empty(), "the aiming page holds an image element");
+        shot(&installer, "12-installer-aiming").await;
+        installer.close().await.unwrap();
+    });
+    gate.wait_for_log("method=\"guard\" outcome=\"opened\"", began, Duration::from_secs(5));
+}
+
+/// A click on a page that reloads itself every few seconds: an element found just before a reload is gone
+/// after it, so the click is tried again on the reloaded page.
+async fn click_on_refreshing(c: &Client, css: &str) {
+    for _ in 0..3 {
+        let clicked = match c.find(Locator::Css(css)).await {
+            Ok(element) => element.click().await.is_ok(),
+            Err(_) => false,
+        };
+        if clicked {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    panic!("could not click {css}");
+}

@@ -170,6 +170,9 @@ impl FaceReader for PanicsOnFrame {
         assert!(n != self.panic_on, "injected fault in the frame worker (frame {n})");
         self.real.read(frame)
     }
+    fn detect(&self, frame: &Frame) -> Result<Vec<facegate::vision::detect::FaceDetection>, PipelineError> {
+        self.real.detect(frame)
+    }
 }
 
 /// Issue 16: a panic in a frame worker lost its sequence number in `ordered_parallel`, which then waited for

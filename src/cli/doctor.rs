@@ -15,6 +15,8 @@ use serde::Serialize;
 use crate::capture::{DecodeLimits, FrameSource, ReplaySource};
 use crate::config::{Backend, CaptureConfig, Config, ConfigError, RawConfig};
 use crate::protect::keys::{self, Form, RootKind};
+use crate::vision::aim::AimView;
+use crate::vision::enrol::QualityGate;
 use crate::vision::model::{self, ModelSpec};
 
 /// `facegate doctor`
@@ -204,49 +206,19 @@ fn camera_check(config: &Config) -> Check {
         CaptureConfig::Camera { .. } => format!("{:.1} frames/s", 4.0 / started.elapsed().as_secs_f64().max(1e-3)),
     };
     let Some(frame) = frames.last() else { return check("camera", Status::Fail, "no frame", fix_open()) };
-    let (brightness, sharpness) = scene_figures(frame.rgb(), frame.width() as usize, frame.height() as usize);
+    let view = AimView::of(frame, None, &QualityGate::default());
     let detail = format!(
-        "{}x{}, {rate}, brightness {brightness:.0}/255, sharpness {sharpness:.0}",
+        "{}x{}, {rate}, brightness {:.0}/255, sharpness {:.0}",
         frame.width(),
-        frame.height()
+        frame.height(),
+        view.brightness,
+        view.sharpness
     );
-    let (status, fix) = if brightness < 40.0 {
-        (Status::Warn, Some("too dark: add light at the gate or turn on the IR illuminator".to_owned()))
-    } else if brightness > 215.0 {
-        (Status::Warn, Some("too bright: the camera faces a light; turn it or shade it".to_owned()))
-    } else if sharpness < 15.0 {
-        (Status::Warn, Some("blurred: focus the lens at the distance people stand, and clean it".to_owned()))
-    } else {
-        (Status::Ok, None)
+    let (status, fix) = match view.scene_issue() {
+        Some(issue) => (Status::Warn, Some(issue.fix().to_owned())),
+        None => (Status::Ok, None),
     };
     check("camera", status, detail, fix)
-}
-
-/// Mean luma, and the variance of a 4-neighbour Laplacian on luma (every second pixel): a focused scene gives
-/// hundreds, a blurred one a few.
-pub fn scene_figures(rgb: &[u8], width: usize, height: usize) -> (f64, f64) {
-    let luma = |x: usize, y: usize| -> f64 {
-        let i = (y * width + x) * 3;
-        rgb.get(i..i + 3).map_or(0.0, |p| 0.299 * f64::from(p[0]) + 0.587 * f64::from(p[1]) + 0.114 * f64::from(p[2]))
-    };
-    let (mut sum, mut n) = (0.0, 0.0);
-    let (mut lap_sum, mut lap_sq, mut m) = (0.0, 0.0, 0.0);
-    for y in (1..height.saturating_sub(1)).step_by(2) {
-        for x in (1..width.saturating_sub(1)).step_by(2) {
-            let c = luma(x, y);
-            sum += c;
-            n += 1.0;
-            let lap = luma(x - 1, y) + luma(x + 1, y) + luma(x, y - 1) + luma(x, y + 1) - 4.0 * c;
-            lap_sum += lap;
-            lap_sq += lap * lap;
-            m += 1.0;
-        }
-    }
-    if n == 0.0 {
-        return (0.0, 0.0);
-    }
-    let mean_lap = lap_sum / m;
-    (sum / n, lap_sq / m - mean_lap * mean_lap)
 }
 
 /// With `--relay-test`, asks and then opens the door for one second.

@@ -22,6 +22,7 @@ mod compound;
 pub mod doctor;
 pub mod demo;
 mod keys;
+pub mod live;
 mod liveness;
 mod passes;
 mod portal;

@@ -20,6 +20,10 @@ pub enum RoleArg {
     Manager,
     /// The no-retention report.
     Auditor,
+    /// Guard calls, remote release (audited with a reason), visitor passes on the spot.
+    Guard,
+    /// The camera's aiming figures while installing.
+    Installer,
 }
 
 /// `facegate account`
@@ -53,6 +57,8 @@ pub fn account(config: &Config, args: &AccountArgs) -> Result<std::process::Exit
     let role = match args.role {
         RoleArg::Manager => Role::Manager,
         RoleArg::Auditor => Role::Auditor,
+        RoleArg::Guard => Role::Guard,
+        RoleArg::Installer => Role::Installer,
     };
     let mut registry = open_registry(config, &args.store, true)?;
     registry.store_mut().add_account(name, role, &hash, unix_now())?;

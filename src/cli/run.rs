@@ -49,11 +49,31 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<std::process::ExitCode> {
         ..DaemonOptions::default()
     };
     let duration = args.duration;
+    // On a terminal, one status block kept up to date; off it (journald), the log alone.
+    let status = std::sync::Arc::new(crate::gate::GateStatus::default());
+    let live = super::live::LiveStatus::start(status.clone(), config.gate.intent, stdin_hint(config));
+    let options = DaemonOptions { status: Some(status), ..options };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let report =
-        runtime.block_on(daemon::run(config, options, shutdown(duration))).context("the gate daemon stopped")?;
+    let outcome = runtime.block_on(daemon::run(config, options, shutdown(duration)));
+    if let Some(live) = live {
+        live.finish();
+    }
+    let report = outcome.context("the gate daemon stopped")?;
     print_report(&report);
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// What to type when the keypad or the scanner reads standard input (a bench without hardware).
+fn stdin_hint(config: &Config) -> Option<String> {
+    use crate::config::{KeypadConfig, ScannerConfig};
+    let keys = matches!(config.hardware.keypad, KeypadConfig::Stdin);
+    let passes = matches!(config.hardware.scanner, ScannerConfig::Stdin);
+    match (keys, passes) {
+        (true, true) => Some("type CODE#PIN# or paste a visitor pass, then Enter; !guard calls the guard".to_owned()),
+        (true, false) => Some("type CODE#PIN#, then Enter; !guard calls the guard".to_owned()),
+        (false, true) => Some("paste a visitor pass, then Enter; !guard calls the guard".to_owned()),
+        (false, false) => None,
+    }
 }
 
 /// SIGTERM, Ctrl-C or the end of `--duration`.

@@ -77,6 +77,11 @@ impl LinkHealth {
         (heard != u64::MAX).then(|| self.origin.elapsed().saturating_sub(Duration::from_millis(heard)))
     }
 
+    /// Whether every announcement the broker held at the last (re)connection has been applied.
+    pub fn caught_up(&self) -> bool {
+        self.caught_up.load(Ordering::Acquire)
+    }
+
     /// Whether the client holds a connection to the broker now.
     pub fn connected(&self) -> bool {
         self.connected.load(Ordering::Acquire)

@@ -17,7 +17,8 @@ use super::{GateSettings, Input, Shared};
 use crate::capture::{Frame, FrameSource};
 use crate::policy::decide::{FaceObservation, GateEvent};
 use crate::registry::GallerySnapshot;
-use crate::vision::enrol::EnrolmentDesk;
+use crate::vision::aim::{AimView, AimingDesk};
+use crate::vision::enrol::{EnrolmentDesk, QualityGate};
 use crate::vision::liveness::LivenessModel;
 use crate::vision::pipeline::{FaceReader, WorkerPanicked};
 
@@ -42,13 +43,19 @@ enum FaceWork {
 /// The models a camera needs for faces (none: passes only).
 pub(super) type FaceModels = Option<(Arc<dyn FaceReader>, Option<Arc<LivenessModel>>)>;
 
+/// Where the portal asks the camera for something other than matching: an enrolment, the aiming figures.
+pub(super) struct Desks {
+    pub(super) enrolment: Option<Arc<EnrolmentDesk>>,
+    pub(super) aiming: Option<Arc<AimingDesk>>,
+}
+
 /// Reads the camera at most `settings.fps` times a second and has `settings.face_workers` threads read the
 /// frames ([`crate::vision::pipeline::ordered_parallel`]); the readings are then turned into events one at a time,
 /// in camera order, so the decision sees frames as they were taken.
 pub(super) fn camera_loop(
     camera: Box<dyn FrameSource>,
     models: FaceModels,
-    desk: Option<Arc<EnrolmentDesk>>,
+    desks: Desks,
     compound: Option<Arc<crate::compound::LinkHealth>>,
     shared: &Shared,
     tx: &mpsc::Sender<Input>,
@@ -62,7 +69,13 @@ pub(super) fn camera_loop(
         n: 0,
         down: false,
     };
-    let work = FrameWork { models, desk, compound, passes: settings.passes_from_camera };
+    let work = FrameWork {
+        models,
+        desk: desks.enrolment,
+        aiming: desks.aiming,
+        compound,
+        passes: settings.passes_from_camera,
+    };
     let mut readings = Readings::default();
     crate::vision::pipeline::ordered_parallel(
         settings.face_workers.max(1),
@@ -136,6 +149,7 @@ impl Frames {
 struct FrameWork {
     models: FaceModels,
     desk: Option<Arc<EnrolmentDesk>>,
+    aiming: Option<Arc<AimingDesk>>,
     compound: Option<Arc<crate::compound::LinkHealth>>,
     passes: bool,
 }
@@ -172,8 +186,21 @@ impl FrameWork {
             }
             _ => FaceWork::Off,
         };
+        self.describe_for_aiming(&frame);
         drop(frame);
         FrameReading { n, started, codes, face }
+    }
+
+    /// While an installer watches the aiming page: the frame's figures and its faces' boxes and poses, never a
+    /// pixel and never a match (nobody is identified for aiming).
+    fn describe_for_aiming(&self, frame: &Frame) {
+        let Some(desk) = self.aiming.as_ref().filter(|desk| desk.wants_frames()) else { return };
+        let faces = self.models.as_ref().map(|(reader, _)| reader.detect(frame));
+        let faces = match &faces {
+            Some(Ok(faces)) => Some(&faces[..]),
+            Some(Err(_)) | None => None,
+        };
+        desk.offer(AimView::of(frame, faces, &QualityGate::default()));
     }
 }
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use crate::capture::{DecodeLimits, FrameSource, ReplaySource};
 use crate::config::{Backend, BcmPin, CaptureConfig, Config, KeypadConfig, LightPins, ScannerConfig};
-use crate::devices::contacts::GpioContacts;
+use crate::devices::contacts::{Contact, ContactFeeder, GpioContacts, SimulatedContacts};
 use crate::devices::keypad::{MatrixKeypad, SimulatedKeypad, UsbKeypad};
 use crate::devices::scanner::{SimulatedScanner, UsbScanner};
 use crate::devices::{
@@ -161,34 +161,7 @@ async fn run_with(
     registry: RegistryHandle,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<GateReport, DaemonError> {
-    let pipeline = {
-        let (dir, cfg) = (config.models_dir.clone(), config.pipeline);
-        match tokio::task::spawn_blocking(move || FacePipeline::load(&dir, cfg)).await {
-            Ok(Ok(pipeline)) => Some(Arc::new(pipeline)),
-            Ok(Err(e)) => {
-                tracing::error!("face models unavailable, face entry off: {e}");
-                None
-            }
-            Err(e) => {
-                tracing::error!("face models unavailable, face entry off: {e}");
-                None
-            }
-        }
-    };
-    let liveness = {
-        let dir = config.models_dir.clone();
-        match tokio::task::spawn_blocking(move || LivenessModel::load(&dir)).await {
-            Ok(Ok(model)) => Some(Arc::new(model)),
-            Ok(Err(e)) => {
-                tracing::error!("liveness models unavailable, face entry off: {e}");
-                None
-            }
-            Err(e) => {
-                tracing::error!("liveness models unavailable, face entry off: {e}");
-                None
-            }
-        }
-    };
+    let (pipeline, liveness) = load_models(config).await;
     let fps = options.fps.unwrap_or(config.fps()).clamp(0.1, 120.0);
     let camera = open_camera(config, options, fps);
     let hw = &config.hardware;
@@ -211,11 +184,22 @@ async fn run_with(
     let status = options.status.clone().unwrap_or_default();
     let link_health =
         config.compound.as_ref().map(|c| Arc::new(crate::compound::LinkHealth::new(c.link.offline_limit)));
+    if let Some(health) = &link_health {
+        status.set_link(health.clone());
+    }
     if config.portal.enabled {
         let desk = Arc::new(crate::vision::enrol::EnrolmentDesk::default());
         hardware.enrolment_desk = Some(desk.clone());
+        // The guard's and the installer's desks: the camera and the event loop on one side, the portal's pages
+        // on the other (the portal never touches the relay or a frame).
+        let gate_name = config.compound.as_ref().map_or("gate", |c| c.link.gate.as_str());
+        let guard = Arc::new(gate::GuardDesk::new(gate_name));
+        hardware.guard_desk = Some(guard.clone());
+        let aiming = hardware.camera.is_some().then(|| Arc::new(crate::vision::aim::AimingDesk::default()));
+        hardware.aiming_desk.clone_from(&aiming);
         let mut state =
-            crate::portal::PortalState::new(portal_settings(config, options, wrap), registry.clone(), Some(desk));
+            crate::portal::PortalState::new(portal_settings(config, options, wrap), registry.clone(), Some(desk))
+                .with_desks(guard, aiming);
         if let Some(token) = &config.portal.metrics_token {
             state = state.with_metrics(crate::portal::metrics::MetricsSource {
                 token: token.clone(),
@@ -253,6 +237,36 @@ async fn run_with(
         let _ = service.await;
     }
     Ok(report?)
+}
+
+/// The face and liveness models, each loaded off the async workers; either missing turns face entry off (the
+/// other ways in do not need them).
+async fn load_models(config: &Config) -> (Option<Arc<FacePipeline>>, Option<Arc<LivenessModel>>) {
+    let (dir, cfg) = (config.models_dir.clone(), config.pipeline);
+    let pipeline = match tokio::task::spawn_blocking(move || FacePipeline::load(&dir, cfg)).await {
+        Ok(Ok(pipeline)) => Some(Arc::new(pipeline)),
+        Ok(Err(e)) => {
+            tracing::error!("face models unavailable, face entry off: {e}");
+            None
+        }
+        Err(e) => {
+            tracing::error!("face models unavailable, face entry off: {e}");
+            None
+        }
+    };
+    let dir = config.models_dir.clone();
+    let liveness = match tokio::task::spawn_blocking(move || LivenessModel::load(&dir)).await {
+        Ok(Ok(model)) => Some(Arc::new(model)),
+        Ok(Err(e)) => {
+            tracing::error!("liveness models unavailable, face entry off: {e}");
+            None
+        }
+        Err(e) => {
+            tracing::error!("liveness models unavailable, face entry off: {e}");
+            None
+        }
+    };
+    (pipeline, liveness)
 }
 
 fn open_camera(config: &Config, options: &DaemonOptions, fps: f32) -> Option<Box<dyn FrameSource>> {
@@ -334,15 +348,24 @@ fn open_hardware(
             Some(Box::new(scanner))
         }
     };
+    // On a bench without hardware, standard input also presses the buttons (`!guard`, `!exit`, ...).
+    let stdin_contacts = if (stdin_keys.is_some() || stdin_passes.is_some()) && hw.backend == Backend::Simulated {
+        let (contacts, feeder) = SimulatedContacts::new();
+        hardware.contacts = Some(Box::new(contacts));
+        Some(feeder)
+    } else {
+        None
+    };
     if stdin_keys.is_some() || stdin_passes.is_some() {
         // A detached reader: it ends with standard input; the keypad and scanner then just stay idle.
         std::thread::spawn(move || {
             for line in std::io::stdin().lock().lines().map_while(Result::ok) {
-                match (&stdin_passes, &stdin_keys) {
-                    (Some(passes), _) if line.trim().to_ascii_uppercase().starts_with(PASS_PREFIX) => {
+                match (&stdin_passes, &stdin_keys, &stdin_contacts) {
+                    (_, _, Some(contacts)) if line.trim_start().starts_with('!') => bench_button(contacts, &line),
+                    (Some(passes), _, _) if line.trim().to_ascii_uppercase().starts_with(PASS_PREFIX) => {
                         passes.scan(&line)
                     }
-                    (_, Some(keys)) => keys.type_str(&line),
+                    (_, Some(keys), _) => keys.type_str(&line),
                     _ => {}
                 }
             }
@@ -373,6 +396,24 @@ fn open_hardware(
         }
     }
     Ok(hardware)
+}
+
+/// A bench's button press typed on standard input: `!guard` (guard call), `!release` (the guard's release),
+/// `!exit`, `!face`, `!open` / `!shut` (the door contact), `!here` / `!gone` (the presence sensor).
+pub const BENCH_BUTTONS: &str = "!guard !release !exit !face !open !shut !here !gone";
+
+fn bench_button(contacts: &ContactFeeder, line: &str) {
+    match line.trim() {
+        "!guard" => contacts.press(Contact::GuardCall),
+        "!release" => contacts.press(Contact::GuardRelease),
+        "!exit" => contacts.press(Contact::ExitButton),
+        "!face" => contacts.press(Contact::FaceButton),
+        "!open" => contacts.set(Contact::DoorContact, true),
+        "!shut" => contacts.set(Contact::DoorContact, false),
+        "!here" => contacts.set(Contact::Presence, true),
+        "!gone" => contacts.set(Contact::Presence, false),
+        other => tracing::warn!("unknown bench button {other:?}; try one of {BENCH_BUTTONS}"),
+    }
 }
 
 /// The key folder: the master key's.

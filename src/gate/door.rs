@@ -46,16 +46,22 @@ pub struct DoorSettings {
     pub held_alarm: Duration,
 }
 
-/// Whether the door (by its contact) is open now; read by the event loop for the lights.
+/// The door now: its contact (read by the event loop for the lights) and the relay (for the status).
 #[derive(Debug, Default)]
 pub struct DoorState {
     open: AtomicBool,
+    unlocked: AtomicBool,
 }
 
 impl DoorState {
     /// True while the door contact reads open.
     pub fn is_open(&self) -> bool {
         self.open.load(Ordering::Relaxed)
+    }
+
+    /// True while the relay holds the lock released.
+    pub fn is_unlocked(&self) -> bool {
+        self.unlocked.load(Ordering::Relaxed)
     }
 }
 
@@ -141,6 +147,7 @@ impl Door<'_> {
 
     fn set_lock(&mut self, unlocked: bool) -> Result<(), ActuateError> {
         self.relay.set_unlocked(unlocked)?;
+        self.state.unlocked.store(unlocked, Ordering::Relaxed);
         self.monitor.lock_changed(unlocked, self.now());
         Ok(())
     }

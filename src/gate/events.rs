@@ -27,6 +27,7 @@ pub(super) struct EventLoop<'a> {
     pub(super) settings: GateSettings,
     pub(super) door: mpsc::UnboundedSender<DoorCommand>,
     pub(super) door_state: Arc<DoorState>,
+    pub(super) guard: Option<Arc<super::GuardDesk>>,
     pub(super) indicator: Option<Box<dyn Indicator>>,
     pub(super) wiegand: Option<(std::sync::mpsc::Sender<Wiegand26>, MethodCards)>,
     pub(super) decider: Decider,
@@ -105,6 +106,8 @@ impl EventLoop<'_> {
             self.show(Signal::Ready);
         }
         self.scanning = scanning;
+        let window_open = self.settings.intent == FaceIntent::Always || scanning;
+        self.shared.status.intent_open.store(window_open, Ordering::Relaxed);
     }
 
     fn door_alarm(&mut self, alarm: DoorAlarm) {
@@ -135,6 +138,9 @@ impl EventLoop<'_> {
             (Contact::ExitButton, true) => self.event(GateEvent::ExitButton, None),
             (Contact::GuardCall, true) => {
                 tracing::info!("guard called");
+                if let Some(desk) = &self.guard {
+                    desk.called(unix_now());
+                }
                 self.show(Signal::GuardCalled);
             }
             (Contact::GuardRelease, true) => self.event(GateEvent::GuardOpen, None),
@@ -205,6 +211,7 @@ impl EventLoop<'_> {
         }
         if let Some((method, outcome)) = decision.passage() {
             tracing::info!(method = method.as_str(), outcome = outcome.as_str(), "passage");
+            self.shared.status.note_passage(method, outcome);
             tally.count(unix_now(), method, outcome);
         }
     }

@@ -7,7 +7,8 @@
 //! - `readers.rs`: the keypad, the pass scanner and the contacts, each on its own thread.
 //! - `events.rs`: the event loop: decisions, lights, Wiegand, the passage tally.
 //! - `door.rs`: the door task, sole owner of the relay, its pulse timing and the door-contact alarms.
-//! - `status.rs`: live counters.
+//! - `status.rs`: live counters and the last few passages by method and outcome (for the terminal).
+//! - `guard.rs`: the guard's desk: calls shown on the guard's page, remote releases into the event loop.
 //!
 //! The ways in are independent: the keypad, the scanner and the guard never wait on the camera or the models,
 //! and a camera that fails (unplugged, or never there) only turns face entry and camera-read passes off
@@ -20,6 +21,7 @@ mod camera;
 pub mod daemon;
 pub mod door;
 mod events;
+pub mod guard;
 mod readers;
 pub mod status;
 
@@ -39,9 +41,11 @@ use crate::policy::decide::{Decider, FaceIntent, GateEvent, IntentWindow};
 use crate::policy::lockout::KeypadAlarm;
 use crate::policy::passage::EntryMethod;
 use crate::registry::owner::RegistryHandle;
+use crate::vision::aim::AimingDesk;
 use crate::vision::enrol::EnrolmentDesk;
 use crate::vision::liveness::LivenessModel;
 use crate::vision::pipeline::FaceReader;
+pub use guard::GuardDesk;
 pub use status::GateStatus;
 
 /// Errors that stop the daemon.
@@ -132,6 +136,10 @@ pub struct GateHardware {
     pub wiegand: Option<(Box<dyn WiegandOutput>, MethodCards)>,
     /// Where the portal asks the gate camera to capture an enrolment.
     pub enrolment_desk: Option<Arc<EnrolmentDesk>>,
+    /// Where the portal's aiming page asks for the camera's figures (numbers only).
+    pub aiming_desk: Option<Arc<AimingDesk>>,
+    /// Where the guard's page sees calls and asks for a release.
+    pub guard_desk: Option<Arc<GuardDesk>>,
     /// In a compound: the broker link's word on whether faces may be matched (silent past the offline limit,
     /// or not yet caught up after a reconnection: no). The other ways in never ask it.
     pub compound: Option<Arc<crate::compound::LinkHealth>>,
@@ -151,6 +159,8 @@ impl GateHardware {
             indicator: None,
             wiegand: None,
             enrolment_desk: None,
+            aiming_desk: None,
+            guard_desk: None,
             compound: None,
         }
     }
@@ -268,13 +278,18 @@ pub async fn run(
         indicator,
         wiegand,
         enrolment_desk,
+        aiming_desk,
+        guard_desk,
         compound,
     } = hardware;
     tracing::info!(relay = %relay.describe(), intent = ?settings.intent, "gate starting, door locked");
     let (door_news, mut news) = mpsc::unbounded_channel();
     let (door, door_commands) = mpsc::unbounded_channel();
-    let door_state = Arc::new(door::DoorState::default());
+    let door_state = shared.status.door.clone();
     let mut door_task = tokio::spawn(door::run(relay, settings.door(), door_commands, door_news, door_state.clone()));
+    if let Some(desk) = &guard_desk {
+        desk.attach(tx.clone());
+    }
 
     let mut threads = Threads::default();
     let models = face_models(pipeline, liveness, &settings);
@@ -283,23 +298,13 @@ pub async fn run(
         Some(camera) if models.is_some() || settings.passes_from_camera => {
             let (shared, tx) = (shared.clone(), tx.clone());
             threads.spawn("camera", move || {
-                camera::camera_loop(camera, models, enrolment_desk, compound, &shared, &tx, settings);
+                let desks = camera::Desks { enrolment: enrolment_desk, aiming: aiming_desk };
+                camera::camera_loop(camera, models, desks, compound, &shared, &tx, settings);
             });
         }
         _ => tracing::warn!("no camera: face entry and camera-read passes are off; the other ways in keep working"),
     }
-    if let Some(keypad) = keypad {
-        let (shared, tx) = (shared.clone(), tx.clone());
-        threads.spawn("keypad", move || readers::keypad_loop(keypad, &shared, &tx, settings.keypad_idle));
-    }
-    if let Some(scanner) = scanner {
-        let (shared, tx) = (shared.clone(), tx.clone());
-        threads.spawn("scanner", move || readers::scanner_loop(scanner, &shared, &tx));
-    }
-    if let Some(contacts) = contacts {
-        let (shared, tx) = (shared.clone(), tx.clone());
-        threads.spawn("contacts", move || readers::contacts_loop(contacts, &shared, &tx));
-    }
+    threads.readers(Readers { keypad, scanner, contacts }, &shared, &tx, settings);
     let wiegand = wiegand.map(|(output, cards)| (threads.wiegand(output), cards));
 
     let mut events = events::EventLoop {
@@ -307,6 +312,7 @@ pub async fn run(
         settings,
         door,
         door_state,
+        guard: guard_desk.clone(),
         indicator,
         wiegand,
         decider: settings.decider(),
@@ -317,6 +323,9 @@ pub async fn run(
     events.show(Signal::Ready);
     let outcome = events.run(&mut rx, &mut news, &mut door_task, shutdown).await;
     let report = std::mem::take(&mut events.report);
+    if let Some(desk) = &guard_desk {
+        desk.detach();
+    }
     // Fail-secure first: closing the door task's channel ends it with the relay locked.
     drop(events);
     let locked = door::wait(door_task).await;
@@ -361,7 +370,30 @@ fn face_models(
 #[derive(Default)]
 struct Threads(Vec<std::thread::JoinHandle<()>>);
 
+/// The inputs that each get a thread of their own.
+struct Readers {
+    keypad: Option<Box<dyn Keypad>>,
+    scanner: Option<Box<dyn PassScanner>>,
+    contacts: Option<Box<dyn ContactInputs>>,
+}
+
 impl Threads {
+    /// Starts the keypad's, the scanner's and the contacts' threads (those the gate has).
+    fn readers(&mut self, inputs: Readers, shared: &Arc<Shared>, tx: &mpsc::Sender<Input>, settings: GateSettings) {
+        if let Some(keypad) = inputs.keypad {
+            let (shared, tx) = (shared.clone(), tx.clone());
+            self.spawn("keypad", move || readers::keypad_loop(keypad, &shared, &tx, settings.keypad_idle));
+        }
+        if let Some(scanner) = inputs.scanner {
+            let (shared, tx) = (shared.clone(), tx.clone());
+            self.spawn("scanner", move || readers::scanner_loop(scanner, &shared, &tx));
+        }
+        if let Some(contacts) = inputs.contacts {
+            let (shared, tx) = (shared.clone(), tx.clone());
+            self.spawn("contacts", move || readers::contacts_loop(contacts, &shared, &tx));
+        }
+    }
+
     /// Starts a named thread; a failure to start one is logged and the other ways in keep working.
     fn spawn(&mut self, name: &str, body: impl FnOnce() + Send + 'static) {
         match std::thread::Builder::new().name(name.into()).spawn(body) {

@@ -1,8 +1,30 @@
 //! The gate's live counters, readable while it runs (no identity in any of them, and no passage count by
-//! method or time beyond the run report: `/metrics` reads only the health figures).
+//! method or time beyond the run report: `/metrics` reads only the health figures). The last
+//! [`RECENT_PASSAGES`] passages (method, outcome, time) are kept in memory for the terminal's status block
+//! alone: never written, never served.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use super::door::DoorState;
+use crate::compound::LinkHealth;
+use crate::policy::passage::{EntryMethod, PassageOutcome};
+
+/// Passages remembered for the terminal's status block (method, outcome and time; never who).
+pub const RECENT_PASSAGES: usize = 5;
+
+/// One passage as the terminal shows it: how and with what outcome, and when; never who.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecentPassage {
+    /// How.
+    pub method: EntryMethod,
+    /// Admitted or refused.
+    pub outcome: PassageOutcome,
+    /// When.
+    pub at: SystemTime,
+}
 
 /// Upper bounds (seconds) of the frame-time histogram's buckets.
 pub const FRAME_SECONDS_BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0];
@@ -60,6 +82,10 @@ pub struct GateStatus {
     pub(super) camera_up: AtomicBool,
     pub(super) models_up: AtomicBool,
     pub(super) frame_times: FrameTimes,
+    pub(super) door: Arc<DoorState>,
+    pub(super) intent_open: AtomicBool,
+    recent: Mutex<VecDeque<RecentPassage>>,
+    link: OnceLock<Arc<LinkHealth>>,
 }
 
 impl GateStatus {
@@ -110,5 +136,32 @@ impl GateStatus {
     /// Each frame's time from the camera to the decision.
     pub fn frame_times(&self) -> &FrameTimes {
         &self.frame_times
+    }
+    /// The door: contact and relay.
+    pub fn door(&self) -> &DoorState {
+        &self.door
+    }
+    /// Whether faces are matched now (the intent window is open, or `intent = "always"`).
+    pub fn intent_open(&self) -> bool {
+        self.intent_open.load(Ordering::Relaxed)
+    }
+    /// The compound link's health, once the daemon started one.
+    pub fn link(&self) -> Option<&LinkHealth> {
+        self.link.get().map(|link| &**link)
+    }
+    /// Where the daemon's compound link reports (set once).
+    pub fn set_link(&self, link: Arc<LinkHealth>) {
+        let _ = self.link.set(link);
+    }
+    /// The last [`RECENT_PASSAGES`] passages, newest first.
+    pub fn recent(&self) -> Vec<RecentPassage> {
+        self.recent.lock().unwrap_or_else(PoisonError::into_inner).iter().rev().copied().collect()
+    }
+    pub(super) fn note_passage(&self, method: EntryMethod, outcome: PassageOutcome) {
+        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        if recent.len() == RECENT_PASSAGES {
+            recent.pop_front();
+        }
+        recent.push_back(RecentPassage { method, outcome, at: SystemTime::now() });
     }
 }

@@ -8,12 +8,14 @@
 //! enrolment page only starts a capture on the gate camera and shows a count of good frames.
 //!
 //! This file owns the state every request shares, the routing of the public pages, the layers and the
-//! HTTPS server; `session` the extractors, `resident` and `staff` the pages of each audience, `error` what a
-//! failed request answers.
+//! HTTPS server; `session` the extractors, `resident`, `staff`, `guard` and `installer` the pages of each
+//! audience, `metrics` the health figures for Prometheus, `error` what a failed request answers.
 
 pub mod auth;
 mod error;
+pub mod guard;
 pub mod i18n;
+mod installer;
 pub mod metrics;
 mod resident;
 mod session;
@@ -126,6 +128,10 @@ pub struct PortalState {
     requests: auth::Throttle,
     /// What `/metrics` reads, when a token is configured.
     metrics: Option<metrics::MetricsSource>,
+    /// The gate's guard desk: calls and remote releases (`None`: no gate in this process).
+    guard: Option<Arc<crate::gate::GuardDesk>>,
+    /// The camera's aiming figures (`None`: no camera).
+    aiming: Option<Arc<crate::vision::aim::AimingDesk>>,
 }
 
 impl PortalState {
@@ -140,7 +146,20 @@ impl PortalState {
             throttle: auth::Throttle::default(),
             requests: auth::Throttle::per_minute(REQUESTS_PER_MINUTE),
             metrics: None,
+            guard: None,
+            aiming: None,
         }
+    }
+
+    /// Serves the guard's page from the gate's `guard` desk and the aiming page from its camera's `aiming` desk.
+    pub fn with_desks(
+        mut self,
+        guard: Arc<crate::gate::GuardDesk>,
+        aiming: Option<Arc<crate::vision::aim::AimingDesk>>,
+    ) -> Self {
+        self.guard = Some(guard);
+        self.aiming = aiming;
+        self
     }
 
     /// Serves `/metrics` from `source` (without it the route answers 404).
@@ -183,6 +202,8 @@ fn routes() -> Router<Arc<PortalState>> {
         .route("/metrics", get(metrics::metrics))
         .merge(resident::routes())
         .merge(staff::routes())
+        .merge(guard::routes())
+        .merge(installer::routes())
         .fallback(not_found)
 }
 

@@ -227,6 +227,20 @@ impl StaffRole for Auditor {
     const ROLE: Role = Role::Auditor;
 }
 
+/// The guard (see [`Role::Guard`]).
+pub(super) struct Guard;
+
+impl StaffRole for Guard {
+    const ROLE: Role = Role::Guard;
+}
+
+/// The installer (see [`Role::Installer`]).
+pub(super) struct Installer;
+
+impl StaffRole for Installer {
+    const ROLE: Role = Role::Installer;
+}
+
 /// A visit by a staff member signed in as `R`: anyone else is sent to sign in (anonymous) or refused (403).
 pub(super) struct Staff<R> {
     pub(super) visit: Visit,

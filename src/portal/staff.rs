@@ -105,6 +105,8 @@ async fn login(
     Ok(Redirect::to(match role {
         Role::Manager => "/manager",
         Role::Auditor => "/auditor",
+        Role::Guard => "/guard",
+        Role::Installer => "/installer",
     })
     .into_response())
 }

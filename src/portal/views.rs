@@ -13,9 +13,9 @@ pub const STYLE: &str = "body{font-family:system-ui,'Noto Sans CJK SC',sans-seri
 padding:0 1rem;color:#1b1b1b;line-height:1.45}header{display:flex;justify-content:space-between;align-items:center;\
 border-bottom:1px solid #ccc;margin-bottom:1rem}a{color:#0b4f9c}.error{color:#a40000;font-weight:600}\
 .ok{color:#116b00;font-weight:600}.code{font-family:monospace;font-size:1.6rem;letter-spacing:.15rem;\
-background:#f3f3f3;padding:.3rem .6rem}table{border-collapse:collapse}td,th{border:1px solid #ccc;\
+background:#f3f3f3;padding:.3rem .6rem;overflow-wrap:anywhere}table{border-collapse:collapse}td,th{border:1px solid #ccc;\
 padding:.2rem .5rem;text-align:left}.pass{color:#116b00}.warn{color:#8a5a00}.fail{color:#a40000;font-weight:700}\
-form{margin:.8rem 0}input,button{font-size:1rem;padding:.3rem .6rem}svg text{font-size:10px}\
+form{margin:.8rem 0}input,button{font-size:1rem;padding:.3rem .6rem}svg text{font-size:10px}#field text{font-size:28px}\
 .notice li{margin:.3rem 0}.inline{display:inline}@media print{header form,header a{display:none}}";
 
 /// What the layout needs besides the body.

@@ -14,6 +14,10 @@ pub enum Role {
     Manager,
     /// Sees and downloads the audit report.
     Auditor,
+    /// Sees guard calls, releases the door remotely (audited with a reason), issues visitor passes.
+    Guard,
+    /// Sees the camera's aiming figures (numbers, never a pixel).
+    Installer,
 }
 
 impl Role {
@@ -22,6 +26,8 @@ impl Role {
         match self {
             Self::Manager => "manager",
             Self::Auditor => "auditor",
+            Self::Guard => "guard",
+            Self::Installer => "installer",
         }
     }
 
@@ -30,6 +36,8 @@ impl Role {
         match text {
             "manager" => Some(Self::Manager),
             "auditor" => Some(Self::Auditor),
+            "guard" => Some(Self::Guard),
+            "installer" => Some(Self::Installer),
             _ => None,
         }
     }
@@ -54,7 +62,7 @@ impl FromSql for Role {
 pub struct PortalAccount {
     /// Login name.
     pub name: String,
-    /// `manager` or `auditor`.
+    /// Its role.
     pub role: Role,
     /// argon2id PHC string.
     pub password_hash: String,

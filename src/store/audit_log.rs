@@ -48,7 +48,19 @@ pub(super) fn append_audit(
     Ok(hash)
 }
 
+/// The audit event of a door released from the guard's page.
+pub const REMOTE_RELEASE: &str = "remote release";
+
 impl Store {
+    /// Chains a door release asked from the guard's page: the staff account and the reason it gave (staff
+    /// accountability; the reason is the guard's own words, the page asks not to name anyone).
+    pub fn audit_remote_release(&mut self, staff: &str, reason: &str, now: i64) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).in_db(&path)?;
+        append_audit(&tx, now, REMOTE_RELEASE, &format!("staff:{staff} reason:{reason}")).in_db(&path)?;
+        tx.commit().in_db(&path)
+    }
+
     /// The audit log's events whose name is one of `events`, oldest first, each with the first 8 bytes of its
     /// chain hash in hex (the verification code printed on a revocation receipt).
     pub fn audit_events(&self, events: &[&str]) -> Result<Vec<AuditEvent>> {

@@ -34,7 +34,7 @@ mod audit_log;
 mod tests;
 
 pub use accounts::{EnrolmentCodeSummary, PortalAccount, Role};
-pub use audit_log::AuditEvent;
+pub use audit_log::{AuditEvent, REMOTE_RELEASE};
 pub use credentials::PinRecord;
 pub use outbox::{ChangeOrigin, OutboxEntry, OutboxKind};
 pub use residents::{ResidentSummary, LAST_USED_GRANULARITY_SECS};

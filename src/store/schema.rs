@@ -182,6 +182,22 @@ SELECT r.id,
 FROM residents r
 WHERE EXISTS (SELECT 1 FROM consent_records c WHERE c.resident_id = r.id);
 ",
+    // Two more staff roles: the guard (calls, remote release, passes on the spot) and the installer (aiming
+    // figures). SQLite cannot widen a CHECK in place: the table is copied.
+    r"
+CREATE TABLE portal_accounts_next (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL CHECK (role IN ('manager', 'auditor', 'guard', 'installer')),
+    password_hash TEXT NOT NULL,
+    failed_attempts INTEGER NOT NULL DEFAULT 0,
+    locked_until INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL
+);
+INSERT INTO portal_accounts_next (name, role, password_hash, failed_attempts, locked_until, created_at)
+SELECT name, role, password_hash, failed_attempts, locked_until, created_at FROM portal_accounts;
+DROP TABLE portal_accounts;
+ALTER TABLE portal_accounts_next RENAME TO portal_accounts;
+",
 ];
 
 /// One table of the database and its columns (name, declared type).

@@ -9,7 +9,7 @@
 
 use crate::capture::Frame;
 use crate::vision::align::{AlignedFace, ALIGNED_SIZE};
-use crate::vision::detect::FaceDetection;
+use crate::vision::detect::{FaceDetection, Landmarks};
 use crate::vision::embed::Embedding;
 use crate::vision::liveness::{LivenessError, LivenessModel};
 use crate::vision::pipeline::{FaceReader, PipelineError};
@@ -77,23 +77,74 @@ pub enum EnrolFrameError {
     Liveness(#[from] LivenessError),
 }
 
+/// The pose of a detected face, from its five landmarks.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FacePose {
+    /// Pixels between the eyes.
+    pub eye_distance_px: f32,
+    /// Where the nose sits along the eye line, less a half (0 = frontal, +-0.5 = under an eye).
+    pub yaw: f32,
+    /// The eye line's rise over its length (0 = level).
+    pub roll: f32,
+}
+
+impl FacePose {
+    /// The pose of the face with these landmarks.
+    pub fn of(landmarks: &Landmarks) -> Self {
+        let [right_eye, left_eye, nose, _, _] = *landmarks;
+        let (dx, dy) = (left_eye[0] - right_eye[0], left_eye[1] - right_eye[1]);
+        let eye_distance = dx.hypot(dy).max(f32::EPSILON);
+        // The nose projected on the eye line, 0 at the right eye, 1 at the left.
+        let along = ((nose[0] - right_eye[0]) * dx + (nose[1] - right_eye[1]) * dy) / (eye_distance * eye_distance);
+        Self { eye_distance_px: eye_distance, yaw: along - 0.5, roll: dy / eye_distance }
+    }
+}
+
+/// Why a face's pose is not good enough for enrolment.
+#[derive(Clone, Copy, Debug, PartialEq, thiserror::Error)]
+pub enum PoseIssue {
+    /// Too far from the camera.
+    #[error("the face is too small ({eye_distance_px:.0} px between the eyes); come closer")]
+    TooSmall {
+        /// Measured eye distance.
+        eye_distance_px: f32,
+    },
+    /// Head turned sideways.
+    #[error("please look straight at the camera (head turned)")]
+    Turned,
+    /// Head tilted.
+    #[error("please hold your head level")]
+    Tilted,
+}
+
+impl From<PoseIssue> for QualityIssue {
+    fn from(issue: PoseIssue) -> Self {
+        match issue {
+            PoseIssue::TooSmall { eye_distance_px } => Self::TooSmall { eye_distance_px },
+            PoseIssue::Turned => Self::Turned,
+            PoseIssue::Tilted => Self::Tilted,
+        }
+    }
+}
+
 impl QualityGate {
+    /// Checks a face's pose: size, roll, yaw.
+    pub fn check_pose(&self, pose: &FacePose) -> Result<(), PoseIssue> {
+        if pose.eye_distance_px < self.min_eye_distance_px {
+            return Err(PoseIssue::TooSmall { eye_distance_px: pose.eye_distance_px });
+        }
+        if pose.roll.abs() > self.max_roll {
+            return Err(PoseIssue::Tilted);
+        }
+        if pose.yaw.abs() > self.max_yaw {
+            return Err(PoseIssue::Turned);
+        }
+        Ok(())
+    }
+
     /// Checks one detected face and its aligned crop.
     pub fn check(&self, face: &FaceDetection, aligned: &AlignedFace) -> Result<(), QualityIssue> {
-        let [right_eye, left_eye, nose, _, _] = face.landmarks;
-        let (dx, dy) = (left_eye[0] - right_eye[0], left_eye[1] - right_eye[1]);
-        let eye_distance = dx.hypot(dy);
-        if eye_distance < self.min_eye_distance_px {
-            return Err(QualityIssue::TooSmall { eye_distance_px: eye_distance });
-        }
-        if (dy / eye_distance).abs() > self.max_roll {
-            return Err(QualityIssue::Tilted);
-        }
-        // Position of the nose projected on the eye line, 0 at the right eye, 1 at the left.
-        let along = ((nose[0] - right_eye[0]) * dx + (nose[1] - right_eye[1]) * dy) / (eye_distance * eye_distance);
-        if (along - 0.5).abs() > self.max_yaw {
-            return Err(QualityIssue::Turned);
-        }
+        self.check_pose(&FacePose::of(&face.landmarks))?;
         let sharpness = laplacian_variance(aligned);
         if sharpness < self.min_sharpness {
             return Err(QualityIssue::Blurred { sharpness });

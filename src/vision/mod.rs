@@ -2,11 +2,13 @@
 //! [`detect`] finds faces, [`align`] warps the chosen one to 112x112, [`embed`] turns the crop into a
 //! unit-norm embedding, [`liveness`] tells a live face from a print or a screen; [`pipeline`] strings those
 //! steps together over a pool of workers, [`enrol`] holds the enrolment quality gate, [`qr`] reads visitor
-//! passes from the same frames, and [`eval`] measures the path on labelled photos.
+//! passes from the same frames, [`aim`] turns a frame into the installer's aiming figures (numbers only),
+//! and [`eval`] measures the path on labelled photos.
 //!
 //! Nothing here writes: no frame, crop or embedding reaches a file, a log or the network; buffers that held
 //! pixels or embeddings are wiped on drop.
 
+pub mod aim;
 pub mod align;
 pub mod detect;
 pub mod embed;

@@ -82,17 +82,25 @@ pub enum ReadFileError {
 pub trait FaceReader: Send + Sync {
     /// Detects, picks the largest face, checks its size, aligns and embeds it.
     fn read(&self, frame: &Frame) -> Result<FaceReading, PipelineError>;
+    /// Detects every face (boxes and landmarks only: nothing is aligned or embedded).
+    fn detect(&self, frame: &Frame) -> Result<Vec<FaceDetection>, PipelineError>;
 }
 
 impl FaceReader for FacePipeline {
     fn read(&self, frame: &Frame) -> Result<FaceReading, PipelineError> {
         FacePipeline::read(self, frame)
     }
+    fn detect(&self, frame: &Frame) -> Result<Vec<FaceDetection>, PipelineError> {
+        Ok(self.detector.detect(frame)?)
+    }
 }
 
 impl<T: FaceReader + ?Sized> FaceReader for std::sync::Arc<T> {
     fn read(&self, frame: &Frame) -> Result<FaceReading, PipelineError> {
         (**self).read(frame)
+    }
+    fn detect(&self, frame: &Frame) -> Result<Vec<FaceDetection>, PipelineError> {
+        (**self).detect(frame)
     }
 }
 

@@ -28,6 +28,8 @@ pub struct Gate {
     /// The daemon's log lines as they came.
     pub log: Arc<Mutex<Vec<(Instant, String)>>>,
     shown: usize,
+    /// The daemon's standard input (keypad, scanner and bench buttons), for [`start_gate_typed`].
+    stdin: Option<std::process::ChildStdin>,
 }
 
 impl Gate {
@@ -66,6 +68,13 @@ impl Gate {
             assert!(Instant::now() < deadline, "no {needle:?} in the daemon's log within {within:?}");
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Types a line on the daemon's standard input (a PIN entry, a pass, or a bench button such as `!guard`).
+    pub fn type_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("start the gate with start_gate_typed");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
     }
 
     /// The last log line holding `needle`.
@@ -124,6 +133,16 @@ pub fn start_gate(frames: &[PathBuf]) -> Gate {
 /// [`start_gate`], with more config: `extra` gets the device's folder (to put files there) and returns TOML
 /// appended to the config (e.g. a `[compound]` section).
 pub fn start_gate_with(frames: &[PathBuf], extra: impl FnOnce(&Path) -> String) -> Gate {
+    launch(frames, extra, false)
+}
+
+/// [`start_gate`], with the keypad, the scanner and the bench's buttons on standard input
+/// ([`Gate::type_line`]).
+pub fn start_gate_typed(frames: &[PathBuf], extra: impl FnOnce(&Path) -> String) -> Gate {
+    launch(frames, extra, true)
+}
+
+fn launch(frames: &[PathBuf], extra: impl FnOnce(&Path) -> String, typed: bool) -> Gate {
     let dir = tempfile::tempdir().unwrap();
     let replay = dir.path().join("replay");
     std::fs::create_dir_all(&replay).unwrap();
@@ -137,11 +156,12 @@ pub fn start_gate_with(frames: &[PathBuf], extra: impl FnOnce(&Path) -> String) 
         format!(
             "[store]\ndatabase = \"{d}/data/facegate.sqlite\"\nmaster_key = \"{d}/keys/master.key\"\n\
              [capture]\nsource = \"replay\"\nreplay_dir = \"{r}\"\nfps = 8\n\
-             [gate]\nintent = \"always\"\n[hardware]\nbackend = \"simulated\"\nkeypad = \"none\"\n\
+             [gate]\nintent = \"always\"\n[hardware]\nbackend = \"simulated\"\nkeypad = \"{k}\"\nscanner = \"{k}\"\n\
              [portal]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\noperator = \"Riverside Gardens management\"\n\
              contact = \"office@riverside.example\"\nutc_offset = \"+08:00\"\n",
             d = dir.path().display(),
-            r = replay.display()
+            r = replay.display(),
+            k = if typed { "stdin" } else { "none" },
         ) + &extra(dir.path()),
     )
     .unwrap();
@@ -152,11 +172,12 @@ pub fn start_gate_with(frames: &[PathBuf], extra: impl FnOnce(&Path) -> String) 
     let mut child = Command::new(BIN)
         .args(["--config", config.to_str().unwrap(), "--models", super::models_dir().to_str().unwrap(), "run"])
         .env("FACEGATE_LOG", "info")
-        .stdin(Stdio::null())
+        .stdin(if typed { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let stdin = child.stdin.take();
     let log: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
     let (stderr, lines) = (child.stderr.take().unwrap(), log.clone());
     std::thread::spawn(move || {
@@ -165,7 +186,7 @@ pub fn start_gate_with(frames: &[PathBuf], extra: impl FnOnce(&Path) -> String) 
             lines.lock().unwrap().push((Instant::now(), line));
         }
     });
-    let gate = Gate { child, dir, base: format!("https://localhost:{port}"), log, shown: 0 };
+    let gate = Gate { child, dir, base: format!("https://localhost:{port}"), log, shown: 0, stdin };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if gate.dir.path().join("keys/portal-cert.pem").exists() {
