@@ -243,30 +243,27 @@ async fn run_with(
 /// other ways in do not need them).
 async fn load_models(config: &Config) -> (Option<Arc<FacePipeline>>, Option<Arc<LivenessModel>>) {
     let (dir, cfg) = (config.models_dir.clone(), config.pipeline);
-    let pipeline = match tokio::task::spawn_blocking(move || FacePipeline::load(&dir, cfg)).await {
-        Ok(Ok(pipeline)) => Some(Arc::new(pipeline)),
-        Ok(Err(e)) => {
-            tracing::error!("face models unavailable, face entry off: {e}");
-            None
-        }
-        Err(e) => {
-            tracing::error!("face models unavailable, face entry off: {e}");
-            None
-        }
-    };
+    let pipeline = load_off_workers("face", move || FacePipeline::load(&dir, cfg)).await;
     let dir = config.models_dir.clone();
-    let liveness = match tokio::task::spawn_blocking(move || LivenessModel::load(&dir)).await {
+    let liveness = load_off_workers("liveness", move || LivenessModel::load(&dir)).await;
+    (pipeline, liveness)
+}
+
+async fn load_off_workers<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
+    what: &str,
+    load: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Option<Arc<T>> {
+    match tokio::task::spawn_blocking(load).await {
         Ok(Ok(model)) => Some(Arc::new(model)),
         Ok(Err(e)) => {
-            tracing::error!("liveness models unavailable, face entry off: {e}");
+            tracing::error!("{what} models unavailable, face entry off: {e}");
             None
         }
         Err(e) => {
-            tracing::error!("liveness models unavailable, face entry off: {e}");
+            tracing::error!("{what} models unavailable, face entry off: {e}");
             None
         }
-    };
-    (pipeline, liveness)
+    }
 }
 
 fn open_camera(config: &Config, options: &DaemonOptions, fps: f32) -> Option<Box<dyn FrameSource>> {

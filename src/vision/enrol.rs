@@ -37,18 +37,9 @@ impl Default for QualityGate {
 /// Why a frame was not used.
 #[derive(Clone, Copy, Debug, PartialEq, thiserror::Error)]
 pub enum QualityIssue {
-    /// Too far from the camera.
-    #[error("the face is too small ({eye_distance_px:.0} px between the eyes); come closer")]
-    TooSmall {
-        /// Measured eye distance.
-        eye_distance_px: f32,
-    },
-    /// Head turned sideways.
-    #[error("please look straight at the camera (head turned)")]
-    Turned,
-    /// Head tilted.
-    #[error("please hold your head level")]
-    Tilted,
+    /// Too small, turned or tilted.
+    #[error(transparent)]
+    Pose(#[from] PoseIssue),
     /// Motion or focus blur.
     #[error("the picture is blurred (sharpness {sharpness:.0}); hold still")]
     Blurred {
@@ -115,16 +106,6 @@ pub enum PoseIssue {
     /// Head tilted.
     #[error("please hold your head level")]
     Tilted,
-}
-
-impl From<PoseIssue> for QualityIssue {
-    fn from(issue: PoseIssue) -> Self {
-        match issue {
-            PoseIssue::TooSmall { eye_distance_px } => Self::TooSmall { eye_distance_px },
-            PoseIssue::Turned => Self::Turned,
-            PoseIssue::Tilted => Self::Tilted,
-        }
-    }
 }
 
 impl QualityGate {
@@ -465,13 +446,13 @@ mod tests {
         assert_eq!(gate.check(&face(frontal()), &textured()), Ok(()));
         let mut small = frontal();
         small[1][0] = 45.0;
-        assert!(matches!(gate.check(&face(small), &textured()), Err(QualityIssue::TooSmall { .. })));
+        assert!(matches!(gate.check(&face(small), &textured()), Err(QualityIssue::Pose(PoseIssue::TooSmall { .. }))));
         let mut turned = frontal();
         turned[2][0] = 68.0;
-        assert_eq!(gate.check(&face(turned), &textured()), Err(QualityIssue::Turned));
+        assert_eq!(gate.check(&face(turned), &textured()), Err(QualityIssue::Pose(PoseIssue::Turned)));
         let mut tilted = frontal();
         tilted[1][1] = 60.0;
-        assert_eq!(gate.check(&face(tilted), &textured()), Err(QualityIssue::Tilted));
+        assert_eq!(gate.check(&face(tilted), &textured()), Err(QualityIssue::Pose(PoseIssue::Tilted)));
         assert!(matches!(gate.check(&face(frontal()), &flat()), Err(QualityIssue::Blurred { .. })));
     }
 
