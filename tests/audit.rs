@@ -194,3 +194,76 @@ fn an_audit_without_a_database_fails_clearly_and_creates_nothing() {
     assert!(details(check(&report, "database")).contains("no database here"));
     assert!(!device.db().exists());
 }
+
+/// Real SFace embeddings of the shared photos, normalised and at the raw output's scale (norm ~11), written
+/// the ways a careless or hostile integrator would: each binary format, decimal text, base64, hex, inside
+/// gzip, zstd-less zip and nested two deep, between log lines or random bytes: every one is found, where it
+/// was put. (The corpus of plants in copies of a real device is still to come: issue 19.)
+#[test]
+fn real_embeddings_are_found_in_every_encoding_and_container() {
+    use facegate::audit::scan::find_all;
+    use facegate::audit::vectors::NumberFormat;
+    use std::io::Write;
+
+    let gzip = |bytes: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    };
+    let zip = |bytes: &[u8]| {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        w.start_file("dump.bin", zip::write::SimpleFileOptions::default()).unwrap();
+        w.write_all(bytes).unwrap();
+        w.finish().unwrap().into_inner()
+    };
+    let encode = |values: &[f32], format: NumberFormat| -> Vec<u8> {
+        let max = values.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        values
+            .iter()
+            .flat_map(|&v| match format {
+                NumberFormat::F16Le => half::f16::from_f32(v).to_le_bytes().to_vec(),
+                NumberFormat::F16Be => half::f16::from_f32(v).to_be_bytes().to_vec(),
+                NumberFormat::F32Le => v.to_le_bytes().to_vec(),
+                NumberFormat::F32Be => v.to_be_bytes().to_vec(),
+                NumberFormat::F64Le => f64::from(v).to_le_bytes().to_vec(),
+                NumberFormat::F64Be => f64::from(v).to_be_bytes().to_vec(),
+                NumberFormat::I8 => vec![((v / max * 127.0).round() as i8).to_le_bytes()[0]],
+            })
+            .collect()
+    };
+    let people = common::people_with(2);
+    let (mut plants, mut found) = (0, 0);
+    for (person, photos) in people.iter().take(8) {
+        let embedding = common::pipeline().read_file(&photos[0], DecodeLimits::default()).unwrap().embedding;
+        for scale in [1.0f32, 11.0] {
+            let values: Vec<f32> = embedding.as_slice().iter().map(|v| v * scale).collect();
+            let text = format!("[{}]", values.iter().map(|v| format!("{v:.5}")).collect::<Vec<_>>().join(", "));
+            let mut encodings: Vec<(String, Vec<u8>)> =
+                NumberFormat::ALL.iter().map(|f| (f.as_str().to_owned(), encode(&values, *f))).collect();
+            encodings.push(("json text".into(), format!("{{\"person\": 1, \"v\": {text}}}").into_bytes()));
+            let f32le = encode(&values, NumberFormat::F32Le);
+            encodings.push(("base64 f32".into(), data_encoding::BASE64.encode(&f32le).into_bytes()));
+            let hex = data_encoding::HEXLOWER.encode(&encode(&values, NumberFormat::F16Be));
+            encodings.push(("hex f16".into(), hex.into_bytes()));
+            encodings.push(("gzip f64".into(), gzip(&encode(&values, NumberFormat::F64Le))));
+            encodings.push(("zip of json".into(), zip(text.as_bytes())));
+            let nested = data_encoding::BASE64.encode(&gzip(&f32le));
+            encodings.push(("base64 of gzip f32".into(), nested.into_bytes()));
+            encodings.push(("gzip of zip of i8".into(), gzip(&zip(&encode(&values, NumberFormat::I8)))));
+            for (how, planted) in encodings {
+                let mut file = b"2026-12-01T10:00:00Z INFO gate: frame handled\n".repeat(20);
+                file.extend(&planted);
+                file.extend(b"\n2026-12-01T10:00:01Z INFO gate: frame handled\n".repeat(20));
+                plants += 1;
+                let findings = find_all(&file);
+                if findings.iter().any(|f| f.kind.contains("embedding")) {
+                    found += 1;
+                } else {
+                    eprintln!("missed: {person} at scale {scale} as {how}");
+                }
+            }
+        }
+    }
+    eprintln!("{found} of {plants} plants found");
+    assert_eq!(found, plants);
+}

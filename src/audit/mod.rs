@@ -7,8 +7,10 @@
 //! log end to end; (d) runtime settings (core dumps, swap, the service sandbox); (e) retention (no template
 //! past its unused limit). It reads and reports; it never repairs, deletes or prints a secret.
 
+pub mod layers;
 pub mod scan;
 pub mod sign;
+pub mod vectors;
 
 use std::path::{Path, PathBuf};
 
@@ -219,10 +221,7 @@ fn check_files(scope: &AuditScope) -> Check {
             };
             files += 1;
             bytes_scanned += bytes.len() as u64;
-            let mut findings = scan::find_images(&bytes);
-            findings.extend(scan::find_raw_frame(&bytes));
-            findings.extend(scan::find_plain_embeddings(&bytes));
-            for f in findings {
+            for f in scan::find_all(&bytes) {
                 out.fail(format!("{}: {} at byte {} ({})", path.display(), f.kind, f.offset, f.detail));
             }
         }

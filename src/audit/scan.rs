@@ -18,6 +18,31 @@ pub struct Finding {
     pub detail: String,
 }
 
+/// Every finding in `bytes` and in every stream decoded from it ([`super::layers`]: compressed, archived,
+/// base64 or hex, nested); a finding inside a layer says which.
+pub fn find_all(bytes: &[u8]) -> Vec<Finding> {
+    let mut findings = find_direct(bytes);
+    for layer in super::layers::layers(bytes) {
+        for f in find_direct(&layer.bytes) {
+            findings.push(Finding { detail: format!("{} (inside {})", f.detail, layer.path), ..f });
+        }
+    }
+    findings
+}
+
+/// The detectors on these bytes as they are.
+fn find_direct(bytes: &[u8]) -> Vec<Finding> {
+    let mut findings = find_images(bytes);
+    findings.extend(find_raw_frame(bytes));
+    let plain = find_plain_embeddings(bytes);
+    // A normalised f32 embedding is found by both detectors: once is enough.
+    let vectors = super::vectors::find_binary_vectors(bytes);
+    findings.extend(vectors.into_iter().filter(|v| !plain.iter().any(|p| p.offset == v.offset)));
+    findings.extend(plain);
+    findings.extend(super::vectors::find_decimal_vectors(bytes));
+    findings
+}
+
 /// The embedding length facegate's models produce.
 const DIM: usize = crate::vision::embed::EMBEDDING_DIM;
 

@@ -179,6 +179,24 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
 pub struct LiveStatus {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The terminal's input settings before echo was turned off (restored at the end).
+    echo: Option<nix::sys::termios::Termios>,
+}
+
+/// Turns off the echo of what is typed on a terminal's standard input (a bench's keypad and scanner): a PIN
+/// typed there is not shown, as on a keypad, and the echoed line cannot break the block. Lines are still
+/// read whole (canonical mode stays). Returns the settings to restore.
+fn echo_off() -> Option<nix::sys::termios::Termios> {
+    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+    let stdin = std::io::stdin();
+    if !std::io::IsTerminal::is_terminal(&stdin) {
+        return None;
+    }
+    let saved = tcgetattr(&stdin).ok()?;
+    let mut quiet = saved.clone();
+    quiet.local_flags.remove(LocalFlags::ECHO | LocalFlags::ECHONL);
+    tcsetattr(&stdin, SetArg::TCSANOW, &quiet).ok()?;
+    Some(saved)
 }
 
 impl LiveStatus {
@@ -190,6 +208,7 @@ impl LiveStatus {
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(4));
         bar.set_style(ProgressStyle::with_template("{msg}").ok()?);
         let bar = LIVE.get_or_init(|| bar).clone();
+        let quiet_input = hint.is_some();
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
         let thread = std::thread::Builder::new()
@@ -207,7 +226,8 @@ impl LiveStatus {
                 bar.finish_and_clear();
             })
             .ok()?;
-        Some(Self { stop, thread: Some(thread) })
+        let echo = if quiet_input { echo_off() } else { None };
+        Some(Self { stop, thread: Some(thread), echo })
     }
 
     /// Clears the block (the run report follows).
@@ -215,6 +235,15 @@ impl LiveStatus {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for LiveStatus {
+    fn drop(&mut self) {
+        // The terminal gets its echo back however the run ended.
+        if let Some(saved) = self.echo.take() {
+            let _ = nix::sys::termios::tcsetattr(std::io::stdin(), nix::sys::termios::SetArg::TCSANOW, &saved);
         }
     }
 }

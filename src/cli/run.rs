@@ -64,14 +64,17 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<std::process::ExitCode> {
 }
 
 /// What to type when the keypad or the scanner reads standard input (a bench without hardware).
+/// Typing is not echoed while the block is drawn (see [`super::live`]), hence "(not shown)".
 fn stdin_hint(config: &Config) -> Option<String> {
     use crate::config::{KeypadConfig, ScannerConfig};
     let keys = matches!(config.hardware.keypad, KeypadConfig::Stdin);
     let passes = matches!(config.hardware.scanner, ScannerConfig::Stdin);
     match (keys, passes) {
-        (true, true) => Some("type CODE#PIN# or paste a visitor pass, then Enter; !guard calls the guard".to_owned()),
-        (true, false) => Some("type CODE#PIN#, then Enter; !guard calls the guard".to_owned()),
-        (false, true) => Some("paste a visitor pass, then Enter; !guard calls the guard".to_owned()),
+        (true, true) => {
+            Some("type CODE#PIN# or paste a visitor pass (not shown), then Enter; !guard calls the guard".to_owned())
+        }
+        (true, false) => Some("type CODE#PIN# (not shown), then Enter; !guard calls the guard".to_owned()),
+        (false, true) => Some("paste a visitor pass (not shown), then Enter; !guard calls the guard".to_owned()),
         (false, false) => None,
     }
 }
