@@ -388,15 +388,7 @@ fn a_stolen_gate_certificate_cannot_replay_edit_or_flood_the_compound() {
     let mut broker = Broker { conf: compound.join("broker/nats-server.conf"), port, child: None };
     broker.start();
     let broker_log = || std::fs::read_to_string(broker.log()).unwrap_or_default();
-    let mut gates: Vec<Gate> =
-        ["gate-a", "gate-b", "gate-c"].into_iter().map(|name| Gate::new(root, name, &compound, port)).collect();
-    let started = Instant::now();
-    for gate in &mut gates[..2] {
-        gate.start();
-    }
-    for gate in &gates[..2] {
-        gate.wait_for("face matching on", started, Duration::from_secs(60));
-    }
+    let mut gates = common::compound::gates_started(root, &compound, port, &["gate-a", "gate-b", "gate-c"], 2);
     let keys = facegate::compound::CompoundKeys::derive(
         &facegate::protect::AeadKey::from_bytes(
             std::fs::read(stolen.join("compound.key")).unwrap().try_into().unwrap(),

@@ -377,15 +377,7 @@ fn a_revocation_renews_the_compound_key_so_an_earlier_copy_opens_and_forges_noth
     }
     let mut broker = Broker { conf: compound.join("broker/nats-server.conf"), port, child: None };
     broker.start();
-    let mut gates: Vec<Gate> =
-        ["gate-a", "gate-b", "gate-c"].into_iter().map(|name| Gate::new(root, name, &compound, port)).collect();
-    let started = Instant::now();
-    for gate in &mut gates[..2] {
-        gate.start();
-    }
-    for gate in &gates[..2] {
-        gate.wait_for("face matching on", started, Duration::from_secs(60));
-    }
+    let mut gates = common::compound::gates_started(root, &compound, port, &["gate-a", "gate-b", "gate-c"], 2);
     // The thief: the compound key as `compound init` made it, and a certificate the broker accepts (gate D's,
     // issued but never installed).
     let first: [u8; 32] = std::fs::read(compound.join("compound.key")).unwrap().try_into().unwrap();

@@ -354,3 +354,17 @@ pub fn template_version(gate: &Gate, resident: &str) -> Option<u64> {
         .find(|r| r["resident"] == resident)
         .and_then(|r| r["template_version"].as_u64())
 }
+
+/// Gates named `names` on the broker at `port`, the first `running` of them started and matching faces (the
+/// rest made but not started).
+pub fn gates_started(root: &Path, compound: &Path, port: u16, names: &[&'static str], running: usize) -> Vec<Gate> {
+    let mut gates: Vec<Gate> = names.iter().map(|name| Gate::new(root, name, compound, port)).collect();
+    let started = Instant::now();
+    for gate in &mut gates[..running] {
+        gate.start();
+    }
+    for gate in &gates[..running] {
+        gate.wait_for("face matching on", started, Duration::from_secs(60));
+    }
+    gates
+}
