@@ -313,7 +313,7 @@ fn the_doctor_passes_a_healthy_bench_and_names_each_planted_fault_with_its_fix()
     std::fs::write(&key, [7u8; 32]).unwrap();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     let base = format!(
-        "[store]\ndatabase = \"{r}/data/facegate.sqlite\"\nmaster_key = \"{r}/keys/master.key\"\n\
+        "[audit]\nsystem_places = false\n[store]\ndatabase = \"{r}/data/facegate.sqlite\"\nmaster_key = \"{r}/keys/master.key\"\n\
          [capture]\nsource = \"replay\"\nreplay_dir = \"{r}/replay\"\n[hardware]\nbackend = \"simulated\"\n",
         r = root.display()
     );

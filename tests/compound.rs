@@ -327,15 +327,21 @@ fn three_gates_enrol_once_revoke_everywhere_survive_cuts_and_restarts() {
     assert!(stored.iter().map(|(_, b)| b.len()).sum::<usize>() > 1_000, "the broker stored nothing?");
     // The scanner finds a plain template when there is one (so its silence below means something).
     let mut plain = vec![0u8; 7];
-    let v = 1.0 / (128f32).sqrt();
-    for i in 0..128 {
-        plain.extend_from_slice(&(if i % 3 == 0 { -v } else { v }).to_le_bytes());
+    // A sum of three uniform draws (an LCG's): spread like a normal sample, as an embedding's components are.
+    let mut state = 12_345u64;
+    let mut uniform = || {
+        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+    };
+    for _ in 0..128 {
+        let v = (uniform() + uniform() + uniform()) / 5.0;
+        plain.extend_from_slice(&v.to_le_bytes());
     }
-    assert!(!facegate::audit::scan::find_plain_embeddings(&plain).is_empty());
+    assert!(!facegate::audit::vectors::find_binary_vectors(&plain).is_empty());
     for (what, bytes) in
         seen.iter().map(|(s, b)| (format!("message on {s}"), b)).chain(stored.iter().map(|(p, b)| (p.clone(), b)))
     {
-        assert!(facegate::audit::scan::find_plain_embeddings(bytes).is_empty(), "{what}: embedding floats");
+        assert!(facegate::audit::vectors::find_binary_vectors(bytes).is_empty(), "{what}: embedding floats");
         assert!(facegate::audit::scan::find_images(bytes).is_empty(), "{what}: image data");
         for needle in [&b"\xff\xd8\xff"[..], b"\x89PNG", b"r-x", b"r-y", b"r-z", b"r-pin", b"notice_sha256", b"opened"]
         {

@@ -258,7 +258,7 @@ fn retention_is_enforced_by_the_running_daemon_at_start_and_periodically() {
     std::fs::create_dir_all(&replay).unwrap();
     std::fs::copy(common::astronaut(), replay.join("0.png")).unwrap();
     let config_text = format!(
-        "[store]\ndatabase = \"{d}/data/facegate.sqlite\"\nmaster_key = \"{d}/keys/master.key\"\n\
+        "[audit]\nsystem_places = false\n[store]\ndatabase = \"{d}/data/facegate.sqlite\"\nmaster_key = \"{d}/keys/master.key\"\n\
          [capture]\nsource = \"replay\"\nreplay_dir = \"{r}\"\nfps = 2\n\
          [retention]\nmax_unused_days = 30\n\
          [hardware]\nbackend = \"simulated\"\nkeypad = \"none\"\n",

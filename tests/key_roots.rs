@@ -265,7 +265,7 @@ fn a_key_bound_to_pcrs_is_refused_once_they_change() {
 fn config_for(card: &Card, keys_section: &str) -> PathBuf {
     let path = card.data.parent().unwrap().join("facegate.toml");
     let text = format!(
-        "[store]\ndatabase = \"{}\"\nmaster_key = \"{}\"\n[keys]\n{keys_section}\n",
+        "[audit]\nsystem_places = false\n[store]\ndatabase = \"{}\"\nmaster_key = \"{}\"\n[keys]\n{keys_section}\n",
         card.db().display(),
         card.keys.join("master.key").display()
     );

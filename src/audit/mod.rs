@@ -1,13 +1,17 @@
 //! The auditor's no-retention verification: one report, signed with the device's ed25519 key, that anyone can
 //! verify offline (`facegate audit`, `facegate audit verify`, the auditor's page).
 //!
-//! Owns the checks: (a) a byte scan of the data and key folders (and configured extra paths) for image files,
-//! raw frames and plaintext embeddings; (b) the database schema and contents (no image columns, no table the
+//! Owns the checks: (a) a scan of the data and key folders, configured extra paths and the system's places
+//! (journal, coredumps, /tmp, /var/tmp, swap) for images, raw pixels and embeddings in any common encoding,
+//! through compression, archives, text encodings and every database cell ([`files`]); (b) the database schema and contents (no image columns, no table the
 //! code does not know, every sealed template with a live consent and a wrapped key); (c) the hash-chained audit
 //! log end to end; (d) runtime settings (core dumps, swap, the service sandbox); (e) retention (no template
 //! past its unused limit). It reads and reports; it never repairs, deletes or prints a secret.
 
+pub mod cells;
+mod files;
 pub mod layers;
+pub mod pixels;
 pub mod scan;
 pub mod sign;
 pub mod vectors;
@@ -45,6 +49,9 @@ pub struct AuditScope {
     pub unit_files: Vec<PathBuf>,
     /// `/proc` (a test may point elsewhere).
     pub proc_root: PathBuf,
+    /// The root under which the system's places are scanned (the journal, the coredump folder, /tmp,
+    /// /var/tmp, swap): `/`, or `None` not to scan them (`[audit] system_places = false`).
+    pub system_root: Option<PathBuf>,
 }
 
 impl AuditScope {
@@ -61,6 +68,7 @@ impl AuditScope {
                 .map(|d| Path::new(d).join("facegate.service"))
                 .collect(),
             proc_root: PathBuf::from("/proc"),
+            system_root: Some(PathBuf::from("/")),
         }
     }
 }
@@ -116,7 +124,12 @@ pub struct AuditReport {
 
 /// Runs every check.
 pub fn run_audit(scope: &AuditScope, now: i64) -> AuditReport {
-    let mut checks = vec![check_files(scope)];
+    run_audit_with_progress(scope, now, &|_, _| {})
+}
+
+/// Runs every check; `progress(done, total)` follows the file scan in bytes (for a progress bar).
+pub fn run_audit_with_progress(scope: &AuditScope, now: i64, progress: &dyn Fn(u64, u64)) -> AuditReport {
+    let mut checks = vec![files::check_files(scope, progress)];
     let (mut deletions, mut templates_held, mut live_consents) = (Vec::new(), 0, 0);
     match Store::open_existing(&scope.database) {
         Ok(store) => {
@@ -150,7 +163,9 @@ pub fn run_audit(scope: &AuditScope, now: i64) -> AuditReport {
     }
 }
 
-const FILES_TITLE: &str = "(a) no image, raw frame or plaintext embedding in the data, key and configured folders";
+const FILES_TITLE: &str =
+    "(a) no image, raw pixels or embedding in the data, key and configured folders, nor where the system keeps what \
+     processes threw away";
 const DATABASE_TITLE: &str = "(b) database: no image columns, no unknown tables, every template has a live consent";
 const AUDIT_LOG_TITLE: &str = "(c) the hash-chained audit log verifies end to end";
 const RUNTIME_TITLE: &str = "(d) runtime: core dumps off, swap, service sandbox, clock synchronised";
@@ -181,100 +196,38 @@ fn check_keys(scope: &AuditScope) -> Check {
     Check { id: "keys", title: KEYS_TITLE, status, details }
 }
 
-/// Files larger than this are reported, not read (nothing the device keeps comes near it).
-const MAX_SCAN_BYTES: u64 = 512 << 20;
-
-fn check_files(scope: &AuditScope) -> Check {
-    let db_dir = scope.database.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    let mut roots = vec![db_dir, scope.key_dir.clone()];
-    roots.extend(scope.extra_paths.iter().cloned());
-    let mut out = Outcome::new();
-    let (mut files, mut bytes_scanned) = (0usize, 0u64);
-    for root in &roots {
-        if !root.exists() {
-            out.note(format!("{}: absent", root.display()));
-            continue;
-        }
-        for entry in walkdir::WalkDir::new(root).follow_links(false) {
-            let entry = match entry {
-                Ok(e) => e,
-                Err(e) => {
-                    out.fail(format!("cannot read {e}: run the audit as the service user or root"));
-                    continue;
-                }
-            };
-            if !entry.file_type().is_file() {
-                continue;
-            }
-            let path = entry.path();
-            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
-            if size > MAX_SCAN_BYTES {
-                out.fail(format!("{}: {size} bytes, too large to be anything the device keeps", path.display()));
-                continue;
-            }
-            let bytes = match std::fs::read(path) {
-                Ok(b) => b,
-                Err(e) => {
-                    out.fail(format!("{}: cannot read ({e}); run the audit as the service user", path.display()));
-                    continue;
-                }
-            };
-            files += 1;
-            bytes_scanned += bytes.len() as u64;
-            for f in scan::find_all(&bytes) {
-                out.fail(format!("{}: {} at byte {} ({})", path.display(), f.kind, f.offset, f.detail));
-            }
-        }
-    }
-    out.details.insert(0, format!("{files} files, {bytes_scanned} bytes scanned under {}", join(&roots)));
-    out.into_check("files", FILES_TITLE)
-}
-
-/// The tables the code creates, and the BLOB columns it writes (all ciphertext, nonces, hashes or random ids).
-const KNOWN_TABLES: [&str; 12] = [
-    "audit_log",
-    "consent_records",
-    "device_secrets",
-    "key_generation",
-    "keypad_failures",
-    "passage_counts",
-    "pin_verifiers",
-    "residents",
-    "sealed_templates",
-    "transform_keys",
-    "used_passes",
-    "wrapped_keys",
-];
-const KNOWN_BLOBS: [&str; 6] = ["nonce", "ciphertext", "prev_hash", "hash", "pass_id", "code_hash"];
-const FORBIDDEN_NAMES: [&str; 9] = ["image", "photo", "frame", "picture", "jpeg", "png", "crop", "embedding", "face"];
-
+/// (b): the database against the schema this version declares ([`Store::declared_schema`]): every table,
+/// column, index, view or trigger it does not declare is a finding, whatever its name (a table named like
+/// the portal's, a column named `ciphertext`). What the cells hold is read in (a), cell by cell.
 fn check_database(store: &Store) -> Check {
     let mut out = Outcome::new();
-    match store.schema() {
-        Ok(tables) => {
-            out.note(format!("{} tables, none holding images", tables.len()));
+    match (store.schema(), store.schema_objects(), Store::declared_schema()) {
+        (Ok(tables), Ok(objects), Ok((declared, declared_objects))) => {
+            out.note(format!("{} tables, as the schema declares them", tables.len()));
             for table in &tables {
-                if !KNOWN_TABLES.contains(&table.name.as_str())
-                    && !table.name.starts_with("portal_")
-                    && !table.name.starts_with("compound_")
-                {
-                    out.fail(format!("unknown table {}: nothing but facegate may write here", table.name));
-                }
+                let Some(known) = declared.iter().find(|d| d.name == table.name) else {
+                    out.fail(format!(
+                        "table {} is not in facegate's schema: nothing but facegate may write here",
+                        table.name
+                    ));
+                    continue;
+                };
                 for (column, kind) in &table.columns {
-                    let lower = column.to_ascii_lowercase();
-                    if FORBIDDEN_NAMES.iter().any(|n| lower.contains(n)) {
-                        out.fail(format!("column {}.{column} is named like image or biometric data", table.name));
-                    }
-                    if kind.eq_ignore_ascii_case("BLOB") && !KNOWN_BLOBS.contains(&lower.as_str()) {
-                        out.fail(format!(
-                            "BLOB column {}.{column} is not one of the sealed or hashed columns",
+                    match known.columns.iter().find(|(c, _)| c == column) {
+                        None => out.fail(format!("column {}.{column} is not in facegate's schema", table.name)),
+                        Some((_, declared_kind)) if !declared_kind.eq_ignore_ascii_case(kind) => out.fail(format!(
+                            "column {}.{column} is declared {kind}, not {declared_kind} as facegate's schema has it",
                             table.name
-                        ));
+                        )),
+                        Some(_) => {}
                     }
                 }
             }
+            for (kind, name) in objects.iter().filter(|o| !declared_objects.contains(o)) {
+                out.fail(format!("{kind} {name} is not in facegate's schema (it could copy or keep data)"));
+            }
         }
-        Err(e) => out.fail(e.to_string()),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => out.fail(e.to_string()),
     }
     match store.orphan_counts() {
         Ok((0, 0, 0)) => out.note("every sealed template has a live consent and a wrapped key".into()),
@@ -465,8 +418,4 @@ impl Outcome {
     fn into_check(self, id: &'static str, title: &'static str) -> Check {
         Check { id, title, status: self.status, details: self.details }
     }
-}
-
-fn join(paths: &[PathBuf]) -> String {
-    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 /// What a scanner found, and where.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Finding {
-    /// `image`, `raw_frame` or `plain_embedding`.
+    /// `image`, `raw_frame`, `raw_pixels` or `embedding`.
     pub kind: &'static str,
     /// Byte offset in the file.
     pub offset: usize,
@@ -18,12 +18,14 @@ pub struct Finding {
     pub detail: String,
 }
 
-/// Every finding in `bytes` and in every stream decoded from it ([`super::layers`]: compressed, archived,
+/// Every finding in `bytes` (a whole value: a file, a cell) and in every stream decoded from it ([`super::layers`]: compressed, archived,
 /// base64 or hex, nested); a finding inside a layer says which.
 pub fn find_all(bytes: &[u8]) -> Vec<Finding> {
     let mut findings = find_direct(bytes);
+    findings.extend(super::vectors::find_int8_whole(bytes));
     for layer in super::layers::layers(bytes) {
-        for f in find_direct(&layer.bytes) {
+        let whole = super::vectors::find_int8_whole(&layer.bytes);
+        for f in find_direct(&layer.bytes).into_iter().chain(whole) {
             findings.push(Finding { detail: format!("{} (inside {})", f.detail, layer.path), ..f });
         }
     }
@@ -33,18 +35,14 @@ pub fn find_all(bytes: &[u8]) -> Vec<Finding> {
 /// The detectors on these bytes as they are.
 fn find_direct(bytes: &[u8]) -> Vec<Finding> {
     let mut findings = find_images(bytes);
-    findings.extend(find_raw_frame(bytes));
-    let plain = find_plain_embeddings(bytes);
-    // A normalised f32 embedding is found by both detectors: once is enough.
-    let vectors = super::vectors::find_binary_vectors(bytes);
-    findings.extend(vectors.into_iter().filter(|v| !plain.iter().any(|p| p.offset == v.offset)));
-    findings.extend(plain);
+    match find_raw_frame(bytes) {
+        Some(frame) => findings.push(frame),
+        None => findings.extend(super::pixels::find_raw_pixels(bytes)),
+    }
+    findings.extend(super::vectors::find_binary_vectors(bytes));
     findings.extend(super::vectors::find_decimal_vectors(bytes));
     findings
 }
-
-/// The embedding length facegate's models produce.
-const DIM: usize = crate::vision::embed::EMBEDDING_DIM;
 
 /// Image signatures, confirmed by parsing a header from that offset.
 pub fn find_images(bytes: &[u8]) -> Vec<Finding> {
@@ -176,65 +174,6 @@ fn mean_neighbour_difference(bytes: &[u8], step: usize) -> u64 {
     sum / count
 }
 
-/// Runs of 128 little-endian f32 (at any byte alignment) that form a vector of norm 1 whose entries are all
-/// small and not mostly zero: what a normalised face embedding, or its rotated template, looks like in plain.
-pub fn find_plain_embeddings(bytes: &[u8]) -> Vec<Finding> {
-    let mut findings = Vec::new();
-    for align in 0..4 {
-        let floats: Vec<f32> = bytes[align.min(bytes.len())..]
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        let plausible = |v: f32| v.is_finite() && v.abs() <= 0.75;
-        // Windows that qualify, as (first float, squared norm).
-        let mut hits: Vec<(usize, f64)> = Vec::new();
-        let mut run = 0usize;
-        for (i, &v) in floats.iter().enumerate() {
-            run = if plausible(v) { run + 1 } else { 0 };
-            if run < DIM {
-                continue;
-            }
-            let first = i + 1 - DIM;
-            let window = &floats[first..=i];
-            let norm_sq: f64 = window.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
-            let nonzero = window.iter().filter(|x| x.abs() > 1e-4).count();
-            if (0.9..=1.1).contains(&norm_sq) && nonzero >= DIM * 3 / 4 {
-                hits.push((first, norm_sq));
-            }
-        }
-        // Neighbouring windows overlap one vector (a few stray small floats beside it still sum near 1):
-        // report each cluster once, at the window whose norm is closest to 1.
-        let mut cluster: Option<(usize, usize, f64)> = None; // (last start, best start, its squared norm)
-        let mut flush = |c: (usize, usize, f64)| {
-            findings.push(Finding {
-                kind: "plain_embedding",
-                offset: align + 4 * c.1,
-                detail: format!("{DIM} f32, norm {:.3}", c.2.sqrt()),
-            });
-        };
-        for (first, norm_sq) in hits {
-            cluster = match cluster {
-                Some((last, best, best_sq)) if first < last + DIM => {
-                    Some(if (norm_sq - 1.0).abs() < (best_sq - 1.0).abs() {
-                        (first, first, norm_sq)
-                    } else {
-                        (first, best, best_sq)
-                    })
-                }
-                Some(done) => {
-                    flush(done);
-                    Some((first, first, norm_sq))
-                }
-                None => Some((first, first, norm_sq)),
-            };
-        }
-        if let Some(done) = cluster {
-            flush(done);
-        }
-    }
-    findings
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,13 +182,6 @@ mod tests {
     fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
         (0..n).map(|_| rng.random()).collect()
-    }
-
-    fn unit_vector(seed: u64) -> Vec<f32> {
-        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
-        let v: Vec<f32> = (0..DIM).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        v.iter().map(|x| x / norm).collect()
     }
 
     fn png(w: u32, h: u32) -> Vec<u8> {
@@ -263,10 +195,10 @@ mod tests {
     fn ciphertext_and_text_raise_nothing() {
         let noise = random_bytes(4 << 20, 7);
         assert!(find_images(&noise).is_empty());
-        assert!(find_plain_embeddings(&noise).is_empty());
+        assert!(find_all(&noise).is_empty());
         let text = "2026-11-24T10:00:00Z INFO gate: opened (face)\n".repeat(20_000);
         assert!(find_images(text.as_bytes()).is_empty());
-        assert!(find_plain_embeddings(text.as_bytes()).is_empty());
+        assert!(find_all(text.as_bytes()).is_empty());
         // Ciphertext exactly the size of a 640x480 RGB frame is not a frame.
         assert!(find_raw_frame(&random_bytes(640 * 480 * 3, 8)).is_none());
     }
@@ -296,22 +228,5 @@ mod tests {
         let finding = find_raw_frame(&frame).unwrap();
         assert_eq!(finding.detail, "640x480 RGB");
         assert!(find_raw_frame(&frame[..frame.len() - 1]).is_none(), "not a frame size");
-    }
-
-    #[test]
-    fn a_plain_unit_vector_is_found_at_any_alignment_and_a_sealed_one_is_not() {
-        for shift in 0..4 {
-            let mut bytes = random_bytes(3000, 3);
-            let v = unit_vector(4);
-            let at = 1001 + shift;
-            let raw: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-            bytes.splice(at..at, raw);
-            let found = find_plain_embeddings(&bytes);
-            assert_eq!(found.len(), 1, "shift {shift}: {found:?}");
-            assert_eq!(found[0].offset, at);
-        }
-        // The same vector scaled (not an embedding) or all zeros is not reported.
-        let zeros = vec![0u8; 4 * DIM * 2];
-        assert!(find_plain_embeddings(&zeros).is_empty());
     }
 }

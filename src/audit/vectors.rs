@@ -1,7 +1,8 @@
 //! Numbers that look like a face embedding, in any common encoding: runs of at least [`MIN_DIM`] values as
-//! f16, f32 or f64 in either byte order, or decimal text, at any scale (normalised or raw). Not yet int8
-//! (quantised): bytes of text, class files and compressed streams read as int8 pass these tests thousands of
-//! times in /usr/share, so a quantised vector needs stronger evidence than its values alone (issue 19).
+//! f16, f32 or f64 in either byte order, or decimal text, at any scale (normalised or raw); int8 (quantised)
+//! only as a whole value ([`find_int8_whole`]): inside other data, bytes of text, class files and compressed
+//! streams read as int8 pass these tests thousands of times in /usr/share, so a quantised vector needs the
+//! stronger evidence of being a value of its own.
 //!
 //! Pure: bytes in, findings out. What an embedding looks like, whatever its encoding: components spread like a
 //! normal distribution around zero at one scale (kurtosis near 3, the largest a few times the RMS), each
@@ -88,6 +89,12 @@ pub struct VectorShape {
 
 /// The shape of `values` if it looks like an embedding (`None` otherwise).
 pub fn embedding_shape(values: &[f64]) -> Option<VectorShape> {
+    shape(values, false)
+}
+
+/// Integers quantised from an embedding repeat (128 values over 255 levels) and round small ones to zero:
+/// for them the tests of distinctness and of exact zeros are left out.
+fn shape(values: &[f64], quantised: bool) -> Option<VectorShape> {
     let n = values.len();
     if n < MIN_DIM || values.iter().any(|v| !v.is_finite()) {
         return None;
@@ -130,7 +137,7 @@ pub fn embedding_shape(values: &[f64]) -> Option<VectorShape> {
     sorted.sort_by(f64::total_cmp);
     sorted.dedup();
     let distinct = sorted.len();
-    if distinct * 10 < n * 9 || zeros > 2 {
+    if !quantised && (distinct * 10 < n * 9 || zeros > 2) {
         return None;
     }
     Some(VectorShape { rms, norm: rms * nf.sqrt(), kurtosis, lag_correlation: lag })
@@ -153,38 +160,111 @@ fn normal_misfit(values: &[f64], rms: f64) -> f64 {
     counts.iter().zip(EXPECTED).map(|(&c, p)| (c as f64 - n * p).powi(2) / (n * p)).sum()
 }
 
-/// Binary runs: every format at every alignment; a run of plausible values of at least [`MIN_DIM`] whose
-/// first [`MIN_DIM`] (and, when longer, first 128) values look like an embedding is one finding.
+/// Values per block: windows start at block boundaries of a run, and their cheap statistics are sums of
+/// per-block sums (exact enough: no running total over a whole file to cancel).
+const BLOCK: usize = 8;
+
+/// Values of a run held at once.
+const LONG_RUN: usize = 1 << 16;
+
+/// Binary runs: every format at every alignment; a run of plausible values of at least [`MIN_DIM`] in which a
+/// window looks like an embedding is one finding.
 pub fn find_binary_vectors(bytes: &[u8]) -> Vec<Finding> {
     let mut findings = Vec::new();
+    let mut run: Vec<f64> = Vec::new();
     for format in NumberFormat::ALL {
         let width = format.width();
         for align in 0..width {
             let Some(stream) = bytes.get(align..) else { continue };
-            let values: Vec<f64> = stream.chunks_exact(width).map(|c| format.read(c)).collect();
-            let mut i = 0;
-            while i < values.len() {
-                let run = values[i..].iter().take_while(|v| NumberFormat::plausible(**v)).count();
-                if run >= MIN_DIM {
-                    if let Some(found) = run_finding(&values[i..i + run], format) {
-                        findings.push(Finding { offset: align + (i + found.0) * width, ..found.1 });
+            let mut run_start = 0;
+            let flush = |run: &mut Vec<f64>, start: usize, findings: &mut Vec<Finding>| {
+                if run.len() >= MIN_DIM {
+                    if let Some((at, found)) = run_finding(run, format) {
+                        findings.push(Finding { offset: align + (start + at) * width, ..found });
                     }
                 }
-                i += run.max(1);
+                run.clear();
+            };
+            for (i, chunk) in stream.chunks_exact(width).enumerate() {
+                let v = format.read(chunk);
+                if NumberFormat::plausible(v) {
+                    if run.is_empty() {
+                        run_start = i;
+                    }
+                    run.push(v);
+                    // A long run (zeros, text read as f16) is judged in pieces that overlap by a window, so
+                    // that memory stays bounded.
+                    if run.len() >= LONG_RUN {
+                        let keep = run.len() - (128 - BLOCK);
+                        if let Some((at, found)) = run_finding(&run, format) {
+                            findings.push(Finding { offset: align + (run_start + at) * width, ..found });
+                            run.clear();
+                        } else {
+                            run.drain(..keep);
+                            run_start += keep;
+                        }
+                    }
+                } else if !run.is_empty() {
+                    flush(&mut run, run_start, &mut findings);
+                }
             }
+            flush(&mut run, run_start, &mut findings);
         }
     }
     findings
 }
 
+/// Sums over one block of a run.
+#[derive(Clone, Copy, Default)]
+struct BlockSums {
+    s1: f64,
+    s2: f64,
+    s4: f64,
+    max: f64,
+}
+
+impl BlockSums {
+    fn of(values: &[f64]) -> Self {
+        values.iter().fold(Self::default(), |b, v| {
+            let sq = v * v;
+            Self { s1: b.s1 + v, s2: b.s2 + sq, s4: b.s4 + sq * sq, max: b.max.max(v.abs()) }
+        })
+    }
+
+    fn add(self, o: Self) -> Self {
+        Self { s1: self.s1 + o.s1, s2: self.s2 + o.s2, s4: self.s4 + o.s4, max: self.max.max(o.max) }
+    }
+
+    /// The tests of [`embedding_shape`] that sums decide: most windows of other data fail one of them, so
+    /// the full test runs on few windows.
+    fn may_be_embedding(self, n: usize) -> bool {
+        #[allow(clippy::cast_precision_loss)]
+        let nf = n as f64;
+        let m2 = self.s2 / nf;
+        let rms = m2.sqrt();
+        let slack = 1.0 + 1e-9;
+        rms > 1e-3 / slack
+            && rms <= 1e3 * slack
+            && (self.s1 / nf).abs() <= 0.5 * rms * slack
+            && self.max <= 5.0 * rms * slack
+            && self.max >= 1.85 * rms / slack
+            && (1.9 / slack..=5.5 * slack).contains(&(self.s4 / nf / (m2 * m2)))
+    }
+}
+
 /// The first embedding-like window in a run of plausible values (its start in the run, and the finding):
 /// windows of 128 values (an SFace embedding) and of [`MIN_DIM`] (a shorter vector, or one whose neighbours
-/// in the run are other data), starting every 8 values.
+/// in the run are other data), starting every [`BLOCK`] values.
 fn run_finding(run: &[f64], format: NumberFormat) -> Option<(usize, Finding)> {
+    let blocks: Vec<BlockSums> = run.chunks(BLOCK).map(BlockSums::of).collect();
     let mut start = 0;
     while start + MIN_DIM <= run.len() {
         for wide in [128, MIN_DIM] {
             let Some(window) = run.get(start..start + wide) else { continue };
+            let sums = blocks[start / BLOCK..(start + wide) / BLOCK].iter().fold(BlockSums::default(), |a, b| a.add(*b));
+            if !sums.may_be_embedding(wide) {
+                continue;
+            }
             if let Some(shape) = embedding_shape(window) {
                 let detail = format!(
                     "vector {}: {wide} values, norm {:.3}, kurtosis {:.1}, neighbour correlation {:+.2}",
@@ -196,7 +276,34 @@ fn run_finding(run: &[f64], format: NumberFormat) -> Option<(usize, Finding)> {
                 return Some((start, Finding { kind: "embedding", offset: 0, detail }));
             }
         }
-        start += 8;
+        start += BLOCK;
+    }
+    None
+}
+
+/// A whole value (a file, a database cell, a decoded layer) that is nothing but 64 to 1,024 int8 numbers
+/// shaped like an embedding: signed, or unsigned around 128 (asymmetric quantisation), using at least half
+/// the range as a quantiser does. Only whole values: inside larger data, bytes of text and code read as
+/// int8 pass these tests too often to be evidence.
+pub fn find_int8_whole(bytes: &[u8]) -> Option<Finding> {
+    if !(MIN_DIM..=1024).contains(&bytes.len()) {
+        return None;
+    }
+    for (signed, name) in [(true, "int8"), (false, "uint8 around 128")] {
+        let values: Vec<f64> =
+            bytes.iter().map(|&b| if signed { f64::from(b.cast_signed()) } else { f64::from(b) - 128.0 }).collect();
+        if values.iter().fold(0.0f64, |m, v| m.max(v.abs())) < 64.0 {
+            continue;
+        }
+        if let Some(shape) = shape(&values, true) {
+            let detail = format!(
+                "quantised vector {name}: the whole value, {} values, kurtosis {:.1}, neighbour correlation {:+.2}",
+                values.len(),
+                shape.kurtosis,
+                shape.lag_correlation
+            );
+            return Some(Finding { kind: "embedding", offset: 0, detail });
+        }
     }
     None
 }

@@ -1,12 +1,13 @@
 //! `facegate audit` and `facegate audit verify`: the signed no-retention report, and its offline check.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
 use crate::audit::sign::{fingerprint, AuditSigner, SignedReport};
-use crate::audit::{run_audit, AuditReport, AuditScope, Status};
+use crate::audit::{run_audit_with_progress, AuditReport, AuditScope, Status};
 use crate::config::Config;
 use crate::store::unix_now;
 
@@ -26,6 +27,9 @@ pub struct AuditArgs {
     /// More folders or files to scan for images and embeddings (repeatable; adds to `audit.scan_paths`).
     #[arg(long, value_name = "PATH")]
     pub scan: Vec<PathBuf>,
+    /// Leave out the system's places (journal, coredumps, /tmp, /var/tmp, swap): scan only the device's folders.
+    #[arg(long)]
+    pub no_system_places: bool,
     /// Print the signed report as JSON (save it; `facegate audit verify FILE` checks it later, offline).
     #[arg(long)]
     pub json: bool,
@@ -59,7 +63,25 @@ pub fn audit(config: &Config, args: &AuditArgs) -> Result<std::process::ExitCode
     let wrap = super::residents::key_wrap(config, &key_file)?;
     let mut scope = AuditScope::new(db, key_dir.clone(), wrap.clone(), config.registry.max_unused_secs);
     scope.extra_paths = config.audit_scan_paths.iter().chain(&args.scan).cloned().collect();
-    let report = run_audit(&scope, unix_now());
+    if args.no_system_places || !config.audit_system_places {
+        scope.system_root = None;
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    if std::io::stderr().is_terminal() {
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "scanning {elapsed_precise} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+    } else {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let report = run_audit_with_progress(&scope, unix_now(), &|done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
     let signer =
         AuditSigner::load_or_create(&key_dir, &wrap).context("the audit report is signed with the device key")?;
     let signed = signer.sign(&report)?;

@@ -121,6 +121,8 @@ pub struct Config {
     pub hardware: HardwareConfig,
     /// Extra paths the audit scans.
     pub audit_scan_paths: Vec<PathBuf>,
+    /// Whether the audit scans the system's places too (`[audit] system_places`).
+    pub audit_system_places: bool,
     /// The web portal.
     pub portal: PortalConfig,
     /// The compound this gate belongs to, if any.
@@ -185,6 +187,7 @@ impl RawConfig {
             portal: portal::portal(self.portal, &key_dir, compound.as_ref())?,
             models_dir: paths::models_dir(self.models),
             audit_scan_paths: self.audit.scan_paths.unwrap_or_default(),
+            audit_system_places: self.audit.system_places.unwrap_or(true),
             capture,
             database,
             master_key,

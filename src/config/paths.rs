@@ -33,6 +33,9 @@ pub struct RawAudit {
     /// Folders or files scanned for images and embeddings besides the data and key folders (a log folder, a
     /// backup target).
     pub scan_paths: Option<Vec<PathBuf>>,
+    /// Whether the audit also scans where the system keeps what processes threw away (the journal, the
+    /// coredump folder, /tmp, /var/tmp, swap). On by default; off only where those hold others' data.
+    pub system_places: Option<bool>,
 }
 
 /// `models.dir`, or the installed models.

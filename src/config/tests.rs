@@ -97,6 +97,7 @@ fn bad_values_name_their_key() {
         ("[gate]\nface_window_ms = 10", "gate.face_window_ms"),
         ("[gate]\ndoor_held_alarm_s = 1", "gate.door_held_alarm_s"),
         ("[keys]\nroot = \"hsm\"", "keys.root"),
+        ("[audit]\nsystem_places = \"yes\"", "audit.system_places"),
         ("[keys]\ntpm_pcrs = [0, 24]", "keys.tpm_pcrs"),
         ("[keys]\nroot = \"pi-otp\"\notp_stand_in = \"/b\"\n[hardware]\nbackend = \"gpio\"", "keys.otp_stand_in"),
     ] {

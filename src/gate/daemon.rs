@@ -296,6 +296,9 @@ fn portal_settings(config: &Config, options: &DaemonOptions, wrap: &KeyWrap) -> 
     let key_dir = key_dir(&options.key_file.clone().unwrap_or_else(|| config.master_key.clone()));
     let mut audit = crate::audit::AuditScope::new(database, key_dir, wrap.clone(), config.registry.max_unused_secs);
     audit.extra_paths.clone_from(&config.audit_scan_paths);
+    if !config.audit_system_places {
+        audit.system_root = None;
+    }
     crate::portal::PortalSettings {
         listen: p.listen,
         cert: p.cert.clone(),

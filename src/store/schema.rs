@@ -225,6 +225,33 @@ impl Store {
         Ok(())
     }
 
+    /// The schema this version of facegate declares: its migrations run on an empty in-memory database.
+    /// The auditor compares a device's database with it, so that nothing is trusted for its name.
+    pub fn declared_schema() -> Result<(Vec<TableSchema>, Vec<(String, String)>)> {
+        let path = std::path::PathBuf::from(":memory:");
+        let conn = rusqlite::Connection::open_in_memory().in_db(&path)?;
+        let store = Self { path, conn, replicated: false };
+        store.migrate()?;
+        Ok((store.schema()?, store.schema_objects()?))
+    }
+
+    /// Every index, view and trigger, as (type, name); SQLite's own automatic indexes left out.
+    pub fn schema_objects(&self) -> Result<Vec<(String, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT type, name FROM sqlite_schema WHERE type != 'table' AND name NOT LIKE 'sqlite_autoindex_%' \
+                 ORDER BY type, name",
+            )
+            .in_db(&self.path)?;
+        let objects = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .in_db(&self.path)?
+            .collect::<rusqlite::Result<_>>()
+            .in_db(&self.path)?;
+        Ok(objects)
+    }
+
     /// Every table with its columns and declared types, for the auditor's schema check.
     pub fn schema(&self) -> Result<Vec<TableSchema>> {
         let mut stmt =

@@ -165,7 +165,7 @@ impl Gate {
         std::fs::write(
             dir.join("gate.toml"),
             format!(
-                "[store]\ndatabase = \"{d}/data/facegate.sqlite\"\nmaster_key = \"{d}/keys/master.key\"\n\
+                "[audit]\nsystem_places = false\n[store]\ndatabase = \"{d}/data/facegate.sqlite\"\nmaster_key = \"{d}/keys/master.key\"\n\
                  [capture]\nsource = \"replay\"\nreplay_dir = \"{d}/replay\"\nfps = 6\n\
                  [gate]\nintent = \"always\"\nface_cooldown_ms = 500\n\
                  [hardware]\nbackend = \"simulated\"\nkeypad = \"stdin\"\n\

@@ -154,7 +154,7 @@ fn launch(frames: &[PathBuf], extra: impl FnOnce(&Path) -> String, typed: bool) 
     std::fs::write(
         &config,
         format!(
-            "[store]\ndatabase = \"{d}/data/facegate.sqlite\"\nmaster_key = \"{d}/keys/master.key\"\n\
+            "[audit]\nsystem_places = false\n[store]\ndatabase = \"{d}/data/facegate.sqlite\"\nmaster_key = \"{d}/keys/master.key\"\n\
              [capture]\nsource = \"replay\"\nreplay_dir = \"{r}\"\nfps = 8\n\
              [gate]\nintent = \"always\"\n[hardware]\nbackend = \"simulated\"\nkeypad = \"{k}\"\nscanner = \"{k}\"\n\
              [portal]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\noperator = \"Riverside Gardens management\"\n\

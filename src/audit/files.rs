@@ -1,0 +1,213 @@
+//! Check (a), the file scan: the data and key folders, `[audit] scan_paths`, and (unless switched off) the
+//! places a system keeps what a process threw away: the journal, the coredump folder, /tmp, /var/tmp and any
+//! active swap area. Every file's bytes go to the byte scanners ([`super::scan::find_all`]), large ones in
+//! overlapping pieces; every SQLite database's cells too ([`super::cells`]).
+//!
+//! Reads only; a finding names the file (and table, row, column), the offset and why, never the bytes.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use super::{cells, scan, AuditScope, Check, Outcome, FILES_TITLE};
+
+/// Bytes read and scanned at once; a larger file is scanned in pieces overlapping by [`OVERLAP`].
+const PIECE: usize = 64 << 20;
+
+/// Overlap of neighbouring pieces: more than any detector looks at in one go (a 1,024-value f64 vector,
+/// an image header, a base64 run of a crop), so that nothing straddling a cut is missed.
+const OVERLAP: usize = 1 << 20;
+
+/// Where a system keeps what processes threw away, relative to the system root.
+const SYSTEM_PLACES: [(&str, &str); 5] = [
+    ("the persistent journal", "var/log/journal"),
+    ("the volatile journal", "run/log/journal"),
+    ("systemd-coredump's folder", "var/lib/systemd/coredump"),
+    ("/tmp", "tmp"),
+    ("/var/tmp", "var/tmp"),
+];
+
+/// One folder or file to scan, and what it is.
+struct Root {
+    what: String,
+    path: PathBuf,
+}
+
+/// Runs check (a); `progress(done, total)` is called with bytes as they are scanned.
+pub(super) fn check_files(scope: &AuditScope, progress: &dyn Fn(u64, u64)) -> Check {
+    let mut out = Outcome::new();
+    let roots = roots(scope, &mut out);
+    let total: u64 = roots.iter().flat_map(|r| files_under(&r.path)).map(|(_, size)| size).sum();
+    let (mut files, mut bytes_scanned, mut cells_read) = (0usize, 0u64, 0u64);
+    for root in &roots {
+        if !root.path.exists() {
+            out.note(format!("{} ({}): absent", root.what, root.path.display()));
+            continue;
+        }
+        for entry in walkdir::WalkDir::new(&root.path).follow_links(false) {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    out.fail(format!("cannot read {e}: run the audit as the service user or root"));
+                    continue;
+                }
+            };
+            if !entry.file_type().is_file() && !is_block_device(entry.path()) {
+                continue;
+            }
+            let path = entry.path();
+            match scan_file(path, PIECE, &mut |n| {
+                bytes_scanned += n;
+                progress(bytes_scanned, total);
+            }) {
+                Ok(findings) => {
+                    files += 1;
+                    for f in findings {
+                        out.fail(format!("{}: {} at byte {} ({})", path.display(), f.kind, f.offset, f.detail));
+                    }
+                }
+                Err(e) => out.fail(format!("{}: cannot read ({e}); run the audit as root", path.display())),
+            }
+            if read_magic(path).is_some_and(|m| m == cells::SQLITE_MAGIC) {
+                match cells::scan_database(path) {
+                    Ok(scan) => {
+                        cells_read += scan.cells;
+                        for c in scan.findings {
+                            out.fail(format!(
+                                "{}: table {}, row {}, column {}: {} at byte {} of the value ({})",
+                                path.display(),
+                                c.table,
+                                c.row,
+                                c.column,
+                                c.finding.kind,
+                                c.finding.offset,
+                                c.finding.detail
+                            ));
+                        }
+                    }
+                    Err(e) => out.fail(format!("{}: a database whose cells cannot be read: {e}", path.display())),
+                }
+            }
+        }
+    }
+    let names = roots.iter().map(|r| r.path.display().to_string()).collect::<Vec<_>>().join(", ");
+    out.details.insert(
+        0,
+        format!("{files} files, {bytes_scanned} bytes and {cells_read} database cells scanned under {names}"),
+    );
+    out.into_check("files", FILES_TITLE)
+}
+
+/// The device's folders, the configured ones, and the system's places with swap (each noted present or
+/// absent).
+fn roots(scope: &AuditScope, out: &mut Outcome) -> Vec<Root> {
+    let db_dir = scope.database.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let mut roots = vec![
+        Root { what: "the data folder".into(), path: db_dir },
+        Root { what: "the key folder".into(), path: scope.key_dir.clone() },
+    ];
+    roots.extend(scope.extra_paths.iter().map(|p| Root { what: "a configured path".into(), path: p.clone() }));
+    let Some(system) = &scope.system_root else {
+        out.note("the system's places (journal, coredumps, /tmp, /var/tmp, swap) were not scanned".into());
+        return roots;
+    };
+    for (what, relative) in SYSTEM_PLACES {
+        roots.push(Root { what: what.into(), path: system.join(relative) });
+    }
+    let swaps = std::fs::read_to_string(scope.proc_root.join("swaps")).unwrap_or_default();
+    let areas: Vec<&str> = swaps.lines().skip(1).filter_map(|l| l.split_whitespace().next()).collect();
+    if areas.is_empty() {
+        out.note("swap: none active".into());
+    }
+    for area in areas {
+        // /proc/swaps names paths on the running system: under a test's root, they are relative to it.
+        let path = system.join(area.trim_start_matches('/'));
+        out.note(format!("swap: {area} active, scanned"));
+        roots.push(Root { what: "a swap area".into(), path });
+    }
+    roots
+}
+
+/// Files under a root with their sizes (for the progress bar's total).
+fn files_under(root: &Path) -> impl Iterator<Item = (PathBuf, u64)> {
+    walkdir::WalkDir::new(root).follow_links(false).into_iter().filter_map(Result::ok).filter_map(|e| {
+        let size = if e.file_type().is_file() { e.metadata().ok()?.len() } else { device_size(e.path())? };
+        Some((e.path().to_path_buf(), size))
+    })
+}
+
+fn is_block_device(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device())
+}
+
+/// A swap partition's size (its length as a file is 0).
+fn device_size(path: &Path) -> Option<u64> {
+    if !is_block_device(path) {
+        return None;
+    }
+    let mut file = std::fs::File::open(path).ok()?;
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0)).ok()
+}
+
+fn read_magic(path: &Path) -> Option<[u8; 16]> {
+    let mut magic = [0u8; 16];
+    std::fs::File::open(path).ok()?.read_exact(&mut magic).ok()?;
+    Some(magic)
+}
+
+/// Every finding in one file: whole when it fits in a piece, else piece by piece (each piece a value of
+/// its own; findings in an overlap reported once, at their offset in the file).
+fn scan_file(path: &Path, piece_size: usize, scanned: &mut dyn FnMut(u64)) -> std::io::Result<Vec<scan::Finding>> {
+    let mut file = std::fs::File::open(path)?;
+    let mut findings: Vec<scan::Finding> = Vec::new();
+    let mut piece: Vec<u8> = Vec::new();
+    let mut start = 0usize; // file offset of piece[0]
+    loop {
+        let before = piece.len();
+        (&mut file).take((piece_size - before) as u64).read_to_end(&mut piece)?;
+        let fresh = piece.len() - before;
+        scanned(fresh as u64);
+        let last = piece.len() < piece_size;
+        for f in scan::find_all(&piece) {
+            let at = start + f.offset;
+            if !findings.iter().any(|g| g.offset == at && g.kind == f.kind) {
+                findings.push(scan::Finding { offset: at, ..f });
+            }
+        }
+        if last {
+            return Ok(findings);
+        }
+        let keep = piece.len() - OVERLAP;
+        piece.drain(..keep);
+        start += keep;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_file_is_scanned_in_pieces_and_a_finding_across_a_cut_is_found_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.bin");
+        let img = image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([(x * 3) as u8, (y * 3) as u8, 9]));
+        let mut png = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut png, image::ImageFormat::Png).unwrap();
+        let png = png.into_inner();
+        // Ciphertext-like filler, with the image straddling the first cut and inside the overlap.
+        let piece = 4 * OVERLAP;
+        let mut rng = <rand_chacha::ChaCha20Rng as rand::SeedableRng>::seed_from_u64(3);
+        let mut bytes = vec![0u8; piece + 3 * OVERLAP];
+        rand::RngCore::fill_bytes(&mut rng, &mut bytes);
+        let at = piece - 100;
+        bytes.splice(at..at + png.len(), png);
+        std::fs::write(&path, &bytes).unwrap();
+        let mut seen = 0u64;
+        let found = scan_file(&path, piece, &mut |n| seen += n).unwrap();
+        assert_eq!(seen, bytes.len() as u64);
+        let images: Vec<_> = found.iter().filter(|f| f.kind == "image").collect();
+        assert_eq!(images.len(), 1, "{found:?}");
+        assert_eq!((images[0].offset, images[0].detail.as_str()), (at, "Png 64x64"));
+    }
+}

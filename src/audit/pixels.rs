@@ -1,0 +1,203 @@
+//! Raw pixel data anywhere inside bytes: rows of 8-bit samples (grey, YUYV, RGB, RGBA, a planar frame's
+//! luma) of any width from 64 to 4,608 pixels, as a camera, a crop (112x112) or a liveness patch (80x80)
+//! leaves them in memory and a careless program writes them out.
+//!
+//! Pure: bytes in, findings out. What gives a raster away, whatever its width: a sample is close to its
+//! neighbour in the row and to the sample one row below, and not to samples at other distances. So a
+//! region whose bytes are smooth at a pixel's step is searched for the row length at which they are most
+//! alike; a clear dip there (and again two rows down), below both the typical distance and every shorter
+//! one, is a raster. Ciphertext is smooth at no step; text and code are no smoother at a pixel's step than
+//! anywhere else; a smooth 1-D signal has no dip, only distances that grow.
+
+use super::scan::Finding;
+
+/// Bytes per block of the first pass.
+const BLOCK: usize = 2048;
+
+/// The shortest row, in bytes (a 64-pixel grey row), and the longest (4,608 RGBA pixels).
+const MIN_STRIDE: usize = 64;
+const MAX_STRIDE: usize = 4608 * 4;
+
+/// The fewest rows reported (a liveness patch has 80).
+const MIN_ROWS: usize = 24;
+
+/// Byte distances compared per candidate row length.
+const SAMPLES: usize = 512;
+
+/// Regions of pixel-like bytes, each tested for rows; one finding per raster found.
+pub fn find_raw_pixels(bytes: &[u8]) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for (start, end, step) in smooth_regions(bytes) {
+        if let Some((stride, rows)) = raster(&bytes[start..end], step) {
+            let width = stride / step;
+            let layout = match step {
+                1 => "one byte per pixel (grey or luma)",
+                2 => "two bytes per pixel (YUYV)",
+                3 => "three bytes per pixel (RGB)",
+                _ => "four bytes per pixel (RGBA)",
+            };
+            let detail = format!("rows of {stride} bytes: {width} pixels wide, {rows} rows, {layout}");
+            findings.push(Finding { kind: "raw_pixels", offset: start, detail });
+        }
+    }
+    findings
+}
+
+/// Runs of blocks whose bytes are alike at some pixel step (1 to 4) and unlike at a far distance, with
+/// texture (not zeros or a fill): `(start, end, step)`.
+fn smooth_regions(bytes: &[u8]) -> Vec<(usize, usize, usize)> {
+    let mut regions: Vec<(usize, usize, usize)> = Vec::new();
+    let mut current: Option<(usize, usize, [u32; 4])> = None; // (start, end, votes per step)
+    let flush = |c: Option<(usize, usize, [u32; 4])>, regions: &mut Vec<_>| {
+        if let Some((start, end, votes)) = c {
+            if end - start >= MIN_STRIDE * MIN_ROWS {
+                let step = (1..=4).max_by_key(|s| votes[s - 1]).unwrap_or(1);
+                regions.push((start, end, step));
+            }
+        }
+    };
+    for (k, block) in bytes.chunks(BLOCK).enumerate() {
+        let start = k * BLOCK;
+        match smooth_step(block) {
+            Some(step) => {
+                let (s, _, mut votes) = current.unwrap_or((start, start, [0; 4]));
+                votes[step - 1] += 1;
+                current = Some((s, start + block.len(), votes));
+            }
+            None => flush(current.take(), &mut regions),
+        }
+    }
+    flush(current, &mut regions);
+    regions
+}
+
+/// The pixel step at which a block is smoothest, if it is smooth at all.
+fn smooth_step(block: &[u8]) -> Option<usize> {
+    const FAR: usize = 509;
+    if block.len() < BLOCK / 2 {
+        return None;
+    }
+    let n = block.len() - FAR;
+    let mean_diff = |d: usize| -> f64 {
+        let (mut sum, mut count) = (0u32, 0u32);
+        for i in (0..n).step_by(3) {
+            sum += u32::from(block[i].abs_diff(block[i + d]));
+            count += 1;
+        }
+        f64::from(sum) / f64::from(count.max(1))
+    };
+    let far = mean_diff(FAR);
+    let zeros = block.iter().filter(|b| **b == 0).count();
+    if far < 8.0 || zeros * 2 > block.len() {
+        return None;
+    }
+    let (step, near) = (1..=4).map(|s| (s, mean_diff(s))).min_by(|a, b| a.1.total_cmp(&b.1))?;
+    (near * 2.2 < far).then_some(step)
+}
+
+/// The row length (bytes) and row count of a raster filling `region`, if it is one.
+fn raster(region: &[u8], step: usize) -> Option<(usize, usize)> {
+    let longest = (region.len() / MIN_ROWS).min(MAX_STRIDE);
+    if longest < MIN_STRIDE {
+        return None;
+    }
+    // From 3/4 of the shortest row: so that a 64-byte row is a dip, not the edge of the search.
+    let first = MIN_STRIDE * 3 / 4 - step;
+    let distance: Vec<f64> = (first..=2 * longest + step).map(|d| mean_distance(region, d, SAMPLES)).collect();
+    let at = |d: usize| distance[d - first];
+    let mut typical: Vec<f64> = distance[..=longest - first].to_vec();
+    typical.sort_by(f64::total_cmp);
+    let median = typical[typical.len() / 2];
+    // Straight down, with the two diagonals beside it: one row down and one pixel left is nearly as alike
+    // as straight down, but its own neighbours are not symmetric.
+    let (stride, _) = (MIN_STRIDE..=longest)
+        .map(|d| (d, at(d - step) + at(d) + at(d + step)))
+        .min_by(|a, b| a.1.total_cmp(&b.1))?;
+    // Refined with many more samples among the strides beside it (noise can tip a diagonal below).
+    let dense = |d: usize| mean_distance(region, d, SAMPLES * 16);
+    let stride = (stride.saturating_sub(2 * step).max(MIN_STRIDE)..=(stride + 2 * step).min(longest))
+        .map(|d| (d, dense(d - step) + dense(d) + dense(d + step)))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map_or(stride, |(d, _)| d);
+    let dip = at(stride);
+    let shorter = (MIN_STRIDE * 3 / 4..=stride * 3 / 4).map(at).fold(f64::INFINITY, f64::min);
+    let two_rows = (2 * stride - first < distance.len()).then(|| at(2 * stride));
+    let raster = dip < 0.45 * median && dip < 0.7 * shorter && two_rows.is_some_and(|d| d < 0.75 * median);
+    raster.then_some((stride, region.len() / stride))
+}
+
+/// Mean absolute difference of bytes `d` apart, over about `samples` positions spread through the region.
+fn mean_distance(region: &[u8], d: usize, samples: usize) -> f64 {
+    let span = region.len().saturating_sub(d);
+    if span == 0 {
+        return f64::INFINITY;
+    }
+    let step = (span / samples).max(1);
+    let (mut sum, mut count) = (0u32, 0u32);
+    // Odd offsets within each step: positions do not fall on one column of a raster whose row is a
+    // multiple of the step.
+    let mut i = step / 3;
+    while i < span {
+        sum += u32::from(region[i].abs_diff(region[i + d]));
+        count += 1;
+        i += step + usize::from(count % 2 == 0);
+    }
+    f64::from(sum) / f64::from(count.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// A smooth synthetic scene with sensor noise: gradients, a disc, texture.
+    fn scene(w: usize, h: usize, channels: usize, seed: u64) -> Vec<u8> {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+        let mut out = Vec::with_capacity(w * h * channels);
+        for y in 0..h {
+            for x in 0..w {
+                let (fx, fy) = (x as f64 / w as f64, y as f64 / h as f64);
+                let disc = if (fx - 0.5).powi(2) + (fy - 0.45).powi(2) < 0.08 { 70.0 } else { 0.0 };
+                let base = 40.0 + 120.0 * fy + 30.0 * (fx * 9.0).sin() + disc;
+                for c in 0..channels {
+                    let v = base + 15.0 * c as f64 + rng.random_range(-3.0..3.0);
+                    out.push(v.clamp(0.0, 255.0) as u8);
+                }
+            }
+        }
+        out
+    }
+
+    fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+        (0..n).map(|_| rng.random()).collect()
+    }
+
+    #[test]
+    fn rasters_of_any_width_are_found_inside_other_bytes_with_their_row_length_to_a_pixel() {
+        for (w, h, channels) in [(112, 112, 3), (80, 80, 3), (80, 80, 1), (640, 480, 2), (1000, 60, 1), (333, 90, 4)] {
+            let mut bytes = random_bytes(30_000, 1);
+            let at = 12_345;
+            bytes.splice(at..at, scene(w, h, channels, 2));
+            let found = find_raw_pixels(&bytes);
+            assert_eq!(found.len(), 1, "{w}x{h}x{channels}: {found:?}");
+            // The row length, to a pixel or two (where the scene changes mostly down the rows, one row down
+            // and a pixel aside is nearly as alike as straight down).
+            let stride: usize = found[0].detail["rows of ".len()..].split(' ').next().unwrap().parse().unwrap();
+            assert!(stride.abs_diff(w * channels) <= 2 * channels, "{w}x{h}x{channels}: {found:?}");
+            assert!(found[0].offset.abs_diff(at) <= BLOCK, "{found:?}");
+        }
+    }
+
+    #[test]
+    fn noise_text_zeros_and_smooth_signals_are_not_rasters() {
+        assert!(find_raw_pixels(&random_bytes(1 << 20, 3)).is_empty());
+        let text = "2026-11-24T10:00:00Z INFO gate: opened (face) after 2 frames, score 0.61\n".repeat(10_000);
+        assert!(find_raw_pixels(text.as_bytes()).is_empty());
+        assert!(find_raw_pixels(&vec![0u8; 1 << 20]).is_empty());
+        let ramp: Vec<u8> = (0..200_000).map(|i| ((i / 700) % 256) as u8).collect();
+        assert!(find_raw_pixels(&ramp).is_empty(), "{:?}", find_raw_pixels(&ramp));
+        let wave: Vec<u8> = (0..200_000).map(|i| (128.0 + 90.0 * (i as f64 * 0.0007).sin()) as u8).collect();
+        assert!(find_raw_pixels(&wave).is_empty(), "{:?}", find_raw_pixels(&wave));
+    }
+}
