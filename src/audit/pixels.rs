@@ -5,8 +5,8 @@
 //! Pure: bytes in, findings out. What gives a raster away, whatever its width: a sample is close to its
 //! neighbour in the row and to the sample one row below, and not to samples at other distances. So a
 //! region whose bytes are smooth at a pixel's step is searched for the row length at which they are most
-//! alike; a clear dip there (and again two rows down), below both the typical distance and every shorter
-//! one, is a raster. Ciphertext is smooth at no step; text and code are no smoother at a pixel's step than
+//! alike (mean squared differences at every distance at once, by FFT); a clear dip there (and again two
+//! rows down), below both the typical distance and every shorter one, is a raster. Ciphertext is smooth at no step; text and code are no smoother at a pixel's step than
 //! anywhere else; a smooth 1-D signal has no dip, only distances that grow.
 
 use super::scan::Finding;
@@ -21,13 +21,15 @@ const MAX_STRIDE: usize = 4608 * 4;
 /// The fewest rows reported (a liveness patch has 80).
 const MIN_ROWS: usize = 24;
 
-/// Byte distances compared per candidate row length.
-const SAMPLES: usize = 512;
-
 /// Regions of pixel-like bytes, each tested for rows; one finding per raster found.
 pub fn find_raw_pixels(bytes: &[u8]) -> Vec<Finding> {
     let mut findings = Vec::new();
     for (start, end, step) in smooth_regions(bytes) {
+        // Text with lines of one length (tables, rulers, aligned columns) has rows too.
+        let printable = bytes[start..end].iter().filter(|b| matches!(b, b' '..=b'~' | b'\n' | b'\r' | b'\t')).count();
+        if printable * 100 >= (end - start) * 97 {
+            continue;
+        }
         if let Some((stride, rows)) = raster(&bytes[start..end], step) {
             let width = stride / step;
             let layout = match step {
@@ -80,7 +82,7 @@ fn smooth_step(block: &[u8]) -> Option<usize> {
     let n = block.len() - FAR;
     let mean_diff = |d: usize| -> f64 {
         let (mut sum, mut count) = (0u32, 0u32);
-        for i in (0..n).step_by(3) {
+        for i in (0..n).step_by(5) {
             sum += u32::from(block[i].abs_diff(block[i + d]));
             count += 1;
         }
@@ -95,17 +97,23 @@ fn smooth_step(block: &[u8]) -> Option<usize> {
     (near * 2.2 < far).then_some(step)
 }
 
+/// Bytes of a region examined for rows: enough for two rows of the longest (and a raster's rows are alike
+/// all through it).
+const EXAMINED: usize = 1 << 19;
+
 /// The row length (bytes) and row count of a raster filling `region`, if it is one.
 fn raster(region: &[u8], step: usize) -> Option<(usize, usize)> {
+    let rows_of = region.len();
+    let region = &region[..region.len().min(EXAMINED)];
     let longest = (region.len() / MIN_ROWS).min(MAX_STRIDE);
     if longest < MIN_STRIDE {
         return None;
     }
     // From 3/4 of the shortest row: so that a 64-byte row is a dip, not the edge of the search.
     let first = MIN_STRIDE * 3 / 4 - step;
-    let distance: Vec<f64> = (first..=2 * longest + step).map(|d| mean_distance(region, d, SAMPLES)).collect();
-    let at = |d: usize| distance[d - first];
-    let mut typical: Vec<f64> = distance[..=longest - first].to_vec();
+    let distance = mean_square_differences(region, 2 * longest + step);
+    let at = |d: usize| distance[d];
+    let mut typical: Vec<f64> = distance[first..=longest].to_vec();
     typical.sort_by(f64::total_cmp);
     let median = typical[typical.len() / 2];
     // Straight down, with the two diagonals beside it: one row down and one pixel left is nearly as alike
@@ -113,36 +121,40 @@ fn raster(region: &[u8], step: usize) -> Option<(usize, usize)> {
     let (stride, _) = (MIN_STRIDE..=longest)
         .map(|d| (d, at(d - step) + at(d) + at(d + step)))
         .min_by(|a, b| a.1.total_cmp(&b.1))?;
-    // Refined with many more samples among the strides beside it (noise can tip a diagonal below).
-    let dense = |d: usize| mean_distance(region, d, SAMPLES * 16);
-    let stride = (stride.saturating_sub(2 * step).max(MIN_STRIDE)..=(stride + 2 * step).min(longest))
-        .map(|d| (d, dense(d - step) + dense(d) + dense(d + step)))
-        .min_by(|a, b| a.1.total_cmp(&b.1))
-        .map_or(stride, |(d, _)| d);
     let dip = at(stride);
     let shorter = (MIN_STRIDE * 3 / 4..=stride * 3 / 4).map(at).fold(f64::INFINITY, f64::min);
-    let two_rows = (2 * stride - first < distance.len()).then(|| at(2 * stride));
-    let raster = dip < 0.45 * median && dip < 0.7 * shorter && two_rows.is_some_and(|d| d < 0.75 * median);
-    raster.then_some((stride, region.len() / stride))
+    let raster = dip < 0.3 * median && dip < 0.5 * shorter && at(2 * stride) < 0.6 * median;
+    raster.then_some((stride, rows_of / stride))
 }
 
-/// Mean absolute difference of bytes `d` apart, over about `samples` positions spread through the region.
-fn mean_distance(region: &[u8], d: usize, samples: usize) -> f64 {
-    let span = region.len().saturating_sub(d);
-    if span == 0 {
-        return f64::INFINITY;
+/// Mean squared difference of bytes `d` apart, for every `d` up to `max_d`, in O(n log n): the sum of
+/// products at lag `d` is the autocorrelation, which the FFT gives for all lags at once.
+fn mean_square_differences(region: &[u8], max_d: usize) -> Vec<f64> {
+    use rustfft::num_complex::Complex;
+    let n = region.len();
+    let size = (2 * n).next_power_of_two();
+    #[allow(clippy::cast_precision_loss)]
+    let mean = region.iter().map(|&b| f64::from(b)).sum::<f64>() / n as f64;
+    let x: Vec<f64> = region.iter().map(|&b| f64::from(b) - mean).collect();
+    let mut buffer: Vec<Complex<f64>> = x.iter().map(|&v| Complex::new(v, 0.0)).collect();
+    buffer.resize(size, Complex::new(0.0, 0.0));
+    let mut planner = rustfft::FftPlanner::new();
+    planner.plan_fft_forward(size).process(&mut buffer);
+    buffer.iter_mut().for_each(|c| *c = Complex::new(c.norm_sqr(), 0.0));
+    planner.plan_fft_inverse(size).process(&mut buffer);
+    // Prefix sums of squares: the squares of the first n-d values and of the last n-d.
+    let mut prefix = vec![0.0; n + 1];
+    for (i, v) in x.iter().enumerate() {
+        prefix[i + 1] = prefix[i] + v * v;
     }
-    let step = (span / samples).max(1);
-    let (mut sum, mut count) = (0u32, 0u32);
-    // Odd offsets within each step: positions do not fall on one column of a raster whose row is a
-    // multiple of the step.
-    let mut i = step / 3;
-    while i < span {
-        sum += u32::from(region[i].abs_diff(region[i + d]));
-        count += 1;
-        i += step + usize::from(count % 2 == 0);
-    }
-    f64::from(sum) / f64::from(count.max(1))
+    #[allow(clippy::cast_precision_loss)]
+    (0..=max_d.min(n - 1))
+        .map(|d| {
+            let products = buffer[d].re / size as f64;
+            let squares = prefix[n - d] + (prefix[n] - prefix[d]);
+            ((squares - 2.0 * products) / (n - d) as f64).max(0.0)
+        })
+        .collect()
 }
 
 #[cfg(test)]

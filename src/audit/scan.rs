@@ -48,24 +48,99 @@ fn find_direct(bytes: &[u8]) -> Vec<Finding> {
 pub fn find_images(bytes: &[u8]) -> Vec<Finding> {
     const MAGICS: [&[u8]; 10] =
         [b"\xFF\xD8\xFF", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"II*\0", b"MM\0*", b"RIFF", b"BM", b"P5", b"P6"];
+    let mut first = [false; 256];
+    MAGICS.iter().for_each(|m| first[usize::from(m[0])] = true);
     let mut findings = Vec::new();
     let mut offset = 0;
     while offset < bytes.len() {
         let rest = &bytes[offset..];
-        if MAGICS.iter().any(|m| rest.starts_with(m)) {
+        if first[usize::from(rest[0])] && MAGICS.iter().any(|m| rest.starts_with(m)) && plausible_header(rest) {
             if let Some((format, w, h)) = image_header(rest) {
-                findings.push(Finding { kind: "image", offset, detail: format!("{format} {w}x{h}") });
+                match photographic(rest) {
+                    Some(Look::Drawing(why)) => {
+                        tracing::debug!("image at byte {offset} ({format} {w}x{h}) passed over: {why}");
+                    }
+                    Some(Look::Photo) => {
+                        findings.push(Finding { kind: "image", offset, detail: format!("{format} {w}x{h}") });
+                    }
+                    None => findings.push(Finding {
+                        kind: "image",
+                        offset,
+                        detail: format!("{format} {w}x{h}, not decodable whole (cut, or split over pages)"),
+                    }),
+                }
             }
         }
         offset += 1;
     }
     // HEIF/AVIF: `ftyp` box 4 bytes in.
     for (i, w) in bytes.windows(8).enumerate() {
-        if &w[..4] == b"ftyp" && [&b"heic"[..], b"heix", b"mif1", b"avif"].contains(&&w[4..8]) && i >= 4 {
+        if w[0] == b'f' && &w[..4] == b"ftyp" && [&b"heic"[..], b"heix", b"mif1", b"avif"].contains(&&w[4..8]) && i >= 4 {
             findings.push(Finding { kind: "image", offset: i - 4, detail: "HEIF/AVIF container".into() });
         }
     }
     findings
+}
+
+/// Cheap checks past the short magics that text is full of ("BM", "P5", "RIFF"), before a decoder is asked.
+fn plausible_header(rest: &[u8]) -> bool {
+    match rest {
+        // BMP: the file size in the header, and two reserved words of zero.
+        [b'B', b'M', s0, s1, s2, s3, 0, 0, 0, 0, ..] => u32::from_le_bytes([*s0, *s1, *s2, *s3]) >= 26,
+        [b'B', b'M', ..] => false,
+        // PNM: whitespace after the magic.
+        [b'P', b'5' | b'6', w, ..] => w.is_ascii_whitespace(),
+        [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => true,
+        [b'R', b'I', b'F', b'F', ..] => false,
+        _ => true,
+    }
+}
+
+/// What an image that decodes looks like.
+#[derive(Debug, PartialEq)]
+enum Look {
+    /// It could be a camera frame, a face crop or a liveness patch.
+    Photo,
+    /// An icon, a drawing or a diagram, and why.
+    Drawing(&'static str),
+}
+
+/// Whether an image could come from a camera: no face crop is smaller than 24 pixels, transparent, drawn
+/// in a few colours, or mostly one flat colour; icons, logos, diagrams and GIF art are. `None` when the
+/// bytes do not decode as a whole image (such an image is reported: what it shows cannot be told).
+fn photographic(bytes: &[u8]) -> Option<Look> {
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().ok()?;
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(256 << 20);
+    reader.limits(limits);
+    let img = std::panic::catch_unwind(move || reader.decode().ok()).ok().flatten()?;
+    let (w, h) = (img.width(), img.height());
+    if w.min(h) < 24 {
+        return Some(Look::Drawing("smaller than any face crop"));
+    }
+    let rgba = img.into_rgba8();
+    let pixels = rgba.pixels().count();
+    let stride = (pixels / 65_536).max(1);
+    let mut counts = std::collections::HashMap::<u32, u32>::new();
+    let (mut sampled, mut transparent, mut grey) = (0u32, 0u32, true);
+    for p in rgba.pixels().step_by(stride) {
+        let [r, g, b, a] = p.0;
+        sampled += 1;
+        transparent += u32::from(a < 250);
+        grey &= r == g && g == b;
+        *counts.entry(u32::from_le_bytes([r, g, b, 0])).or_default() += 1;
+    }
+    let commonest = counts.values().copied().max().unwrap_or(0);
+    let (distinct, least) = (counts.len() as u32, if grey { 32 } else { (sampled / 8).clamp(32, 256) });
+    Some(if transparent * 100 > sampled {
+        Look::Drawing("transparent")
+    } else if commonest * 4 > sampled {
+        Look::Drawing("mostly one flat colour")
+    } else if distinct < least {
+        Look::Drawing("few colours")
+    } else {
+        Look::Photo
+    })
 }
 
 /// The format and dimensions, if a real image header starts here (the `image` crate's decoders parse it;
