@@ -265,3 +265,235 @@ fn real_embeddings_are_found_in_every_encoding_and_container() {
     eprintln!("{found} of {plants} plants found");
     assert_eq!(found, plants);
 }
+
+/// What a plant is made of and where it goes.
+enum Spot {
+    /// A file in the data folder.
+    File(&'static str),
+    /// A cell: SQL run on the copy's database with the bytes as `?1`, then the table and column named.
+    Cell { sql: &'static str, table: &'static str, column: &'static str },
+}
+
+/// Issue 19's must-show: a corpus of plants made from the shared photos (every encoding and container the
+/// auditor decodes, alone and nested two deep), each planted in its own copy of a real device (enrolled and
+/// revoked through the CLI), each reported by `facegate audit` with its location. Recall must be 100 %.
+#[test]
+fn every_plant_of_the_corpus_is_found_in_its_own_copy_of_a_real_device_with_its_location() {
+    use facegate::audit::vectors::NumberFormat;
+    use std::io::Write;
+
+    let base = Device::new();
+    base.enrol("r-1", &common::nuaa_frames("live", "0001").into_iter().step_by(4).collect::<Vec<_>>());
+    base.enrol("r-2", &common::nuaa_frames("live", "0002").into_iter().step_by(4).collect::<Vec<_>>());
+    assert!(base.cli(&["revoke", "--resident", "r-2"]).status.success());
+    let (clean, code) = base.audit();
+    assert_eq!(code, Some(0), "the unplanted device passes: {}", details(check(&clean, "files")));
+
+    // The materials: a webcam JPEG, its frame, a real aligned crop, a liveness-sized patch, an embedding.
+    let photo_path = common::nuaa_frames("live", "0003").remove(0);
+    let jpeg = std::fs::read(&photo_path).unwrap();
+    let frame = decode_file(&photo_path, DecodeLimits::default()).unwrap();
+    let faces = common::pipeline().detector().detect(&frame).unwrap();
+    let crop = facegate::vision::align::align(&frame, &faces[0].landmarks).unwrap().rgb().to_vec();
+    let rgb = image::RgbImage::from_raw(frame.width(), frame.height(), frame.rgb().to_vec()).unwrap();
+    let b = faces[0].bbox;
+    let face = image::imageops::crop_imm(&rgb, b.x as u32, b.y as u32, b.width as u32, b.height as u32).to_image();
+    let patch = image::imageops::resize(&face, 80, 80, image::imageops::FilterType::Triangle).into_raw();
+    let grey_crop: Vec<u8> =
+        crop.chunks(3).map(|p| ((u16::from(p[0]) + u16::from(p[1]) + u16::from(p[2])) / 3) as u8).collect();
+    let pi_frame = image::imageops::resize(&rgb, 1456, 1088, image::imageops::FilterType::Triangle).into_raw();
+    let yuyv: Vec<u8> = frame
+        .rgb()
+        .chunks(6)
+        .flat_map(|p| {
+            let y =
+                |r: u8, g: u8, b: u8| ((66 * u32::from(r) + 129 * u32::from(g) + 25 * u32::from(b)) / 256 + 16) as u8;
+            [y(p[0], p[1], p[2]), 128, y(p[3], p[4], p[5]), 128]
+        })
+        .collect();
+    let mut png = std::io::Cursor::new(Vec::new());
+    image::RgbImage::from_raw(112, 112, crop.clone()).unwrap().write_to(&mut png, image::ImageFormat::Png).unwrap();
+    let png = png.into_inner();
+    let embedding: Vec<f32> = common::pipeline().read(&frame).unwrap().embedding.as_slice().to_vec();
+    let raw_scale: Vec<f32> = embedding.iter().map(|v| v * 11.3).collect();
+    let as_format = |values: &[f32], format: NumberFormat| -> Vec<u8> {
+        values
+            .iter()
+            .flat_map(|&v| match format {
+                NumberFormat::F16Le => half::f16::from_f32(v).to_le_bytes().to_vec(),
+                NumberFormat::F16Be => half::f16::from_f32(v).to_be_bytes().to_vec(),
+                NumberFormat::F32Le => v.to_le_bytes().to_vec(),
+                NumberFormat::F32Be => v.to_be_bytes().to_vec(),
+                NumberFormat::F64Le => f64::from(v).to_le_bytes().to_vec(),
+                NumberFormat::F64Be => f64::from(v).to_be_bytes().to_vec(),
+            })
+            .collect()
+    };
+    let max = embedding.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let int8: Vec<u8> = embedding.iter().map(|v| ((v / max * 127.0).round() as i8) as u8).collect();
+    let json = format!(
+        "{{\"id\": 3, \"v\": [{}]}}",
+        embedding.iter().map(|v| format!("{v:.6}")).collect::<Vec<_>>().join(", ")
+    );
+    let csv = format!("r-1;{}\n", raw_scale.iter().map(|v| format!("{v:.4}")).collect::<Vec<_>>().join(";"));
+    let log_line = format!(
+        "2026-12-01T10:00:00Z DEBUG matcher: probe {}\n",
+        embedding.iter().map(|v| format!("{v:.5}")).collect::<Vec<_>>().join(" ")
+    );
+    let f32le = as_format(&embedding, NumberFormat::F32Le);
+
+    // The containers and text encodings.
+    let gzip = |bytes: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    };
+    let zstd = |bytes: &[u8]| ruzstd::encoding::compress_to_vec(bytes, ruzstd::encoding::CompressionLevel::Fastest);
+    let xz = |bytes: &[u8]| {
+        let mut out = Vec::new();
+        lzma_rs::xz_compress(&mut std::io::Cursor::new(bytes), &mut out).unwrap();
+        out
+    };
+    let zip = |bytes: &[u8]| {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        w.start_file("dump.bin", zip::write::SimpleFileOptions::default()).unwrap();
+        w.write_all(bytes).unwrap();
+        w.finish().unwrap().into_inner()
+    };
+    let base64 = |bytes: &[u8]| data_encoding::BASE64.encode(bytes).into_bytes();
+    let hex = |bytes: &[u8]| data_encoding::HEXLOWER.encode(bytes).into_bytes();
+    let amid = |bytes: &[u8]| {
+        let mut file = b"2026-12-01T10:00:00Z INFO gate: frame handled in 42 ms\n".repeat(100);
+        file.extend(bytes);
+        file.extend(b"\n2026-12-01T10:00:01Z INFO gate: door closed\n".repeat(100));
+        file
+    };
+    let in_log = |bytes: &[u8]| amid(&[b"{\"level\":\"debug\",\"snapshot\":\"", &base64(bytes)[..], b"\"}"].concat());
+
+    let plants: Vec<(&str, Spot, Vec<u8>)> = vec![
+        ("a JPEG file", Spot::File("snap.dat"), jpeg.clone()),
+        ("a PNG of the aligned crop", Spot::File("crop.png"), png.clone()),
+        ("a JPEG inside a log", Spot::File("gate.log"), amid(&jpeg)),
+        ("a JPEG in base64 in a JSON log line", Spot::File("events.jsonl"), in_log(&jpeg)),
+        ("a JPEG in hex", Spot::File("dump.hex"), hex(&jpeg)),
+        ("a JPEG in gzip", Spot::File("snap.gz"), gzip(&jpeg)),
+        ("a JPEG in zstd", Spot::File("snap.zst"), zstd(&jpeg)),
+        ("a JPEG in xz", Spot::File("snap.xz"), xz(&jpeg)),
+        ("a JPEG in a zip", Spot::File("snaps.zip"), zip(&jpeg)),
+        ("a JPEG in gzip in base64", Spot::File("blob.txt"), base64(&gzip(&jpeg))),
+        ("a JPEG in xz in a zip", Spot::File("bundle.zip"), zip(&xz(&jpeg))),
+        ("a PNG crop in zstd in hex", Spot::File("crop.hex"), hex(&zstd(&png))),
+        ("a raw 640x480 RGB frame", Spot::File("frame.raw"), frame.rgb().to_vec()),
+        ("a raw 640x480 YUYV frame", Spot::File("frame.yuyv"), yuyv.clone()),
+        ("a Pi camera frame (1456x1088 RGB) inside a larger file", Spot::File("cam.bin"), amid(&pi_frame)),
+        ("a raw aligned crop (112x112 RGB) inside a file", Spot::File("crop.bin"), amid(&crop)),
+        ("a raw grey crop (112x112)", Spot::File("grey.bin"), amid(&grey_crop)),
+        ("a raw liveness patch (80x80 RGB)", Spot::File("patch.bin"), amid(&patch)),
+        ("a raw crop in gzip", Spot::File("crop.raw.gz"), gzip(&crop)),
+        ("a raw patch in base64", Spot::File("patch.b64"), base64(&patch)),
+        ("a raw frame in zstd", Spot::File("frame.zst"), zstd(frame.rgb())),
+        ("an embedding f32 little-endian", Spot::File("probe.f32"), amid(&f32le)),
+        ("an embedding f32 big-endian", Spot::File("probe.f32be"), amid(&as_format(&embedding, NumberFormat::F32Be))),
+        ("an embedding f16 little-endian", Spot::File("probe.f16"), amid(&as_format(&embedding, NumberFormat::F16Le))),
+        ("an embedding f16 big-endian", Spot::File("probe.f16be"), amid(&as_format(&embedding, NumberFormat::F16Be))),
+        ("an embedding f64 little-endian", Spot::File("probe.f64"), amid(&as_format(&embedding, NumberFormat::F64Le))),
+        ("an embedding f64 big-endian", Spot::File("probe.f64be"), amid(&as_format(&embedding, NumberFormat::F64Be))),
+        ("a raw-scale embedding (norm 11)", Spot::File("raw.f32"), amid(&as_format(&raw_scale, NumberFormat::F32Le))),
+        ("an embedding as JSON", Spot::File("probe.json"), json.clone().into_bytes()),
+        ("a raw-scale embedding as CSV", Spot::File("probes.csv"), csv.clone().into_bytes()),
+        ("an embedding in a log line", Spot::File("debug.log"), amid(log_line.as_bytes())),
+        ("an embedding in base64", Spot::File("probe.b64"), base64(&f32le)),
+        ("an embedding f16 in hex", Spot::File("probe.hex"), hex(&as_format(&embedding, NumberFormat::F16Be))),
+        ("an embedding f64 in gzip", Spot::File("probe.gz"), gzip(&as_format(&embedding, NumberFormat::F64Le))),
+        ("an embedding f32 in zstd", Spot::File("probe.zst"), zstd(&f32le)),
+        ("an embedding f16 in xz", Spot::File("probe.xz"), xz(&as_format(&embedding, NumberFormat::F16Le))),
+        ("an embedding as JSON in a zip", Spot::File("probes.zip"), zip(json.as_bytes())),
+        ("an int8-quantised embedding", Spot::File("probe.i8"), int8.clone()),
+        ("an embedding in gzip in base64", Spot::File("probe.gz.b64"), base64(&gzip(&f32le))),
+        ("an embedding f16 in a zip in gzip", Spot::File("probe.zip.gz"), gzip(&zip(&as_format(&embedding, NumberFormat::F16Le)))),
+        ("an int8 embedding in hex in a log", Spot::File("q.log"), amid(&hex(&int8))),
+        (
+            "a JPEG over overflow pages, as a BLOB in a TEXT column",
+            Spot::Cell { sql: "UPDATE residents SET unit_label = ?1 WHERE id = 'r-1'", table: "residents", column: "unit_label" },
+            jpeg.clone(),
+        ),
+        (
+            "a PNG crop in a table named like the portal's, column `ciphertext`",
+            Spot::Cell {
+                sql: "CREATE TABLE portal_cache (id INTEGER PRIMARY KEY, ciphertext BLOB); INSERT INTO portal_cache VALUES (1, ?1)",
+                table: "portal_cache",
+                column: "ciphertext",
+            },
+            png.clone(),
+        ),
+        (
+            "an embedding in a column named `nonce` of a table named like the compound's",
+            Spot::Cell {
+                sql: "CREATE TABLE compound_seen (nonce TEXT); INSERT INTO compound_seen VALUES (?1)",
+                table: "compound_seen",
+                column: "nonce",
+            },
+            f32le.clone(),
+        ),
+        (
+            "an int8 embedding in a column named `hash`",
+            Spot::Cell { sql: "CREATE TABLE cache (hash BLOB); INSERT INTO cache VALUES (?1)", table: "cache", column: "hash" },
+            int8.clone(),
+        ),
+        (
+            "a raw patch in gzip in a TEXT cell",
+            Spot::Cell { sql: "UPDATE residents SET unit_label = ?1 WHERE id = 'r-2'", table: "residents", column: "unit_label" },
+            gzip(&patch),
+        ),
+    ];
+    assert!(plants.len() >= 40);
+
+    let mut missed = Vec::new();
+    for (what, spot, bytes) in &plants {
+        let copy = Device::new();
+        for folder in ["data", "keys"] {
+            copy_dir(&base.root.join(folder), &copy.root.join(folder));
+        }
+        let expected = match spot {
+            Spot::File(name) => {
+                std::fs::write(copy.db().with_file_name(name), bytes).unwrap();
+                format!("{}: ", copy.db().with_file_name(name).display())
+            }
+            Spot::Cell { sql, table, .. } => {
+                let conn = rusqlite::Connection::open(copy.db()).unwrap();
+                let (setup, insert) = sql.rsplit_once("; ").unwrap_or(("", sql));
+                if !setup.is_empty() {
+                    conn.execute_batch(setup).unwrap();
+                }
+                conn.execute(insert, [rusqlite::types::Value::Blob(bytes.clone())]).unwrap();
+                format!("table {table}, row ")
+            }
+        };
+        let (report, code) = copy.audit();
+        let files = details(check(&report, "files"));
+        let located = files.lines().filter(|l| l.contains(&expected)).collect::<Vec<_>>();
+        let column_ok = match spot {
+            Spot::Cell { column, .. } => located.iter().any(|l| l.contains(&format!("column {column}:"))),
+            Spot::File(_) => !located.is_empty(),
+        };
+        eprintln!("{what}: {}", located.first().map_or("MISSED", |l| l));
+        if code != Some(2) || !column_ok {
+            missed.push(*what);
+        }
+    }
+    eprintln!("{} of {} plants found, each with its location", plants.len() - missed.len(), plants.len());
+    assert!(missed.is_empty(), "missed: {missed:?}");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}

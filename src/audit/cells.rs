@@ -112,8 +112,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("other.db");
         let conn = Connection::open(&path).unwrap();
-        conn.execute_batch("PRAGMA page_size = 1024; CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);")
-            .unwrap();
+        conn.execute_batch("PRAGMA page_size = 1024; CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);").unwrap();
         let img = image::RgbImage::from_fn(160, 160, |x, y| {
             image::Rgb([(x + (x * y * 37) % 23) as u8, (y + (x * 7 + y * 13) % 19) as u8, ((x ^ y) % 64) as u8])
         });

@@ -177,8 +177,10 @@ fn runs(bytes: &[u8], class: &dyn Fn(u8) -> bool) -> Vec<(usize, Vec<u8>)> {
         }
         let start = i;
         let mut text = Vec::new();
+        let mut before_last;
         loop {
             let line = i;
+            before_last = text.len();
             while i < bytes.len() && class(bytes[i]) {
                 i += 1;
             }
@@ -197,6 +199,11 @@ fn runs(bytes: &[u8], class: &dyn Fn(u8) -> bool) -> Vec<(usize, Vec<u8>)> {
         // Padding ends a base64 run.
         while i < bytes.len() && bytes[i] == b'=' {
             i += 1;
+        }
+        // A short last line may be the wrapped value's end, or the next line of a log that happens to start
+        // with such characters: both are tried.
+        if before_last > 0 && text.len() - before_last < 60 {
+            out.push((start, text[..before_last].to_vec()));
         }
         out.push((start, text));
     }

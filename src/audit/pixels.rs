@@ -118,9 +118,8 @@ fn raster(region: &[u8], step: usize) -> Option<(usize, usize)> {
     let median = typical[typical.len() / 2];
     // Straight down, with the two diagonals beside it: one row down and one pixel left is nearly as alike
     // as straight down, but its own neighbours are not symmetric.
-    let (stride, _) = (MIN_STRIDE..=longest)
-        .map(|d| (d, at(d - step) + at(d) + at(d + step)))
-        .min_by(|a, b| a.1.total_cmp(&b.1))?;
+    let (stride, _) =
+        (MIN_STRIDE..=longest).map(|d| (d, at(d - step) + at(d) + at(d + step))).min_by(|a, b| a.1.total_cmp(&b.1))?;
     let dip = at(stride);
     let shorter = (MIN_STRIDE * 3 / 4..=stride * 3 / 4).map(at).fold(f64::INFINITY, f64::min);
     let raster = dip < 0.3 * median && dip < 0.5 * shorter && at(2 * stride) < 0.6 * median;

@@ -75,7 +75,8 @@ pub fn find_images(bytes: &[u8]) -> Vec<Finding> {
     }
     // HEIF/AVIF: `ftyp` box 4 bytes in.
     for (i, w) in bytes.windows(8).enumerate() {
-        if w[0] == b'f' && &w[..4] == b"ftyp" && [&b"heic"[..], b"heix", b"mif1", b"avif"].contains(&&w[4..8]) && i >= 4 {
+        if w[0] == b'f' && &w[..4] == b"ftyp" && [&b"heic"[..], b"heix", b"mif1", b"avif"].contains(&&w[4..8]) && i >= 4
+        {
             findings.push(Finding { kind: "image", offset: i - 4, detail: "HEIF/AVIF container".into() });
         }
     }

@@ -261,7 +261,8 @@ fn run_finding(run: &[f64], format: NumberFormat) -> Option<(usize, Finding)> {
     while start + MIN_DIM <= run.len() {
         for wide in [128, MIN_DIM] {
             let Some(window) = run.get(start..start + wide) else { continue };
-            let sums = blocks[start / BLOCK..(start + wide) / BLOCK].iter().fold(BlockSums::default(), |a, b| a.add(*b));
+            let sums =
+                blocks[start / BLOCK..(start + wide) / BLOCK].iter().fold(BlockSums::default(), |a, b| a.add(*b));
             if !sums.may_be_embedding(wide) {
                 continue;
             }
