@@ -169,9 +169,12 @@ fn scan_file(path: &Path, piece_size: usize, scanned: &mut dyn FnMut(u64)) -> st
         scanned(fresh as u64);
         let last = piece.len() < piece_size;
         for f in scan::find_all(&piece) {
-            let at = start + f.offset;
-            if !findings.iter().any(|g| g.offset == at && g.kind == f.kind) {
-                findings.push(scan::Finding { offset: at, ..f });
+            let found = scan::Finding { offset: start + f.offset, ..f };
+            // Seen again in the overlap: the later piece holds more of it (an image cut at the end of the
+            // earlier piece is whole in the next).
+            match findings.iter_mut().find(|g| g.offset == found.offset && g.kind == found.kind) {
+                Some(earlier) => *earlier = found,
+                None => findings.push(found),
             }
         }
         if last {
@@ -186,6 +189,53 @@ fn scan_file(path: &Path, piece_size: usize, scanned: &mut dyn FnMut(u64)) -> st
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protect::keys::KeyWrap;
+
+    /// The system's places under a test root: what a crashed or careless process left in the journal, the
+    /// coredump folder, /tmp, /var/tmp and a swap file is found; an absent place is noted; switched off,
+    /// none is read.
+    #[test]
+    fn the_journal_coredumps_temp_folders_and_swap_are_scanned_and_named() {
+        let root = tempfile::tempdir().unwrap();
+        let sys = root.path().join("sys");
+        let proc_root = root.path().join("proc");
+        std::fs::create_dir_all(proc_root.join("sys/kernel")).unwrap();
+        let img = image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([(x * 3 + y) as u8, (y * 3) as u8, (x ^ y) as u8]));
+        let mut png = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut png, image::ImageFormat::Png).unwrap();
+        let png = png.into_inner();
+        let planted = [
+            "var/log/journal/abc/system.journal",
+            "var/lib/systemd/coredump/core.facegate.0.zst",
+            "tmp/frame-dump.bin",
+            "var/tmp/probe.png",
+            "swapfile",
+        ];
+        for path in planted {
+            let path = sys.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            let mut bytes = b"header ".repeat(300);
+            bytes.extend(&png);
+            std::fs::write(path, bytes).unwrap();
+        }
+        std::fs::write(proc_root.join("swaps"), "Filename Type Size Used Priority\n/swapfile file 1024 0 -2\n")
+            .unwrap();
+        let data = root.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let mut scope = AuditScope::new(data.join("facegate.sqlite"), root.path().join("keys"), KeyWrap::Plain, 1);
+        scope.proc_root = proc_root;
+        scope.system_root = Some(sys.clone());
+        let check = check_files(&scope, &|_, _| {});
+        let text = check.details.join("\n");
+        for path in planted {
+            assert!(text.contains(&format!("{}: image at byte 2100", sys.join(path).display())), "{path}: {text}");
+        }
+        assert!(text.contains("the volatile journal"), "an absent place is noted: {text}");
+        assert!(text.contains("swap: /swapfile active, scanned"), "{text}");
+        scope.system_root = None;
+        let check = check_files(&scope, &|_, _| {});
+        assert_eq!(check.status, super::super::Status::Pass, "{:?}", check.details);
+    }
 
     #[test]
     fn a_large_file_is_scanned_in_pieces_and_a_finding_across_a_cut_is_found_once() {
