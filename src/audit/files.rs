@@ -200,7 +200,8 @@ mod tests {
         let sys = root.path().join("sys");
         let proc_root = root.path().join("proc");
         std::fs::create_dir_all(proc_root.join("sys/kernel")).unwrap();
-        let img = image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([(x * 3 + y) as u8, (y * 3) as u8, (x ^ y) as u8]));
+        let img =
+            image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([(x * 3 + y) as u8, (y * 3) as u8, (x ^ y) as u8]));
         let mut png = std::io::Cursor::new(Vec::new());
         img.write_to(&mut png, image::ImageFormat::Png).unwrap();
         let png = png.into_inner();
