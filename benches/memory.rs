@@ -14,10 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use facegate::policy::consent::ConsentRecord;
-use facegate::registry::{MasterKeySource, Registry, RegistryPolicy};
-use facegate::vision::embed::{Embedding, EMBEDDING_DIM};
-use rand::{Rng, SeedableRng};
+#[path = "support/mod.rs"]
+mod support;
 
 const RESIDENTS: usize = 10_000;
 const WARM_UP: Duration = Duration::from_secs(10);
@@ -30,29 +28,6 @@ fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = text.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn enrol_residents(dir: &Path) {
-    let key = MasterKeySource::file(dir.join("keys/master.key"));
-    let now = 1_790_000_000;
-    let mut registry =
-        Registry::open(&dir.join("data/facegate.sqlite"), &key, RegistryPolicy::default(), now).expect("registry");
-    let consent = ConsentRecord {
-        notice_version: "2026-11".into(),
-        notice_sha256: "ab".repeat(32),
-        purpose: "opening the compound gate".into(),
-        channel: "kiosk".into(),
-        granted_at: now,
-    };
-    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(11);
-    for i in 0..RESIDENTS {
-        let id = format!("r{i:05}");
-        registry.record_consent(&id, Some("unit"), &consent, now).expect("consent");
-        let raw: Vec<f32> = (0..EMBEDDING_DIM).map(|_| rng.random::<f32>() - 0.5).collect();
-        let embedding = Embedding::from_raw(&raw).expect("non-zero");
-        registry.enrol(&id, &embedding, now).expect("enrol");
-    }
-    assert_eq!(registry.gallery_len(), RESIDENTS);
 }
 
 fn median(mut v: Vec<u64>) -> u64 {
@@ -147,7 +122,7 @@ fn main() {
     let seconds = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(20);
     let dir = tempfile::tempdir().expect("temporary folder");
     let started = Instant::now();
-    enrol_residents(dir.path());
+    support::enrol_residents(dir.path(), RESIDENTS);
     println!("enrolled {RESIDENTS} residents in {:.1} s", started.elapsed().as_secs_f64());
     let mib = |kib: u64| kib as f64 / 1024.0;
     let unit_env = unit_environment();

@@ -3,7 +3,8 @@
 # replays the photos as a camera through `facegate run` under
 #     strace -f -y -e trace=%file,write,pwrite64,writev,pwritev,pwritev2
 # and then fails if the daemon created, opened for writing or wrote any file other than the database, its
-# WAL/shared-memory/journal files and the log, or if the log names a resident.
+# WAL/shared-memory/journal files and the log, if the log names a resident, or if `facegate audit` of the
+# device (its log included) finds anything afterwards.
 #
 #   bash deploy/trace-check.sh [SECONDS] [FPS]     # defaults: 600 s at 15 fps (the acceptance run)
 #
@@ -80,4 +81,11 @@ for dir in "${residents[@]}"; do
 done
 echo "trace-check: $(wc -l < "$work/trace.txt") traced calls; files written: $(echo $written | tr ' ' '\n' | sed "s|$work/||" | tr '\n' ' ')"
 echo "trace-check: log lines: $(wc -l < "$work/daemon.log"), passages logged: $(grep -c 'passage' "$work/daemon.log" || true)"
+# The auditor's report on the device after the run (the daemon's log scanned too). The system's places are
+# left out: strace above shows the daemon wrote nothing there, and on a build machine they hold others' files.
+if "$bin" audit "${store[@]}" --no-system-places --scan "$work/daemon.log" > "$work/audit.txt" 2>&1; then
+    echo "trace-check: audit passed: $(grep -m1 'files, ' "$work/audit.txt" | sed 's/^ *//')"
+else
+    echo "trace-check: the audit failed after the run:"; grep -E "FAIL|: (image|raw_pixels|raw_frame|embedding) at" "$work/audit.txt"; bad=1
+fi
 [ "$bad" -eq 0 ] && echo "trace-check: ok" || { echo "trace-check: FAILED"; exit 1; }
