@@ -18,8 +18,10 @@ const BLOCK: usize = 2048;
 const MIN_STRIDE: usize = 64;
 const MAX_STRIDE: usize = 4608 * 4;
 
-/// The fewest rows reported (a liveness patch has 80).
-const MIN_ROWS: usize = 24;
+/// The fewest rows, and pixels in a row, reported (a liveness patch has 80 of each; no face image a detector
+/// or a matcher can use has fewer than 48 rows).
+const MIN_ROWS: usize = 48;
+const MIN_WIDTH: usize = 64;
 
 /// Regions of pixel-like bytes, each tested for rows; one finding per raster found.
 pub fn find_raw_pixels(bytes: &[u8]) -> Vec<Finding> {
@@ -32,6 +34,9 @@ pub fn find_raw_pixels(bytes: &[u8]) -> Vec<Finding> {
         }
         if let Some((stride, rows)) = raster(&bytes[start..end], step) {
             let width = stride / step;
+            if width < MIN_WIDTH || rows < MIN_ROWS {
+                continue;
+            }
             let layout = match step {
                 1 => "one byte per pixel (grey or luma)",
                 2 => "two bytes per pixel (YUYV)",
@@ -122,8 +127,24 @@ fn raster(region: &[u8], step: usize) -> Option<(usize, usize)> {
         (MIN_STRIDE..=longest).map(|d| (d, at(d - step) + at(d) + at(d + step))).min_by(|a, b| a.1.total_cmp(&b.1))?;
     let dip = at(stride);
     let shorter = (MIN_STRIDE * 3 / 4..=stride * 3 / 4).map(at).fold(f64::INFINITY, f64::min);
-    let raster = dip < 0.3 * median && dip < 0.5 * shorter && at(2 * stride) < 0.6 * median;
+    let raster = dip < 0.3 * median
+        && dip < 0.5 * shorter
+        && at(2 * stride) < 0.6 * median
+        && equal_fraction(region, stride) < 0.5;
     raster.then_some((stride, rows_of / stride))
+}
+
+/// The fraction of bytes equal to the byte `d` further on. Records of one size (database pages, tables of
+/// structs) repeat most of their bytes from one to the next; a camera image, even a smooth one, has noise.
+fn equal_fraction(region: &[u8], d: usize) -> f64 {
+    let pairs = region.len().saturating_sub(d);
+    let step = (pairs / 4096).max(1);
+    let (mut equal, mut count) = (0u32, 0u32);
+    for i in (0..pairs).step_by(step) {
+        equal += u32::from(region[i] == region[i + d]);
+        count += 1;
+    }
+    f64::from(equal) / f64::from(count.max(1))
 }
 
 /// Mean squared difference of bytes `d` apart, for every `d` up to `max_d`, in O(n log n): the sum of
@@ -186,7 +207,7 @@ mod tests {
 
     #[test]
     fn rasters_of_any_width_are_found_inside_other_bytes_with_their_row_length_to_a_pixel() {
-        for (w, h, channels) in [(112, 112, 3), (80, 80, 3), (80, 80, 1), (640, 480, 2), (1000, 60, 1), (333, 90, 4)] {
+        for (w, h, channels) in [(112, 112, 3), (80, 80, 3), (80, 80, 1), (640, 480, 2), (1000, 60, 1), (333, 90, 4), (64, 64, 1)] {
             let mut bytes = random_bytes(30_000, 1);
             let at = 12_345;
             bytes.splice(at..at, scene(w, h, channels, 2));
@@ -208,6 +229,9 @@ mod tests {
         assert!(find_raw_pixels(&vec![0u8; 1 << 20]).is_empty());
         let ramp: Vec<u8> = (0..200_000).map(|i| ((i / 700) % 256) as u8).collect();
         assert!(find_raw_pixels(&ramp).is_empty(), "{:?}", find_raw_pixels(&ramp));
+        // Records of one size with a counter in them (an index page of resident ids, say).
+        let records: Vec<u8> = (0..3_000u32).flat_map(|i| format!("r{i:05}\x01\x02{:<70}\x00", i % 7).into_bytes()).collect();
+        assert!(find_raw_pixels(&records).is_empty(), "{:?}", find_raw_pixels(&records));
         let wave: Vec<u8> = (0..200_000).map(|i| (128.0 + 90.0 * (i as f64 * 0.0007).sin()) as u8).collect();
         assert!(find_raw_pixels(&wave).is_empty(), "{:?}", find_raw_pixels(&wave));
     }
