@@ -21,12 +21,8 @@ fn main() {
     let started = Instant::now();
     support::enrol_residents(dir.path(), residents);
     println!("enrolled {residents} residents in {:.1} s", started.elapsed().as_secs_f64());
-    let mut scope = AuditScope::new(
-        dir.path().join("data/facegate.sqlite"),
-        dir.path().join("keys"),
-        KeyWrap::Plain,
-        400 * 86_400,
-    );
+    let mut scope =
+        AuditScope::new(dir.path().join("data/facegate.sqlite"), dir.path().join("keys"), KeyWrap::Plain, 400 * 86_400);
     scope.system_root = None;
     let started = Instant::now();
     let report = run_audit(&scope, 1_790_000_100);

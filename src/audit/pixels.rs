@@ -207,7 +207,9 @@ mod tests {
 
     #[test]
     fn rasters_of_any_width_are_found_inside_other_bytes_with_their_row_length_to_a_pixel() {
-        for (w, h, channels) in [(112, 112, 3), (80, 80, 3), (80, 80, 1), (640, 480, 2), (1000, 60, 1), (333, 90, 4), (64, 64, 1)] {
+        for (w, h, channels) in
+            [(112, 112, 3), (80, 80, 3), (80, 80, 1), (640, 480, 2), (1000, 60, 1), (333, 90, 4), (64, 64, 1)]
+        {
             let mut bytes = random_bytes(30_000, 1);
             let at = 12_345;
             bytes.splice(at..at, scene(w, h, channels, 2));
@@ -230,7 +232,8 @@ mod tests {
         let ramp: Vec<u8> = (0..200_000).map(|i| ((i / 700) % 256) as u8).collect();
         assert!(find_raw_pixels(&ramp).is_empty(), "{:?}", find_raw_pixels(&ramp));
         // Records of one size with a counter in them (an index page of resident ids, say).
-        let records: Vec<u8> = (0..3_000u32).flat_map(|i| format!("r{i:05}\x01\x02{:<70}\x00", i % 7).into_bytes()).collect();
+        let records: Vec<u8> =
+            (0..3_000u32).flat_map(|i| format!("r{i:05}\x01\x02{:<70}\x00", i % 7).into_bytes()).collect();
         assert!(find_raw_pixels(&records).is_empty(), "{:?}", find_raw_pixels(&records));
         let wave: Vec<u8> = (0..200_000).map(|i| (128.0 + 90.0 * (i as f64 * 0.0007).sin()) as u8).collect();
         assert!(find_raw_pixels(&wave).is_empty(), "{:?}", find_raw_pixels(&wave));

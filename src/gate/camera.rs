@@ -231,8 +231,17 @@ impl Readings {
                 check_pass(shared, text, "camera", events.tx);
             }
         }
-        let face_on = matches!(reading.face, FaceWork::Observed(_));
-        match reading.face {
+        // Permission was checked when the frame's work began; the link may have gone past its offline limit
+        // while the models ran (long under load). A match decided now must still be allowed now.
+        let enrolment = matches!(reading.face, FaceWork::Enrolment);
+        let face = match reading.face {
+            FaceWork::Observed(_) if shared.status.link().is_some_and(|link| !link.face_matching_allowed()) => {
+                FaceWork::Off
+            }
+            face => face,
+        };
+        let face_on = matches!(face, FaceWork::Observed(_));
+        match face {
             FaceWork::Observed(seen) => {
                 shared.status.faces_checked.fetch_add(1, Ordering::Relaxed);
                 let frame = Some((reading.n, reading.started));
@@ -241,7 +250,7 @@ impl Readings {
             FaceWork::Off if self.face_was_on => events.send(Input::FaceIdle),
             FaceWork::Off | FaceWork::Enrolment => {}
         }
-        if !matches!(reading.face, FaceWork::Enrolment) {
+        if !enrolment {
             self.face_was_on = face_on;
         }
     }
