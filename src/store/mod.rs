@@ -38,7 +38,7 @@ pub use audit_log::{AuditEvent, REMOTE_RELEASE};
 pub use credentials::PinRecord;
 pub use outbox::{ChangeOrigin, OutboxEntry, OutboxKind};
 pub use residents::{ResidentSummary, LAST_USED_GRANULARITY_SECS};
-pub use schema::TableSchema;
+pub use schema::{SchemaObject, TableSchema};
 pub use templates::{KeyGeneration, KeysInUse, LiveTemplates, Rekey, RevocationReceipt};
 
 /// Errors of the store; each says what happened and, where there is one, what to do.

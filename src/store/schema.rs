@@ -200,6 +200,9 @@ ALTER TABLE portal_accounts_next RENAME TO portal_accounts;
 ",
 ];
 
+/// An index, view or trigger of the database: (type, name).
+pub type SchemaObject = (String, String);
+
 /// One table of the database and its columns (name, declared type).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct TableSchema {
@@ -227,7 +230,7 @@ impl Store {
 
     /// The schema this version of facegate declares: its migrations run on an empty in-memory database.
     /// The auditor compares a device's database with it, so that nothing is trusted for its name.
-    pub fn declared_schema() -> Result<(Vec<TableSchema>, Vec<(String, String)>)> {
+    pub fn declared_schema() -> Result<(Vec<TableSchema>, Vec<SchemaObject>)> {
         let path = std::path::PathBuf::from(":memory:");
         let conn = rusqlite::Connection::open_in_memory().in_db(&path)?;
         let store = Self { path, conn, replicated: false };
@@ -236,7 +239,7 @@ impl Store {
     }
 
     /// Every index, view and trigger, as (type, name); SQLite's own automatic indexes left out.
-    pub fn schema_objects(&self) -> Result<Vec<(String, String)>> {
+    pub fn schema_objects(&self) -> Result<Vec<SchemaObject>> {
         let mut stmt = self
             .conn
             .prepare(
