@@ -207,32 +207,8 @@ fn an_audit_without_a_database_fails_clearly_and_creates_nothing() {
 fn real_embeddings_are_found_in_every_encoding_and_container() {
     use facegate::audit::scan::find_all;
     use facegate::audit::vectors::NumberFormat;
-    use std::io::Write;
 
-    let gzip = |bytes: &[u8]| {
-        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        e.write_all(bytes).unwrap();
-        e.finish().unwrap()
-    };
-    let zip = |bytes: &[u8]| {
-        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-        w.start_file("dump.bin", zip::write::SimpleFileOptions::default()).unwrap();
-        w.write_all(bytes).unwrap();
-        w.finish().unwrap().into_inner()
-    };
-    let encode = |values: &[f32], format: NumberFormat| -> Vec<u8> {
-        values
-            .iter()
-            .flat_map(|&v| match format {
-                NumberFormat::F16Le => half::f16::from_f32(v).to_le_bytes().to_vec(),
-                NumberFormat::F16Be => half::f16::from_f32(v).to_be_bytes().to_vec(),
-                NumberFormat::F32Le => v.to_le_bytes().to_vec(),
-                NumberFormat::F32Be => v.to_be_bytes().to_vec(),
-                NumberFormat::F64Le => f64::from(v).to_le_bytes().to_vec(),
-                NumberFormat::F64Be => f64::from(v).to_be_bytes().to_vec(),
-            })
-            .collect()
-    };
+    let encode = encode_as;
     let people = common::people_with(2);
     let (mut plants, mut found) = (0, 0);
     for (person, photos) in people.iter().take(8) {
@@ -284,7 +260,6 @@ enum Spot {
 #[test]
 fn every_plant_of_the_corpus_is_found_in_its_own_copy_of_a_real_device_with_its_location() {
     use facegate::audit::vectors::NumberFormat;
-    use std::io::Write;
 
     let base = Device::new();
     base.enrol("r-1", &common::nuaa_frames("live", "0001").into_iter().step_by(4).collect::<Vec<_>>());
@@ -320,19 +295,7 @@ fn every_plant_of_the_corpus_is_found_in_its_own_copy_of_a_real_device_with_its_
     let png = png.into_inner();
     let embedding: Vec<f32> = common::pipeline().read(&frame).unwrap().embedding.as_slice().to_vec();
     let raw_scale: Vec<f32> = embedding.iter().map(|v| v * 11.3).collect();
-    let as_format = |values: &[f32], format: NumberFormat| -> Vec<u8> {
-        values
-            .iter()
-            .flat_map(|&v| match format {
-                NumberFormat::F16Le => half::f16::from_f32(v).to_le_bytes().to_vec(),
-                NumberFormat::F16Be => half::f16::from_f32(v).to_be_bytes().to_vec(),
-                NumberFormat::F32Le => v.to_le_bytes().to_vec(),
-                NumberFormat::F32Be => v.to_be_bytes().to_vec(),
-                NumberFormat::F64Le => f64::from(v).to_le_bytes().to_vec(),
-                NumberFormat::F64Be => f64::from(v).to_be_bytes().to_vec(),
-            })
-            .collect()
-    };
+    let as_format = encode_as;
     let max = embedding.iter().fold(0f32, |m, v| m.max(v.abs()));
     let int8: Vec<u8> = embedding.iter().map(|v| ((v / max * 127.0).round() as i8) as u8).collect();
     let json = format!(
@@ -347,22 +310,11 @@ fn every_plant_of_the_corpus_is_found_in_its_own_copy_of_a_real_device_with_its_
     let f32le = as_format(&embedding, NumberFormat::F32Le);
 
     // The containers and text encodings.
-    let gzip = |bytes: &[u8]| {
-        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        e.write_all(bytes).unwrap();
-        e.finish().unwrap()
-    };
     let zstd = |bytes: &[u8]| ruzstd::encoding::compress_to_vec(bytes, ruzstd::encoding::CompressionLevel::Fastest);
     let xz = |bytes: &[u8]| {
         let mut out = Vec::new();
         lzma_rs::xz_compress(&mut std::io::Cursor::new(bytes), &mut out).unwrap();
         out
-    };
-    let zip = |bytes: &[u8]| {
-        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-        w.start_file("dump.bin", zip::write::SimpleFileOptions::default()).unwrap();
-        w.write_all(bytes).unwrap();
-        w.finish().unwrap().into_inner()
     };
     let base64 = |bytes: &[u8]| data_encoding::BASE64.encode(bytes).into_bytes();
     let hex = |bytes: &[u8]| data_encoding::HEXLOWER.encode(bytes).into_bytes();
@@ -512,4 +464,35 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), &target).unwrap();
         }
     }
+}
+
+/// Values in one of the binary number formats.
+fn encode_as(values: &[f32], format: facegate::audit::vectors::NumberFormat) -> Vec<u8> {
+    use facegate::audit::vectors::NumberFormat;
+    values
+        .iter()
+        .flat_map(|&v| match format {
+            NumberFormat::F16Le => half::f16::from_f32(v).to_le_bytes().to_vec(),
+            NumberFormat::F16Be => half::f16::from_f32(v).to_be_bytes().to_vec(),
+            NumberFormat::F32Le => v.to_le_bytes().to_vec(),
+            NumberFormat::F32Be => v.to_be_bytes().to_vec(),
+            NumberFormat::F64Le => f64::from(v).to_le_bytes().to_vec(),
+            NumberFormat::F64Be => f64::from(v).to_be_bytes().to_vec(),
+        })
+        .collect()
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+fn zip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    w.start_file("dump.bin", zip::write::SimpleFileOptions::default()).unwrap();
+    w.write_all(bytes).unwrap();
+    w.finish().unwrap().into_inner()
 }

@@ -1,6 +1,5 @@
 //! `facegate audit` and `facegate audit verify`: the signed no-retention report, and its offline check.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -66,17 +65,8 @@ pub fn audit(config: &Config, args: &AuditArgs) -> Result<std::process::ExitCode
     if args.no_system_places || !config.audit_system_places {
         scope.system_root = None;
     }
-    let bar = indicatif::ProgressBar::new(0);
-    if std::io::stderr().is_terminal() {
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "scanning {elapsed_precise} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-    } else {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
+    let bar =
+        super::progress_bar("scanning {elapsed_precise} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})");
     let report = run_audit_with_progress(&scope, unix_now(), &|done, total| {
         bar.set_length(total);
         bar.set_position(done);

@@ -314,17 +314,7 @@ fn eval_command(config: &Config, args: &EvalArgs) -> Result<std::process::ExitCo
         protocol_prefix: args.protocol.clone(),
         limits: DecodeLimits::default(),
     };
-    let bar = indicatif::ProgressBar::new(0);
-    if std::io::stderr().is_terminal() {
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:40}] {pos}/{len} images ({per_sec}, eta {eta})",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-    } else {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
+    let bar = progress_bar("{elapsed_precise} [{bar:40}] {pos}/{len} images ({per_sec}, eta {eta})");
     if args.protected {
         let report = eval::evaluate_protected(&pipeline, &request, &|n| bar.set_length(n as u64), &|| bar.inc(1))?;
         bar.finish_and_clear();
@@ -416,4 +406,18 @@ fn print_report(report: &EvalReport) {
         100.0 * report.metrics.accuracy,
         report.metrics.accuracy_threshold
     );
+}
+
+/// A progress bar on stderr in `template`'s style when stderr is a terminal; hidden otherwise (a log, a pipe).
+pub(crate) fn progress_bar(template: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    if std::io::stderr().is_terminal() {
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(template)
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+    } else {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar
 }
