@@ -27,9 +27,8 @@ const MIN_WIDTH: usize = 64;
 pub fn find_raw_pixels(bytes: &[u8]) -> Vec<Finding> {
     let mut findings = Vec::new();
     for (start, end, step) in smooth_regions(bytes) {
-        // Text with lines of one length (tables, rulers, aligned columns) has rows too.
-        let printable = bytes[start..end].iter().filter(|b| matches!(b, b' '..=b'~' | b'\n' | b'\r' | b'\t')).count();
-        if printable * 100 >= (end - start) * 97 {
+        // Text with lines of one length (tables, rulers, aligned columns, box drawing) has rows too.
+        if text_like(&bytes[start..end]) {
             continue;
         }
         if let Some((stride, rows)) = raster(&bytes[start..end], step) {
@@ -48,6 +47,24 @@ pub fn find_raw_pixels(bytes: &[u8]) -> Vec<Finding> {
         }
     }
     findings
+}
+
+/// Whether 97 % of the bytes are text: printable characters or line breaks, in ASCII or valid UTF-8 (a table
+/// drawn with box characters is text). A camera image's bytes are not: its dark pixels are control bytes,
+/// its bright ones are not valid UTF-8.
+fn text_like(bytes: &[u8]) -> bool {
+    let text: usize = bytes
+        .utf8_chunks()
+        .map(|chunk| {
+            chunk
+                .valid()
+                .chars()
+                .filter(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t' | '\x0c'))
+                .map(char::len_utf8)
+                .sum::<usize>()
+        })
+        .sum();
+    text * 100 >= bytes.len() * 97
 }
 
 /// Runs of blocks whose bytes are alike at some pixel step (1 to 4) and unlike at a far distance, with
@@ -232,6 +249,11 @@ mod tests {
         assert!(find_raw_pixels(&vec![0u8; 1 << 20]).is_empty());
         let ramp: Vec<u8> = (0..200_000).map(|i| ((i / 700) % 256) as u8).collect();
         assert!(find_raw_pixels(&ramp).is_empty(), "{:?}", find_raw_pixels(&ramp));
+        // A table drawn with box characters, rows of one length.
+        let table: String = (0..2_000)
+            .map(|i| format!("│ {:<8} │ {:>6} │ KEYPAD F{} ──────────┤\n", i % 13, i * 7 % 1000, i % 4))
+            .collect();
+        assert!(find_raw_pixels(table.as_bytes()).is_empty(), "{:?}", find_raw_pixels(table.as_bytes()));
         // Records of one size with a counter in them (an index page of resident ids, say).
         let records: Vec<u8> =
             (0..3_000u32).flat_map(|i| format!("r{i:05}\x01\x02{:<70}\x00", i % 7).into_bytes()).collect();
