@@ -119,9 +119,10 @@ fn smooth_step(block: &[u8]) -> Option<usize> {
     (near * 2.2 < far).then_some(step)
 }
 
-/// Bytes of a region examined for rows: enough for two rows of the longest (and a raster's rows are alike
-/// all through it).
-const EXAMINED: usize = 1 << 19;
+/// Bytes of a region examined for rows: [`MIN_ROWS`] of the longest (and a raster's rows are alike all
+/// through it).
+const EXAMINED: usize = 1 << 20;
+const _: () = assert!(EXAMINED >= MIN_ROWS * MAX_STRIDE);
 
 /// The row length (bytes) and row count of a raster filling `region`, if it is one.
 fn raster(region: &[u8], step: usize) -> Option<(usize, usize)> {
@@ -206,7 +207,9 @@ mod tests {
         let mut out = Vec::with_capacity(w * h * channels);
         for y in 0..h {
             for x in 0..w {
-                let (fx, fy) = (x as f64 / w as f64, y as f64 / h as f64);
+                // One scale both ways (isotropic, as a camera sees): a wide strip is a strip of a wide scene.
+                let side = w.max(h) as f64;
+                let (fx, fy) = (x as f64 / side, y as f64 / side);
                 let disc = if (fx - 0.5).powi(2) + (fy - 0.45).powi(2) < 0.08 { 70.0 } else { 0.0 };
                 let base = 40.0 + 120.0 * fy + 30.0 * (fx * 9.0).sin() + disc;
                 for c in 0..channels {
