@@ -55,19 +55,23 @@ pub(super) fn check_files(scope: &AuditScope, progress: &dyn Fn(u64, u64)) -> Ch
                 continue;
             }
             let path = entry.path();
-            match scan_file(path, PIECE, &mut |n| {
+            let database = match scan_file(path, PIECE, &mut |n| {
                 bytes_scanned += n;
                 progress(bytes_scanned, total);
             }) {
-                Ok(findings) => {
+                Ok(scanned) => {
                     files += 1;
-                    for f in findings {
+                    for f in scanned.findings {
                         out.fail(format!("{}: {} at byte {} ({})", path.display(), f.kind, f.offset, f.detail));
                     }
+                    scanned.database
                 }
-                Err(e) => out.fail(format!("{}: cannot read ({e}); run the audit as root", path.display())),
-            }
-            if read_magic(path).is_some_and(|m| m == cells::SQLITE_MAGIC) {
+                Err(e) => {
+                    out.fail(format!("{}: cannot read ({e}); run the audit as root", path.display()));
+                    false
+                }
+            };
+            if database {
                 match cells::scan_database(path) {
                     Ok(scan) => {
                         cells_read += scan.cells;
@@ -149,18 +153,20 @@ fn device_size(path: &Path) -> Option<u64> {
     std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0)).ok()
 }
 
-fn read_magic(path: &Path) -> Option<[u8; 16]> {
-    let mut magic = [0u8; 16];
-    std::fs::File::open(path).ok()?.read_exact(&mut magic).ok()?;
-    Some(magic)
+/// What the byte scan of one file gave.
+struct ScannedFile {
+    findings: Vec<scan::Finding>,
+    /// It starts with SQLite's header (its cells are read next, through SQLite).
+    database: bool,
 }
 
 /// Every finding in one file: whole when it fits in a piece, else piece by piece (each piece a value of
 /// its own; findings in an overlap reported once, at their offset in the file).
-fn scan_file(path: &Path, piece_size: usize, scanned: &mut dyn FnMut(u64)) -> std::io::Result<Vec<scan::Finding>> {
+fn scan_file(path: &Path, piece_size: usize, scanned: &mut dyn FnMut(u64)) -> std::io::Result<ScannedFile> {
     let mut file = std::fs::File::open(path)?;
     let mut findings: Vec<scan::Finding> = Vec::new();
     let mut piece: Vec<u8> = Vec::new();
+    let mut database = None;
     let mut start = 0usize; // file offset of piece[0]
     loop {
         let before = piece.len();
@@ -168,6 +174,7 @@ fn scan_file(path: &Path, piece_size: usize, scanned: &mut dyn FnMut(u64)) -> st
         let fresh = piece.len() - before;
         scanned(fresh as u64);
         let last = piece.len() < piece_size;
+        database.get_or_insert_with(|| piece.starts_with(cells::SQLITE_MAGIC));
         for f in scan::find_all(&piece) {
             let found = scan::Finding { offset: start + f.offset, ..f };
             // Seen again in the overlap: the later piece holds more of it (an image cut at the end of the
@@ -178,7 +185,7 @@ fn scan_file(path: &Path, piece_size: usize, scanned: &mut dyn FnMut(u64)) -> st
             }
         }
         if last {
-            return Ok(findings);
+            return Ok(ScannedFile { findings, database: database.unwrap_or(false) });
         }
         let keep = piece.len() - OVERLAP;
         piece.drain(..keep);
@@ -255,7 +262,7 @@ mod tests {
         bytes.splice(at..at + png.len(), png);
         std::fs::write(&path, &bytes).unwrap();
         let mut seen = 0u64;
-        let found = scan_file(&path, piece, &mut |n| seen += n).unwrap();
+        let found = scan_file(&path, piece, &mut |n| seen += n).unwrap().findings;
         assert_eq!(seen, bytes.len() as u64);
         let images: Vec<_> = found.iter().filter(|f| f.kind == "image").collect();
         assert_eq!(images.len(), 1, "{found:?}");
