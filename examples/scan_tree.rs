@@ -14,6 +14,11 @@ fn main() {
         eprintln!("usage: scan_tree PATH...");
         std::process::exit(2);
     }
+    let faces = facegate::audit::faces::FaceCheck::load(Some(&facegate::vision::model::default_models_dir()));
+    if let Some(why) = faces.unavailable() {
+        eprintln!("no face check: {why}");
+        std::process::exit(2);
+    }
     let started = Instant::now();
     let (mut files, mut bytes, mut skipped, mut unreadable) = (0u64, 0u64, 0u64, 0u64);
     let mut by_kind = std::collections::BTreeMap::<&str, u64>::new();
@@ -32,7 +37,7 @@ fn main() {
             };
             files += 1;
             bytes += content.len() as u64;
-            for f in facegate::audit::scan::find_all(&content) {
+            for f in facegate::audit::scan::find_all(&content, &faces) {
                 *by_kind.entry(f.kind).or_default() += 1;
                 println!("{}: {} at byte {} ({})", entry.path().display(), f.kind, f.offset, f.detail);
             }

@@ -10,6 +10,7 @@ use std::path::Path;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 
+use super::faces::FaceCheck;
 use super::scan::Finding;
 
 /// SQLite's file header.
@@ -43,7 +44,7 @@ pub struct CellScan {
 }
 
 /// Reads every cell of every table of the database at `path` (with its WAL, when SQLite can read it).
-pub fn scan_database(path: &Path) -> rusqlite::Result<CellScan> {
+pub fn scan_database(path: &Path, faces: &FaceCheck) -> rusqlite::Result<CellScan> {
     let conn = open_read_only(path)?;
     let tables: Vec<String> = {
         let mut stmt = conn.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")?;
@@ -52,7 +53,7 @@ pub fn scan_database(path: &Path) -> rusqlite::Result<CellScan> {
     };
     let mut scan = CellScan::default();
     for table in tables {
-        scan_table(&conn, &table, &mut scan)?;
+        scan_table(&conn, &table, faces, &mut scan)?;
     }
     Ok(scan)
 }
@@ -71,7 +72,7 @@ fn open_read_only(path: &Path) -> rusqlite::Result<Connection> {
     }
 }
 
-fn scan_table(conn: &Connection, table: &str, scan: &mut CellScan) -> rusqlite::Result<()> {
+fn scan_table(conn: &Connection, table: &str, faces: &FaceCheck, scan: &mut CellScan) -> rusqlite::Result<()> {
     let quoted = format!("\"{}\"", table.replace('"', "\"\""));
     // WITHOUT ROWID tables have no rowid: their rows are numbered as read.
     let (mut stmt, has_rowid) = match conn.prepare(&format!("SELECT rowid, * FROM {quoted}")) {
@@ -95,7 +96,7 @@ fn scan_table(conn: &Connection, table: &str, scan: &mut CellScan) -> rusqlite::
             if bytes.len() < MIN_CELL {
                 continue;
             }
-            for finding in super::scan::find_all(bytes) {
+            for finding in super::scan::find_all(bytes, faces) {
                 scan.findings.push(CellFinding { table: table.to_owned(), row: id, column: column.clone(), finding });
             }
         }
@@ -125,7 +126,7 @@ mod tests {
         // Pages carry 4-byte overflow pointers: the file's bytes do not hold the JPEG in one piece.
         let file = std::fs::read(&path).unwrap();
         assert!(!file.windows(jpeg.len()).any(|w| w == jpeg.as_slice()));
-        let scan = scan_database(&path).unwrap();
+        let scan = scan_database(&path, &FaceCheck::Unavailable("a unit test".into())).unwrap();
         assert_eq!(scan.cells, 4);
         assert_eq!(scan.findings.len(), 1, "{:?}", scan.findings);
         let f = &scan.findings[0];

@@ -8,6 +8,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use super::faces::FaceCheck;
 use super::{cells, scan, AuditScope, Check, Outcome, FILES_TITLE};
 
 /// Bytes read and scanned at once; a larger file is scanned in pieces overlapping by [`OVERLAP`].
@@ -35,6 +36,10 @@ struct Root {
 /// Runs check (a); `progress(done, total)` is called with bytes as they are scanned.
 pub(super) fn check_files(scope: &AuditScope, progress: &dyn Fn(u64, u64)) -> Check {
     let mut out = Outcome::new();
+    let faces = FaceCheck::load(scope.models_dir.as_deref());
+    if let Some(why) = faces.unavailable() {
+        out.note(format!("no face check ({why}): every photograph and raster is reported"));
+    }
     let roots = roots(scope, &mut out);
     let total: u64 = roots.iter().flat_map(|r| files_under(&r.path)).map(|(_, size)| size).sum();
     let (mut files, mut bytes_scanned, mut cells_read) = (0usize, 0u64, 0u64);
@@ -55,7 +60,7 @@ pub(super) fn check_files(scope: &AuditScope, progress: &dyn Fn(u64, u64)) -> Ch
                 continue;
             }
             let path = entry.path();
-            let database = match scan_file(path, PIECE, &mut |n| {
+            let database = match scan_file(path, PIECE, &faces, &mut |n| {
                 bytes_scanned += n;
                 progress(bytes_scanned, total);
             }) {
@@ -72,7 +77,7 @@ pub(super) fn check_files(scope: &AuditScope, progress: &dyn Fn(u64, u64)) -> Ch
                 }
             };
             if database {
-                match cells::scan_database(path) {
+                match cells::scan_database(path, &faces) {
                     Ok(scan) => {
                         cells_read += scan.cells;
                         for c in scan.findings {
@@ -162,7 +167,12 @@ struct ScannedFile {
 
 /// Every finding in one file: whole when it fits in a piece, else piece by piece (each piece a value of
 /// its own; findings in an overlap reported once, at their offset in the file).
-fn scan_file(path: &Path, piece_size: usize, scanned: &mut dyn FnMut(u64)) -> std::io::Result<ScannedFile> {
+fn scan_file(
+    path: &Path,
+    piece_size: usize,
+    faces: &FaceCheck,
+    scanned: &mut dyn FnMut(u64),
+) -> std::io::Result<ScannedFile> {
     let mut file = std::fs::File::open(path)?;
     let mut findings: Vec<scan::Finding> = Vec::new();
     let mut piece: Vec<u8> = Vec::new();
@@ -175,7 +185,7 @@ fn scan_file(path: &Path, piece_size: usize, scanned: &mut dyn FnMut(u64)) -> st
         scanned(fresh as u64);
         let last = piece.len() < piece_size;
         database.get_or_insert_with(|| piece.starts_with(cells::SQLITE_MAGIC));
-        for f in scan::find_all(&piece) {
+        for f in scan::find_all(&piece, faces) {
             let found = scan::Finding { offset: start + f.offset, ..f };
             // Seen again in the overlap: the later piece holds more of it (an image cut at the end of the
             // earlier piece is whole in the next).
@@ -262,7 +272,8 @@ mod tests {
         bytes.splice(at..at + png.len(), png);
         std::fs::write(&path, &bytes).unwrap();
         let mut seen = 0u64;
-        let found = scan_file(&path, piece, &mut |n| seen += n).unwrap().findings;
+        let faces = FaceCheck::Unavailable("a unit test".into());
+        let found = scan_file(&path, piece, &faces, &mut |n| seen += n).unwrap().findings;
         assert_eq!(seen, bytes.len() as u64);
         let images: Vec<_> = found.iter().filter(|f| f.kind == "image").collect();
         assert_eq!(images.len(), 1, "{found:?}");

@@ -9,6 +9,7 @@
 //! past its unused limit). It reads and reports; it never repairs, deletes or prints a secret.
 
 pub mod cells;
+pub mod faces;
 mod files;
 pub mod layers;
 pub mod pixels;
@@ -49,6 +50,9 @@ pub struct AuditScope {
     pub unit_files: Vec<PathBuf>,
     /// `/proc` (a test may point elsewhere).
     pub proc_root: PathBuf,
+    /// The models folder: the face detector tells photographs of faces from other pictures (`None`, or a
+    /// detector that does not load: every photograph and raster is reported).
+    pub models_dir: Option<PathBuf>,
     /// The root under which the system's places are scanned (the journal, the coredump folder, /tmp,
     /// /var/tmp, swap): `/`, or `None` not to scan them (`[audit] system_places = false`).
     pub system_root: Option<PathBuf>,
@@ -68,6 +72,7 @@ impl AuditScope {
                 .map(|d| Path::new(d).join("facegate.service"))
                 .collect(),
             proc_root: PathBuf::from("/proc"),
+            models_dir: None,
             system_root: Some(PathBuf::from("/")),
         }
     }

@@ -9,6 +9,7 @@
 //! rows down), below both the typical distance and every shorter one, is a raster. Ciphertext is smooth at no step; text and code are no smoother at a pixel's step than
 //! anywhere else; a smooth 1-D signal has no dip, only distances that grow.
 
+use super::faces::{raster_pictures, FaceCheck};
 use super::scan::Finding;
 
 /// Bytes per block of the first pass.
@@ -23,8 +24,9 @@ const MAX_STRIDE: usize = 4608 * 4;
 const MIN_ROWS: usize = 48;
 const MIN_WIDTH: usize = 64;
 
-/// Regions of pixel-like bytes, each tested for rows; one finding per raster found.
-pub fn find_raw_pixels(bytes: &[u8]) -> Vec<Finding> {
+/// Regions of pixel-like bytes, each tested for rows; one finding per raster in which `faces` finds a face
+/// (tables of numbers, cursors and sprites have rows too).
+pub fn find_raw_pixels(bytes: &[u8], faces: &FaceCheck) -> Vec<Finding> {
     let mut findings = Vec::new();
     for (start, end, step) in smooth_regions(bytes) {
         // Text with lines of one length (tables, rulers, aligned columns, box drawing) has rows too.
@@ -42,6 +44,11 @@ pub fn find_raw_pixels(bytes: &[u8]) -> Vec<Finding> {
                 3 => "three bytes per pixel (RGB)",
                 _ => "four bytes per pixel (RGBA)",
             };
+            let pictures = raster_pictures(&bytes[start..end], stride, step, rows);
+            if !pictures.iter().any(|p| faces.shows_face(p)) {
+                tracing::debug!("raster at byte {start} ({width} pixels wide, {rows} rows) passed over: no face in it");
+                continue;
+            }
             let detail = format!("rows of {stride} bytes: {width} pixels wide, {rows} rows, {layout}");
             findings.push(Finding { kind: "raw_pixels", offset: start, detail });
         }
@@ -199,6 +206,11 @@ fn mean_square_differences(region: &[u8], max_d: usize) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The rasters' geometry alone: every raster counts as a picture that could show a face.
+    fn every_picture() -> FaceCheck {
+        FaceCheck::Unavailable("the geometry alone".into())
+    }
     use rand::{Rng, SeedableRng};
 
     /// A smooth synthetic scene with sensor noise: gradients, a disc, texture.
@@ -234,7 +246,7 @@ mod tests {
             let mut bytes = random_bytes(30_000, 1);
             let at = 12_345;
             bytes.splice(at..at, scene(w, h, channels, 2));
-            let found = find_raw_pixels(&bytes);
+            let found = find_raw_pixels(&bytes, &every_picture());
             assert_eq!(found.len(), 1, "{w}x{h}x{channels}: {found:?}");
             // The row length, to a pixel or two (where the scene changes mostly down the rows, one row down
             // and a pixel aside is nearly as alike as straight down).
@@ -246,22 +258,30 @@ mod tests {
 
     #[test]
     fn noise_text_zeros_and_smooth_signals_are_not_rasters() {
-        assert!(find_raw_pixels(&random_bytes(1 << 20, 3)).is_empty());
+        assert!(find_raw_pixels(&random_bytes(1 << 20, 3), &every_picture()).is_empty());
         let text = "2026-11-24T10:00:00Z INFO gate: opened (face) after 2 frames, score 0.61\n".repeat(10_000);
-        assert!(find_raw_pixels(text.as_bytes()).is_empty());
-        assert!(find_raw_pixels(&vec![0u8; 1 << 20]).is_empty());
+        assert!(find_raw_pixels(text.as_bytes(), &every_picture()).is_empty());
+        assert!(find_raw_pixels(&vec![0u8; 1 << 20], &every_picture()).is_empty());
         let ramp: Vec<u8> = (0..200_000).map(|i| ((i / 700) % 256) as u8).collect();
-        assert!(find_raw_pixels(&ramp).is_empty(), "{:?}", find_raw_pixels(&ramp));
+        assert!(find_raw_pixels(&ramp, &every_picture()).is_empty(), "{:?}", find_raw_pixels(&ramp, &every_picture()));
         // A table drawn with box characters, rows of one length.
         let table: String = (0..2_000)
             .map(|i| format!("│ {:<8} │ {:>6} │ KEYPAD F{} ──────────┤\n", i % 13, i * 7 % 1000, i % 4))
             .collect();
-        assert!(find_raw_pixels(table.as_bytes()).is_empty(), "{:?}", find_raw_pixels(table.as_bytes()));
+        assert!(
+            find_raw_pixels(table.as_bytes(), &every_picture()).is_empty(),
+            "{:?}",
+            find_raw_pixels(table.as_bytes(), &every_picture())
+        );
         // Records of one size with a counter in them (an index page of resident ids, say).
         let records: Vec<u8> =
             (0..3_000u32).flat_map(|i| format!("r{i:05}\x01\x02{:<70}\x00", i % 7).into_bytes()).collect();
-        assert!(find_raw_pixels(&records).is_empty(), "{:?}", find_raw_pixels(&records));
+        assert!(
+            find_raw_pixels(&records, &every_picture()).is_empty(),
+            "{:?}",
+            find_raw_pixels(&records, &every_picture())
+        );
         let wave: Vec<u8> = (0..200_000).map(|i| (128.0 + 90.0 * (i as f64 * 0.0007).sin()) as u8).collect();
-        assert!(find_raw_pixels(&wave).is_empty(), "{:?}", find_raw_pixels(&wave));
+        assert!(find_raw_pixels(&wave, &every_picture()).is_empty(), "{:?}", find_raw_pixels(&wave, &every_picture()));
     }
 }

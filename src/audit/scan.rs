@@ -7,6 +7,8 @@
 
 use serde::Serialize;
 
+use super::faces::FaceCheck;
+
 /// What a scanner found, and where.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Finding {
@@ -19,13 +21,14 @@ pub struct Finding {
 }
 
 /// Every finding in `bytes` (a whole value: a file, a cell) and in every stream decoded from it ([`super::layers`]: compressed, archived,
-/// base64 or hex, nested); a finding inside a layer says which.
-pub fn find_all(bytes: &[u8]) -> Vec<Finding> {
-    let mut findings = find_direct(bytes);
+/// base64 or hex, nested); a finding inside a layer says which. Pictures count when `faces` finds a face in
+/// them ([`FaceCheck`]).
+pub fn find_all(bytes: &[u8], faces: &FaceCheck) -> Vec<Finding> {
+    let mut findings = find_direct(bytes, faces);
     findings.extend(super::vectors::find_int8_whole(bytes));
     for layer in super::layers::layers(bytes) {
         let whole = super::vectors::find_int8_whole(&layer.bytes);
-        for f in find_direct(&layer.bytes).into_iter().chain(whole) {
+        for f in find_direct(&layer.bytes, faces).into_iter().chain(whole) {
             findings.push(Finding { detail: format!("{} (inside {})", f.detail, layer.path), ..f });
         }
     }
@@ -33,19 +36,21 @@ pub fn find_all(bytes: &[u8]) -> Vec<Finding> {
 }
 
 /// The detectors on these bytes as they are.
-fn find_direct(bytes: &[u8]) -> Vec<Finding> {
-    let mut findings = find_images(bytes);
+fn find_direct(bytes: &[u8], faces: &FaceCheck) -> Vec<Finding> {
+    let mut findings = find_images(bytes, faces);
     match find_raw_frame(bytes) {
         Some(frame) => findings.push(frame),
-        None => findings.extend(super::pixels::find_raw_pixels(bytes)),
+        None => findings.extend(super::pixels::find_raw_pixels(bytes, faces)),
     }
     findings.extend(super::vectors::find_binary_vectors(bytes));
     findings.extend(super::vectors::find_decimal_vectors(bytes));
     findings
 }
 
-/// Image signatures, confirmed by parsing a header from that offset.
-pub fn find_images(bytes: &[u8]) -> Vec<Finding> {
+/// Image files, by signature, confirmed by parsing a header from that offset; one that decodes is reported
+/// when it looks like a photograph and shows a face, one that does not decode whole when its header is
+/// whole and its size could be a picture's ([`cut_image_header`]).
+pub fn find_images(bytes: &[u8], faces: &FaceCheck) -> Vec<Finding> {
     const MAGICS: [&[u8]; 10] =
         [b"\xFF\xD8\xFF", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"II*\0", b"MM\0*", b"RIFF", b"BM", b"P5", b"P6"];
     let mut first = [false; 256];
@@ -56,31 +61,101 @@ pub fn find_images(bytes: &[u8]) -> Vec<Finding> {
         let rest = &bytes[offset..];
         if first[usize::from(rest[0])] && MAGICS.iter().any(|m| rest.starts_with(m)) && plausible_header(rest) {
             if let Some((format, w, h)) = image_header(rest) {
-                match photographic(rest) {
-                    Some(Look::Drawing(why)) => {
-                        tracing::debug!("image at byte {offset} ({format} {w}x{h}) passed over: {why}");
-                    }
-                    Some(Look::Photo) => {
-                        findings.push(Finding { kind: "image", offset, detail: format!("{format} {w}x{h}") });
-                    }
-                    None => findings.push(Finding {
+                match decode(rest) {
+                    Some(picture) => match look(&picture) {
+                        Look::Drawing(why) => {
+                            tracing::debug!("image at byte {offset} ({format} {w}x{h}) passed over: {why}");
+                        }
+                        Look::Photo if !faces.shows_face(&picture.to_rgb8()) => {
+                            tracing::debug!("image at byte {offset} ({format} {w}x{h}) passed over: no face in it");
+                        }
+                        Look::Photo => {
+                            findings.push(Finding { kind: "image", offset, detail: format!("{format} {w}x{h}") });
+                        }
+                    },
+                    None if cut_image_header(rest, w, h) => findings.push(Finding {
                         kind: "image",
                         offset,
                         detail: format!("{format} {w}x{h}, not decodable whole (cut, or split over pages)"),
                     }),
+                    None => {}
                 }
             }
         }
         offset += 1;
     }
-    // HEIF/AVIF: `ftyp` box 4 bytes in.
-    for (i, w) in bytes.windows(8).enumerate() {
-        if w[0] == b'f' && &w[..4] == b"ftyp" && [&b"heic"[..], b"heix", b"mif1", b"avif"].contains(&&w[4..8]) && i >= 4
-        {
-            findings.push(Finding { kind: "image", offset: i - 4, detail: "HEIF/AVIF container".into() });
+    for (i, w) in bytes.windows(4).enumerate() {
+        if w == b"ftyp" {
+            if let Some((brand, w, h)) = heif_header(&bytes[i.saturating_sub(4)..]).filter(|_| i >= 4) {
+                findings.push(Finding { kind: "image", offset: i - 4, detail: format!("HEIF/AVIF ({brand}) {w}x{h}") });
+            }
         }
     }
     findings
+}
+
+/// A HEIF or AVIF file from its start: an `ftyp` box of sane size naming an image brand, then the `meta`
+/// box, in which `ispe` gives the size. (HEIC and AVIF pictures are not decoded here: such a file with a
+/// picture of at least 24 pixels a side is reported.)
+fn heif_header(bytes: &[u8]) -> Option<(String, u32, u32)> {
+    let be32 = |at: usize| bytes.get(at..at + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+    let size = usize::try_from(be32(0)?).ok()?;
+    let brand = bytes.get(8..12)?;
+    let images: [&[u8]; 6] = [b"heic", b"heix", b"mif1", b"avif", b"heim", b"msf1"];
+    if !(16..=256).contains(&size) || size % 4 != 0 || bytes.get(4..8)? != b"ftyp" || !images.contains(&brand) {
+        return None;
+    }
+    // Minor version, then compatible brands: four printable characters each.
+    if !bytes.get(16..size)?.chunks(4).all(|b| b.iter().all(|c| c.is_ascii_graphic() || *c == b' ')) {
+        return None;
+    }
+    let meta_size = usize::try_from(be32(size)?).ok()?;
+    if bytes.get(size + 4..size + 8)? != b"meta" || meta_size < 12 {
+        return None;
+    }
+    let meta = bytes.get(size..size + meta_size.min(1 << 20))?;
+    let at = meta.windows(4).position(|w| w == b"ispe")?;
+    let field =
+        |k: usize| meta.get(at + 8 + 4 * k..at + 12 + 4 * k).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+    let (w, h) = (field(0)?, field(1)?);
+    let sane = |side: u32| (MIN_PICTURE_SIDE..=MAX_PICTURE_SIDE).contains(&side);
+    (sane(w) && sane(h)).then(|| (String::from_utf8_lossy(brand).into_owned(), w, h))
+}
+
+/// No face crop is smaller than this; no camera frame is larger.
+const MIN_PICTURE_SIDE: u32 = 24;
+const MAX_PICTURE_SIDE: u32 = 16_384;
+
+/// Whether an image that does not decode whole is still worth reporting: a size a picture could have, and a
+/// header that is whole past its magic (a PNG's IHDR with its checksum; a GIF's screen descriptor followed by
+/// a block; for JPEG, the segment chain [`jpeg_header`] walks). Programs carry the magics as strings
+/// ("GIF89a" in a GIF library), which read as absurd sizes.
+fn cut_image_header(bytes: &[u8], w: u32, h: u32) -> bool {
+    let sane = |side: u32| (MIN_PICTURE_SIDE..=MAX_PICTURE_SIDE).contains(&side);
+    if !sane(w) || !sane(h) {
+        return false;
+    }
+    if bytes.starts_with(b"\x89PNG") {
+        // Length 13, "IHDR", 13 bytes of header, its CRC-32.
+        return bytes.get(8..33).is_some_and(|chunk| {
+            chunk[..8] == *b"\0\0\0\x0dIHDR" && crc32fast::hash(&chunk[4..21]).to_be_bytes() == chunk[21..25]
+        });
+    }
+    if bytes.starts_with(b"GIF8") {
+        let flags = bytes.get(10).copied().unwrap_or(0);
+        let table = if flags & 0x80 != 0 { 3 << ((flags & 7) + 1) } else { 0 };
+        return bytes.get(13 + table).is_some_and(|b| matches!(b, 0x21 | 0x2C));
+    }
+    true
+}
+
+/// The image, decoded whole (`None` if it does not decode: cut, split over pages, or not an image at all).
+fn decode(bytes: &[u8]) -> Option<image::DynamicImage> {
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().ok()?;
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(256 << 20);
+    reader.limits(limits);
+    std::panic::catch_unwind(move || reader.decode().ok()).ok().flatten()
 }
 
 /// Cheap checks past the short magics that text is full of ("BM", "P5", "RIFF"), before a decoder is asked.
@@ -107,19 +182,13 @@ enum Look {
 }
 
 /// Whether an image could come from a camera: no face crop is smaller than 24 pixels, transparent, drawn
-/// in a few colours, or mostly one flat colour; icons, logos, diagrams and GIF art are. `None` when the
-/// bytes do not decode as a whole image (such an image is reported: what it shows cannot be told).
-fn photographic(bytes: &[u8]) -> Option<Look> {
-    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().ok()?;
-    let mut limits = image::Limits::default();
-    limits.max_alloc = Some(256 << 20);
-    reader.limits(limits);
-    let img = std::panic::catch_unwind(move || reader.decode().ok()).ok().flatten()?;
+/// in a few colours, or mostly one flat colour; icons, logos, diagrams and GIF art are.
+fn look(img: &image::DynamicImage) -> Look {
     let (w, h) = (img.width(), img.height());
-    if w.min(h) < 24 {
-        return Some(Look::Drawing("smaller than any face crop"));
+    if w.min(h) < MIN_PICTURE_SIDE {
+        return Look::Drawing("smaller than any face crop");
     }
-    let rgba = img.into_rgba8();
+    let rgba = img.to_rgba8();
     let pixels = rgba.pixels().count();
     let stride = (pixels / 65_536).max(1);
     let mut counts = std::collections::HashMap::<u32, u32>::new();
@@ -133,7 +202,7 @@ fn photographic(bytes: &[u8]) -> Option<Look> {
     }
     let commonest = counts.values().copied().max().unwrap_or(0);
     let (distinct, least) = (counts.len() as u32, if grey { 32 } else { (sampled / 8).clamp(32, 256) });
-    Some(if transparent * 100 > sampled {
+    if transparent * 100 > sampled {
         Look::Drawing("transparent")
     } else if commonest * 4 > sampled {
         Look::Drawing("mostly one flat colour")
@@ -141,7 +210,7 @@ fn photographic(bytes: &[u8]) -> Option<Look> {
         Look::Drawing("few colours")
     } else {
         Look::Photo
-    })
+    }
 }
 
 /// The format and dimensions, if a real image header starts here (the `image` crate's decoders parse it;
@@ -253,6 +322,11 @@ fn mean_neighbour_difference(bytes: &[u8], step: usize) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The structure alone: every photograph counts as one that could show a face.
+    fn every_picture() -> FaceCheck {
+        FaceCheck::Unavailable("the structure alone".into())
+    }
     use rand::{Rng, SeedableRng};
 
     fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
@@ -270,11 +344,11 @@ mod tests {
     #[test]
     fn ciphertext_and_text_raise_nothing() {
         let noise = random_bytes(4 << 20, 7);
-        assert!(find_images(&noise).is_empty());
-        assert!(find_all(&noise).is_empty());
+        assert!(find_images(&noise, &every_picture()).is_empty());
+        assert!(find_all(&noise, &every_picture()).is_empty());
         let text = "2026-11-24T10:00:00Z INFO gate: opened (face)\n".repeat(20_000);
-        assert!(find_images(text.as_bytes()).is_empty());
-        assert!(find_all(text.as_bytes()).is_empty());
+        assert!(find_images(text.as_bytes(), &every_picture()).is_empty());
+        assert!(find_all(text.as_bytes(), &every_picture()).is_empty());
         // Ciphertext exactly the size of a 640x480 RGB frame is not a frame.
         assert!(find_raw_frame(&random_bytes(640 * 480 * 3, 8)).is_none());
     }
@@ -284,13 +358,13 @@ mod tests {
         let mut bytes = random_bytes(10_000, 1);
         let image = png(32, 24);
         bytes.splice(1234..1234, image);
-        let found = find_images(&bytes);
+        let found = find_images(&bytes, &every_picture());
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!((found[0].offset, found[0].detail.as_str()), (1234, "Png 32x24"));
         // A JPEG magic alone (random bytes after it) is not an image.
         let mut fake = random_bytes(5000, 2);
         fake[100..103].copy_from_slice(b"\xFF\xD8\xFF");
-        assert!(find_images(&fake).is_empty());
+        assert!(find_images(&fake, &every_picture()).is_empty());
     }
 
     #[test]
@@ -304,5 +378,50 @@ mod tests {
         let finding = find_raw_frame(&frame).unwrap();
         assert_eq!(finding.detail, "640x480 RGB");
         assert!(find_raw_frame(&frame[..frame.len() - 1]).is_none(), "not a frame size");
+    }
+
+    /// Programs carry image magics as strings ("GIF89a" in a GIF library, "ftypheic" in a MIME table); they
+    /// read as absurd sizes or lack the boxes that follow. Both were false positives of the old scan.
+    #[test]
+    fn a_magic_without_the_structure_behind_it_is_no_image() {
+        let strings = b"\0GIF87a\0GIF89a\0image/gif\0<match value=\"ftypheic\" offset=\"4\"/>\0ftypavif\0".repeat(50);
+        assert!(find_images(&strings, &every_picture()).is_empty(), "{:?}", find_images(&strings, &every_picture()));
+        // A PNG cut short is still reported (its header is whole); with a damaged header checksum it is not.
+        let mut cut = random_bytes(3_000, 4);
+        let image = noisy_png(64, 64);
+        cut.splice(500..500, image[..image.len() / 2].to_vec());
+        let found = find_images(&cut, &every_picture());
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].detail.contains("not decodable whole"), "{found:?}");
+        cut[500 + 30] ^= 0x40;
+        assert!(find_images(&cut, &every_picture()).is_empty());
+    }
+
+    #[test]
+    fn a_heif_file_is_found_by_its_boxes_with_its_size() {
+        let mut heif = Vec::new();
+        heif.extend(24u32.to_be_bytes());
+        heif.extend(b"ftypheic\0\0\0\0mif1heic");
+        let ispe =
+            [&20u32.to_be_bytes()[..], b"ispe", &[0; 4], &4032u32.to_be_bytes(), &3024u32.to_be_bytes()].concat();
+        let iprp = [&(8 + ispe.len() as u32).to_be_bytes()[..], b"ipco", &ispe].concat();
+        heif.extend((12 + iprp.len() as u32).to_be_bytes());
+        heif.extend(b"meta\0\0\0\0");
+        heif.extend(iprp);
+        let bytes = [random_bytes(777, 5), heif, random_bytes(5_000, 6)].concat();
+        let found = find_images(&bytes, &every_picture());
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].offset, found[0].detail.as_str()), (777, "HEIF/AVIF (heic) 4032x3024"));
+    }
+
+    fn noisy_png(w: u32, h: u32) -> Vec<u8> {
+        let noise = random_bytes((w * h) as usize, 9);
+        let img = image::RgbImage::from_fn(w, h, |x, y| {
+            let n = noise[(y * w + x) as usize] / 8;
+            image::Rgb([(x * 3) as u8 + n, (y * 3) as u8 + n, 90 + n])
+        });
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
     }
 }

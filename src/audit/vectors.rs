@@ -68,6 +68,21 @@ impl NumberFormat {
         }
     }
 
+    /// The other byte order, and where its numbers lie whose sign and exponent a misreading in this order
+    /// takes: a little-endian number's top byte is the first byte a big-endian read one byte short of its end
+    /// sees, and the reverse.
+    fn other_order(self) -> (Self, isize) {
+        let back = 1 - self.width().cast_signed();
+        match self {
+            Self::F16Le => (Self::F16Be, -back),
+            Self::F16Be => (Self::F16Le, back),
+            Self::F32Le => (Self::F32Be, -back),
+            Self::F32Be => (Self::F32Le, back),
+            Self::F64Le => (Self::F64Be, -back),
+            Self::F64Be => (Self::F64Le, back),
+        }
+    }
+
     /// Whether a single value could be part of an embedding (cheap: most random values fail it).
     fn plausible(v: f64) -> bool {
         v.is_finite() && v.abs() <= 1e4 && (v == 0.0 || v.abs() >= 1e-6)
@@ -87,14 +102,24 @@ pub struct VectorShape {
     pub lag_correlation: f64,
 }
 
-/// The shape of `values` if it looks like an embedding (`None` otherwise).
-pub fn embedding_shape(values: &[f64]) -> Option<VectorShape> {
-    shape(values, false)
+/// How finely the numbers were stored, which decides what an embedding's values may share by chance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    /// f32 or f64: two components of a real embedding are equal about once in 10,000 vectors, so values
+    /// that repeat are a table's constants.
+    Exact,
+    /// f16 or decimal text: a few components may round to the same number.
+    Coarse,
+    /// Integers quantised from an embedding: 128 values over 255 levels repeat, and small ones round to zero.
+    Quantised,
 }
 
-/// Integers quantised from an embedding repeat (128 values over 255 levels) and round small ones to zero:
-/// for them the tests of distinctness and of exact zeros are left out.
-fn shape(values: &[f64], quantised: bool) -> Option<VectorShape> {
+/// The shape of `values` if it looks like an embedding (`None` otherwise).
+pub fn embedding_shape(values: &[f64], precision: Precision) -> Option<VectorShape> {
+    shape(values, precision)
+}
+
+fn shape(values: &[f64], precision: Precision) -> Option<VectorShape> {
     let n = values.len();
     if n < MIN_DIM || values.iter().any(|v| !v.is_finite()) {
         return None;
@@ -125,22 +150,59 @@ fn shape(values: &[f64], quantised: bool) -> Option<VectorShape> {
     if tiny * 16 > n {
         return None;
     }
-    let lag = values.windows(2).map(|w| w[0] * w[1]).sum::<f64>() / (nf - 1.0) / m2;
+    let lag = autocorrelation(values, 1, m2);
     if lag.abs() > 0.38 {
+        return None;
+    }
+    // Records of a few fields (a table of coefficients, of points, of matrices) repeat at their length; an
+    // embedding's components are independent at every distance (a normal sample of 64 passes 0.5 at 15
+    // distances in all but about 1 of 1,000 cases, one of 128 in all but 1 of 10^6).
+    if (2..=16).any(|k| autocorrelation(values, k, m2).abs() > 0.5) {
         return None;
     }
     if normal_misfit(values, rms) > 22.0 {
         return None;
     }
     let zeros = values.iter().filter(|v| **v == 0.0).count();
-    let mut sorted = values.to_vec();
+    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| *v != 0.0).collect();
     sorted.sort_by(f64::total_cmp);
-    sorted.dedup();
-    let distinct = sorted.len();
-    if !quantised && (distinct * 10 < n * 9 || zeros > 2) {
-        return None;
+    // Lengths of the runs of equal values.
+    let mut runs = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let j = sorted[i..].iter().take_while(|v| **v == sorted[i]).count();
+        runs.push(j);
+        i += j;
+    }
+    let distinct = runs.len() + usize::from(zeros > 0);
+    match precision {
+        Precision::Quantised => {}
+        Precision::Coarse => {
+            if distinct * 10 < n * 9 || zeros > 2 {
+                return None;
+            }
+        }
+        Precision::Exact => {
+            // An f32 model output cast from f16 repeats a value about twice in 128; three equal values, or
+            // many pairs, are constants (1.0, 0.5) of a table.
+            let repeated = runs.iter().filter(|r| **r > 1).count();
+            if zeros > 2 || runs.iter().any(|r| *r > 2) || repeated * 32 > n {
+                return None;
+            }
+        }
     }
     Some(VectorShape { rms, norm: rms * nf.sqrt(), kurtosis, lag_correlation: lag })
+}
+
+/// Correlation of each component with the one `k` further on (about the mean of zero an embedding has).
+fn autocorrelation(values: &[f64], k: usize, m2: f64) -> f64 {
+    let pairs = values.len().saturating_sub(k);
+    if pairs == 0 || m2 <= 0.0 {
+        return 0.0;
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let p = pairs as f64;
+    values.iter().zip(&values[k..]).map(|(a, b)| a * b).sum::<f64>() / p / m2
 }
 
 /// Pearson's chi-square of the components, in units of their RMS, against a normal distribution over six
@@ -164,54 +226,179 @@ fn normal_misfit(values: &[f64], rms: f64) -> f64 {
 /// per-block sums (exact enough: no running total over a whole file to cancel).
 const BLOCK: usize = 8;
 
-/// Values of a run held at once.
+/// The longest run judged as one vector: the largest embedding (1,024 values) and a window's worth of
+/// neighbours that happen to read as numbers. A longer run of normal-looking numbers is a weight tensor or
+/// a table (model weights look like embeddings value by value), unless it is a gallery of unit vectors.
+pub const MAX_RUN: usize = 1024 + 64;
+
+/// Consecutive zeros that end a run: the zero padding around a stored vector is not part of it (an
+/// embedding holds at most two zeros).
+const ZERO_BREAK: usize = 4;
+
+/// Values of a long run held at once.
 const LONG_RUN: usize = 1 << 16;
 
-/// Binary runs: every format at every alignment; a run of plausible values of at least [`MIN_DIM`] in which a
-/// window looks like an embedding is one finding.
-pub fn find_binary_vectors(bytes: &[u8]) -> Vec<Finding> {
-    let mut findings = Vec::new();
-    let mut run: Vec<f64> = Vec::new();
+/// A run of plausible values in one format at one alignment, as bytes `start..end`.
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    format: NumberFormat,
+    start: usize,
+    end: usize,
+}
+
+impl Run {
+    fn len(&self) -> usize {
+        (self.end - self.start) / self.format.width()
+    }
+
+    fn values(&self, bytes: &[u8]) -> Vec<f64> {
+        bytes[self.start..self.end].chunks_exact(self.format.width()).map(|c| self.format.read(c)).collect()
+    }
+}
+
+/// Every run of at least [`MIN_DIM`] plausible values, every format at every alignment; ends at a value that
+/// is not plausible or at [`ZERO_BREAK`] zeros.
+fn runs(bytes: &[u8]) -> Vec<Run> {
+    let mut found = Vec::new();
     for format in NumberFormat::ALL {
         let width = format.width();
         for align in 0..width {
             let Some(stream) = bytes.get(align..) else { continue };
-            let mut run_start = 0;
-            let flush = |run: &mut Vec<f64>, start: usize, findings: &mut Vec<Finding>| {
-                if run.len() >= MIN_DIM {
-                    if let Some((at, found)) = run_finding(run, format) {
-                        findings.push(Finding { offset: align + (start + at) * width, ..found });
-                    }
+            let (mut start, mut len, mut zeros) = (0, 0, 0);
+            let mut close = |start: usize, len: usize| {
+                if len >= MIN_DIM {
+                    found.push(Run { format, start: align + start * width, end: align + (start + len) * width });
                 }
-                run.clear();
             };
             for (i, chunk) in stream.chunks_exact(width).enumerate() {
                 let v = format.read(chunk);
-                if NumberFormat::plausible(v) {
-                    if run.is_empty() {
-                        run_start = i;
-                    }
-                    run.push(v);
-                    // A long run (zeros, text read as f16) is judged in pieces that overlap by a window, so
-                    // that memory stays bounded.
-                    if run.len() >= LONG_RUN {
-                        let keep = run.len() - (128 - BLOCK);
-                        if let Some((at, found)) = run_finding(&run, format) {
-                            findings.push(Finding { offset: align + (run_start + at) * width, ..found });
-                            run.clear();
-                        } else {
-                            run.drain(..keep);
-                            run_start += keep;
-                        }
-                    }
-                } else if !run.is_empty() {
-                    flush(&mut run, run_start, &mut findings);
+                if !NumberFormat::plausible(v) {
+                    close(start, len);
+                    (len, zeros) = (0, 0);
+                    continue;
+                }
+                zeros = if v == 0.0 { zeros + 1 } else { 0 };
+                if zeros == ZERO_BREAK {
+                    close(start, len + 1 - ZERO_BREAK);
+                    (len, zeros) = (0, 0);
+                    continue;
+                }
+                if len == 0 {
+                    start = i;
+                }
+                len += 1;
+            }
+            close(start, len);
+        }
+    }
+    found
+}
+
+/// Whether `run` is the other byte order's misreading of a long run: a number read in the wrong order one
+/// byte off takes its sign and exponent from a neighbour, so weights stored little-endian also read as
+/// normal-looking big-endian numbers (and the reverse).
+fn shadow_of_long_run(run: &Run, long: &[Run]) -> bool {
+    let width = run.format.width();
+    long.iter().any(|l| {
+        let offset = (run.start % width + width - l.start % width) % width;
+        let overlap = run.end.min(l.end).saturating_sub(run.start.max(l.start));
+        l.format.width() == width
+            && l.format != run.format
+            && (offset == 1 || offset == width - 1)
+            && overlap * 2 >= run.end - run.start
+    })
+}
+
+/// Whether the window of `wide` values at `offset` is the other byte order's misreading of a table: read in
+/// the other order, one byte off (where a misreading takes its sign and exponent from), the numbers repeat
+/// at a record's length or hold the same constant three times. (A misread embedding is a noisy copy of one,
+/// with neither; a misread table loses the exact repeats that give it away.)
+fn shadow_of_a_table(bytes: &[u8], format: NumberFormat, offset: usize, wide: usize) -> bool {
+    let (other, shift) = format.other_order();
+    let Some(source) = offset.checked_add_signed(shift) else { return false };
+    let Some(window) = bytes.get(source..source + wide * format.width()) else { return false };
+    let values: Vec<f64> = window.chunks_exact(format.width()).map(|c| other.read(c)).collect();
+    values.iter().all(|v| NumberFormat::plausible(*v)) && table_like(&values)
+}
+
+/// Records (the same fields at one distance) or constants (one non-zero value three times).
+fn table_like(values: &[f64]) -> bool {
+    #[allow(clippy::cast_precision_loss)]
+    let m2 = values.iter().map(|v| v * v).sum::<f64>() / values.len().max(1) as f64;
+    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| *v != 0.0).collect();
+    sorted.sort_by(f64::total_cmp);
+    (1..=16).any(|k| autocorrelation(values, k, m2).abs() > 0.5) || sorted.windows(3).any(|w| w[0] == w[2])
+}
+
+/// Binary vectors: every format at every alignment. A run of at most [`MAX_RUN`] plausible values in which a
+/// window looks like an embedding is one finding; a longer run only when it holds a gallery of unit vectors.
+pub fn find_binary_vectors(bytes: &[u8]) -> Vec<Finding> {
+    let all = runs(bytes);
+    let long: Vec<Run> = all.iter().copied().filter(|r| r.len() > MAX_RUN).collect();
+    let mut findings = Vec::new();
+    for run in &all {
+        let width = run.format.width();
+        if run.len() > MAX_RUN {
+            // Judged in pieces that overlap by three of the largest vectors, so that memory stays bounded.
+            let mut at = run.start;
+            while at < run.end {
+                let end = run.end.min(at + LONG_RUN * width);
+                let piece = Run { start: at, end, ..*run };
+                if let Some((offset, found)) = gallery(&piece.values(bytes), run.format) {
+                    findings.push(Finding { offset: at + offset * width, ..found });
+                    break;
+                }
+                if end == run.end {
+                    break;
+                }
+                at = end - 3 * 1024 * width;
+            }
+        } else if !shadow_of_long_run(run, &long) {
+            let precision = if width == 2 { Precision::Coarse } else { Precision::Exact };
+            if let Some((at, wide, found)) = run_finding(&run.values(bytes), run.format.as_str(), precision) {
+                let offset = run.start + at * width;
+                if !shadow_of_a_table(bytes, run.format, offset, wide) {
+                    findings.push(Finding { offset, ..found });
                 }
             }
-            flush(&mut run, run_start, &mut findings);
         }
     }
     findings
+}
+
+/// The lengths of embedding a gallery is searched for.
+const GALLERY_DIMS: [usize; 4] = [128, 256, 512, 64];
+
+/// Three or more back-to-back vectors of one length, each of norm 1 (as stored after normalisation) and
+/// shaped like an embedding: a gallery. By chance, a window of weights has norm 1 within 1e-4 about once in
+/// 3,000; three in a row, once in 10^10.
+fn gallery(values: &[f64], format: NumberFormat) -> Option<(usize, Finding)> {
+    let tolerance = if format.width() == 2 { 4e-3 } else { 1e-4 };
+    let mut prefix = Vec::with_capacity(values.len() + 1);
+    prefix.push(0.0f64);
+    for v in values {
+        prefix.push(prefix[prefix.len() - 1] + v * v);
+    }
+    // The prefix sums lose digits over a long run of large values: the first test allows for it, the second
+    // sums each window again.
+    let slack = prefix[values.len()] * 1e-14;
+    let unit = |s: usize, d: usize| (prefix[s + d] - prefix[s] - 1.0).abs() <= tolerance + slack;
+    let exactly_unit =
+        |s: usize, d: usize| (values[s..s + d].iter().map(|v| v * v).sum::<f64>() - 1.0).abs() <= tolerance;
+    let precision = if format.width() == 2 { Precision::Coarse } else { Precision::Exact };
+    for d in GALLERY_DIMS {
+        for s in 0..values.len().saturating_sub(3 * d - 1) {
+            if !(0..3).all(|k| unit(s + k * d, d)) || !(0..3).all(|k| exactly_unit(s + k * d, d)) {
+                continue;
+            }
+            if (0..3).all(|k| shape(&values[s + k * d..s + (k + 1) * d], precision).is_some()) {
+                let count = (0..).take_while(|k| s + (k + 1) * d <= values.len() && exactly_unit(s + k * d, d)).count();
+                let detail = format!("gallery {}: {count} unit vectors of {d} values back to back", format.as_str());
+                return Some((s, Finding { kind: "embedding", offset: 0, detail }));
+            }
+        }
+    }
+    None
 }
 
 /// Sums over one block of a run.
@@ -255,7 +442,7 @@ impl BlockSums {
 /// The first embedding-like window in a run of plausible values (its start in the run, and the finding):
 /// windows of 128 values (an SFace embedding) and of [`MIN_DIM`] (a shorter vector, or one whose neighbours
 /// in the run are other data), starting every [`BLOCK`] values.
-fn run_finding(run: &[f64], format: NumberFormat) -> Option<(usize, Finding)> {
+fn run_finding(run: &[f64], stored: &str, precision: Precision) -> Option<(usize, usize, Finding)> {
     let blocks: Vec<BlockSums> = run.chunks(BLOCK).map(BlockSums::of).collect();
     let mut start = 0;
     while start + MIN_DIM <= run.len() {
@@ -266,15 +453,12 @@ fn run_finding(run: &[f64], format: NumberFormat) -> Option<(usize, Finding)> {
             if !sums.may_be_embedding(wide) {
                 continue;
             }
-            if let Some(shape) = embedding_shape(window) {
+            if let Some(shape) = shape(window, precision) {
                 let detail = format!(
-                    "vector {}: {wide} values, norm {:.3}, kurtosis {:.1}, neighbour correlation {:+.2}",
-                    format.as_str(),
-                    shape.norm,
-                    shape.kurtosis,
-                    shape.lag_correlation
+                    "vector {stored}: {wide} values, norm {:.3}, kurtosis {:.1}, neighbour correlation {:+.2}",
+                    shape.norm, shape.kurtosis, shape.lag_correlation
                 );
-                return Some((start, Finding { kind: "embedding", offset: 0, detail }));
+                return Some((start, wide, Finding { kind: "embedding", offset: 0, detail }));
             }
         }
         start += BLOCK;
@@ -301,7 +485,7 @@ pub fn find_int8_whole(bytes: &[u8]) -> Option<Finding> {
         }
         // Uniform bytes (compressed or random data) have a largest value of 1.73 RMS and a kurtosis of 1.8;
         // 128 normal values reach 2 RMS in all but 1 of 400 samples, and a kurtosis of 2.2 in all but 1 of 25.
-        let quantised = shape(&values, true).filter(|s| s.kurtosis >= 2.2);
+        let quantised = shape(&values, Precision::Quantised).filter(|s| s.kurtosis >= 2.2);
         let max = values.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         if let Some(shape) = quantised.filter(|s| max >= 2.0 * s.rms) {
             let detail = format!(
@@ -325,9 +509,8 @@ pub fn find_decimal_vectors(bytes: &[u8]) -> Vec<Finding> {
     let mut i = 0;
     let flush = |run: &mut Vec<f64>, start: usize, findings: &mut Vec<Finding>| {
         if run.len() >= MIN_DIM {
-            if let Some((_, found)) = run_finding(run, NumberFormat::F64Le) {
-                let detail = found.detail.replacen("vector f64 little-endian", "vector as decimal text", 1);
-                findings.push(Finding { offset: start, detail, ..found });
+            if let Some((_, _, found)) = run_finding(run, "as decimal text", Precision::Coarse) {
+                findings.push(Finding { offset: start, ..found });
             }
         }
         run.clear();
@@ -443,5 +626,55 @@ mod tests {
             let csv = values.iter().map(|x| format!("{x:.5}")).collect::<Vec<_>>().join(",");
             assert!(find_decimal_vectors(csv.as_bytes()).is_empty(), "{name} as text");
         }
+    }
+
+    /// From /usr/lib: libm's table of 7-value records and lcms's matrices with their 1.0s passed every
+    /// test of a single vector (found by the false-positive scan; both failed on the old code).
+    #[test]
+    fn tables_of_records_and_of_round_constants_are_not_embeddings() {
+        let record = gaussian(7, 0.4, 21);
+        let records: Vec<f64> = (0..20).flat_map(|k| record.iter().map(move |v| v + f64::from(k) * 0.003)).collect();
+        let mut constants = gaussian(128, 0.8, 22);
+        constants.iter_mut().step_by(12).for_each(|v| *v = 1.0);
+        for (name, values) in [("records", &records), ("constants", &constants)] {
+            for format in [NumberFormat::F64Le, NumberFormat::F32Be] {
+                let found = find_binary_vectors(&encode(values, format));
+                assert!(found.is_empty(), "{name} as {format:?}: {found:?}");
+            }
+        }
+    }
+
+    /// Model weights look like embeddings value by value (Chromium and clangd carry them, and the other byte
+    /// order one byte off reads them as normal-looking numbers too); a run longer than any embedding is not
+    /// one, unless it is a gallery of unit vectors back to back.
+    #[test]
+    fn weight_tensors_are_not_embeddings_but_a_gallery_of_unit_vectors_is() {
+        let weights = gaussian(6_000, 0.08, 31);
+        let mut bytes = random_bytes(3_000, 32);
+        bytes.extend(encode(&weights, NumberFormat::F32Le));
+        bytes.extend(random_bytes(3_000, 33));
+        assert!(find_binary_vectors(&bytes).is_empty(), "{:?}", find_binary_vectors(&bytes));
+        for format in [NumberFormat::F32Le, NumberFormat::F16Be, NumberFormat::F64Le] {
+            let gallery: Vec<f64> = (0..12)
+                .flat_map(|k| {
+                    let v = gaussian(128, 1.0, 40 + k);
+                    let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+                    v.into_iter().map(move |x| x / norm)
+                })
+                .collect();
+            let mut bytes = random_bytes(1_001, 34);
+            bytes.extend(encode(&gallery, format));
+            let found = find_binary_vectors(&bytes);
+            assert!(found.iter().any(|f| f.detail.contains("unit vectors of 128 values")), "{format:?}: {found:?}");
+        }
+    }
+
+    /// Zeros around a stored vector (a page's free space) do not make it part of a long run.
+    #[test]
+    fn an_embedding_amid_zero_padding_is_found() {
+        let v = gaussian(128, 1.0 / 128f64.sqrt(), 51);
+        let bytes = [vec![0u8; 40_000], encode(&v, NumberFormat::F32Le), vec![0u8; 40_000]].concat();
+        let found = find_binary_vectors(&bytes);
+        assert!(found.iter().any(|f| f.offset.abs_diff(40_000) <= 32), "{found:?}");
     }
 }

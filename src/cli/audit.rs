@@ -62,6 +62,7 @@ pub fn audit(config: &Config, args: &AuditArgs) -> Result<std::process::ExitCode
     let wrap = super::residents::key_wrap(config, &key_file)?;
     let mut scope = AuditScope::new(db, key_dir.clone(), wrap.clone(), config.registry.max_unused_secs);
     scope.extra_paths = config.audit_scan_paths.iter().chain(&args.scan).cloned().collect();
+    scope.models_dir = Some(config.models_dir.clone());
     if args.no_system_places || !config.audit_system_places {
         scope.system_root = None;
     }
