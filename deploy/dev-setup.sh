@@ -29,4 +29,7 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
+# The test runner (README): every test binary's tests in one pool, so a slow test does not hold up the rest.
+cargo nextest --version >/dev/null 2>&1 || cargo install --locked cargo-nextest
+
 bash "$here/models/fetch.sh"

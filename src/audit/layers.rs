@@ -56,6 +56,7 @@ fn decode_all(bytes: &[u8], budget: usize) -> Vec<(&'static str, usize, Vec<u8>)
     let mut i = 0;
     while i + 4 <= bytes.len() && found.len() < 4_096 {
         let rest = &bytes[i..];
+        let mut skip = 0;
         let decoded = if rest.starts_with(&[0x1f, 0x8b, 0x08]) {
             read_limited(flate2::read::MultiGzDecoder::new(rest), limit).map(|d| ("gzip", d))
         } else if rest.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
@@ -63,14 +64,19 @@ fn decode_all(bytes: &[u8], budget: usize) -> Vec<(&'static str, usize, Vec<u8>)
         } else if rest.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
             xz(rest, limit).map(|d| ("xz", d))
         } else if rest.starts_with(b"PK\x03\x04") {
-            zip_entries(rest, limit).map(|d| ("zip", d))
+            zip_entries(rest, limit).map(|(d, read)| {
+                // The archive's entries are read to its end: their own headers, further on, are not archives
+                // of their own (each would read the rest again, quadratic in the entries of a wheel or jar).
+                skip = read;
+                ("zip", d)
+            })
         } else {
             None
         };
         match decoded {
             Some((what, data)) if !data.is_empty() => {
                 found.push((what, i, data));
-                i += 4;
+                i += skip.max(4);
             }
             _ => i += 1,
         }
@@ -117,9 +123,11 @@ impl std::io::Write for Capped {
 
 /// The entries of a zip archive that starts here, read from their local headers (a zip embedded in another
 /// file has no central directory where a reader would look), concatenated.
-fn zip_entries(bytes: &[u8], limit: usize) -> Option<Vec<u8>> {
+/// The entries of a zip archive from its first local header on, and how many bytes they took.
+fn zip_entries(bytes: &[u8], limit: usize) -> Option<(Vec<u8>, usize)> {
     let mut cursor = std::io::Cursor::new(bytes);
     let mut out = Vec::new();
+    let mut read = 0;
     while out.len() < limit {
         match zip::read::read_zipfile_from_stream(&mut cursor) {
             Ok(Some(entry)) => {
@@ -128,8 +136,9 @@ fn zip_entries(bytes: &[u8], limit: usize) -> Option<Vec<u8>> {
             }
             Ok(None) | Err(_) => break,
         }
+        read = usize::try_from(cursor.position()).unwrap_or(bytes.len());
     }
-    (!out.is_empty()).then_some(out)
+    (!out.is_empty()).then_some((out, read))
 }
 
 /// Runs of hex, base64 and URL-safe base64 of at least [`MIN_TEXT_RUN`] characters, decoded. A base64 run
@@ -261,5 +270,21 @@ mod tests {
         let mut fake = vec![0x1f, 0x8b, 0x08];
         fake.extend([0xAAu8; 100]);
         assert!(layers(&fake).is_empty());
+    }
+
+    /// A wheel or a jar holds hundreds of entries; each entry's header was read as an archive of its own,
+    /// reading the rest of the file again (the full scan spent minutes on pip's wheel). Found on the old code.
+    #[test]
+    fn an_archive_of_many_entries_is_one_layer() {
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for k in 0..300 {
+            zip.start_file(format!("pkg/module_{k}.py"), zip::write::SimpleFileOptions::default()).unwrap();
+            std::io::Write::write_all(&mut zip, format!("def f{k}():\n    return {k}\n").repeat(20).as_bytes())
+                .unwrap();
+        }
+        let bytes = zip.finish().unwrap().into_inner();
+        let found = layers(&bytes);
+        let archives = found.iter().filter(|l| l.path.starts_with("zip@")).count();
+        assert_eq!(archives, 1, "{:?}", found.iter().map(|l| &l.path).collect::<Vec<_>>());
     }
 }
