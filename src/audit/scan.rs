@@ -95,8 +95,8 @@ pub fn find_images(bytes: &[u8], faces: &FaceCheck) -> Vec<Finding> {
 }
 
 /// A HEIF or AVIF file from its start: an `ftyp` box of sane size naming an image brand, then the `meta`
-/// box, in which `ispe` gives the size. (HEIC and AVIF pictures are not decoded here: such a file with a
-/// picture of at least 24 pixels a side is reported.)
+/// box, in which `ispe` gives the size. (HEIC and AVIF pictures are not decoded here: such a file is
+/// reported at [`MIN_UNDECODED_SIDE`] pixels a side or more.)
 fn heif_header(bytes: &[u8]) -> Option<(String, u32, u32)> {
     let be32 = |at: usize| bytes.get(at..at + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
     let size = usize::try_from(be32(0)?).ok()?;
@@ -118,7 +118,7 @@ fn heif_header(bytes: &[u8]) -> Option<(String, u32, u32)> {
     let field =
         |k: usize| meta.get(at + 8 + 4 * k..at + 12 + 4 * k).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
     let (w, h) = (field(0)?, field(1)?);
-    let sane = |side: u32| (MIN_PICTURE_SIDE..=MAX_PICTURE_SIDE).contains(&side);
+    let sane = |side: u32| (MIN_UNDECODED_SIDE..=MAX_PICTURE_SIDE).contains(&side);
     (sane(w) && sane(h)).then(|| (String::from_utf8_lossy(brand).into_owned(), w, h))
 }
 
@@ -126,12 +126,17 @@ fn heif_header(bytes: &[u8]) -> Option<(String, u32, u32)> {
 const MIN_PICTURE_SIDE: u32 = 24;
 const MAX_PICTURE_SIDE: u32 = 16_384;
 
-/// Whether an image that does not decode whole is still worth reporting: a size a picture could have, and a
+/// A picture the auditor cannot decode (cut short, or HEIF/AVIF, for which it has no decoder) cannot be shown
+/// to hold a face; it is reported when it is at least the size of the smallest picture the gate makes (the
+/// 80x80 liveness patch; an aligned crop is 112x112). Chromium's resources hold small AVIF drawings.
+const MIN_UNDECODED_SIDE: u32 = 80;
+
+/// Whether an image that does not decode whole is still worth reporting: [`MIN_UNDECODED_SIDE`] or more a side, and a
 /// header that is whole past its magic (a PNG's IHDR with its checksum; a GIF's screen descriptor followed by
 /// a block; for JPEG, the segment chain [`jpeg_header`] walks). Programs carry the magics as strings
 /// ("GIF89a" in a GIF library), which read as absurd sizes.
 fn cut_image_header(bytes: &[u8], w: u32, h: u32) -> bool {
-    let sane = |side: u32| (MIN_PICTURE_SIDE..=MAX_PICTURE_SIDE).contains(&side);
+    let sane = |side: u32| (MIN_UNDECODED_SIDE..=MAX_PICTURE_SIDE).contains(&side);
     if !sane(w) || !sane(h) {
         return false;
     }
@@ -388,12 +393,16 @@ mod tests {
         assert!(find_images(&strings, &every_picture()).is_empty(), "{:?}", find_images(&strings, &every_picture()));
         // A PNG cut short is still reported (its header is whole); with a damaged header checksum it is not.
         let mut cut = random_bytes(3_000, 4);
-        let image = noisy_png(64, 64);
+        let image = noisy_png(96, 96);
         cut.splice(500..500, image[..image.len() / 2].to_vec());
         let found = find_images(&cut, &every_picture());
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(found[0].detail.contains("not decodable whole"), "{found:?}");
         cut[500 + 30] ^= 0x40;
+        assert!(find_images(&cut, &every_picture()).is_empty());
+        // Nor when it is smaller than any picture the gate makes (a cut 64x64 icon).
+        let small = noisy_png(64, 64);
+        let cut = [random_bytes(500, 5), small[..small.len() / 2].to_vec(), random_bytes(500, 6)].concat();
         assert!(find_images(&cut, &every_picture()).is_empty());
     }
 
@@ -418,7 +427,7 @@ mod tests {
         let noise = random_bytes((w * h) as usize, 9);
         let img = image::RgbImage::from_fn(w, h, |x, y| {
             let n = noise[(y * w + x) as usize] / 8;
-            image::Rgb([(x * 3) as u8 + n, (y * 3) as u8 + n, 90 + n])
+            image::Rgb([(x * 2) as u8 + n, (y * 2) as u8 + n, 90 + n])
         });
         let mut out = std::io::Cursor::new(Vec::new());
         img.write_to(&mut out, image::ImageFormat::Png).unwrap();

@@ -164,6 +164,11 @@ fn shape(values: &[f64], precision: Precision) -> Option<VectorShape> {
         return None;
     }
     let zeros = values.iter().filter(|v| **v == 0.0).count();
+    // Constants written by hand (0.3, 2.4, 1.0) have at most 3 significant digits; a computed number almost
+    // never does (f32: about 1 in 10,000 values).
+    if precision == Precision::Exact && values.iter().filter(|v| **v != 0.0 && short_decimal(**v)).count() > 2 {
+        return None;
+    }
     let mut sorted: Vec<f64> = values.iter().copied().filter(|v| *v != 0.0).collect();
     sorted.sort_by(f64::total_cmp);
     // Lengths of the runs of equal values.
@@ -192,6 +197,14 @@ fn shape(values: &[f64], precision: Precision) -> Option<VectorShape> {
         }
     }
     Some(VectorShape { rms, norm: rms * nf.sqrt(), kurtosis, lag_correlation: lag })
+}
+
+/// Whether `v` (an f64, or an f32 widened) is the nearest number to a decimal of at most 3 significant digits.
+fn short_decimal(v: f64) -> bool {
+    let rounded: f64 = format!("{v:.2e}").parse().unwrap_or(f64::NAN);
+    #[allow(clippy::cast_possible_truncation)]
+    let as_f32 = |x: f64| x as f32;
+    rounded == v || as_f32(rounded) == as_f32(v) && f64::from(as_f32(v)) == v
 }
 
 /// Correlation of each component with the one `k` further on (about the mean of zero an embedding has).
@@ -318,16 +331,17 @@ fn shadow_of_a_table(bytes: &[u8], format: NumberFormat, offset: usize, wide: us
     let Some(source) = offset.checked_add_signed(shift) else { return false };
     let Some(window) = bytes.get(source..source + wide * format.width()) else { return false };
     let values: Vec<f64> = window.chunks_exact(format.width()).map(|c| other.read(c)).collect();
-    values.iter().all(|v| NumberFormat::plausible(*v)) && table_like(&values)
+    values.iter().all(|v| NumberFormat::plausible(*v)) && table_like(&values, format.width() >= 4)
 }
 
-/// Records (the same fields at one distance) or constants (one non-zero value three times).
-fn table_like(values: &[f64]) -> bool {
+/// Records (the same fields at one distance) or, when the numbers are `exact` (f32, f64: an f16 has too few
+/// values not to repeat), constants (one non-zero value three times).
+fn table_like(values: &[f64], exact: bool) -> bool {
     #[allow(clippy::cast_precision_loss)]
     let m2 = values.iter().map(|v| v * v).sum::<f64>() / values.len().max(1) as f64;
     let mut sorted: Vec<f64> = values.iter().copied().filter(|v| *v != 0.0).collect();
     sorted.sort_by(f64::total_cmp);
-    (1..=16).any(|k| autocorrelation(values, k, m2).abs() > 0.5) || sorted.windows(3).any(|w| w[0] == w[2])
+    (1..=16).any(|k| autocorrelation(values, k, m2).abs() > 0.5) || (exact && sorted.windows(3).any(|w| w[0] == w[2]))
 }
 
 /// Binary vectors: every format at every alignment. A run of at most [`MAX_RUN`] plausible values in which a
@@ -439,31 +453,38 @@ impl BlockSums {
     }
 }
 
-/// The first embedding-like window in a run of plausible values (its start in the run, and the finding):
-/// windows of 128 values (an SFace embedding) and of [`MIN_DIM`] (a shorter vector, or one whose neighbours
-/// in the run are other data), starting every [`BLOCK`] values.
+/// The first embedding-like window in a run of plausible values (its start and length in the run, and the
+/// finding), tried at every start. A run shorter than 128 values is judged by windows of [`MIN_DIM`] (a short
+/// vector alone); a longer one must hold 128 values shaped like an embedding (SFace's length, and the
+/// shortest of most face models'): 64 numbers that pass by chance, in a longer run of numbers, are a table's
+/// or a tensor's (Chromium's binary had such a run of 205 weights).
 fn run_finding(run: &[f64], stored: &str, precision: Precision) -> Option<(usize, usize, Finding)> {
+    let wide = if run.len() >= 128 { 128 } else { MIN_DIM };
     let blocks: Vec<BlockSums> = run.chunks(BLOCK).map(BlockSums::of).collect();
-    let mut start = 0;
-    while start + MIN_DIM <= run.len() {
-        for wide in [128, MIN_DIM] {
-            let Some(window) = run.get(start..start + wide) else { continue };
-            let sums =
-                blocks[start / BLOCK..(start + wide) / BLOCK].iter().fold(BlockSums::default(), |a, b| a.add(*b));
-            if !sums.may_be_embedding(wide) {
-                continue;
-            }
-            if let Some(shape) = shape(window, precision) {
-                let detail = format!(
-                    "vector {stored}: {wide} values, norm {:.3}, kurtosis {:.1}, neighbour correlation {:+.2}",
-                    shape.norm, shape.kurtosis, shape.lag_correlation
-                );
-                return Some((start, wide, Finding { kind: "embedding", offset: 0, detail }));
-            }
+    for start in 0..=run.len().checked_sub(wide)? {
+        if !window_sums(run, &blocks, start, wide).may_be_embedding(wide) {
+            continue;
         }
-        start += BLOCK;
+        if let Some(shape) = shape(&run[start..start + wide], precision) {
+            let detail = format!(
+                "vector {stored}: {wide} values, norm {:.3}, kurtosis {:.1}, neighbour correlation {:+.2}",
+                shape.norm, shape.kurtosis, shape.lag_correlation
+            );
+            return Some((start, wide, Finding { kind: "embedding", offset: 0, detail }));
+        }
     }
     None
+}
+
+/// The sums over `run[start..start + wide]`: whole blocks from their sums, the ends value by value.
+fn window_sums(run: &[f64], blocks: &[BlockSums], start: usize, wide: usize) -> BlockSums {
+    let end = start + wide;
+    let (first, last) = (start.div_ceil(BLOCK), end / BLOCK);
+    if first >= last {
+        return BlockSums::of(&run[start..end]);
+    }
+    let inner = blocks[first..last].iter().fold(BlockSums::of(&run[start..first * BLOCK]), |a, b| a.add(*b));
+    inner.add(BlockSums::of(&run[last * BLOCK..end]))
 }
 
 /// The lengths of the embeddings that face models commonly give (SFace, ArcFace, FaceNet and their kin).
@@ -636,7 +657,12 @@ mod tests {
         let records: Vec<f64> = (0..20).flat_map(|k| record.iter().map(move |v| v + f64::from(k) * 0.003)).collect();
         let mut constants = gaussian(128, 0.8, 22);
         constants.iter_mut().step_by(12).for_each(|v| *v = 1.0);
-        for (name, values) in [("records", &records), ("constants", &constants)] {
+        // Constants written by hand among computed numbers (lcms's matrices): distinct, but short decimals.
+        let mut written = gaussian(64, 0.8, 23);
+        for (i, c) in [0.33, 0.3, 0.6, 0.15, 0.06, 2.4, -0.5, 1.25].iter().enumerate() {
+            written[i * 8] = *c;
+        }
+        for (name, values) in [("records", &records), ("constants", &constants), ("written", &written)] {
             for format in [NumberFormat::F64Le, NumberFormat::F32Be] {
                 let found = find_binary_vectors(&encode(values, format));
                 assert!(found.is_empty(), "{name} as {format:?}: {found:?}");
