@@ -177,6 +177,7 @@ fn scan_file(
     let mut findings: Vec<scan::Finding> = Vec::new();
     let mut piece: Vec<u8> = Vec::new();
     let mut database = None;
+    let mut content = None;
     let mut start = 0usize; // file offset of piece[0]
     loop {
         let before = piece.len();
@@ -185,7 +186,8 @@ fn scan_file(
         scanned(fresh as u64);
         let last = piece.len() < piece_size;
         database.get_or_insert_with(|| piece.starts_with(cells::SQLITE_MAGIC));
-        for f in scan::find_all(&piece, faces) {
+        let content = *content.get_or_insert_with(|| scan::Content::of(&piece));
+        for f in scan::find_all_in(&piece, faces, content) {
             let found = scan::Finding { offset: start + f.offset, ..f };
             // Seen again in the overlap: the later piece holds more of it (an image cut at the end of the
             // earlier piece is whole in the next).

@@ -24,11 +24,49 @@ pub struct Finding {
 /// base64 or hex, nested); a finding inside a layer says which. Pictures count when `faces` finds a face in
 /// them ([`FaceCheck`]).
 pub fn find_all(bytes: &[u8], faces: &FaceCheck) -> Vec<Finding> {
-    let mut findings = find_direct(bytes, faces);
+    find_all_in(bytes, faces, Content::of(bytes))
+}
+
+/// What a file holds, as far as the search for embeddings goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Content {
+    /// A program's code and constant data: an ELF executable, library or object (not a core dump, which is
+    /// memory), or an `ar` archive of objects. Its tables and model weights (a video encoder's, a browser's,
+    /// a code completer's) look like embeddings number by number; pictures in it are still looked for.
+    Program,
+    /// Anything else: data, memory, text.
+    Data,
+}
+
+impl Content {
+    /// From a file's first bytes.
+    pub fn of(bytes: &[u8]) -> Self {
+        const ET_REL: u16 = 1;
+        const ET_DYN: u16 = 3;
+        if bytes.starts_with(b"!<arch>\n") {
+            return Self::Program;
+        }
+        match bytes {
+            [0x7f, b'E', b'L', b'F', _, order @ (1 | 2), _, _, _, _, _, _, _, _, _, _, t0, t1, ..] => {
+                let kind = if *order == 1 { u16::from_le_bytes([*t0, *t1]) } else { u16::from_be_bytes([*t0, *t1]) };
+                if (ET_REL..=ET_DYN).contains(&kind) {
+                    Self::Program
+                } else {
+                    Self::Data
+                }
+            }
+            _ => Self::Data,
+        }
+    }
+}
+
+/// [`find_all`] for a piece of a file whose start said what it holds.
+pub fn find_all_in(bytes: &[u8], faces: &FaceCheck, content: Content) -> Vec<Finding> {
+    let mut findings = find_direct(bytes, faces, content);
     findings.extend(super::vectors::find_int8_whole(bytes));
     for layer in super::layers::layers(bytes) {
         let whole = super::vectors::find_int8_whole(&layer.bytes);
-        for f in find_direct(&layer.bytes, faces).into_iter().chain(whole) {
+        for f in find_direct(&layer.bytes, faces, Content::Data).into_iter().chain(whole) {
             findings.push(Finding { detail: format!("{} (inside {})", f.detail, layer.path), ..f });
         }
     }
@@ -36,14 +74,16 @@ pub fn find_all(bytes: &[u8], faces: &FaceCheck) -> Vec<Finding> {
 }
 
 /// The detectors on these bytes as they are.
-fn find_direct(bytes: &[u8], faces: &FaceCheck) -> Vec<Finding> {
+fn find_direct(bytes: &[u8], faces: &FaceCheck, content: Content) -> Vec<Finding> {
     let mut findings = find_images(bytes, faces);
     match find_raw_frame(bytes) {
         Some(frame) => findings.push(frame),
         None => findings.extend(super::pixels::find_raw_pixels(bytes, faces)),
     }
-    findings.extend(super::vectors::find_binary_vectors(bytes));
-    findings.extend(super::vectors::find_decimal_vectors(bytes));
+    if content == Content::Data {
+        findings.extend(super::vectors::find_binary_vectors(bytes));
+        findings.extend(super::vectors::find_decimal_vectors(bytes));
+    }
     findings
 }
 
@@ -432,5 +472,26 @@ mod tests {
         let mut out = std::io::Cursor::new(Vec::new());
         img.write_to(&mut out, image::ImageFormat::Png).unwrap();
         out.into_inner()
+    }
+
+    /// Libraries carry model weights and tables that look like embeddings number by number (libaom's,
+    /// Chromium's, clangd's: false positives of the full scan); a program's pictures are still looked for,
+    /// and a core dump (memory) is scanned whole.
+    #[test]
+    fn a_program_is_searched_for_pictures_and_a_core_dump_for_everything() {
+        use rand_distr::Distribution;
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(77);
+        let normal = rand_distr::Normal::new(0.0, 0.09).unwrap();
+        let vector: Vec<u8> = (0..128).flat_map(|_| (normal.sample(&mut rng) as f32).to_le_bytes()).collect();
+        let elf = |kind: u16| {
+            let mut header = b"\x7fELF\x02\x01\x01".to_vec();
+            header.resize(16, 0);
+            header.extend(kind.to_le_bytes());
+            [header, random_bytes(3_000, 1), vector.clone(), random_bytes(3_000, 2), png(64, 48)].concat()
+        };
+        let kinds = |found: &[Finding]| found.iter().map(|f| f.kind).collect::<Vec<_>>();
+        assert_eq!(kinds(&find_all(&elf(3), &every_picture())), ["image"], "a shared library");
+        assert_eq!(kinds(&find_all(&elf(4), &every_picture())), ["image", "embedding"], "a core dump");
+        assert_eq!(Content::of(b"!<arch>\nlibfoo.o/"), Content::Program);
     }
 }
