@@ -13,6 +13,7 @@ pub mod faces;
 mod files;
 pub mod layers;
 pub mod pixels;
+pub mod runs;
 pub mod scan;
 pub mod sign;
 pub mod vectors;
