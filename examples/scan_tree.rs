@@ -20,7 +20,7 @@ fn main() {
         std::process::exit(2);
     }
     let started = Instant::now();
-    let (mut files, mut bytes, mut skipped, mut unreadable) = (0u64, 0u64, 0u64, 0u64);
+    let (mut files, mut bytes, mut skipped, mut unreadable, mut cut) = (0u64, 0u64, 0u64, 0u64, 0usize);
     let mut by_kind = std::collections::BTreeMap::<&str, u64>::new();
     for root in &roots {
         for entry in walkdir::WalkDir::new(root).follow_links(false).into_iter().filter_map(Result::ok) {
@@ -37,7 +37,13 @@ fn main() {
             };
             files += 1;
             bytes += content.len() as u64;
-            for f in facegate::audit::scan::find_all(&content, &faces) {
+            let scan =
+                facegate::audit::scan::find_all_in(&content, &faces, facegate::audit::scan::Content::of(&content));
+            if scan.streams_cut > 0 {
+                println!("{}: {} decoded streams cut at the limits", entry.path().display(), scan.streams_cut);
+                cut += scan.streams_cut;
+            }
+            for f in scan.findings {
                 *by_kind.entry(f.kind).or_default() += 1;
                 println!("{}: {} at byte {} ({})", entry.path().display(), f.kind, f.offset, f.detail);
             }
@@ -46,7 +52,7 @@ fn main() {
     println!("findings by kind: {by_kind:?}");
     println!(
         "{} findings in {files} files, {bytes} bytes ({:.1} GiB) scanned in {:.0} s; {skipped} over 512 MiB \
-         skipped, {unreadable} unreadable",
+         skipped, {unreadable} unreadable; {cut} decoded streams cut at the limits",
         by_kind.values().sum::<u64>(),
         bytes as f64 / f64::from(1u32 << 30),
         started.elapsed().as_secs_f64()

@@ -69,6 +69,16 @@ pub(super) fn check_files(scope: &AuditScope, progress: &dyn Fn(u64, u64)) -> Ch
                     for f in scanned.findings {
                         out.fail(format!("{}: {} at byte {} ({})", path.display(), f.kind, f.offset, f.detail));
                     }
+                    if scanned.streams_cut > 0 {
+                        out.warn(format!(
+                            "{}: {} decoded streams cut or left out at the limits ({} MiB a stream, {} MiB a file \
+                             piece); not looked at past them",
+                            path.display(),
+                            scanned.streams_cut,
+                            super::layers::MAX_LAYER_BYTES >> 20,
+                            super::layers::MAX_TOTAL_BYTES >> 20,
+                        ));
+                    }
                     scanned.database
                 }
                 Err(e) => {
@@ -163,6 +173,8 @@ struct ScannedFile {
     findings: Vec<scan::Finding>,
     /// It starts with SQLite's header (its cells are read next, through SQLite).
     database: bool,
+    /// Decoded streams the limits cut short or left out.
+    streams_cut: usize,
 }
 
 /// Every finding in one file: whole when it fits in a piece, else piece by piece (each piece a value of
@@ -179,6 +191,7 @@ fn scan_file(
     let mut database = None;
     let mut content = None;
     let mut start = 0usize; // file offset of piece[0]
+    let mut streams_cut = 0;
     loop {
         let before = piece.len();
         (&mut file).take((piece_size - before) as u64).read_to_end(&mut piece)?;
@@ -187,7 +200,9 @@ fn scan_file(
         let last = piece.len() < piece_size;
         database.get_or_insert_with(|| piece.starts_with(cells::SQLITE_MAGIC));
         let content = *content.get_or_insert_with(|| scan::Content::of(&piece));
-        for f in scan::find_all_in(&piece, faces, content) {
+        let scan = scan::find_all_in(&piece, faces, content);
+        streams_cut += scan.streams_cut;
+        for f in scan.findings {
             let found = scan::Finding { offset: start + f.offset, ..f };
             // Seen again in the overlap: the later piece holds more of it (an image cut at the end of the
             // earlier piece is whole in the next).
@@ -197,7 +212,7 @@ fn scan_file(
             }
         }
         if last {
-            return Ok(ScannedFile { findings, database: database.unwrap_or(false) });
+            return Ok(ScannedFile { findings, database: database.unwrap_or(false), streams_cut });
         }
         let keep = piece.len() - OVERLAP;
         piece.drain(..keep);

@@ -3,7 +3,10 @@
 //!
 //! Pure but for the decompressors it calls. Bounded so that a bomb cannot stall or exhaust the auditor: each
 //! decoded layer is cut at [`MAX_LAYER_BYTES`], a file yields at most [`MAX_TOTAL_BYTES`] of decoded bytes,
-//! and a decoder that fails (random bytes that happen to start with a magic) is simply not a layer.
+//! and a decoder that fails (random bytes that happen to start with a magic) is simply not a layer. A stream
+//! cut or left out at those limits is counted ([`Layers::cut`]), so the report can say what was not looked
+//! at; a base64 or hex run is decoded whole or not at all (a picture cut by the auditor's own limit would
+//! read as a retained picture cut short).
 
 use std::io::Read;
 
@@ -15,6 +18,8 @@ pub const MAX_LAYER_BYTES: usize = 64 << 20;
 pub const MAX_TOTAL_BYTES: usize = 256 << 20;
 /// The shortest base64 or hex run decoded (a 64-value int8 vector in base64 is 88 characters).
 pub const MIN_TEXT_RUN: usize = 88;
+/// The longest base64 run also tried from its 2nd, 3rd and 4th character when it decodes from its first.
+const MAX_SHIFTED_RUN: usize = 16 << 10;
 
 /// One decoded stream: how it was reached from the file, and its bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,57 +30,101 @@ pub struct Layer {
     pub bytes: Vec<u8>,
 }
 
+/// The layers of one value, and how many streams the limits cut short or left out.
+#[derive(Debug, Default)]
+pub struct Layers {
+    /// Outermost first.
+    pub layers: Vec<Layer>,
+    /// Streams cut at [`MAX_LAYER_BYTES`] or at the file's [`MAX_TOTAL_BYTES`], or not decoded for it.
+    pub cut: usize,
+}
+
 /// Every layer inside `bytes` (not `bytes` itself), outermost first.
-pub fn layers(bytes: &[u8]) -> Vec<Layer> {
-    let mut out = Vec::new();
+pub fn layers(bytes: &[u8]) -> Layers {
+    let mut out = Layers::default();
     let mut budget = MAX_TOTAL_BYTES;
     descend(bytes, "", 1, &mut budget, &mut out);
     out
 }
 
-fn descend(bytes: &[u8], path: &str, depth: usize, budget: &mut usize, out: &mut Vec<Layer>) {
+fn descend(bytes: &[u8], path: &str, depth: usize, budget: &mut usize, out: &mut Layers) {
     if depth > MAX_DEPTH {
         return;
     }
-    for (what, offset, decoded) in decode_all(bytes, *budget) {
-        if *budget == 0 {
-            return;
+    for stream in decode_all(bytes, *budget) {
+        let Stream { label, bytes: decoded, cut, text } = stream;
+        let fits = decoded.len() <= *budget;
+        if (!fits && text) || *budget == 0 {
+            out.cut += 1;
+            continue;
         }
         let decoded = &decoded[..decoded.len().min(*budget)];
+        out.cut += usize::from(cut || !fits);
         *budget -= decoded.len();
-        let here = if path.is_empty() { format!("{what}@{offset}") } else { format!("{path} > {what}@{offset}") };
-        out.push(Layer { path: here.clone(), bytes: decoded.to_vec() });
+        let here = if path.is_empty() { label } else { format!("{path} > {label}") };
+        out.layers.push(Layer { path: here.clone(), bytes: decoded.to_vec() });
         descend(decoded, &here, depth + 1, budget, out);
     }
 }
 
-/// Every stream that decodes at some offset of `bytes`: (kind, offset, decoded bytes).
-fn decode_all(bytes: &[u8], budget: usize) -> Vec<(&'static str, usize, Vec<u8>)> {
+/// A stream decoded at some offset.
+struct Stream {
+    /// What and where: `gzip@120`, `zip@0:name/of/entry`, `base64@4`.
+    label: String,
+    bytes: Vec<u8>,
+    /// Cut at the limit given to its decoder.
+    cut: bool,
+    /// A base64 or hex run: used whole or not at all.
+    text: bool,
+}
+
+/// Every stream that decodes at some offset of `bytes`.
+fn decode_all(bytes: &[u8], budget: usize) -> Vec<Stream> {
     let limit = budget.min(MAX_LAYER_BYTES);
     let mut found = Vec::new();
     let mut i = 0;
     while i + 4 <= bytes.len() && found.len() < 4_096 {
         let rest = &bytes[i..];
         let mut skip = 0;
+        let mut stream = |what: &str, (bytes, read): (Vec<u8>, usize)| {
+            skip = read;
+            let cut = bytes.len() >= limit;
+            Stream { label: format!("{what}@{i}"), bytes, cut, text: false }
+        };
         let decoded = if rest.starts_with(&[0x1f, 0x8b, 0x08]) {
-            read_limited(flate2::read::MultiGzDecoder::new(rest), limit).map(|d| ("gzip", d))
+            // One member per layer, and the next is found at its own offset: decoded as one stream from
+            // every member's start, a file of many members (Chromium's .pak) decoded quadratically, ran out
+            // of budget and cut the pictures of its later members.
+            gzip_member(rest, limit).map(|d| vec![stream("gzip", d)])
         } else if rest.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            ruzstd::decoding::StreamingDecoder::new(rest).ok().and_then(|d| read_limited(d, limit)).map(|d| ("zstd", d))
+            ruzstd::decoding::StreamingDecoder::new(rest)
+                .ok()
+                .and_then(|d| read_limited(d, limit))
+                .map(|d| vec![stream("zstd", (d, 0))])
         } else if rest.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
-            xz(rest, limit).map(|d| ("xz", d))
+            xz(rest, limit).map(|d| vec![stream("xz", (d, 0))])
         } else if rest.starts_with(b"PK\x03\x04") {
-            zip_entries(rest, limit).map(|(d, read)| {
-                // The archive's entries are read to its end: their own headers, further on, are not archives
-                // of their own (each would read the rest again, quadratic in the entries of a wheel or jar).
+            // The archive's entries are read to its end: their own headers, further on, are not archives
+            // of their own (each would read the rest again, quadratic in the entries of a wheel or jar).
+            // Each entry is a layer: a picture in one is not cut where the limit falls in another.
+            zip_entries(rest, limit).map(|(entries, read)| {
                 skip = read;
-                ("zip", d)
+                let mut left = limit;
+                entries
+                    .into_iter()
+                    .map(|(name, bytes)| {
+                        let cut = bytes.len() >= left;
+                        left = left.saturating_sub(bytes.len());
+                        Stream { label: format!("zip@{i}:{name}"), bytes, cut, text: false }
+                    })
+                    .collect()
             })
         } else {
             None
         };
         match decoded {
-            Some((what, data)) if !data.is_empty() => {
-                found.push((what, i, data));
+            Some(streams) if !streams.is_empty() => {
+                found.extend(streams.into_iter().filter(|s| !s.bytes.is_empty()));
                 i += skip.max(4);
             }
             _ => i += 1,
@@ -90,6 +139,15 @@ fn read_limited(reader: impl Read, limit: usize) -> Option<Vec<u8>> {
     // A stream cut short (truncated, or past the limit) still gives what it decoded so far.
     let _ = reader.take(u64::try_from(limit).unwrap_or(u64::MAX)).read_to_end(&mut out);
     (!out.is_empty()).then_some(out)
+}
+
+/// One gzip member from the start of `bytes`: what it decodes to (up to `limit`) and how many bytes it took.
+fn gzip_member(bytes: &[u8], limit: usize) -> Option<(Vec<u8>, usize)> {
+    let mut decoder = flate2::bufread::GzDecoder::new(bytes);
+    let decoded = read_limited(&mut decoder, limit)?;
+    // The reader over a slice is left just past what the decoder consumed.
+    let read = bytes.len() - decoder.into_inner().len();
+    Some((decoded, read))
 }
 
 fn xz(bytes: &[u8], limit: usize) -> Option<Vec<u8>> {
@@ -121,18 +179,24 @@ impl std::io::Write for Capped {
     }
 }
 
-/// The entries of a zip archive that starts here, read from their local headers (a zip embedded in another
-/// file has no central directory where a reader would look), concatenated.
-/// The entries of a zip archive from its first local header on, and how many bytes they took.
-fn zip_entries(bytes: &[u8], limit: usize) -> Option<(Vec<u8>, usize)> {
+/// The entries of a zip archive from its first local header on (a zip embedded in another file has no
+/// central directory where a reader would look): each entry's name and bytes, the whole cut at `limit`, and
+/// how many bytes of the archive they took.
+fn zip_entries(bytes: &[u8], limit: usize) -> Option<(Vec<(String, Vec<u8>)>, usize)> {
     let mut cursor = std::io::Cursor::new(bytes);
     let mut out = Vec::new();
     let mut read = 0;
-    while out.len() < limit {
+    let mut left = limit;
+    while left > 0 {
         match zip::read::read_zipfile_from_stream(&mut cursor) {
             Ok(Some(entry)) => {
-                let left = limit - out.len();
-                let _ = entry.take(u64::try_from(left).unwrap_or(u64::MAX)).read_to_end(&mut out);
+                // A name that is not text still names the entry (its bytes, lossily).
+                let name =
+                    entry.name().map_or_else(|_| String::from_utf8_lossy(entry.name_raw()).into_owned(), Into::into);
+                let mut data = Vec::new();
+                let _ = entry.take(u64::try_from(left).unwrap_or(u64::MAX)).read_to_end(&mut data);
+                left -= data.len();
+                out.push((name, data));
             }
             Ok(None) | Err(_) => break,
         }
@@ -144,7 +208,14 @@ fn zip_entries(bytes: &[u8], limit: usize) -> Option<(Vec<u8>, usize)> {
 /// Runs of hex, base64 and URL-safe base64 of at least [`MIN_TEXT_RUN`] characters, decoded. A base64 run
 /// may be wrapped (MIME and PEM break lines every 64 or 76 characters); a run that is all hex digits is read
 /// as hex only. Where a run starts mid-token, each of the four possible starts is tried.
-fn text_runs(bytes: &[u8], limit: usize) -> Vec<(&'static str, usize, Vec<u8>)> {
+fn text_runs(bytes: &[u8], limit: usize) -> Vec<Stream> {
+    // Decoded whole, never cut: the text is in memory already and decodes to less than itself.
+    let whole = |what: &str, at: usize, bytes: Vec<u8>| Stream {
+        label: format!("{what}@{at}"),
+        cut: bytes.len() > limit,
+        bytes,
+        text: true,
+    };
     let hex = |b: u8| b.is_ascii_hexdigit();
     let standard = |b: u8| b.is_ascii_alphanumeric() || b == b'+' || b == b'/';
     let url = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
@@ -156,20 +227,27 @@ fn text_runs(bytes: &[u8], limit: usize) -> Vec<(&'static str, usize, Vec<u8>)> 
             }
             if what == "hex" {
                 if let Ok(decoded) = data_encoding::HEXLOWER_PERMISSIVE.decode(&run[..run.len() & !1]) {
-                    found.push((what, start, truncate(decoded, limit)));
+                    found.push(whole(what, start, decoded));
                 }
                 continue;
             }
             let encoding =
                 if what == "base64" { &data_encoding::BASE64_NOPAD } else { &data_encoding::BASE64URL_NOPAD };
+            let mut decoded_one = false;
             for skip in 0..4 {
+                // The other starts only for short runs (a vector's) or when the first does not decode: a
+                // picture's run is long and starts where its token does.
+                if skip > 0 && run.len() > MAX_SHIFTED_RUN && decoded_one {
+                    break;
+                }
                 let body = &run[skip..];
                 // With its last 2 or 3 characters when they decode (an image's last bytes are its end
                 // marker, without which a decoder refuses it); else whole groups of 4.
                 let tail = body.len() - usize::from(body.len() % 4 == 1);
                 let decoded = encoding.decode(&body[..tail]).or_else(|_| encoding.decode(&body[..body.len() / 4 * 4]));
                 if let Ok(decoded) = decoded {
-                    found.push(("base64", start + skip, truncate(decoded, limit)));
+                    decoded_one = true;
+                    found.push(whole("base64", start + skip, decoded));
                 }
             }
         }
@@ -222,11 +300,6 @@ fn runs(bytes: &[u8], class: &dyn Fn(u8) -> bool) -> Vec<(usize, Vec<u8>)> {
     out
 }
 
-fn truncate(mut bytes: Vec<u8>, limit: usize) -> Vec<u8> {
-    bytes.truncate(limit);
-    bytes
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,11 +325,11 @@ mod tests {
         let mut file = b"log line before\n".to_vec();
         file.extend(zip_of("dump.txt", b64.as_bytes()));
         file.extend(b"\ntrailer");
-        let found = layers(&file);
+        let found = layers(&file).layers;
         let inner = found.iter().find(|l| l.bytes == secret).unwrap_or_else(|| panic!("{found:?}"));
-        assert_eq!(inner.path, "zip@16 > base64@0 > gzip@0");
+        assert_eq!(inner.path, "zip@16:dump.txt > base64@0 > gzip@0");
         let hex = data_encoding::HEXLOWER.encode(&secret[..200]);
-        let found = layers(format!("key = {hex}\n").as_bytes());
+        let found = layers(format!("key = {hex}\n").as_bytes()).layers;
         assert_eq!(found[0].path, "hex@6");
         assert_eq!(found[0].bytes, secret[..200]);
     }
@@ -266,13 +339,15 @@ mod tests {
         let zeros = vec![0u8; 80 << 20];
         let bomb = gzip(&gzip(&zeros));
         let found = layers(&bomb);
+        assert!(found.cut >= 1, "the cut is counted");
+        let found = found.layers;
         let total: usize = found.iter().map(|l| l.bytes.len()).sum();
         assert!(total <= MAX_TOTAL_BYTES, "{total}");
         assert!(found.iter().all(|l| l.bytes.len() <= MAX_LAYER_BYTES));
         // A magic followed by garbage is no layer.
         let mut fake = vec![0x1f, 0x8b, 0x08];
         fake.extend([0xAAu8; 100]);
-        assert!(layers(&fake).is_empty());
+        assert!(layers(&fake).layers.is_empty());
     }
 
     /// A wheel or a jar holds hundreds of entries; each entry's header was read as an archive of its own,
@@ -286,9 +361,64 @@ mod tests {
                 .unwrap();
         }
         let bytes = zip.finish().unwrap().into_inner();
-        let found = layers(&bytes);
-        let archives = found.iter().filter(|l| l.path.starts_with("zip@")).count();
-        assert_eq!(archives, 1, "{:?}", found.iter().map(|l| &l.path).collect::<Vec<_>>());
+        let found = layers(&bytes).layers;
+        let archives = found.iter().filter(|l| l.path.starts_with("zip@") && !l.path.starts_with("zip@0:")).count();
+        assert_eq!(archives, 0, "{:?}", found.iter().map(|l| &l.path).collect::<Vec<_>>());
+        assert_eq!(found.iter().filter(|l| l.path.starts_with("zip@0:pkg/module_")).count(), 300);
+    }
+
+    /// Chromium's resource files hold hundreds of gzip members back to back. Each member was decoded as a
+    /// multi-member stream to the file's end, so the layers grew quadratically, the budget ran out and the
+    /// later members' base64 pictures were cut ("not decodable whole": 14 false findings in /usr/lib/chromium).
+    /// Found on the old code.
+    #[test]
+    fn each_gzip_member_is_one_layer_and_the_last_is_whole() {
+        let mut file = Vec::new();
+        let mut rng = 1u32;
+        for k in 0..120 {
+            // Text that compresses well: 64 KiB per member, 7.5 MiB in all.
+            file.extend(gzip(format!("/* resource {k} */ .a {{ color: red; }}\n").repeat(2_000).as_bytes()));
+        }
+        let picture: Vec<u8> = (0..3_000)
+            .map(|_| {
+                rng = rng.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                (rng >> 16) as u8
+            })
+            .collect();
+        let css =
+            format!(".b {{ background: url(data:image/png;base64,{}); }}", data_encoding::BASE64.encode(&picture));
+        file.extend(gzip(css.as_bytes()));
+        let found = layers(&file);
+        assert_eq!(found.cut, 0);
+        let found = found.layers;
+        let gzips = found.iter().filter(|l| l.path.starts_with("gzip@") && !l.path.contains(" > ")).count();
+        assert_eq!(gzips, 121);
+        let total: usize = found.iter().map(|l| l.bytes.len()).sum();
+        assert!(total < 16 << 20, "{total} bytes decoded from a 7.5 MiB resource file");
+        assert!(found.iter().any(|l| l.bytes == picture), "the last member's picture is not whole");
+    }
+
+    /// A base64 run that does not fit in what is left of the file's budget is left out and counted, not cut:
+    /// cut, a picture read as one retained cut short. Found on the old code.
+    #[test]
+    fn a_text_run_is_decoded_whole_or_counted_as_left_out() {
+        let mut file = Vec::new();
+        for k in 0..4 {
+            // 1,000 bytes of the budget left after these (none cut: each is under the layer limit).
+            let size = if k < 3 { MAX_LAYER_BYTES - 1 } else { MAX_LAYER_BYTES - 997 };
+            file.extend(gzip(&vec![0u8; size]));
+        }
+        let picture: Vec<u8> = (0..3_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        file.extend(format!(" {} ", data_encoding::BASE64.encode(&picture)).as_bytes());
+        let found = layers(&file);
+        assert!(
+            !found.layers.iter().any(|l| l.bytes.len() < picture.len() && picture.starts_with(&l.bytes)),
+            "a base64 run was cut at the budget"
+        );
+        assert_eq!(found.cut, 1, "the run left out is not counted");
+        let zip = zip_of("a.bin", &picture);
+        let found = layers(&zip).layers;
+        assert_eq!(found[0].path, "zip@0:a.bin");
     }
 
     /// Base64 without padding ends in 2 or 3 characters that carry the last bytes: an image's end marker is
@@ -297,7 +427,7 @@ mod tests {
     fn a_base64_run_is_decoded_to_its_last_byte() {
         let bytes: Vec<u8> = (0..100u8).map(|b| b.wrapping_mul(37)).collect();
         let text = format!("url(data:image/png;base64,{})", data_encoding::BASE64_NOPAD.encode(&bytes));
-        let found = layers(text.as_bytes());
+        let found = layers(text.as_bytes()).layers;
         assert!(
             found.iter().any(|l| l.bytes == bytes),
             "{:?}",

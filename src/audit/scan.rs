@@ -24,7 +24,17 @@ pub struct Finding {
 /// base64 or hex, nested); a finding inside a layer says which. Pictures count when `faces` finds a face in
 /// them ([`FaceCheck`]).
 pub fn find_all(bytes: &[u8], faces: &FaceCheck) -> Vec<Finding> {
-    find_all_in(bytes, faces, Content::of(bytes))
+    find_all_in(bytes, faces, Content::of(bytes)).findings
+}
+
+/// What the scan of one value found, and how many decoded streams the limits cut short or left out
+/// ([`super::layers::Layers::cut`]): what the report must say was not looked at.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// What was found.
+    pub findings: Vec<Finding>,
+    /// Streams cut or left out at the decoding limits.
+    pub streams_cut: usize,
 }
 
 /// What a file holds, as far as the search for embeddings goes.
@@ -61,10 +71,11 @@ impl Content {
 }
 
 /// [`find_all`] for a piece of a file whose start said what it holds.
-pub fn find_all_in(bytes: &[u8], faces: &FaceCheck, content: Content) -> Vec<Finding> {
+pub fn find_all_in(bytes: &[u8], faces: &FaceCheck, content: Content) -> Scan {
     let mut findings = find_direct(bytes, faces, content);
     findings.extend(super::vectors::find_int8_whole(bytes));
-    for layer in super::layers::layers(bytes) {
+    let decoded = super::layers::layers(bytes);
+    for layer in decoded.layers {
         // A program's base64 and hex runs are its own strings, 128 bytes of which pass as int8 by chance
         // (LLVM's libraries had six).
         let whole = super::vectors::find_int8_whole(&layer.bytes).filter(|_| content == Content::Data);
@@ -72,7 +83,7 @@ pub fn find_all_in(bytes: &[u8], faces: &FaceCheck, content: Content) -> Vec<Fin
             findings.push(Finding { detail: format!("{} (inside {})", f.detail, layer.path), ..f });
         }
     }
-    findings
+    Scan { findings, streams_cut: decoded.cut }
 }
 
 /// The detectors on these bytes as they are.
