@@ -179,10 +179,13 @@ impl std::io::Write for Capped {
     }
 }
 
+/// A zip entry's name and bytes.
+type Entry = (String, Vec<u8>);
+
 /// The entries of a zip archive from its first local header on (a zip embedded in another file has no
 /// central directory where a reader would look): each entry's name and bytes, the whole cut at `limit`, and
 /// how many bytes of the archive they took.
-fn zip_entries(bytes: &[u8], limit: usize) -> Option<(Vec<(String, Vec<u8>)>, usize)> {
+fn zip_entries(bytes: &[u8], limit: usize) -> Option<(Vec<Entry>, usize)> {
     let mut cursor = std::io::Cursor::new(bytes);
     let mut out = Vec::new();
     let mut read = 0;
@@ -221,8 +224,11 @@ fn text_runs(bytes: &[u8], limit: usize) -> Vec<Stream> {
     let url = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
     let mut found = Vec::new();
     for (what, class) in [("hex", &hex as &dyn Fn(u8) -> bool), ("base64", &standard), ("base64url", &url)] {
-        for (start, run) in runs(bytes, class) {
+        for (start, end, run) in runs(bytes, class) {
             if run.len() < MIN_TEXT_RUN || (what != "hex" && run.iter().all(u8::is_ascii_hexdigit)) {
+                continue;
+            }
+            if what != "hex" && !of_its_own_alphabet(what, bytes, start, end, &run) {
                 continue;
             }
             if what == "hex" {
@@ -255,9 +261,27 @@ fn text_runs(bytes: &[u8], limit: usize) -> Vec<Stream> {
     found
 }
 
-/// Maximal runs of characters of `class` (their start and text), joining wrapped lines: a line of 60 or more
+/// Whether a base64 run (`what`: `base64` or `base64url`, from `start` to `end` of `bytes`) is not a piece of
+/// a longer run in the other alphabet. The two share letters and digits: a URL-safe run with no `-` or `_`
+/// lies inside a standard run, which decodes it; a standard run with no `+` or `/` that a `-` or `_` borders
+/// lies inside a URL-safe run. Decoded alone, such a piece is a cut prefix: the first 146 characters of a
+/// PNG data URI, up to its first `+`, read as a picture "cut short" (Chromium's resources).
+fn of_its_own_alphabet(what: &str, bytes: &[u8], start: usize, end: usize, run: &[u8]) -> bool {
+    let (own, other): (&[u8], &[u8]) = if what == "base64" { (b"+/", b"-_") } else { (b"-_", b"+/") };
+    if run.iter().any(|b| own.contains(b)) {
+        return true;
+    }
+    if what == "base64url" {
+        return false;
+    }
+    let before = start.checked_sub(1).and_then(|i| bytes.get(i));
+    let after = bytes.get(end);
+    ![before, after].into_iter().flatten().any(|b| other.contains(b))
+}
+
+/// Maximal runs of characters of `class` (their start, end and text), joining wrapped lines: a line of 60 or more
 /// characters, a multiple of 4, then a line break, then more of the class.
-fn runs(bytes: &[u8], class: &dyn Fn(u8) -> bool) -> Vec<(usize, Vec<u8>)> {
+fn runs(bytes: &[u8], class: &dyn Fn(u8) -> bool) -> Vec<(usize, usize, Vec<u8>)> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
@@ -293,9 +317,9 @@ fn runs(bytes: &[u8], class: &dyn Fn(u8) -> bool) -> Vec<(usize, Vec<u8>)> {
         // A short last line may be the wrapped value's end, or the next line of a log that happens to start
         // with such characters: both are tried.
         if before_last > 0 && text.len() - before_last < 60 {
-            out.push((start, text[..before_last].to_vec()));
+            out.push((start, i, text[..before_last].to_vec()));
         }
-        out.push((start, text));
+        out.push((start, i, text));
     }
     out
 }
@@ -419,6 +443,35 @@ mod tests {
         let zip = zip_of("a.bin", &picture);
         let found = layers(&zip).layers;
         assert_eq!(found[0].path, "zip@0:a.bin");
+    }
+
+    /// The letters and digits of a base64 run are a run of the other alphabet too, up to its first `+` or `/`
+    /// (or `-` or `_`): decoded alone, that piece is the payload cut short, and a PNG's cut there has a whole
+    /// header ("not decodable whole": Chromium's data URIs). Found on the old code.
+    #[test]
+    fn a_piece_of_a_run_in_the_other_alphabet_is_not_decoded_alone() {
+        for (encoding, specials) in [(&data_encoding::BASE64, "+/"), (&data_encoding::BASE64URL, "-_")] {
+            // A payload whose first special character comes after the shortest run decoded.
+            let payload = (0u32..)
+                .map(|seed| {
+                    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+                    (0..600)
+                        .map(|_| {
+                            x ^= x << 13;
+                            x ^= x >> 17;
+                            x ^= x << 5;
+                            (x >> 24) as u8
+                        })
+                        .collect::<Vec<u8>>()
+                })
+                .find(|p| encoding.encode(p).find(|c| specials.contains(c)).is_some_and(|at| at > MIN_TEXT_RUN + 8))
+                .unwrap();
+            let text = format!("url(data:image/png;base64,{})", encoding.encode(&payload));
+            let found = layers(text.as_bytes()).layers;
+            assert!(found.iter().any(|l| l.bytes == payload), "{specials}: the payload is not decoded whole");
+            let cut = found.iter().find(|l| l.bytes.len() < payload.len() && payload.starts_with(&l.bytes));
+            assert!(cut.is_none(), "{specials}: a cut prefix was decoded as {}", cut.map_or("", |l| &l.path));
+        }
     }
 
     /// Base64 without padding ends in 2 or 3 characters that carry the last bytes: an image's end marker is
