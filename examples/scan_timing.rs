@@ -28,7 +28,7 @@ fn main() {
         clock(2, &mut || drop(vectors::find_binary_vectors(&bytes)));
         clock(3, &mut || drop(vectors::find_decimal_vectors(&bytes)));
         let mut found = Vec::new();
-        clock(4, &mut || found = layers::layers(&bytes));
+        clock(4, &mut || found = layers::layers(&bytes).layers);
         clock(5, &mut || found.iter().for_each(|l| drop(scan::find_all(&l.bytes, &faces))));
     }
     println!("{total} bytes");
