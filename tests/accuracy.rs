@@ -1,7 +1,7 @@
 //! The accuracy bars on the shared development photos, measured with the library's own evaluation:
 //! faces found in >= 99.5 % of the LFW pairs' images with EER <= 1.0 % (OpenCV: 0.67 %), and over all pairs of
 //! labelled images FNMR <= 2.0 % at FMR 1e-4 (OpenCV: 1.36 %). Every image is embedded once (about a minute
-//! on two cores); the embeddings stay in memory.
+//! on two cores); the embeddings stay in memory. Then open-set identification as the gate decides.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -61,4 +61,56 @@ fn lfw_pairs_and_all_pairs_meet_the_bars() {
     );
     assert!(at_1e4.fmr <= 1e-4);
     assert!(at_1e4.fnmr <= 0.020, "FNMR at FMR 1e-4: {:.3} %", 100.0 * at_1e4.fnmr);
+}
+
+/// Open-set identification as the gate decides, on people the threshold was never calibrated on: the
+/// calibration's FMR holds on the people each fold left out, a stranger's search matches at about the target
+/// FPIR, and the gate's frame agreement refuses fewer residents than one frame alone at the same measured FPIR.
+#[test]
+fn open_set_calibration_holds_on_strangers_and_the_gate_beats_a_single_frame() {
+    use facegate::vision::eval::open_set::plan::SplitRule;
+    use facegate::vision::eval::open_set::score::{Fusion, Rule};
+    use facegate::vision::eval::open_set::{self, median};
+
+    let faces = common::shared_faces();
+    let observed = open_set::observe(common::pipeline(), None, 3, &faces, DecodeLimits::default(), &|| {}).unwrap();
+    let rule = SplitRule { folds: 2, repeats: 2, gallery_sizes: vec![10], draws: 10, seed: 7 };
+    let folds = open_set::splits(&observed, &rule, 3).unwrap();
+    let target = 1e-3;
+    let gate = Rule::Gate { required: 2, window: 3, fusion: Fusion::None };
+    let gate_report = open_set::run_rule(&observed.people, &folds, &observed.views(), gate, target, None, 3).unwrap();
+    let single =
+        open_set::run_rule(&observed.people, &folds, &observed.views(), Rule::SingleFrame, target, None, 3).unwrap();
+
+    // The calibration fitted on the other folds, checked on each fold's own people.
+    let pairs: usize = gate_report.folds.iter().map(|f| f.held_out_pairs).sum();
+    let hits: f64 = gate_report.folds.iter().map(|f| f.held_out[0].2 * f.held_out_pairs as f64).sum();
+    let held_out_fmr = hits / pairs as f64;
+    println!("held-out FMR at the 1e-3 threshold: {held_out_fmr:.2e} over {pairs} pairs");
+    assert!((0.5e-3..=2e-3).contains(&held_out_fmr), "held-out FMR {held_out_fmr:.2e} for a target of 1e-3");
+
+    let small = &gate_report.galleries[0];
+    assert_eq!(small.size, 10);
+    let searches = &small.configured;
+    println!("10 residents: search FPIR {:.2e} ({} searches)", searches.search_fpir(), searches.searches);
+    assert!(searches.searches > 20_000, "{} stranger searches", searches.searches);
+    assert!(
+        (target / 2.0..=target * 2.0).contains(&searches.search_fpir()),
+        "search FPIR {:.2e} at the configured threshold, target {target:.0e}",
+        searches.search_fpir()
+    );
+    assert_eq!(median(&searches.frames_to_decision), 2.0, "2 of 3 frames decide on the second frame");
+
+    let largest = gate_report.galleries.last().unwrap();
+    let single_largest = single.galleries.last().unwrap();
+    let at = |g: &open_set::GalleryFigures| g.at_fpir[1].1.map(|(fnir, _, _)| fnir).unwrap();
+    println!(
+        "{} residents: FNIR at FPIR 1e-3, gate {:.3} %, single frame {:.3} %",
+        largest.size,
+        100.0 * at(largest),
+        100.0 * at(single_largest)
+    );
+    assert!(largest.size >= 50, "the folder allows galleries of {} residents", largest.size);
+    assert!(at(largest) <= at(single_largest), "the gate's agreement refuses more residents than one frame");
+    assert!(at(largest) < 0.01, "FNIR at FPIR 1e-3: {:.3} %", 100.0 * at(largest));
 }

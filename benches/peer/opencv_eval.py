@@ -31,6 +31,28 @@ def metrics(gen, imp):
     return (fnmr[i] + fmr[i]) / 2, acc.max(), out
 
 
+def load(tmp, score):
+    """OpenCV's detector and recogniser on facegate's models. OpenCV's loaders take paths: the load-time-fixed
+    SFace goes through the private temporary folder `tmp`; YuNet is read as it is."""
+    sface = os.path.join(tmp, "sface.onnx")
+    with open(sface, "wb") as f:
+        f.write(models.fixed_model_bytes(models.SFACE))
+    det = cv2.FaceDetectorYN.create(models.YUNET, "", (320, 320), score, 0.3, 5000)
+    rec = cv2.FaceRecognizerSF.create(sface, "")
+    return det, rec
+
+
+def embed(det, rec, img, pick):
+    """The unit embedding of the first or largest face of a BGR image, or None."""
+    det.setInputSize((img.shape[1], img.shape[0]))
+    _, faces = det.detect(img)
+    if faces is None:
+        return None
+    face = faces[0] if pick == "first" else faces[np.argmax(faces[:, 2] * faces[:, 3])]
+    e = rec.feature(rec.alignCrop(img, face)).ravel()
+    return e / np.linalg.norm(e)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--faces", required=True)
@@ -40,14 +62,8 @@ def main():
     ap.add_argument("--pick", choices=["first", "largest"], default="first")
     args = ap.parse_args()
     cv2.setNumThreads(1)
-    # OpenCV's loaders take paths: hand them the load-time-fixed models through a private temporary folder.
     with tempfile.TemporaryDirectory() as tmp:
-        # OpenCV reads YuNet as it is; SFace needs its unread graph inputs dropped.
-        paths = {"yunet": models.YUNET, "sface": os.path.join(tmp, "sface.onnx")}
-        with open(paths["sface"], "wb") as f:
-            f.write(models.fixed_model_bytes(models.SFACE))
-        det = cv2.FaceDetectorYN.create(paths["yunet"], "", (320, 320), args.score, 0.3, 5000)
-        rec = cv2.FaceRecognizerSF.create(paths["sface"], "")
+        det, rec = load(tmp, args.score)
     if args.pairs:
         rows = [r for r in csv.DictReader(open(args.pairs)) if r["protocol"].startswith(args.protocol)]
         files = sorted({r["path_a"] for r in rows} | {r["path_b"] for r in rows})
@@ -56,16 +72,10 @@ def main():
     emb, detected = {}, 0
     for rel in files:
         img = cv2.imread(os.path.join(args.faces, rel))
-        if img is None:
-            continue
-        det.setInputSize((img.shape[1], img.shape[0]))
-        _, faces = det.detect(img)
-        if faces is None:
-            continue
-        face = faces[0] if args.pick == "first" else faces[np.argmax(faces[:, 2] * faces[:, 3])]
-        e = rec.feature(rec.alignCrop(img, face)).ravel()
-        emb[rel] = e / np.linalg.norm(e)
-        detected += 1
+        e = None if img is None else embed(det, rec, img, args.pick)
+        if e is not None:
+            emb[rel] = e
+            detected += 1
     def score(a, b):
         return float(emb[a] @ emb[b]) if a in emb and b in emb else -1.0
     gen, imp = [], []

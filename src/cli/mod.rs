@@ -24,6 +24,7 @@ pub mod demo;
 mod keys;
 pub mod live;
 mod liveness;
+pub mod open_set;
 mod passes;
 mod portal;
 mod residents;
@@ -71,8 +72,11 @@ pub enum Command {
         #[arg(long)]
         threshold: Option<f32>,
     },
-    /// Evaluate detection and verification on a labelled photo folder.
+    /// Evaluate detection and verification on a labelled photo folder (or, with --open-set, identification
+    /// as the gate decides it).
     Eval(EvalArgs),
+    /// Fit the identification threshold's calibration on volunteers' photos; prints the config section.
+    Calibrate(open_set::CalibrateArgs),
     /// Replay a folder (or read a camera) through the vision path, printing a decision per frame.
     Demo(crate::cli::demo::DemoArgs),
     /// Record a resident's separate consent to face entry (creates the resident if new).
@@ -144,6 +148,9 @@ pub struct EvalArgs {
     /// and renewability.
     #[arg(long)]
     pub protected: bool,
+    /// Open-set identification instead of verification pairs.
+    #[command(flatten)]
+    pub open_set: open_set::OpenSetArgs,
 }
 
 impl Command {
@@ -161,6 +168,7 @@ impl Command {
                 | Self::Pass(_)
                 | Self::Compound(_)
                 | Self::Keys(_)
+                | Self::Calibrate(_)
         )
     }
 }
@@ -196,6 +204,7 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Detect { images, json } => detect_command(&config, &images, json),
         Command::Compare { a, b, threshold } => compare_command(&config, &a, &b, threshold),
         Command::Eval(args) => eval_command(&config, &args),
+        Command::Calibrate(args) => open_set::calibrate(&config, &args),
         Command::Demo(args) => crate::cli::demo::run_demo(&config, &args),
         Command::Consent(args) => residents::consent(&config, &args),
         Command::Enroll(args) => residents::enroll(&config, &args),
@@ -306,6 +315,10 @@ fn eval_command(config: &Config, args: &EvalArgs) -> Result<std::process::ExitCo
     if let Some(threads) = args.threads {
         // Only fails if a global pool already exists, which is harmless.
         let _ = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build_global();
+    }
+    if args.open_set.open_set {
+        open_set::eval_open_set(config, &args.faces, &args.open_set, args.json)?;
+        return Ok(std::process::ExitCode::SUCCESS);
     }
     let pipeline = Arc::new(load_pipeline(config)?);
     let request = EvalRequest {

@@ -6,6 +6,7 @@
 use serde::Deserialize;
 
 use super::error::{float_in, invalid, ConfigError};
+use crate::policy::calibration::Calibration;
 use crate::policy::lockout::PinBudget;
 use crate::registry::RegistryPolicy;
 
@@ -21,6 +22,36 @@ pub struct RawMatching {
     pub threshold: Option<f32>,
     /// Target chance a stranger matches anyone (1:N); the identification threshold follows it.
     pub target_fpir: Option<f64>,
+    /// The impostor-score tail of this camera and model (`facegate calibrate` prints it); default: SFace on
+    /// the development photos.
+    pub calibration: Option<RawCalibration>,
+}
+
+/// `[matching.calibration]`, as `facegate calibrate` prints it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCalibration {
+    /// The anchor threshold (the impostor quantile at `rate`).
+    pub anchor: f32,
+    /// The fraction of impostor scores at or above the anchor.
+    pub rate: f64,
+    /// Scale of the fitted tail.
+    pub scale: f64,
+    /// Shape of the fitted tail.
+    pub shape: f64,
+}
+
+/// Checks a configured calibration: a tail that could open the gate to strangers is refused.
+fn calibration(raw: Option<&RawCalibration>) -> Result<Calibration, ConfigError> {
+    let Some(raw) = raw else { return Ok(Calibration::SFACE) };
+    let anchor =
+        float_in("matching.calibration.anchor", f64::from(raw.anchor), (0.0..1.0).contains(&raw.anchor), "(0, 1)")?;
+    let rate = float_in("matching.calibration.rate", raw.rate, raw.rate > 0.0 && raw.rate <= 0.05, "(0, 0.05]")?;
+    let scale = float_in("matching.calibration.scale", raw.scale, raw.scale > 0.0 && raw.scale < 1.0, "(0, 1)")?;
+    let shape = float_in("matching.calibration.shape", raw.shape, raw.shape > -1.0 && raw.shape < 1.0, "(-1, 1)")?;
+    #[allow(clippy::cast_possible_truncation)]
+    let anchor = anchor as f32;
+    Ok(Calibration { anchor, rate, scale, shape })
 }
 
 /// `[pin]`: the keypad-wide budget of failed PIN attempts (see `policy::lockout`).
@@ -97,5 +128,6 @@ pub(super) fn registry(
         target_fpir,
         max_unused_secs: i64::from(days) * 86_400,
         pin_budget: PinBudget { per_hour, per_day },
+        calibration: calibration(matching.calibration.as_ref())?,
     })
 }

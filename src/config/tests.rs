@@ -48,6 +48,28 @@ fn a_compound_section_is_validated_and_names_the_devices_in_the_notice() {
     assert!(err.to_string().contains("compound.name"), "{err}");
 }
 
+const CALIBRATION: &str = "[matching.calibration]\nanchor = 0.356\nrate = 1e-3\nscale = 0.0393\nshape = -0.118\n";
+
+#[test]
+fn a_calibration_from_facegate_calibrate_is_the_registrys() {
+    use crate::policy::calibration::Calibration;
+    let custom = CALIBRATION.replace("0.356", "0.4");
+    let policy = parse(&custom).unwrap().registry;
+    assert_eq!(policy.calibration, Calibration { anchor: 0.4, rate: 1e-3, scale: 0.0393, shape: -0.118 });
+    assert_eq!(parse("").unwrap().registry.calibration, Calibration::SFACE);
+    for (from, to, key) in [
+        ("0.0393", "0", "matching.calibration.scale"),
+        ("1e-3", "0.5", "matching.calibration.rate"),
+        ("-0.118", "-3", "matching.calibration.shape"),
+        ("0.356", "1.2", "matching.calibration.anchor"),
+    ] {
+        let err = parse(&CALIBRATION.replace(from, to)).unwrap_err();
+        assert!(err.to_string().contains(key), "{from} -> {to}: {}", chain(&err));
+    }
+    let err = parse(&format!("{CALIBRATION}tail = 1\n")).unwrap_err();
+    assert!(chain(&err).contains("tail"), "{}", chain(&err));
+}
+
 #[test]
 fn an_empty_file_gives_the_defaults() {
     let c = parse("").unwrap();

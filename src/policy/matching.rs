@@ -1,8 +1,9 @@
 //! Match: a protected probe against the gallery of live protected templates, 1:N, in memory.
 //!
 //! Pure: no I/O, no clock. The gallery is one contiguous, zeroized matrix (a row per enrolled resident) so a
-//! scan streams memory at full speed. The threshold follows a target false-positive identification rate for
-//! the current gallery size (FPIR ~ N x FMR), and a decision needs agreement over several frames. An unknown
+//! scan streams memory at full speed. The threshold comes from [`super::calibration`] for a target
+//! false-positive identification rate and the current gallery size, and a decision needs agreement over
+//! several frames. An unknown
 //! face gets "no match", never "the closest resident".
 
 use zeroize::{Zeroize, Zeroizing};
@@ -159,42 +160,6 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum()
 }
 
-/// Per-comparison false-match rate against the cosine threshold reaching it, for SFace on the development
-/// photos (`facegate eval --faces ../shared/faces`: 3.1 M impostor pairs). Sorted by decreasing FMR.
-pub const SFACE_CALIBRATION: [(f64, f32); 3] = [(1e-3, 0.356), (1e-4, 0.414), (1e-5, 0.464)];
-
-/// The cosine threshold that keeps the chance a stranger matches anyone below `target_fpir` for a gallery of
-/// `gallery_size`: per comparison FMR = FPIR / N, interpolated in log10(FMR) between calibration points and
-/// extrapolated linearly beyond them; never below the loosest calibrated threshold, whatever the gallery.
-pub fn threshold_for_fpir(target_fpir: f64, gallery_size: usize, calibration: &[(f64, f32)]) -> f32 {
-    #[allow(clippy::cast_precision_loss)]
-    let fmr = (target_fpir / gallery_size.max(1) as f64).clamp(1e-12, 1.0);
-    let x = fmr.log10();
-    let Some(first) = calibration.first() else { return 0.99 };
-    if calibration.len() == 1 {
-        return first.1;
-    }
-    // Find the segment around x (calibration is sorted by decreasing FMR, i.e. decreasing log10).
-    let n = calibration.len();
-    let segment = calibration.windows(2).find(|w| x <= w[0].0.log10() && x >= w[1].0.log10()).map_or_else(
-        || {
-            if x > first.0.log10() {
-                [calibration[0], calibration[1]]
-            } else {
-                [calibration[n - 2], calibration[n - 1]]
-            }
-        },
-        |w| [w[0], w[1]],
-    );
-    let (x0, y0) = (segment[0].0.log10(), f64::from(segment[0].1));
-    let (x1, y1) = (segment[1].0.log10(), f64::from(segment[1].1));
-    let y = y0 + (x - x0) * (y1 - y0) / (x1 - x0);
-    #[allow(clippy::cast_possible_truncation)]
-    let threshold = y as f32;
-    // Never looser than the loosest calibrated point, however small the gallery.
-    threshold.clamp(first.1, 0.99)
-}
-
 /// Requires the same resident in `required` of the last `window` frames before opening.
 #[derive(Clone, Debug)]
 pub struct FrameAgreement {
@@ -286,17 +251,6 @@ mod tests {
         let mut g = Gallery::new(TransformId(1));
         assert!(matches!(g.insert(0, &template(0, TransformId(2))), Err(GalleryError::WrongTransform { .. })));
         assert_eq!(g.best(&template(0, TransformId(2))), None);
-    }
-
-    #[test]
-    fn the_threshold_rises_with_the_gallery() {
-        let t = |n| threshold_for_fpir(1e-3, n, &SFACE_CALIBRATION);
-        assert!((t(1) - 0.356).abs() < 1e-6);
-        assert!((t(10) - 0.414).abs() < 1e-4);
-        assert!((t(100) - 0.464).abs() < 1e-4);
-        assert!(t(1000) > 0.5 && t(1000) < 0.53, "{}", t(1000));
-        assert!(t(100) < t(1000) && t(1000) < t(100_000));
-        assert!((threshold_for_fpir(1.0, 1, &SFACE_CALIBRATION) - 0.356).abs() < 1e-6);
     }
 
     #[test]

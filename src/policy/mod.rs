@@ -1,11 +1,12 @@
 //! Policy: the pure core. Values in, values out: no file, clock, device or database. [`matching`] compares
-//! a probe with the gallery under calibrated thresholds, [`decide`] turns events into door commands and
+//! a probe with the gallery under the thresholds [`calibration`] fits on impostor scores, [`decide`] turns events into door commands and
 //! lights, [`lockout`] bounds PIN guessing per code and keypad-wide, [`counts`] aggregates passages and hides
 //! small counts. The domain types they share: [`passage`] (entry method, outcome, hourly count) and
 //! [`consent`] (a consent record, why face data is destroyed).
 
 pub mod passage;
 pub mod consent;
+pub mod calibration;
 pub mod matching;
 pub mod decide;
 pub mod lockout;

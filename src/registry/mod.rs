@@ -27,10 +27,11 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use zeroize::Zeroizing;
 
+use crate::policy::calibration::Calibration;
 use crate::policy::consent::{judge, ConsentRecord, ShredReason, Stamp, Standing, Verdict};
 use crate::policy::decide::PinCheck;
 use crate::policy::lockout::{KeypadAlarm, Locked, PinBudget, PinLockout};
-use crate::policy::matching::{threshold_for_fpir, GalleryError, Slot, SFACE_CALIBRATION};
+use crate::policy::matching::{GalleryError, Slot};
 use crate::protect::keys::{self, KeyError, KeyFileLock, KeyWrap, MasterKeyFile};
 use crate::protect::pass::{PassError, PassKey, VisitorPass};
 use crate::protect::{self, AeadKey, Pin, PinError, PinPepper, ProtectedTemplate, Rotation, TransformId, TransformKey};
@@ -106,11 +107,18 @@ pub struct RegistryPolicy {
     pub max_unused_secs: i64,
     /// The keypad-wide budget of failed PIN attempts.
     pub pin_budget: PinBudget,
+    /// The impostor-score tail the identification threshold comes from.
+    pub calibration: Calibration,
 }
 
 impl Default for RegistryPolicy {
     fn default() -> Self {
-        Self { target_fpir: 1e-3, max_unused_secs: MAX_RETENTION_SECS, pin_budget: PinBudget::default() }
+        Self {
+            target_fpir: 1e-3,
+            max_unused_secs: MAX_RETENTION_SECS,
+            pin_budget: PinBudget::default(),
+            calibration: Calibration::SFACE,
+        }
     }
 }
 
@@ -211,7 +219,7 @@ impl Registry {
         let mut registry = Self {
             store,
             key_file,
-            gallery: Arc::new(GallerySnapshot::empty(keys.rotation.clone(), policy.target_fpir)),
+            gallery: Arc::new(GallerySnapshot::empty(keys.rotation.clone(), policy.target_fpir, policy.calibration)),
             keys,
             lockout,
             origin: Instant::now(),
@@ -251,7 +259,8 @@ impl Registry {
             self.refresh_keys_locked(&guard)?;
         }
         let live = self.store.live_templates(&self.keys.master, self.keys.rotation.id())?;
-        let mut next = GallerySnapshot::empty(self.keys.rotation.clone(), self.policy.target_fpir);
+        let mut next =
+            GallerySnapshot::empty(self.keys.rotation.clone(), self.policy.target_fpir, self.policy.calibration);
         let mut slot_of = HashMap::with_capacity(live.templates.len());
         for (resident, template) in live.templates {
             let slot = match self.slot_of.get(&resident) {
@@ -419,7 +428,7 @@ impl Registry {
             let template = this.keys.rotation.protect(embedding);
             // The bar is the gate's own threshold with this person added: anything above it would open the
             // gate as someone else.
-            let threshold = threshold_for_fpir(this.policy.target_fpir, this.gallery.len() + 1, &SFACE_CALIBRATION);
+            let threshold = this.policy.calibration.threshold_for_fpir(this.policy.target_fpir, this.gallery.len() + 1);
             let own_slot = this.slot_of.get(resident_id).copied();
             if let Some(score) = this.gallery.best_excluding(&template, own_slot) {
                 if score >= threshold {

@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use crate::policy::matching::{threshold_for_fpir, Gallery, Slot, SFACE_CALIBRATION};
+use crate::policy::calibration::Calibration;
+use crate::policy::matching::{Gallery, Slot};
 use crate::protect::{ProtectedTemplate, Rotation, TransformId};
 use crate::vision::embed::Embedding;
 
@@ -32,6 +33,7 @@ pub struct GallerySnapshot {
     gallery: Gallery,
     resident_of: HashMap<Slot, String>,
     target_fpir: f64,
+    calibration: Calibration,
     threshold: f32,
     version: u64,
 }
@@ -48,17 +50,18 @@ impl std::fmt::Debug for GallerySnapshot {
 
 impl GallerySnapshot {
     /// An empty gallery under `rotation`.
-    pub fn empty(rotation: Arc<Rotation>, target_fpir: f64) -> Self {
+    pub fn empty(rotation: Arc<Rotation>, target_fpir: f64, calibration: Calibration) -> Self {
         let gallery = Gallery::new(rotation.id());
+        let resident_of = HashMap::new();
         let mut snapshot =
-            Self { rotation, gallery, resident_of: HashMap::new(), target_fpir, threshold: 0.0, version: 0 };
+            Self { rotation, gallery, resident_of, target_fpir, calibration, threshold: 0.0, version: 0 };
         snapshot.settle();
         snapshot
     }
 
     /// Recomputes what follows from the rows (the threshold for this many residents).
     pub(super) fn settle(&mut self) {
-        self.threshold = threshold_for_fpir(self.target_fpir, self.gallery.len().max(1), &SFACE_CALIBRATION);
+        self.threshold = self.calibration.threshold_for_fpir(self.target_fpir, self.gallery.len().max(1));
     }
 
     pub(super) fn set_version(&mut self, version: u64) {

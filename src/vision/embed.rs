@@ -51,10 +51,17 @@ impl Embedding {
 
     /// The unit-length mean of several embeddings of one person (enrolment averages good frames).
     pub fn mean(embeddings: &[Embedding]) -> Option<Self> {
+        Self::weighted_mean(embeddings.iter().map(|e| (e, 1.0)))
+    }
+
+    /// The unit-length mean of embeddings of one person, each counted with a weight (negative weights count
+    /// as zero). `None` when nothing carries weight.
+    pub fn weighted_mean<'a>(parts: impl IntoIterator<Item = (&'a Embedding, f32)>) -> Option<Self> {
         let mut sum = zeroize::Zeroizing::new([0.0f32; EMBEDDING_DIM]);
-        for e in embeddings {
+        for (e, weight) in parts {
+            let weight = if weight.is_finite() { weight.max(0.0) } else { 0.0 };
             for (s, v) in sum.iter_mut().zip(e.values.iter()) {
-                *s += v;
+                *s += weight * v;
             }
         }
         Self::from_raw(&sum[..])

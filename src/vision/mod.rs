@@ -1,6 +1,6 @@
 //! Vision: from a frame to an embedding, on the models loaded by [`model`]. In the order of the data:
 //! [`detect`] finds faces, [`align`] warps the chosen one to 112x112, [`embed`] turns the crop into a
-//! unit-norm embedding, [`liveness`] tells a live face from a print or a screen; [`pipeline`] strings those
+//! unit-norm embedding, [`fuse`] combines the embeddings of one approach's frames, [`liveness`] tells a live face from a print or a screen; [`pipeline`] strings those
 //! steps together over a pool of workers, [`enrol`] holds the enrolment quality gate, [`qr`] reads visitor
 //! passes from the same frames, [`aim`] turns a frame into the installer's aiming figures (numbers only),
 //! and [`eval`] measures the path on labelled photos.
@@ -14,6 +14,7 @@ pub mod detect;
 pub mod embed;
 pub mod enrol;
 pub mod eval;
+pub mod fuse;
 pub mod liveness;
 pub mod model;
 pub mod pipeline;

@@ -139,6 +139,12 @@ impl FacePipeline {
 
     /// Detects, picks the largest face, checks its size, aligns and embeds it.
     pub fn read(&self, frame: &Frame) -> Result<FaceReading, PipelineError> {
+        self.read_with_crop(frame).map(|(reading, _)| reading)
+    }
+
+    /// Like [`FacePipeline::read`], also handing back the aligned crop (for the enrolment quality gate). The
+    /// crop wipes itself on drop.
+    pub fn read_with_crop(&self, frame: &Frame) -> Result<(FaceReading, align::AlignedFace), PipelineError> {
         let faces = self.detector.detect(frame)?;
         let face = detect::largest(&faces).ok_or(PipelineError::NoFace)?.clone();
         if face.bbox.width < self.config.min_face_px {
@@ -146,7 +152,7 @@ impl FacePipeline {
         }
         let aligned = align::align(frame, &face.landmarks).ok_or(PipelineError::Unalignable)?;
         let embedding = self.embedder.embed(&aligned)?;
-        Ok(FaceReading { n_faces: faces.len(), face, embedding })
+        Ok((FaceReading { n_faces: faces.len(), face, embedding }, aligned))
     }
 
     /// Decodes an image file and reads the face in it.

@@ -6,6 +6,7 @@
 //! listed or all genuine/impostor pairs. The metrics themselves are pure ([`metrics`]). Nothing is written.
 
 pub mod metrics;
+pub mod open_set;
 pub mod pad;
 
 use std::collections::{BTreeMap, HashMap};
