@@ -227,7 +227,10 @@ pub fn print_rule(report: &RuleReport) {
         report.folds.iter().map(|f| f.fitted_on).max().unwrap_or(0),
         checks.join(", ")
     );
-    println!("gallery  draws enrolled threshold     FNIR   misid  FPIR (approaches)   FPIR (searches)   frames  | FNIR at FPIR 1e-2 / 1e-3 / 1e-4");
+    println!(
+        "gallery  draws enrolled threshold     FNIR (misses/mated)  misid  FPIR (approaches)   FPIR (searches)   \
+         frames  | FNIR at FPIR 1e-2 / 1e-3 / 1e-4"
+    );
     for g in &report.galleries {
         let c = &g.configured;
         let at: Vec<String> = g
@@ -236,13 +239,15 @@ pub fn print_rule(report: &RuleReport) {
             .map(|(_, at)| at.map_or("-".into(), |(fnir, _, t)| format!("{:.2} % @{t:.3}", 100.0 * fnir)))
             .collect();
         println!(
-            "{:>7} {:>6} {:>8.1} {:.3}-{:.3} {:>6.2} % {:>5} {:>4}/{:<6} {:.1e}  {:>4}/{:<6} {:.1e}  {:>5.1}  | {}",
+            "{:>7} {:>6} {:>8.1} {:.3}-{:.3} {:>6.2} % ({:>3}/{:<5}) {:>5} {:>4}/{:<6} {:.1e}  {:>4}/{:<6} {:.1e}  {:>5.1}  | {}",
             g.size,
             g.galleries,
             g.enrolled_mean,
             g.thresholds.0,
             g.thresholds.1,
             100.0 * c.fnir(),
+            c.mated - c.hits,
+            c.mated,
             c.misidentified,
             c.false_positives,
             c.non_mated,
