@@ -113,7 +113,11 @@ impl Calibration {
 
     /// The threshold at which the per-comparison false-match rate is `fmr`; never looser than the anchor.
     pub fn threshold_for_fmr(&self, fmr: f64) -> f32 {
-        if !(fmr < self.rate) {
+        if fmr.is_nan() {
+            // Fail secure: a target that is not a number gets the strictest threshold.
+            return MAX_THRESHOLD;
+        }
+        if fmr >= self.rate {
             return self.anchor.min(MAX_THRESHOLD);
         }
         let ratio = fmr.max(1e-300) / self.rate;
@@ -289,6 +293,7 @@ mod tests {
             assert!((back.log10() - fmr.log10()).abs() < 0.01, "{fmr} -> {t} -> {back}");
         }
         assert_eq!(fit.threshold_for_fmr(0.5), fit.anchor, "never looser than the anchor");
+        assert_eq!(fit.threshold_for_fmr(f64::NAN), MAX_THRESHOLD, "fail secure");
         assert!(fit.threshold_for_fmr(0.0) <= MAX_THRESHOLD);
     }
 

@@ -157,7 +157,7 @@ pub struct GalleryFigures {
     pub configured: Tally,
     /// FNIR at each FPIR target by threshold sweep: (target, FNIR, measured FPIR, threshold); `None` when no
     /// swept threshold reaches the target.
-    pub at_fpir: Vec<(f64, Option<(f64, f64, f32)>)>,
+    pub at_fpir: Vec<(f64, Option<score::SweepPoint>)>,
 }
 
 /// One decision rule's results.

@@ -313,8 +313,11 @@ pub fn threshold_grid() -> Vec<f32> {
     (0..=320u16).map(|i| 0.10 + f32::from(i) * 0.0025).collect()
 }
 
-/// FNIR at the lowest swept threshold whose measured FPIR is at most `fpir`: (FNIR, FPIR, threshold).
-pub fn fnir_at_fpir(runs: &[&GalleryRun], fpir: f64, rule: Rule, live: Option<f32>) -> Option<(f64, f64, f32)> {
+/// A point of the threshold sweep: (FNIR, measured FPIR, threshold).
+pub type SweepPoint = (f64, f64, f32);
+
+/// FNIR at the lowest swept threshold whose measured FPIR is at most `fpir`.
+pub fn fnir_at_fpir(runs: &[&GalleryRun], fpir: f64, rule: Rule, live: Option<f32>) -> Option<SweepPoint> {
     threshold_grid().into_iter().find_map(|t| {
         let tally = pooled(runs.iter().copied(), Some(t), rule, live);
         (tally.fpir() <= fpir).then(|| (tally.fnir(), tally.fpir(), t))
