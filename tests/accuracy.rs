@@ -10,15 +10,29 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use facegate::capture::DecodeLimits;
-use facegate::vision::eval::{self, EmbeddedSet, FMR_TARGETS};
+use facegate::vision::embed::Embedding;
+use facegate::vision::eval::open_set::plan::SplitRule;
+use facegate::vision::eval::open_set::score::{Fusion, Rule};
+use facegate::vision::eval::open_set::{self, median};
+use facegate::vision::eval::{self, FMR_TARGETS};
 
+/// Both checks read the photos once, the way the open-set evaluation reads them (every photo through the
+/// vision path, each person through the enrolment session).
 #[test]
-fn lfw_pairs_and_all_pairs_meet_the_bars() {
+fn verification_bars_and_open_set_identification() {
     let faces = common::shared_faces();
-    let labelled = eval::labelled_images(&faces).unwrap();
+    let observed = open_set::observe(common::pipeline(), None, 3, &faces, DecodeLimits::default(), &|| {}).unwrap();
+    lfw_pairs_and_all_pairs_meet_the_bars(&faces, &observed);
+    open_set_calibration_holds_on_strangers_and_the_gate_beats_a_single_frame(&observed);
+}
+
+fn lfw_pairs_and_all_pairs_meet_the_bars(faces: &std::path::Path, observed: &open_set::Observed) {
+    let labelled = eval::labelled_images(faces).unwrap();
     assert!(labelled.len() > 2000, "expected ~2,500 labelled photos, found {}", labelled.len());
     let paths: Vec<PathBuf> = labelled.iter().map(|l| l.path.clone()).collect();
-    let set = EmbeddedSet::embed(common::pipeline(), &faces, &paths, DecodeLimits::default(), &|| {});
+    assert_eq!(paths, observed.paths, "the open-set reading keeps the labelled order");
+    let rows: Vec<Option<&[f32]>> = observed.embeddings.iter().map(|e| e.as_ref().map(Embedding::as_slice)).collect();
+    let detected = rows.iter().filter(|r| r.is_some()).count();
 
     // LFW View-2 folds 1 and 3.
     let pairs = eval::read_pairs(&faces.join("pairs.csv"), "lfw").unwrap();
@@ -27,9 +41,9 @@ fn lfw_pairs_and_all_pairs_meet_the_bars() {
     let mut lfw_images: Vec<&PathBuf> = pairs.iter().flat_map(|p| [&p.path_a, &p.path_b]).collect();
     lfw_images.sort();
     lfw_images.dedup();
-    let lfw_detected = lfw_images.iter().filter(|p| index.get(**p).and_then(|&i| set.get(i)).is_some()).count();
+    let lfw_detected = lfw_images.iter().filter(|p| index.get(**p).and_then(|&i| rows[i]).is_some()).count();
     let detected_rate = lfw_detected as f64 / lfw_images.len() as f64;
-    let (genuine, impostor) = eval::score_listed_pairs(&pairs, &set.rows(), &index);
+    let (genuine, impostor) = eval::score_listed_pairs(&pairs, &rows, &index);
     let lfw = eval::verification_metrics(&genuine, &impostor, &FMR_TARGETS).unwrap();
     println!(
         "LFW pairs: {} images, detected {:.2} %, EER {:.3} %, accuracy {:.3} %",
@@ -43,7 +57,7 @@ fn lfw_pairs_and_all_pairs_meet_the_bars() {
 
     // Every genuine and impostor pair of the labelled photos.
     let identities: Vec<&str> = labelled.iter().map(|l| l.identity.as_str()).collect();
-    let (genuine, impostor) = eval::score_all_pairs(&identities, &set.rows());
+    let (genuine, impostor) = eval::score_all_pairs(&identities, &rows);
     assert!(impostor.len() > 3_000_000, "{} impostor pairs", impostor.len());
     let all = eval::verification_metrics(&genuine, &impostor, &FMR_TARGETS).unwrap();
     let at_1e4 = all.operating_points[1];
@@ -51,8 +65,8 @@ fn lfw_pairs_and_all_pairs_meet_the_bars() {
         "all pairs: {} genuine, {} impostor, detected {}/{}, EER {:.3} %, FNMR@1e-3 {:.3} %, FNMR@1e-4 {:.3} % (t {:.3}), FNMR@1e-5 {:.3} %",
         genuine.len(),
         impostor.len(),
-        set.detected(),
-        set.len(),
+        detected,
+        rows.len(),
         100.0 * all.eer,
         100.0 * all.operating_points[0].fnmr,
         100.0 * at_1e4.fnmr,
@@ -66,16 +80,9 @@ fn lfw_pairs_and_all_pairs_meet_the_bars() {
 /// Open-set identification as the gate decides, on people the threshold was never calibrated on: the
 /// calibration's FMR holds on the people each fold left out, a stranger's search matches at about the target
 /// FPIR, and the gate's frame agreement refuses fewer residents than one frame alone at the same measured FPIR.
-#[test]
-fn open_set_calibration_holds_on_strangers_and_the_gate_beats_a_single_frame() {
-    use facegate::vision::eval::open_set::plan::SplitRule;
-    use facegate::vision::eval::open_set::score::{Fusion, Rule};
-    use facegate::vision::eval::open_set::{self, median};
-
-    let faces = common::shared_faces();
-    let observed = open_set::observe(common::pipeline(), None, 3, &faces, DecodeLimits::default(), &|| {}).unwrap();
+fn open_set_calibration_holds_on_strangers_and_the_gate_beats_a_single_frame(observed: &open_set::Observed) {
     let rule = SplitRule { folds: 2, repeats: 2, gallery_sizes: vec![10], draws: 10, seed: 7 };
-    let folds = open_set::splits(&observed, &rule, 3).unwrap();
+    let folds = open_set::splits(observed, &rule, 3).unwrap();
     let target = 1e-3;
     let gate = Rule::Gate { required: 2, window: 3, fusion: Fusion::None };
     let gate_report = open_set::run_rule(&observed.people, &folds, &observed.views(), gate, target, None, 3).unwrap();
