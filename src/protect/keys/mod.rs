@@ -253,7 +253,8 @@ pub fn inventory(key_dir: &Path) -> Vec<KeyFileEntry> {
             if name.ends_with(".lock") || name.starts_with("root.") || name.starts_with('.') {
                 return None;
             }
-            let mut head = Vec::with_capacity(64);
+            // A clear key file's head is the key itself: wiped when dropped, like every other copy.
+            let mut head = Zeroizing::new(Vec::with_capacity(64));
             std::fs::File::open(e.path()).and_then(|f| f.take(64).read_to_end(&mut head)).ok()?;
             if head.starts_with(b"-----BEGIN CERTIFICATE") || name.ends_with(".conf") || name.ends_with(".toml") {
                 return None;
