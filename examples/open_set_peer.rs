@@ -40,8 +40,15 @@ fn main() -> Result<()> {
     let pipeline = FacePipeline::load(&config.models_dir, config.pipeline)?;
     let model = if no_liveness { None } else { Some(LivenessModel::load(&config.models_dir)?) };
     let check = model.as_ref().map(|model| LivenessCheck { model, threshold: config.live_threshold() });
-    let ours =
-        open_set::observe(&pipeline, check.as_ref(), config.enrol_frames, &faces, DecodeLimits::default(), &|| {})?;
+    let ours = open_set::observe(
+        &pipeline,
+        check.as_ref(),
+        config.enrol_frames,
+        &faces,
+        DecodeLimits::default(),
+        &|_| {},
+        &|| {},
+    )?;
     let peer = opencv_embeddings(&faces, &ours.paths)?;
     let split = SplitRule { folds: 2, repeats: 5, gallery_sizes: vec![10, 100, 1000], draws, seed };
     let folds = open_set::splits(&ours, &split, config.enrol_frames)?;

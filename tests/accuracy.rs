@@ -21,7 +21,8 @@ use facegate::vision::eval::{self, FMR_TARGETS};
 #[test]
 fn verification_bars_and_open_set_identification() {
     let faces = common::shared_faces();
-    let observed = open_set::observe(common::pipeline(), None, 3, &faces, DecodeLimits::default(), &|| {}).unwrap();
+    let observed =
+        open_set::observe(common::pipeline(), None, 3, &faces, DecodeLimits::default(), &|_| {}, &|| {}).unwrap();
     lfw_pairs_and_all_pairs_meet_the_bars(&faces, &observed);
     open_set_calibration_holds_on_strangers_and_the_gate_beats_a_single_frame(&observed);
 }

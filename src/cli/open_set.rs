@@ -14,7 +14,6 @@ use crate::policy::calibration::{bootstrap, empirical_threshold, Calibration};
 use crate::vision::eval::open_set::plan::SplitRule;
 use crate::vision::eval::open_set::score::{Fusion, Rule, Tally};
 use crate::vision::eval::open_set::{self, median, GalleryFigures, LivenessCheck, Observed, RuleReport};
-use crate::vision::eval::EvalError;
 use crate::vision::liveness::LivenessModel;
 
 /// The open-set options of `facegate eval`.
@@ -75,18 +74,17 @@ pub fn observe(config: &Config, faces: &std::path::Path, no_liveness: bool) -> R
     };
     let check = model.as_ref().map(|model| LivenessCheck { model, threshold: config.live_threshold() });
     let bar = super::progress_bar("{elapsed_precise} [{bar:40}] {pos}/{len} photos ({per_sec}, eta {eta})");
-    let total = open_set_total(faces)?;
-    bar.set_length(total as u64);
-    let observed =
-        open_set::observe(&pipeline, check.as_ref(), config.enrol_frames, faces, DecodeLimits::default(), &|| {
-            bar.inc(1)
-        })?;
+    let observed = open_set::observe(
+        &pipeline,
+        check.as_ref(),
+        config.enrol_frames,
+        faces,
+        DecodeLimits::default(),
+        &|n| bar.set_length(n as u64),
+        &|| bar.inc(1),
+    )?;
     bar.finish_and_clear();
     Ok(observed)
-}
-
-fn open_set_total(faces: &std::path::Path) -> Result<usize, EvalError> {
-    Ok(crate::vision::eval::labelled_images(faces)?.len())
 }
 
 /// `facegate eval --open-set`

@@ -59,16 +59,19 @@ pub struct LivenessCheck<'a> {
 }
 
 /// Reads every photo of `faces_dir` as the gate would, enrolling each person from their first `enrol_frames`
-/// good photos (in file order) exactly as `facegate enroll` does. `progress` is called once per photo.
+/// good photos (in file order) exactly as `facegate enroll` does. `on_total` is told how many photos there
+/// are, `progress` is called once per photo.
 pub fn observe(
     pipeline: &FacePipeline,
     liveness: Option<&LivenessCheck<'_>>,
     enrol_frames: usize,
     faces_dir: &Path,
     limits: DecodeLimits,
+    on_total: &dyn Fn(usize),
     progress: &(dyn Fn() + Sync),
 ) -> Result<Observed, EvalError> {
     let images = labelled_images(faces_dir)?;
+    on_total(images.len());
     let mut groups: Vec<Vec<usize>> = Vec::new();
     for (i, image) in images.iter().enumerate() {
         match groups.last_mut() {

@@ -217,13 +217,13 @@ pub fn run_draw(
             .iter()
             .map(|&s| {
                 let embedding = views.embeddings.get(s)?.as_ref()?;
-                let probe = match rule.fusion() {
-                    Fusion::None => Embedding::weighted_mean([(embedding, 1.0)]),
-                    Fusion::Mean => fusion.add(Embedding::weighted_mean([(embedding, 1.0)])?, 1.0),
-                    Fusion::Weighted => {
-                        fusion.add(Embedding::weighted_mean([(embedding, 1.0)])?, views.weights.get(s).copied()?)
-                    }
-                }?;
+                let weight = match rule.fusion() {
+                    Fusion::None => return gallery.best(&rotation.protect(embedding)).map(|c| (c.slot, c.score)),
+                    Fusion::Mean => 1.0,
+                    Fusion::Weighted => views.weights.get(s).copied()?,
+                };
+                // The fusion keeps its own (wiped) copy of each frame's embedding.
+                let probe = fusion.add(Embedding::weighted_mean([(embedding, 1.0)])?, weight)?;
                 gallery.best(&rotation.protect(&probe)).map(|c| (c.slot, c.score))
             })
             .collect();
