@@ -12,7 +12,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -139,41 +139,52 @@ fn the_cli_and_the_portal_change_residents_under_one_running_daemon() {
 }
 
 /// Every readable mapping of a process, as (start, bytes).
-fn process_memory(pid: u32) -> Vec<(u64, Vec<u8>)> {
+fn process_memory(pid: u32) -> Vec<(String, u64, Vec<u8>)> {
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
     let mut mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
     let mut regions = Vec::new();
+    let mut guard_below = false;
     for line in maps.lines() {
         let mut parts = line.split_whitespace();
         let (Some(range), Some(perms)) = (parts.next(), parts.next()) else { continue };
         let name = parts.nth(3).unwrap_or("");
+        let after_guard = std::mem::replace(&mut guard_below, perms.starts_with("---"));
         if !perms.starts_with('r') || name == "[vvar]" || name == "[vsyscall]" {
             continue;
         }
         let (a, b) = range.split_once('-').unwrap();
         let (a, b) = (u64::from_str_radix(a, 16).unwrap(), u64::from_str_radix(b, 16).unwrap());
+        // Where a leftover key sits says what left it: a thread's stack (anonymous, above a guard page), the
+        // allocator's heap or an arena, or a file mapping.
+        let what = match name {
+            // glibc's per-thread arenas start 64 MiB-aligned; a thread stack sits above its guard page.
+            "" if a % (64 << 20) == 0 => format!("a malloc arena, {} KiB", (b - a) / 1024),
+            "" if after_guard => format!("anonymous above a guard page (a thread stack?), {} KiB", (b - a) / 1024),
+            "" => format!("anonymous, {} KiB", (b - a) / 1024),
+            other => other.to_owned(),
+        };
         let mut bytes = vec![0u8; usize::try_from(b - a).unwrap()];
         if mem.seek(SeekFrom::Start(a)).is_ok() && mem.read_exact(&mut bytes).is_ok() {
-            regions.push((a, bytes));
+            regions.push((what, a, bytes));
         }
     }
     regions
 }
 
-/// Which of `keys` occur anywhere in the process's memory, at any alignment.
-fn keys_in_memory(pid: u32, keys: &[[u8; 32]]) -> HashSet<usize> {
+/// Which of `keys` occur anywhere in the process's memory, at any alignment, and where (mapping, address).
+fn keys_in_memory(pid: u32, keys: &[[u8; 32]]) -> HashMap<usize, Vec<String>> {
     let mut by_prefix: HashMap<u64, Vec<usize>> = HashMap::new();
     for (i, key) in keys.iter().enumerate() {
         by_prefix.entry(u64::from_le_bytes(key[..8].try_into().unwrap())).or_default().push(i);
     }
-    let mut found = HashSet::new();
-    for (_, bytes) in process_memory(pid) {
+    let mut found: HashMap<usize, Vec<String>> = HashMap::new();
+    for (what, start, bytes) in process_memory(pid) {
         for at in 0..bytes.len().saturating_sub(31) {
             let prefix = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
             if let Some(candidates) = by_prefix.get(&prefix) {
                 for &i in candidates {
                     if bytes[at..at + 32] == keys[i] {
-                        found.insert(i);
+                        found.entry(i).or_default().push(format!("{:#x} in {what}", start + at as u64));
                     }
                 }
             }
@@ -469,10 +480,12 @@ fn three_hundred_interleaved_changes_leave_one_consistent_registry_and_no_old_ke
     let mut all = old.clone();
     all.push(current);
     let found = keys_in_memory(gate_a.pid(), &all);
-    let stale: BTreeMap<usize, usize> = found.iter().filter(|&&i| i < old.len()).map(|&i| (i, old.len() - i)).collect();
+    let stale: BTreeMap<usize, (usize, &Vec<String>)> =
+        found.iter().filter(|(&i, _)| i < old.len()).map(|(&i, at)| (i, (old.len() - i, at))).collect();
     eprintln!("memory of the daemon (pid {a_pid}): {} old master keys looked for, {} found", old.len(), stale.len());
-    assert!(found.contains(&old.len()), "the current master key is not in the daemon's memory: the scan shows nothing");
-    assert!(stale.is_empty(), "old master keys still in the daemon's memory (index: rotations ago): {stale:?}");
+    eprintln!("the current master key is at {:?}", found.get(&old.len()));
+    assert!(found.contains_key(&old.len()), "the current master key is not in the daemon's memory: the scan shows nothing");
+    assert!(stale.is_empty(), "old master keys still in the daemon's memory (index: (rotations ago, where)): {stale:?}");
     drop(gate_b);
     drop(gate_a);
     broker.stop();

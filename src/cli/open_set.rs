@@ -264,8 +264,10 @@ pub fn calibrate(config: &Config, args: &CalibrateArgs) -> Result<std::process::
     // Liveness plays no part in impostor scores.
     let observed = observe(config, &args.faces, true)?;
     let everyone: Vec<usize> = (0..observed.people.len()).collect();
+    // The gate searches with the mean of the approach's frames in its agreement window: fit on those probes.
+    let fuse = config.gate.agreement.1;
     let mut impostors =
-        open_set::score::impostor_scores(&everyone, &observed.people, &observed.embeddings, config.enrol_frames);
+        open_set::score::impostor_scores(&everyone, &observed.people, &observed.embeddings, config.enrol_frames, fuse);
     let fit = Calibration::fit(&impostors)?;
     impostors.sort_by(|a, b| b.total_cmp(a));
     let targets = [1e-3, 1e-4, 1e-5, 1e-6, 1e-7];
@@ -278,6 +280,7 @@ pub fn calibrate(config: &Config, args: &CalibrateArgs) -> Result<std::process::
     if args.json {
         let value = json!({
             "impostor_pairs": impostors.len(),
+            "fused_frames": fuse,
             "calibration": {"anchor": fit.anchor, "rate": fit.rate, "scale": fit.scale, "shape": fit.shape},
             "thresholds": rows.iter().map(|(fmr, t, lo, hi, measured)| json!({
                 "fmr": fmr, "threshold": t, "bootstrap_5": lo, "bootstrap_95": hi, "measured": measured,
@@ -286,7 +289,11 @@ pub fn calibrate(config: &Config, args: &CalibrateArgs) -> Result<std::process::
         println!("{value}");
         return Ok(std::process::ExitCode::SUCCESS);
     }
-    println!("{} people, {} impostor pairs", observed.people.len(), impostors.len());
+    println!(
+        "{} people, {} impostor pairs (templates against probes fused over {fuse} photos, as the gate searches)",
+        observed.people.len(),
+        impostors.len()
+    );
     println!("FMR      threshold  bootstrap 5-95 %   measured");
     for (fmr, t, lo, hi, measured) in &rows {
         let measured = measured.map_or("(too few pairs)".into(), |m| format!("{m:.3}"));

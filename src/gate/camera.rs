@@ -1,10 +1,13 @@
-//! The camera reader and its frame workers: QR search on every frame; face detection, embedding and
-//! identification only while a resident has shown intent; readings handed to the event loop in camera order.
+//! The camera reader and its frame workers: QR search on every frame; face detection, embedding and liveness
+//! only while a resident has shown intent; readings handed on in camera order, where the approach's frames are
+//! fused and identified, then to the event loop.
 //!
-//! A worker matches against the gallery snapshot the registry's owner last published (an `Arc`, no lock), so
-//! no frame waits on an enrolment, a revocation or the database. A worker that panics costs one frame: the
-//! fault is logged and counted and the next frames are decided. Frames are dropped (and wiped) as soon as they
-//! are read; nothing here writes or logs a frame, a crop or an embedding.
+//! The ordered stage owns the approach ([`Approach`]): each frame's embedding joins the mean of the approach's
+//! recent frames and that fused probe is matched against the gallery snapshot the registry's owner last
+//! published (an `Arc`, no lock), so no frame waits on an enrolment, a revocation or the database. A worker
+//! that panics costs one frame: the fault is logged and counted and the next frames are decided. Frames are
+//! dropped (and wiped) as soon as they are read, embeddings once fused; nothing here writes or logs a frame, a
+//! crop or an embedding.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,7 +21,9 @@ use crate::capture::{Frame, FrameSource};
 use crate::policy::decide::{FaceObservation, GateEvent};
 use crate::registry::GallerySnapshot;
 use crate::vision::aim::{AimView, AimingDesk};
+use crate::vision::embed::Embedding;
 use crate::vision::enrol::{EnrolmentDesk, QualityGate};
+use crate::vision::fuse::ApproachFusion;
 use crate::vision::liveness::LivenessModel;
 use crate::vision::pipeline::{FaceReader, WorkerPanicked};
 
@@ -34,10 +39,18 @@ struct FrameReading {
 enum FaceWork {
     /// The frame went to an enrolment asked for by the portal.
     Enrolment,
-    /// Face matching was on: what the largest face matched.
-    Observed(FaceObservation),
+    /// Face matching was on: the largest face, if there was one.
+    Read(Option<FaceRead>),
     /// Face matching was off for this frame.
     Off,
+}
+
+/// One frame's largest face as a worker read it: its embedding (wiped on drop) and, with the liveness models,
+/// its live score. Liveness is scored on every face read, not only on frames that match alone: a fused probe
+/// can match where the frame alone did not, and the decision needs each agreeing frame's score.
+struct FaceRead {
+    embedding: Embedding,
+    live: Option<f32>,
 }
 
 /// The models a camera needs for faces (none: passes only).
@@ -76,7 +89,7 @@ pub(super) fn camera_loop(
         compound,
         passes: settings.passes_from_camera,
     };
-    let mut readings = Readings::default();
+    let mut readings = Readings { approach: Approach::new(settings.agreement.1), ..Readings::default() };
     crate::vision::pipeline::ordered_parallel(
         settings.face_workers.max(1),
         || frames.next(shared, &events),
@@ -181,8 +194,7 @@ impl FrameWork {
             Some((reader, liveness))
                 if self.compound.as_ref().is_none_or(|link| link.face_matching_allowed()) && face_allowed =>
             {
-                let gallery = shared.registry.gallery();
-                FaceWork::Observed(observe_face(&frame, reader.as_ref(), liveness.as_deref(), &gallery))
+                FaceWork::Read(read_face(&frame, reader.as_ref(), liveness.as_deref()))
             }
             _ => FaceWork::Off,
         };
@@ -209,6 +221,7 @@ impl FrameWork {
 struct Readings {
     face_was_on: bool,
     recent: RecentCodes,
+    approach: Approach,
 }
 
 impl Readings {
@@ -235,20 +248,27 @@ impl Readings {
         // while the models ran (long under load). A match decided now must still be allowed now.
         let enrolment = matches!(reading.face, FaceWork::Enrolment);
         let face = match reading.face {
-            FaceWork::Observed(_) if shared.status.link().is_some_and(|link| !link.face_matching_allowed()) => {
+            FaceWork::Read(_) if shared.status.link().is_some_and(|link| !link.face_matching_allowed()) => {
                 FaceWork::Off
             }
             face => face,
         };
-        let face_on = matches!(face, FaceWork::Observed(_));
+        let face_on = matches!(face, FaceWork::Read(_));
         match face {
-            FaceWork::Observed(seen) => {
+            FaceWork::Read(read) => {
                 shared.status.faces_checked.fetch_add(1, Ordering::Relaxed);
+                let seen = self.approach.observe(read, &shared.registry.gallery());
                 let frame = Some((reading.n, reading.started));
                 events.send(Input::Event { event: GateEvent::FaceFrame(seen), frame });
             }
-            FaceWork::Off if self.face_was_on => events.send(Input::FaceIdle),
-            FaceWork::Off | FaceWork::Enrolment => {}
+            FaceWork::Off => {
+                // Intent ended, the link forbids faces, or a decision paused them: the approach is over.
+                self.approach.end();
+                if self.face_was_on {
+                    events.send(Input::FaceIdle);
+                }
+            }
+            FaceWork::Enrolment => self.approach.end(),
         }
         if !enrolment {
             self.face_was_on = face_on;
@@ -256,21 +276,106 @@ impl Readings {
     }
 }
 
-/// Matches the largest face and, only when it matched someone, checks that it is live (the liveness pair costs
-/// about a third of an embedding; strangers never need it).
-fn observe_face(
-    frame: &Frame,
-    reader: &dyn FaceReader,
-    liveness: Option<&LivenessModel>,
-    gallery: &GallerySnapshot,
-) -> FaceObservation {
-    let Ok(reading) = reader.read(frame) else {
-        return FaceObservation::matched(None);
-    };
-    let slot = gallery.identify(&reading.embedding).map(|m| m.slot);
-    let live = match (slot, liveness) {
-        (Some(_), Some(model)) => model.score(frame, &reading.face.bbox).ok(),
-        _ => None,
-    };
-    FaceObservation { slot, live }
+/// Reads the largest face of a frame: its embedding and, with the liveness models, its live score.
+fn read_face(frame: &Frame, reader: &dyn FaceReader, liveness: Option<&LivenessModel>) -> Option<FaceRead> {
+    let reading = reader.read(frame).ok()?;
+    let live = liveness.and_then(|model| model.score(frame, &reading.face.bbox).ok());
+    Some(FaceRead { embedding: reading.embedding, live })
+}
+
+/// The approach in front of the camera, in camera order: each face joins the mean of the approach's recent
+/// frames ([`ApproachFusion`], as many as the agreement window) and the gate searches with that fused probe,
+/// which the calibration is fitted on (`facegate calibrate`). A frame without a face, or a face that does not
+/// look like the approach so far, starts a new approach, so two people are never averaged into one.
+struct Approach {
+    fusion: ApproachFusion,
+}
+
+impl Default for Approach {
+    fn default() -> Self {
+        Self::new(1)
+    }
+}
+
+impl Approach {
+    fn new(window: usize) -> Self {
+        Self { fusion: ApproachFusion::new(window) }
+    }
+
+    /// What this frame shows: the resident the fused probe matches (if any) and this frame's live score.
+    fn observe(&mut self, face: Option<FaceRead>, gallery: &GallerySnapshot) -> FaceObservation {
+        let Some(FaceRead { embedding, live }) = face else {
+            self.end();
+            return FaceObservation::matched(None);
+        };
+        let slot = self.fusion.add(embedding, 1.0).and_then(|probe| gallery.identify(&probe)).map(|m| m.slot);
+        FaceObservation { slot, live }
+    }
+
+    /// The approach is over; its embeddings are wiped.
+    fn end(&mut self) {
+        self.fusion.reset();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::calibration::Calibration;
+    use crate::vision::embed::EMBEDDING_DIM;
+
+    const RESIDENT: usize = 0;
+    /// What the frames of one approach share beyond the identity (the light, the pose, the camera).
+    const SCENE: usize = 1;
+
+    /// A face along `identity`, with `scene` of the shared scene and `own` of this frame's own noise.
+    fn face(identity: usize, scene: f32, own_axis: usize, own: f32) -> Embedding {
+        let mut v = [0.0f32; EMBEDDING_DIM];
+        v[identity] = 1.0;
+        v[SCENE] += scene;
+        v[own_axis] += own;
+        Embedding::from_raw(&v).unwrap()
+    }
+
+    /// A resident's frame that matches at cosine 0.371 alone, under the one-resident threshold (0.376).
+    fn resident_frame(k: usize) -> Option<FaceRead> {
+        Some(FaceRead { embedding: face(RESIDENT, 2.0, 10 + k, 1.5), live: Some(0.9) })
+    }
+
+    fn gallery() -> GallerySnapshot {
+        let gallery = GallerySnapshot::of(&[("r-1", &face(RESIDENT, 0.0, 0, 0.0))], 1e-3, Calibration::SFACE);
+        assert!(gallery.threshold() > 0.371, "the frames below must not match alone");
+        gallery
+    }
+
+    #[test]
+    fn the_fused_approach_matches_where_no_frame_matches_alone() {
+        let gallery = gallery();
+        let mut alone = Approach::new(1);
+        let mut fused = Approach::new(3);
+        let single: Vec<_> = (0..3).map(|k| alone.observe(resident_frame(k), &gallery).slot).collect();
+        assert_eq!(single, [None, None, None]);
+        let seen: Vec<_> = (0..3).map(|k| fused.observe(resident_frame(k), &gallery)).collect();
+        assert_eq!(seen.iter().map(|o| o.slot).collect::<Vec<_>>(), [None, Some(0), Some(0)]);
+        assert!(seen.iter().all(|o| o.live == Some(0.9)), "each frame carries its own live score");
+    }
+
+    #[test]
+    fn a_stranger_or_a_frame_without_a_face_starts_a_new_approach() {
+        let gallery = gallery();
+        let mut approach = Approach::new(3);
+        approach.observe(resident_frame(0), &gallery);
+        approach.observe(resident_frame(1), &gallery);
+        // Someone else steps in: not averaged with the resident, so not matched as the resident.
+        let stranger = Some(FaceRead { embedding: face(7, 0.0, 8, 0.3), live: Some(0.9) });
+        assert_eq!(approach.observe(stranger, &gallery).slot, None);
+        assert_eq!(approach.fusion.len(), 1);
+        // A frame without a face ends the approach: the next frame is matched alone.
+        approach.observe(resident_frame(2), &gallery);
+        assert_eq!(approach.observe(None, &gallery), FaceObservation::matched(None));
+        assert!(approach.fusion.is_empty());
+        assert_eq!(approach.observe(resident_frame(3), &gallery).slot, None);
+        approach.end();
+        assert!(approach.fusion.is_empty());
+    }
 }

@@ -156,6 +156,21 @@ impl GallerySnapshot {
     }
 }
 
+#[cfg(test)]
+impl GallerySnapshot {
+    /// A gallery of these residents (slot = position) under a fresh transform, for tests elsewhere in the crate.
+    pub(crate) fn of(residents: &[(&str, &Embedding)], target_fpir: f64, calibration: Calibration) -> Self {
+        let rotation = Arc::new(Rotation::from_key(&crate::protect::TransformKey::generate()));
+        let mut snapshot = Self::empty(rotation, target_fpir, calibration);
+        for (slot, (resident, embedding)) in (0..).zip(residents) {
+            let template = snapshot.protect(embedding);
+            snapshot.insert(slot, (*resident).to_owned(), &template).expect("a fresh slot");
+        }
+        snapshot.settle();
+        snapshot
+    }
+}
+
 /// The fingerprint of a set of resident ids (see [`GallerySnapshot::fingerprint`]).
 pub fn fingerprint_of(sorted_ids: &[&str]) -> String {
     let mut hash = Sha256::new();

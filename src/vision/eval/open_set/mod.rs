@@ -210,10 +210,11 @@ pub fn run_rule(
     let mut fold_reports = Vec::new();
     let mut runs: Vec<GalleryRun> = Vec::new();
     for (f, fold) in folds.iter().enumerate() {
-        let impostors = score::impostor_scores(&fold.calibration, people, views.embeddings, enrol_frames);
+        let fuse = rule.probe_frames();
+        let impostors = score::impostor_scores(&fold.calibration, people, views.embeddings, enrol_frames, fuse);
         let calibration =
             Calibration::fit(&impostors).map_err(|source| OpenSetError::Calibration { fold: f, source })?;
-        let mut held_out = score::impostor_scores(&fold.evaluation, people, views.embeddings, enrol_frames);
+        let mut held_out = score::impostor_scores(&fold.evaluation, people, views.embeddings, enrol_frames, fuse);
         held_out.sort_by(|a, b| b.total_cmp(a));
         let check = [1e-3, 1e-4, 1e-5]
             .into_iter()
