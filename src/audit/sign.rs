@@ -84,7 +84,7 @@ impl AuditSigner {
         use rand::RngCore;
         let path = key_dir.join(SIGNING_KEY_FILE);
         let mut secret = Zeroizing::new([0u8; 32]);
-        rand::rng().fill_bytes(secret.as_mut());
+        crate::protect::secret_rng().fill_bytes(secret.as_mut());
         keys::write_secret(&path, wrap, secret.as_ref()).map_err(|source| SignError::Key { path, source })?;
         Ok(Self { key: SigningKey::from_bytes(&secret) })
     }

@@ -53,12 +53,13 @@ pub struct CalibrateArgs {
     pub json: bool,
 }
 
-/// The rules every open-set report compares: the gate as configured, with probe fusion, and one frame alone.
+/// The rules every open-set report compares: the gate as configured (the approach's frames fused by their
+/// mean), the same without fusion or with quality weights, and one frame alone.
 pub fn rules(config: &Config) -> [Rule; 4] {
     let (required, window) = (config.gate.agreement.0, config.gate.agreement.1);
     [
-        Rule::Gate { required, window, fusion: Fusion::None },
         Rule::Gate { required, window, fusion: Fusion::Mean },
+        Rule::Gate { required, window, fusion: Fusion::None },
         Rule::Gate { required, window, fusion: Fusion::Weighted },
         Rule::SingleFrame,
     ]
@@ -154,7 +155,7 @@ fn rule_name(rule: Rule) -> String {
         Rule::Gate { required, window, fusion } => {
             let fusion = match fusion {
                 Fusion::None => "no fusion",
-                Fusion::Mean => "mean fusion",
+                Fusion::Mean => "mean fusion (as the gate runs)",
                 Fusion::Weighted => "weighted fusion",
             };
             format!("gate: {required} of {window} frames, {fusion}")

@@ -199,7 +199,8 @@ pub fn seal_share(
         &info(kind, compound, gate, epoch),
         secret,
         b"",
-        &mut rand::rng(),
+        // The ephemeral secret opens the share: drawn from the kernel, not left in a generator's buffer.
+        &mut crate::protect::secret_rng(),
     )
     .map_err(|_| EpochError::PublicKey)?;
     let mut enc_bytes = [0u8; 32];

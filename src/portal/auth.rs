@@ -117,7 +117,8 @@ const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTVWXYZ23456789";
 /// bits; a revocation code 4, about 78 bits).
 pub fn new_code(groups: usize) -> String {
     use rand::Rng;
-    let mut rng = rand::rng();
+    // A code is a bearer secret (a revocation code withdraws someone's consent): from the kernel.
+    let mut rng = crate::protect::secret_rng();
     (0..groups)
         .map(|_| {
             (0..4).map(|_| char::from(CODE_ALPHABET[rng.random_range(0..CODE_ALPHABET.len())])).collect::<String>()

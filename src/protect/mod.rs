@@ -20,11 +20,21 @@ pub mod transform;
 // copy of a key is left behind in a stack frame or a moved-from struct for a memory scan to find.
 struct Secret32(Box<[u8; 32]>);
 
+/// Randomness for secrets (keys, codes, ephemeral key pairs), straight from the kernel's generator. Never
+/// `rand::rng()` for a secret: the thread's generator keeps a 256-byte block of its output in memory and hands
+/// it out piece by piece, so a key drawn from it stays in that block, beside the next ones, until the thread
+/// happens to draw 256 more bytes; the daemon's registry thread could hold a replaced master key for hours.
+/// Panics if the kernel cannot give randomness, as `rand::rng()` does: no key is made without it.
+pub(crate) fn secret_rng() -> impl rand::CryptoRng {
+    use rand::TryRngCore;
+    rand::rngs::OsRng.unwrap_err()
+}
+
 impl Secret32 {
     fn random() -> Self {
-        use rand::Rng;
+        use rand::RngCore;
         let mut secret = Self(Box::new([0u8; 32]));
-        rand::rng().fill(&mut secret.0[..]);
+        secret_rng().fill_bytes(&mut secret.0[..]);
         secret
     }
 

@@ -179,7 +179,7 @@ fn dummy_verifier(pepper: &PinPepper) -> &'static str {
     DUMMY.get_or_init(|| {
         // Random bytes, not a PIN: verify_pin is only ever asked about 4-8 digits, so no typed PIN matches.
         let mut secret = Zeroizing::new([0u8; 24]);
-        rand::Rng::fill(&mut rand::rng(), &mut secret[..]);
+        rand::Rng::fill(&mut protect::secret_rng(), &mut secret[..]);
         protect::dummy_verifier(&secret[..], pepper).unwrap_or_default()
     })
 }
