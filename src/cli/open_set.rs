@@ -219,11 +219,12 @@ pub fn print_rule(report: &RuleReport) {
         })
         .collect();
     println!(
-        "calibration, {} folds (fitted on {}-{} template-photo pairs each); on the {pairs} pairs of the people each \
-         fold left out, target FMR at threshold -> measured: {}",
+        "calibration, {} folds (fitted on {}-{} template-probe pairs each, probes of {} photo(s)); on the {pairs} \
+         pairs of the people each fold left out, target FMR at threshold -> measured: {}",
         report.folds.len(),
         report.folds.iter().map(|f| f.fitted_on).min().unwrap_or(0),
         report.folds.iter().map(|f| f.fitted_on).max().unwrap_or(0),
+        report.rule.probe_frames(),
         checks.join(", ")
     );
     println!(
