@@ -87,7 +87,7 @@ fn open_set_calibration_holds_on_strangers_and_the_gate_beats_a_single_frame(obs
     let folds = open_set::splits(observed, &rule, 3).unwrap();
     let target = 1e-3;
     // The gate as it runs: the approach's frames fused by their mean, 2 of 3 fused probes agreeing.
-    let gate = Rule::Gate { required: 2, window: 3, fusion: Fusion::Mean };
+    let gate = Rule::Gate { required: 2, window: 3, fusion: Fusion::Mean, margin: 0.0 };
     let gate_report = open_set::run_rule(&observed.people, &folds, &observed.views(), gate, target, None, 3).unwrap();
     let single =
         open_set::run_rule(&observed.people, &folds, &observed.views(), Rule::SingleFrame, target, None, 3).unwrap();

@@ -54,13 +54,16 @@ pub struct CalibrateArgs {
 }
 
 /// The rules every open-set report compares: the gate as configured (the approach's frames fused by their
-/// mean), the same without fusion or with quality weights, and one frame alone.
-pub fn rules(config: &Config) -> [Rule; 4] {
+/// mean), the same without fusion, with quality weights, or with a second-best margin, and one frame alone.
+pub fn rules(config: &Config) -> [Rule; 6] {
     let (required, window) = (config.gate.agreement.0, config.gate.agreement.1);
+    let gate = |fusion, margin| Rule::Gate { required, window, fusion, margin };
     [
-        Rule::Gate { required, window, fusion: Fusion::Mean },
-        Rule::Gate { required, window, fusion: Fusion::None },
-        Rule::Gate { required, window, fusion: Fusion::Weighted },
+        gate(Fusion::Mean, 0.0),
+        gate(Fusion::None, 0.0),
+        gate(Fusion::Weighted, 0.0),
+        gate(Fusion::Mean, 0.03),
+        gate(Fusion::Mean, 0.08),
         Rule::SingleFrame,
     ]
 }
@@ -152,13 +155,16 @@ pub fn eval_open_set(config: &Config, faces: &std::path::Path, args: &OpenSetArg
 
 fn rule_name(rule: Rule) -> String {
     match rule {
-        Rule::Gate { required, window, fusion } => {
+        Rule::Gate { required, window, fusion, margin } => {
             let fusion = match fusion {
                 Fusion::None => "no fusion",
-                Fusion::Mean => "mean fusion (as the gate runs)",
-                Fusion::Weighted => "weighted fusion",
+                Fusion::Mean if margin <= 0.0 => "mean fusion (as the gate runs)",
+                Fusion::Mean => "mean fusion",
+                Fusion::Weighted => "fusion weighted by face size, confidence and sharpness",
             };
-            format!("gate: {required} of {window} frames, {fusion}")
+            let margin =
+                if margin > 0.0 { format!(", best leads the runner-up by {margin:.2}") } else { String::new() };
+            format!("gate: {required} of {window} frames, {fusion}{margin}")
         }
         Rule::SingleFrame => "single frame".into(),
     }

@@ -19,14 +19,20 @@ pub const MIN_SAME_PERSON: f32 = 0.25;
 
 /// The eye distance (pixels) at which a face counts fully; smaller faces carry less detail.
 const FULL_WEIGHT_EYE_PX: f32 = 40.0;
+/// The sharpness (variance of the crop's Laplacian) at which a face counts half: the enrolment quality gate's
+/// bar for "blurred".
+const HALF_WEIGHT_SHARPNESS: f32 = 30.0;
 
-/// How much a frame's embedding counts in the fused probe: the detector's confidence times the share of
-/// detail the face's size allows (both 0..1).
-pub fn frame_weight(face: &FaceDetection) -> f32 {
+/// How much a frame's embedding counts in a quality-weighted fused probe: the detector's confidence, the
+/// share of detail the face's size allows and how sharp the aligned crop is (each 0..1). The gate fuses with
+/// equal weights: on the development photos these weights changed nothing (`facegate eval --open-set`).
+pub fn frame_weight(face: &FaceDetection, sharpness: f32) -> f32 {
     let eyes = FacePose::of(&face.landmarks).eye_distance_px;
     let size = (eyes / FULL_WEIGHT_EYE_PX).clamp(0.1, 1.0);
     let confidence = if face.score.is_finite() { face.score.clamp(0.05, 1.0) } else { 0.05 };
-    confidence * size * size
+    let sharp =
+        if sharpness.is_finite() { sharpness.max(0.0) / (sharpness.max(0.0) + HALF_WEIGHT_SHARPNESS) } else { 0.0 };
+    confidence * size * size * sharp.max(0.05)
 }
 
 /// The recent frames of one approach.

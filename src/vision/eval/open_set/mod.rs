@@ -21,7 +21,7 @@ use crate::capture::decode::decode_file;
 use crate::capture::DecodeLimits;
 use crate::policy::calibration::{Calibration, CalibrationError};
 use crate::vision::embed::Embedding;
-use crate::vision::enrol::{EnrolmentSession, FrameVerdict, QualityGate};
+use crate::vision::enrol::{laplacian_variance, EnrolmentSession, FrameVerdict, QualityGate};
 use crate::vision::fuse::frame_weight;
 use crate::vision::liveness::LivenessModel;
 use crate::vision::pipeline::FacePipeline;
@@ -108,7 +108,8 @@ pub fn observe(
                         }
                     }
                 }
-                reads.push((i, Some(reading.embedding), frame_weight(&reading.face), live));
+                let weight = frame_weight(&reading.face, laplacian_variance(&aligned));
+                reads.push((i, Some(reading.embedding), weight, live));
                 progress();
             }
             (reads, session.is_complete().then_some(taken))

@@ -24,7 +24,7 @@ pub enum Fusion {
 }
 
 /// How an approach is decided.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Rule {
     /// The gate: the same resident in `required` of the last `window` frames (`window` frames per approach).
     Gate {
@@ -34,6 +34,8 @@ pub enum Rule {
         window: usize,
         /// Probe fusion.
         fusion: Fusion,
+        /// A frame counts only when its best resident leads the runner-up by at least this much (0: no rule).
+        margin: f32,
     },
     /// The first frame decides alone: the usual single-image peer.
     SingleFrame,
@@ -62,6 +64,13 @@ impl Rule {
         }
     }
 
+    fn margin(self) -> f32 {
+        match self {
+            Self::Gate { margin, .. } => margin,
+            Self::SingleFrame => 0.0,
+        }
+    }
+
     fn decider(self, live_threshold: Option<f32>) -> Decider {
         let decider = match self {
             Self::Gate { required, window, .. } => Decider::new(required, window),
@@ -85,13 +94,32 @@ pub struct Views<'a> {
     pub live: &'a [Option<f32>],
 }
 
+/// A frame's best gallery candidate.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FrameCandidate {
+    /// The best resident.
+    pub slot: Slot,
+    /// Its cosine.
+    pub score: f32,
+    /// How far it leads the second-best resident (infinite with one resident).
+    pub margin: f32,
+}
+
+impl FrameCandidate {
+    fn of(gallery: &Gallery, probe: &crate::protect::ProtectedTemplate) -> Option<Self> {
+        let best = gallery.best(probe)?;
+        let margin = gallery.best_excluding(probe, Some(best.slot)).map_or(f32::INFINITY, |c| best.score - c.score);
+        Some(Self { slot: best.slot, score: best.score, margin })
+    }
+}
+
 /// One approach reduced to what a threshold decides on.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Trace {
     /// The resident's slot for a mated approach; `None` for a stranger.
     pub mated: Option<Slot>,
-    /// Per frame, the best gallery candidate (slot, cosine), or `None` with no face.
-    pub frames: Vec<Option<(Slot, f32)>>,
+    /// Per frame, the best gallery candidate, or `None` with no face.
+    pub frames: Vec<Option<FrameCandidate>>,
     /// Per frame, the live score.
     pub live: Vec<Option<f32>>,
 }
@@ -246,13 +274,13 @@ pub fn run_draw(
                     return None;
                 };
                 let weight = match rule.fusion() {
-                    Fusion::None => return gallery.best(&rotation.protect(embedding)).map(|c| (c.slot, c.score)),
+                    Fusion::None => return FrameCandidate::of(&gallery, &rotation.protect(embedding)),
                     Fusion::Mean => 1.0,
                     Fusion::Weighted => views.weights.get(s).copied()?,
                 };
                 // The fusion keeps its own (wiped) copy of each frame's embedding.
                 let probe = fusion.add(Embedding::weighted_mean([(embedding, 1.0)])?, weight)?;
-                gallery.best(&rotation.protect(&probe)).map(|c| (c.slot, c.score))
+                FrameCandidate::of(&gallery, &rotation.protect(&probe))
             })
             .collect();
         let live = frames.iter().map(|&s| views.live.get(s).copied().flatten()).collect();
@@ -280,7 +308,8 @@ pub fn run_draw(
 pub fn decide(trace: &Trace, threshold: f32, rule: Rule, live_threshold: Option<f32>) -> Option<(Slot, usize)> {
     let mut decider = rule.decider(live_threshold);
     for (k, frame) in trace.frames.iter().enumerate() {
-        let slot = frame.filter(|&(_, score)| score >= threshold).map(|(slot, _)| slot);
+        let margin = rule.margin();
+        let slot = frame.filter(|c| c.score >= threshold && c.margin >= margin).map(|c| c.slot);
         let live = trace.live.get(k).copied().flatten();
         if let (Decision::Admit(_), Some(admitted)) =
             decider.decide(&GateEvent::FaceFrame(FaceObservation { slot, live }))
@@ -315,7 +344,7 @@ pub fn tally(run: &GalleryRun, threshold: Option<f32>, rule: Rule, live_threshol
                 // The search after the whole approach: with fusion, the fully fused probe the calibration is for.
                 if let Some(last) = trace.frames.last() {
                     tally.searches += 1;
-                    tally.search_false_positives += usize::from(last.is_some_and(|(_, s)| s >= t));
+                    tally.search_false_positives += usize::from(last.is_some_and(|c| c.score >= t));
                 }
             }
         }
@@ -358,10 +387,13 @@ mod tests {
     use super::*;
 
     fn trace(mated: Option<Slot>, frames: &[Option<(Slot, f32)>]) -> Trace {
-        Trace { mated, frames: frames.to_vec(), live: vec![Some(0.9); frames.len()] }
+        let live = vec![Some(0.9); frames.len()];
+        let frames =
+            frames.iter().map(|f| f.map(|(slot, score)| FrameCandidate { slot, score, margin: 0.1 })).collect();
+        Trace { mated, frames, live }
     }
 
-    const GATE: Rule = Rule::Gate { required: 2, window: 3, fusion: Fusion::None };
+    const GATE: Rule = Rule::Gate { required: 2, window: 3, fusion: Fusion::None, margin: 0.0 };
 
     #[test]
     fn the_gate_needs_agreement_and_a_single_frame_does_not() {
@@ -372,6 +404,11 @@ mod tests {
         // Liveness, when checked, refuses a matched approach that does not look live.
         let spoof = Trace { live: vec![Some(0.1); 3], ..approach.clone() };
         assert_eq!(decide(&spoof, 0.45, GATE, Some(0.5)), None);
+        // A margin rule drops frames whose best resident barely leads the runner-up (here by 0.1).
+        let strict = Rule::Gate { required: 2, window: 3, fusion: Fusion::None, margin: 0.2 };
+        assert_eq!(decide(&approach, 0.45, strict, None), None);
+        let loose = Rule::Gate { required: 2, window: 3, fusion: Fusion::None, margin: 0.05 };
+        assert_eq!(decide(&approach, 0.45, loose, None), Some((4, 3)));
     }
 
     #[test]
