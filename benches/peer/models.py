@@ -46,6 +46,55 @@ def fixed_model_bytes(path):
     return model.SerializeToString()
 
 
+def folded_model_bytes(path, keep_shapes=False):
+    """The model with every weight-only `DequantizeLinear` folded into an fp32 initializer, as facegate loads it
+    (`../shared/models/README.md`): y = (x - zero_point) * scale, with the scale per tensor, per axis or per block
+    along `axis`. The peers then run the same fp32 numbers facegate runs, as a user choosing speed would.
+    `keep_shapes` keeps the file's declared shapes (OpenCV 5's importer wants them; onnxruntime wants them freed)."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    model = onnx.ModelProto()
+    model.ParseFromString(open(path, "rb").read() if keep_shapes else fixed_model_bytes(path))
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    folded, keep = {}, []
+    for node in graph.node:
+        if node.op_type != "DequantizeLinear" or not all(i in inits for i in node.input if i):
+            keep.append(node)
+            continue
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        x = numpy_helper.to_array(inits[node.input[0]]).astype(np.float32)
+        scale = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
+        zero = numpy_helper.to_array(inits[node.input[2]]).astype(np.float32) if len(node.input) > 2 and node.input[2] else 0.0
+        axis = attrs.get("axis", 1) % max(x.ndim, 1)
+        block = attrs.get("block_size", 0)
+        if scale.size == 1:
+            scale, zero = scale.reshape(()), np.asarray(zero).reshape(()) if np.size(zero) == 1 else zero
+        elif block and scale.ndim == x.ndim:
+            scale = np.repeat(scale, block, axis=axis).take(range(x.shape[axis]), axis=axis)
+            if np.size(zero) > 1:
+                zero = np.repeat(zero, block, axis=axis).take(range(x.shape[axis]), axis=axis)
+        else:
+            shape = [1] * x.ndim
+            shape[axis] = -1
+            scale = scale.reshape(shape)
+            if np.size(zero) > 1:
+                zero = np.asarray(zero).reshape(shape)
+        folded[node.output[0]] = numpy_helper.from_array(((x - zero) * scale).astype(np.float32), node.output[0])
+    del graph.node[:]
+    graph.node.extend(keep)
+    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    initializers = [t for t in graph.initializer if t.name in used] + list(folded.values())
+    del graph.initializer[:]
+    graph.initializer.extend(initializers)
+    # Graph inputs no node reads (SFace's stale weight names, and the folded weights) are dropped.
+    inputs = [i for i in graph.input if i.name in used and i.name not in folded]
+    del graph.input[:]
+    graph.input.extend(inputs)
+    return model.SerializeToString()
+
+
 def session(path, threads=1):
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
