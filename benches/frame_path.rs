@@ -2,7 +2,10 @@
 //! fp32 numbers (the int8bq weights folded to fp32 as facegate folds them), over the 160 webcam frames of
 //! `../shared/spoof/live`, each contender in its own process pinned with `taskset -c 1`.
 //!
-//!     cargo bench --bench frame_path [-- --repeats N]   (needs `pip install onnx onnxruntime opencv-python-headless`)
+//!     cargo bench --bench frame_path [-- --repeats N] [--default-malloc]
+//!
+//! (needs `pip install onnx onnxruntime opencv-python-headless`). facegate's contender sets glibc's allocator as
+//! the daemon does (`hardening::return_large_buffers_at_once`); `--default-malloc` leaves glibc's default.
 //!
 //! Every contender decodes each frame from its JPEG bytes (held in memory), detects at longer side 320, takes the
 //! largest face, aligns at full size, embeds with SFace and normalises, matches against 10,000 rows, and runs the
@@ -58,6 +61,10 @@ fn median(values: &mut [f64]) -> Option<f64> {
 
 /// facegate's contender: this bench re-executed under `taskset`, printing one JSON object.
 fn facegate_contender() {
+    // As the daemon and the CLI start (`main.rs`), unless asked to compare with glibc's default.
+    if !std::env::args().any(|a| a == "--default-malloc") {
+        facegate::protect::hardening::return_large_buffers_at_once();
+    }
     let config =
         PipelineConfig { detector: DetectorConfig { max_side: 320, ..Default::default() }, ..Default::default() };
     let models = manifest().join("models");
@@ -151,6 +158,7 @@ fn main() {
     let repeats = repeats().to_string();
     let mut ours = Command::new("taskset");
     ours.args(["-c", "1"]).arg(std::env::current_exe().expect("this bench")).args(["--repeats", &repeats]);
+    ours.args(std::env::args().filter(|a| a == "--default-malloc"));
     ours.env(CONTENDER_ENV, "1").env("RAYON_NUM_THREADS", "1");
     let mut results = vec![run_pinned(ours, "facegate")];
     for runtime in ["opencv", "ort"] {
