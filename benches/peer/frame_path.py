@@ -21,6 +21,7 @@ import time
 import cv2
 import numpy as np
 
+import frame_peer
 import models
 
 SIDE = 320
@@ -63,7 +64,9 @@ def live_score(frame, box, run):
     return float(np.mean(scores))
 
 
-class OpenCv:
+class OpenCv(frame_peer.OpenCvPath):
+    """OpenCV's own pipeline on fp32 weights; detect, align and embed as in `frame_peer.py`."""
+
     def __init__(self, frame_size, tmp):
         cv2.setNumThreads(1)
         paths = {}
@@ -77,22 +80,6 @@ class OpenCv:
         self.det = cv2.FaceDetectorYN.create(paths["yunet"], "", self.size, 0.8, 0.3, 5000)
         self.rec = cv2.FaceRecognizerSF.create(paths["sface"], "")
         self.pad = [cv2.dnn.readNetFromONNX(p) for p in models.MINIFAS]
-
-    def detect(self, frame):
-        small = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA) if self.scale != 1.0 else frame
-        _, faces = self.det.detect(small)
-        if faces is None:
-            return None
-        face = faces[np.argmax(faces[:, 2] * faces[:, 3])].copy()
-        face[:14] /= self.scale
-        return face
-
-    def align(self, frame, face):
-        return self.rec.alignCrop(frame, face)
-
-    def embed(self, crop):
-        e = self.rec.feature(crop).ravel()
-        return e / np.linalg.norm(e)
 
     def liveness(self, frame, face):
         def run(k, x):
@@ -124,29 +111,7 @@ class Ort(OpenCv):
         x = np.zeros((1, 3, ph, pw), np.float32)
         x[0, :, : small.shape[0], : small.shape[1]] = small.transpose(2, 0, 1)
         out = dict(zip(self.outs, self.yunet.run(None, {self.yunet.get_inputs()[0].name: x})))
-        boxes, scores, kps = [], [], []
-        for s in (8, 16, 32):
-            cols = pw // s
-            score = np.sqrt(np.clip(out[f"cls_{s}"][0, :, 0], 0, 1) * np.clip(out[f"obj_{s}"][0, :, 0], 0, 1))
-            keep = np.nonzero(score >= 0.8)[0]
-            if keep.size == 0:
-                continue
-            r, c = keep // cols, keep % cols
-            b = out[f"bbox_{s}"][0, keep]
-            cx, cy = (c + b[:, 0]) * s, (r + b[:, 1]) * s
-            w, h = np.exp(b[:, 2]) * s, np.exp(b[:, 3]) * s
-            boxes.append(np.stack([cx - w / 2, cy - h / 2, w, h], 1))
-            k = out[f"kps_{s}"][0, keep].reshape(-1, 5, 2)
-            kps.append(((k + np.stack([c, r], 1)[:, None, :]) * s).reshape(-1, 10))
-            scores.append(score[keep])
-        if not boxes:
-            return None
-        boxes, scores, kps = np.concatenate(boxes), np.concatenate(scores), np.concatenate(kps)
-        idx = np.array(cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), 0.8, 0.3)).ravel()
-        best = idx[np.argmax(boxes[idx, 2] * boxes[idx, 3])]
-        face = np.concatenate([boxes[best], kps[best], [scores[best]]]).astype(np.float32)
-        face[:14] /= self.scale
-        return face
+        return models.largest_yunet_face(out, self.padded, self.scale)
 
     def embed(self, crop):
         x = crop[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32)

@@ -89,29 +89,7 @@ class OrtPath:
         x = np.zeros((1, 3, ph, pw), np.float32)
         x[0, :, : small.shape[0], : small.shape[1]] = small.transpose(2, 0, 1)
         out = dict(zip(self.outs, self.yunet.run(None, {self.yname: x})))
-        boxes, scores, kps = [], [], []
-        for s in self.STRIDES:
-            rows, cols = ph // s, pw // s
-            score = np.sqrt(np.clip(out[f"cls_{s}"][0, :, 0], 0, 1) * np.clip(out[f"obj_{s}"][0, :, 0], 0, 1))
-            keep = np.nonzero(score >= 0.8)[0]
-            if keep.size == 0:
-                continue
-            r, c = keep // cols, keep % cols
-            b = out[f"bbox_{s}"][0, keep]
-            cx, cy = (c + b[:, 0]) * s, (r + b[:, 1]) * s
-            w, h = np.exp(b[:, 2]) * s, np.exp(b[:, 3]) * s
-            boxes.append(np.stack([cx - w / 2, cy - h / 2, w, h], 1))
-            k = out[f"kps_{s}"][0, keep].reshape(-1, 5, 2)
-            kps.append(((k + np.stack([c, r], 1)[:, None, :]) * s).reshape(-1, 10))
-            scores.append(score[keep])
-        if not boxes:
-            return None
-        boxes, scores, kps = np.concatenate(boxes), np.concatenate(scores), np.concatenate(kps)
-        idx = np.array(cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), 0.8, 0.3)).ravel()
-        best = idx[np.argmax(boxes[idx, 2] * boxes[idx, 3])]
-        return np.concatenate([boxes[best], kps[best], [scores[best]]]).astype(np.float32) / np.array(
-            [self.scale] * 14 + [1.0], np.float32
-        )
+        return models.largest_yunet_face(out, self.padded, self.scale)
 
     def align(self, frame, face):
         return self.rec.alignCrop(frame, face)

@@ -101,3 +101,36 @@ def session(path, threads=1):
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
     return ort.InferenceSession(fixed_model_bytes(path), opts, providers=["CPUExecutionProvider"])
+
+
+def largest_yunet_face(out, padded, scale, threshold=0.8, nms_iou=0.3):
+    """The largest face from YuNet's twelve named outputs for a padded input (height, width), decoded as OpenCV's
+    FaceDetectorYN does (vectorised numpy, as a Python user would write it), in frame pixels for a working `scale`:
+    [x, y, w, h, 10 landmark coordinates, score], or None."""
+    import cv2
+    import numpy as np
+
+    ph, pw = padded
+    boxes, scores, kps = [], [], []
+    for s in (8, 16, 32):
+        cols = pw // s
+        score = np.sqrt(np.clip(out[f"cls_{s}"][0, :, 0], 0, 1) * np.clip(out[f"obj_{s}"][0, :, 0], 0, 1))
+        keep = np.nonzero(score >= threshold)[0]
+        if keep.size == 0:
+            continue
+        r, c = keep // cols, keep % cols
+        b = out[f"bbox_{s}"][0, keep]
+        cx, cy = (c + b[:, 0]) * s, (r + b[:, 1]) * s
+        w, h = np.exp(b[:, 2]) * s, np.exp(b[:, 3]) * s
+        boxes.append(np.stack([cx - w / 2, cy - h / 2, w, h], 1))
+        k = out[f"kps_{s}"][0, keep].reshape(-1, 5, 2)
+        kps.append(((k + np.stack([c, r], 1)[:, None, :]) * s).reshape(-1, 10))
+        scores.append(score[keep])
+    if not boxes:
+        return None
+    boxes, scores, kps = np.concatenate(boxes), np.concatenate(scores), np.concatenate(kps)
+    idx = np.array(cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), threshold, nms_iou)).ravel()
+    best = idx[np.argmax(boxes[idx, 2] * boxes[idx, 3])]
+    face = np.concatenate([boxes[best], kps[best], [scores[best]]]).astype(np.float32)
+    face[:14] /= scale
+    return face
