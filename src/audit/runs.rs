@@ -6,7 +6,7 @@
 //! Pure: bytes in, findings out.
 
 use super::scan::Finding;
-use super::vectors::{autocorrelation, run_finding, shape, NumberFormat, Precision, MIN_DIM};
+use super::vectors::{autocorrelation, embedding_shape, run_finding, NumberFormat, Precision, MIN_DIM};
 
 /// The longest run judged as one vector: the largest embedding (1,024 values) and a window's worth of
 /// neighbours that happen to read as numbers. A longer run of normal-looking numbers is a weight tensor or
@@ -174,7 +174,7 @@ fn gallery(values: &[f64], format: NumberFormat) -> Option<(usize, Finding)> {
             if !(0..3).all(|k| unit(s + k * d, d)) || !(0..3).all(|k| exactly_unit(s + k * d, d)) {
                 continue;
             }
-            if (0..3).all(|k| shape(&values[s + k * d..s + (k + 1) * d], precision).is_some()) {
+            if (0..3).all(|k| embedding_shape(&values[s + k * d..s + (k + 1) * d], precision).is_some()) {
                 let count = (0..).take_while(|k| s + (k + 1) * d <= values.len() && exactly_unit(s + k * d, d)).count();
                 let detail = format!("gallery {}: {count} unit vectors of {d} values back to back", format.as_str());
                 return Some((s, Finding { kind: "embedding", offset: 0, detail }));

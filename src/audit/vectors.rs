@@ -117,10 +117,6 @@ pub enum Precision {
 
 /// The shape of `values` if it looks like an embedding (`None` otherwise).
 pub fn embedding_shape(values: &[f64], precision: Precision) -> Option<VectorShape> {
-    shape(values, precision)
-}
-
-pub(super) fn shape(values: &[f64], precision: Precision) -> Option<VectorShape> {
     let n = values.len();
     if n < MIN_DIM || values.iter().any(|v| !v.is_finite()) {
         return None;
@@ -290,7 +286,7 @@ pub(super) fn run_finding(run: &[f64], stored: &str, precision: Precision) -> Op
         if !window_sums(run, &blocks, start, wide).may_be_embedding(wide) {
             continue;
         }
-        if let Some(shape) = shape(&run[start..start + wide], precision) {
+        if let Some(shape) = embedding_shape(&run[start..start + wide], precision) {
             let detail = format!(
                 "vector {stored}: {wide} values, norm {:.3}, kurtosis {:.1}, neighbour correlation {:+.2}",
                 shape.norm, shape.kurtosis, shape.lag_correlation
@@ -331,7 +327,7 @@ pub fn find_int8_whole(bytes: &[u8]) -> Option<Finding> {
         }
         // Uniform bytes (compressed or random data) have a largest value of 1.73 RMS and a kurtosis of 1.8;
         // 128 normal values reach 2 RMS in all but 1 of 400 samples, and a kurtosis of 2.2 in all but 1 of 25.
-        let quantised = shape(&values, Precision::Quantised).filter(|s| s.kurtosis >= 2.2);
+        let quantised = embedding_shape(&values, Precision::Quantised).filter(|s| s.kurtosis >= 2.2);
         let max = values.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         if let Some(shape) = quantised.filter(|s| max >= 2.0 * s.rms) {
             let detail = format!(
