@@ -8,17 +8,20 @@ use nix::sys::mman::{mlockall, MlockAllFlags};
 use nix::sys::prctl;
 use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
 
-/// Sets glibc's mmap threshold to 1 MiB, fixed, so buffers of that size and more (tract's activations, freed after
-/// every frame) go back to the kernel when freed. Left dynamic, glibc raises the threshold after the first large
-/// free and keeps such buffers in its per-thread arenas: with 10,000 residents and two frame workers the daemon
+/// Sets glibc's mmap threshold to 8 MiB, fixed. Left dynamic, glibc raises the threshold after each large free
+/// and keeps ever larger buffers in its per-thread arenas: with 10,000 residents and two frame workers the daemon
 /// held 193 MiB resident instead of 100 MiB (`cargo bench --bench memory`); under `mlockall` that memory is also
-/// locked. Called first thing in `main`, before any large allocation. Returns whether glibc accepted it.
+/// locked. Fixed at 1 MiB (until issue 21), every activation of tract's plans over 1 MiB was mapped and unmapped
+/// each frame: 7,000 page faults and 15 % of the frame in the kernel (`cargo bench --bench frame_path`). At 8 MiB
+/// the activations of YuNet at 320 and of SFace come back from the arena frame after frame (no page fault),
+/// and only buffers larger than any activation (model loading) go back to the kernel when freed. Called first
+/// thing in `main`, before any large allocation. Returns whether glibc accepted it.
 #[allow(unsafe_code)]
 pub fn return_large_buffers_at_once() -> bool {
-    const ONE_MIB: libc::c_int = 1 << 20;
+    const EIGHT_MIB: libc::c_int = 8 << 20;
     // SAFETY: mallopt only sets an allocator parameter; it reads no pointer and is called before other threads
     // exist. It returns 1 on success, 0 for a parameter glibc does not accept.
-    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, ONE_MIB) == 1 }
+    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, EIGHT_MIB) == 1 }
 }
 
 /// What hardening achieved (logged at start; the daemon runs either way).
