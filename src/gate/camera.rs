@@ -89,7 +89,8 @@ pub(super) fn camera_loop(
         compound,
         passes: settings.passes_from_camera,
     };
-    let mut readings = Readings { approach: Approach::new(settings.agreement.1), ..Readings::default() };
+    let mut readings =
+        Readings { face_was_on: false, recent: RecentCodes::default(), approach: Approach::new(settings.agreement.1) };
     crate::vision::pipeline::ordered_parallel(
         settings.face_workers.max(1),
         || frames.next(shared, &events),
@@ -217,7 +218,6 @@ impl FrameWork {
 }
 
 /// Turns readings into events, in camera order.
-#[derive(Default)]
 struct Readings {
     face_was_on: bool,
     recent: RecentCodes,
@@ -289,12 +289,6 @@ fn read_face(frame: &Frame, reader: &dyn FaceReader, liveness: Option<&LivenessM
 /// look like the approach so far, starts a new approach, so two people are never averaged into one.
 struct Approach {
     fusion: ApproachFusion,
-}
-
-impl Default for Approach {
-    fn default() -> Self {
-        Self::new(1)
-    }
 }
 
 impl Approach {
