@@ -16,6 +16,7 @@ use tract_onnx::pb;
 use tract_onnx::prelude::*;
 use zeroize::Zeroize;
 
+mod kernels;
 mod prelu;
 
 /// The command that fetches and verifies the model files.
@@ -174,6 +175,9 @@ impl OnnxGraph {
             .model
             .clone()
             .with_input_fact(0, f32::fact(shape).into())
+            .and_then(|m| m.into_typed())
+            .and_then(|m| m.into_decluttered())
+            .and_then(kernels::replace)
             .and_then(|m| m.into_optimized())
             .map_err(load_err)?;
         let outlets = typed.output_outlets().map_err(load_err)?.to_vec();
@@ -246,7 +250,7 @@ impl RunnablePlan {
 pub struct NodeTime {
     /// The node's name in the optimised graph.
     pub node: String,
-    /// The operator as tract prints it (kind and parameters).
+    /// The operator as tract prints it, then its parameters (for a matrix product, the kernel tract picked).
     pub op: String,
     /// Total time over all runs.
     pub total: std::time::Duration,
@@ -276,7 +280,11 @@ impl RunnablePlan {
             .nodes()
             .iter()
             .zip(totals)
-            .map(|(node, total)| NodeTime { node: node.name.clone(), op: format!("{}", node.op), total })
+            .map(|(node, total)| NodeTime {
+                node: node.name.clone(),
+                op: format!("{} {}", node.op, node.op.info().unwrap_or_default().join("; ")),
+                total,
+            })
             .collect())
     }
 }

@@ -89,7 +89,7 @@ fn wire_generic(name: &str, model: &mut TypedModel, x: OutletId, mut slope: Outl
 
 /// `x < 0 ? x * slope[block % slopes] : x`, in place, where a block is `period` consecutive elements.
 #[derive(Debug, Clone)]
-struct ChannelPrelu {
+pub(super) struct ChannelPrelu {
     slopes: Arc<Vec<f32>>,
     period: usize,
 }
@@ -112,6 +112,16 @@ impl std::hash::Hash for ChannelPrelu {
 }
 
 impl ChannelPrelu {
+    /// One slope per channel of an NCHW activation with `channels` channels of `plane` elements each, if this
+    /// PReLU applies them that way.
+    pub(super) fn per_channel(&self, channels: usize, plane: usize) -> Option<Vec<f32>> {
+        match self.slopes.len() {
+            1 => Some(vec![self.slopes[0]; channels]),
+            n if n == channels && self.period == plane => Some(self.slopes.to_vec()),
+            _ => None,
+        }
+    }
+
     fn apply(&self, values: &mut [f32]) {
         let n = self.slopes.len().max(1);
         for (block, chunk) in values.chunks_mut(self.period.max(1)).enumerate() {
