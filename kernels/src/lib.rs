@@ -157,9 +157,7 @@ fn channel<const FMA: bool>(p: &Plane, k: &Channel, input: &[f32], scratch: &mut
                 (&even[r..r + p.ow], &odd[r..r + p.ow], &even[r + 1..r + 1 + p.ow])
             };
             let (w0, w1, w2) = (k.taps[ky * 3], k.taps[ky * 3 + 1], k.taps[ky * 3 + 2]);
-            for (((o, &a), &b), &c) in out_row.iter_mut().zip(a).zip(b).zip(c) {
-                *o = madd::<FMA>(madd::<FMA>(madd::<FMA>(*o, a, w0), b, w1), c, w2);
-            }
+            row3::<FMA>(out_row, a, b, c, [w0, w1, w2]);
         }
         if let Some(slope) = k.slope {
             // Branch-free so it vectorises.
@@ -168,6 +166,17 @@ fn channel<const FMA: bool>(p: &Plane, k: &Channel, input: &[f32], scratch: &mut
                 *o = if *o < 0.0 { scaled } else { *o };
             }
         }
+    }
+}
+
+/// `out[i] += a[i] * w0 + b[i] * w1 + c[i] * w2`. Counted over slices cut to one length, so the compiler sees
+/// no bounds to check and vectorises it (a zip of four iterators it did not).
+#[inline(always)]
+fn row3<const FMA: bool>(out: &mut [f32], a: &[f32], b: &[f32], c: &[f32], [w0, w1, w2]: [f32; 3]) {
+    let n = out.len();
+    let (a, b, c) = (&a[..n], &b[..n], &c[..n]);
+    for i in 0..n {
+        out[i] = madd::<FMA>(madd::<FMA>(madd::<FMA>(out[i], a[i], w0), b[i], w1), c[i], w2);
     }
 }
 

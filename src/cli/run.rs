@@ -111,20 +111,37 @@ fn print_report(report: &GateReport) {
     if report.worker_faults > 0 {
         println!("frames lost to a frame-worker fault: {} (see the log)", report.worker_faults);
     }
-    let mut latencies: Vec<Duration> = report.admissions.iter().filter_map(|a| a.latency).collect();
-    if !latencies.is_empty() {
-        latencies.sort_unstable();
-        let pick = |q: f64| {
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
-            let i = ((latencies.len() - 1) as f64 * q).round() as usize;
-            latencies[i].as_secs_f64() * 1e3
-        };
-        println!(
-            "frame-to-relay latency over {} face admissions: median {:.1} ms, p95 {:.1} ms, max {:.1} ms",
-            latencies.len(),
-            pick(0.5),
-            pick(0.95),
-            pick(1.0)
-        );
+    let admissions = &report.admissions;
+    let frames: Vec<String> =
+        admissions.iter().filter_map(|a| Some(format!("{}->{}", a.first_frame?, a.frame?))).collect();
+    if !frames.is_empty() {
+        println!("face admissions (frame numbers, the approach's first -> the agreement's last): {}", frames.join(" "));
     }
+    for (what, latencies) in [
+        ("first-frame-to-relay", admissions.iter().filter_map(|a| a.from_first_frame).collect::<Vec<_>>()),
+        (
+            "frame-to-relay (from the frame that completed the agreement)",
+            admissions.iter().filter_map(|a| a.latency).collect(),
+        ),
+    ] {
+        if let Some([median, p95, max]) = quantiles(latencies, [0.5, 0.95, 1.0]) {
+            println!(
+                "{what} latency over {} face admissions: median {median:.1} ms, p95 {p95:.1} ms, max {max:.1} ms",
+                admissions.iter().filter(|a| a.method == EntryMethod::Face).count()
+            );
+        }
+    }
+}
+
+/// The given quantiles of `latencies`, in milliseconds (nearest rank); `None` when there are none.
+fn quantiles<const N: usize>(mut latencies: Vec<Duration>, qs: [f64; N]) -> Option<[f64; N]> {
+    if latencies.is_empty() {
+        return None;
+    }
+    latencies.sort_unstable();
+    Some(qs.map(|q| {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+        let i = ((latencies.len() - 1) as f64 * q).round() as usize;
+        latencies[i].as_secs_f64() * 1e3
+    }))
 }

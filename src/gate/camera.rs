@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::readers::{check_pass, RecentCodes};
-use super::{GateSettings, Input, Shared};
+use super::{FrameClock, GateSettings, Input, Shared};
 use crate::capture::{Frame, FrameSource};
 use crate::policy::decide::{FaceObservation, GateEvent};
 use crate::registry::GallerySnapshot;
@@ -257,8 +257,9 @@ impl Readings {
         match face {
             FaceWork::Read(read) => {
                 shared.status.faces_checked.fetch_add(1, Ordering::Relaxed);
-                let seen = self.approach.observe(read, &shared.registry.gallery());
-                let frame = Some((reading.n, reading.started));
+                let (seen, approach) =
+                    self.approach.observe(read, (reading.n, reading.started), &shared.registry.gallery());
+                let frame = Some(FrameClock { n: reading.n, read_at: reading.started, approach });
                 events.send(Input::Event { event: GateEvent::FaceFrame(seen), frame });
             }
             FaceWork::Off => {
@@ -289,26 +290,40 @@ fn read_face(frame: &Frame, reader: &dyn FaceReader, liveness: Option<&LivenessM
 /// look like the approach so far, starts a new approach, so two people are never averaged into one.
 struct Approach {
     fusion: ApproachFusion,
+    /// The number and arrival of the approach's first frame.
+    first: Option<(u64, Instant)>,
 }
 
 impl Approach {
     fn new(window: usize) -> Self {
-        Self { fusion: ApproachFusion::new(window) }
+        Self { fusion: ApproachFusion::new(window), first: None }
     }
 
-    /// What this frame shows: the resident the fused probe matches (if any) and this frame's live score.
-    fn observe(&mut self, face: Option<FaceRead>, gallery: &GallerySnapshot) -> FaceObservation {
+    /// What this frame (`frame`: its number and arrival) shows: the resident the fused probe matches (if any) and
+    /// this frame's live score; with the number and arrival of the approach's first frame.
+    fn observe(
+        &mut self,
+        face: Option<FaceRead>,
+        frame: (u64, Instant),
+        gallery: &GallerySnapshot,
+    ) -> (FaceObservation, (u64, Instant)) {
         let Some(FaceRead { embedding, live }) = face else {
             self.end();
-            return FaceObservation::matched(None);
+            return (FaceObservation::matched(None), frame);
         };
-        let slot = self.fusion.add(embedding, 1.0).and_then(|probe| gallery.identify(&probe)).map(|m| m.slot);
-        FaceObservation { slot, live }
+        let probe = self.fusion.add(embedding, 1.0);
+        // One frame in the fusion: this face began a new approach (the first, or another person's).
+        if self.fusion.len() == 1 || self.first.is_none() {
+            self.first = Some(frame);
+        }
+        let slot = probe.and_then(|probe| gallery.identify(&probe)).map(|m| m.slot);
+        (FaceObservation { slot, live }, self.first.unwrap_or(frame))
     }
 
     /// The approach is over; its embeddings are wiped.
     fn end(&mut self) {
         self.fusion.reset();
+        self.first = None;
     }
 }
 
@@ -342,33 +357,42 @@ mod tests {
         gallery
     }
 
+    /// Frame `n`, read now.
+    fn at(n: u64) -> (u64, Instant) {
+        (n, Instant::now())
+    }
+
     #[test]
     fn the_fused_approach_matches_where_no_frame_matches_alone() {
         let gallery = gallery();
         let mut alone = Approach::new(1);
         let mut fused = Approach::new(3);
-        let single: Vec<_> = (0..3).map(|k| alone.observe(resident_frame(k), &gallery).slot).collect();
+        let single: Vec<_> = (0..3).map(|k| alone.observe(resident_frame(k), at(k as u64), &gallery).0.slot).collect();
         assert_eq!(single, [None, None, None]);
-        let seen: Vec<_> = (0..3).map(|k| fused.observe(resident_frame(k), &gallery)).collect();
-        assert_eq!(seen.iter().map(|o| o.slot).collect::<Vec<_>>(), [None, Some(0), Some(0)]);
-        assert!(seen.iter().all(|o| o.live == Some(0.9)), "each frame carries its own live score");
+        let seen: Vec<_> = (0..3).map(|k| fused.observe(resident_frame(k), at(k as u64 + 1), &gallery)).collect();
+        assert_eq!(seen.iter().map(|(o, _)| o.slot).collect::<Vec<_>>(), [None, Some(0), Some(0)]);
+        assert!(seen.iter().all(|(o, _)| o.live == Some(0.9)), "each frame carries its own live score");
+        // The wait is counted from the approach's first frame, not from the frame that matched.
+        assert_eq!(seen.iter().map(|(_, first)| first.0).collect::<Vec<_>>(), [1, 1, 1]);
     }
 
     #[test]
     fn a_stranger_or_a_frame_without_a_face_starts_a_new_approach() {
         let gallery = gallery();
         let mut approach = Approach::new(3);
-        approach.observe(resident_frame(0), &gallery);
-        approach.observe(resident_frame(1), &gallery);
+        approach.observe(resident_frame(0), at(1), &gallery);
+        approach.observe(resident_frame(1), at(2), &gallery);
         // Someone else steps in: not averaged with the resident, so not matched as the resident.
         let stranger = Some(FaceRead { embedding: face(7, 0.0, 8, 0.3), live: Some(0.9) });
-        assert_eq!(approach.observe(stranger, &gallery).slot, None);
+        let (seen, first) = approach.observe(stranger, at(3), &gallery);
+        assert_eq!((seen.slot, first.0), (None, 3), "the stranger's approach begins at their own frame");
         assert_eq!(approach.fusion.len(), 1);
         // A frame without a face ends the approach: the next frame is matched alone.
-        approach.observe(resident_frame(2), &gallery);
-        assert_eq!(approach.observe(None, &gallery), FaceObservation::matched(None));
+        approach.observe(resident_frame(2), at(4), &gallery);
+        assert_eq!(approach.observe(None, at(5), &gallery).0, FaceObservation::matched(None));
         assert!(approach.fusion.is_empty());
-        assert_eq!(approach.observe(resident_frame(3), &gallery).slot, None);
+        let (seen, first) = approach.observe(resident_frame(3), at(6), &gallery);
+        assert_eq!((seen.slot, first.0), (None, 6));
         approach.end();
         assert!(approach.fusion.is_empty());
     }

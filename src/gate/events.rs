@@ -9,12 +9,12 @@
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
 use super::door::{DoorCommand, DoorNews, DoorState};
-use super::{lock, Admission, GateError, GateReport, GateSettings, Input, Shared};
+use super::{lock, Admission, FrameClock, GateError, GateReport, GateSettings, Input, Shared};
 use crate::devices::contacts::{Contact, ContactChange};
 use crate::devices::{ActuateError, Indicator, MethodCards, Signal, Wiegand26};
 use crate::policy::decide::{Decider, Decision, DoorAlarm, FaceIntent, GateEvent, PinCheck};
@@ -163,7 +163,7 @@ impl EventLoop<'_> {
         }
     }
 
-    fn event(&mut self, mut event: GateEvent, frame: Option<(u64, Instant)>) {
+    fn event(&mut self, mut event: GateEvent, frame: Option<FrameClock>) {
         let gallery = self.shared.registry.gallery();
         if let GateEvent::FaceFrame(seen) = &mut event {
             // A frame matched against an older gallery may name a resident revoked since: no match now.
@@ -178,8 +178,13 @@ impl EventLoop<'_> {
         let tally = self.shared.registry.tally();
         match decision {
             Decision::Admit(method) => {
-                let (frame_no, latency) = frame.map_or((None, None), |(n, t)| (Some(n), Some(t.elapsed())));
-                self.report.admissions.push(Admission { method, frame: frame_no, latency });
+                self.report.admissions.push(Admission {
+                    method,
+                    frame: frame.map(|f| f.n),
+                    latency: frame.map(|f| f.read_at.elapsed()),
+                    first_frame: frame.map(|f| f.approach.0),
+                    from_first_frame: frame.map(|f| f.approach.1.elapsed()),
+                });
                 self.shared.status.admissions.fetch_add(1, Ordering::Relaxed);
                 self.show(Signal::Granted);
                 if let Some((frames, cards)) = &self.wiegand {

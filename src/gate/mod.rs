@@ -175,6 +175,18 @@ pub struct Admission {
     pub frame: Option<u64>,
     /// For a face: from that frame's arrival to the relay command.
     pub latency: Option<Duration>,
+    /// For a face: the number of the approach's first frame (the first in which the face was seen).
+    pub first_frame: Option<u64>,
+    /// For a face: from the arrival of the approach's first frame to the relay command, what the person waits.
+    pub from_first_frame: Option<Duration>,
+}
+
+/// When a face frame was read, and when the approach it belongs to began (frame number and arrival).
+#[derive(Clone, Copy, Debug)]
+struct FrameClock {
+    n: u64,
+    read_at: Instant,
+    approach: (u64, Instant),
 }
 
 /// What a run did.
@@ -197,7 +209,7 @@ pub struct GateReport {
 enum Input {
     Event {
         event: GateEvent,
-        frame: Option<(u64, Instant)>,
+        frame: Option<FrameClock>,
     },
     /// Intent ended (window closed): forget the frames seen so far.
     FaceIdle,

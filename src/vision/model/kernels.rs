@@ -24,9 +24,10 @@ use facegate_kernels::{max_pool_2x2, out_len, Depthwise};
 
 use super::prelu::ChannelPrelu;
 
-/// Replaces, in a decluttered model, every depthwise 3x3 convolution and 2x2 max-pool this module covers by its
-/// own op. The model is optimised afterwards as usual; tract's declutter then lets the convolutions absorb the
-/// per-channel multiply, add and PReLU that follow them.
+/// Replaces every depthwise 3x3 convolution and 2x2 max-pool this module covers by its own op. Run on the typed
+/// model before tract's declutter (which would otherwise move some convolutions to channels-last, out of reach)
+/// and again after it (which puts the pools in the plain form taken here). The declutter in between lets the
+/// convolutions absorb the per-channel multiply, add and PReLU that follow them.
 pub fn replace(mut model: TypedModel) -> TractResult<TypedModel> {
     for id in model.eval_order()? {
         let node = model.node(id);

@@ -176,6 +176,7 @@ impl OnnxGraph {
             .clone()
             .with_input_fact(0, f32::fact(shape).into())
             .and_then(|m| m.into_typed())
+            .and_then(kernels::replace)
             .and_then(|m| m.into_decluttered())
             .and_then(kernels::replace)
             .and_then(|m| m.into_optimized())
