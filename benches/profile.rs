@@ -41,6 +41,12 @@ fn report(spec: ModelSpec, shape: [usize; 4], runs: usize) {
             k
         );
     }
+    // The same plan run as the gate runs it (a fresh state each run): what the per-node sum leaves out.
+    let started = std::time::Instant::now();
+    for _ in 0..runs {
+        std::hint::black_box(plan.run(input.clone()).expect("run"));
+    }
+    println!("  {:>7.2} ms a run through RunnablePlan::run (as the gate runs it)", per_run(started.elapsed()));
     let mut slow: Vec<&NodeTime> = times.iter().collect();
     slow.sort_by_key(|t| std::cmp::Reverse(t.total));
     println!("  slowest nodes:");

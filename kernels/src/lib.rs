@@ -117,38 +117,45 @@ fn madd<const FMA: bool>(acc: f32, x: f32, w: f32) -> f32 {
     }
 }
 
-/// One channel: copies it padded (for stride 2, split into even and odd columns, so every tap reads a contiguous
-/// slice), then each output row is three passes of three taps.
-#[inline(always)]
-fn channel<const FMA: bool>(p: &Plane, k: &Channel, input: &[f32], scratch: &mut Vec<f32>, out: &mut [f32]) {
+/// Row width and number of the stored planes of one padded input plane: the padded row (stride 1), or each
+/// half of it (stride 2: even and odd columns apart, so every tap reads a contiguous slice).
+fn padded_layout(p: &Plane) -> (usize, usize, usize) {
     let [top, left, bottom, right] = p.pad;
     let (ph, pw) = (p.h + top + bottom, p.w + left + right);
-    // Row width of each stored plane: the padded row, or each half of it.
     let (rw, planes) = if p.stride == 1 { (pw, 1) } else { (pw.div_ceil(2), 2) };
-    scratch.clear();
-    scratch.resize(ph * rw * planes, 0.0);
-    let (even, odd) = scratch.split_at_mut(ph * rw);
-    // For stride 2: one padded row, split pair by pair into the two planes.
-    let mut padded = Vec::new();
+    (ph, rw, planes)
+}
+
+/// Copies one input plane, padded with zeros, into `dst` (`ph * rw * planes` values, zeroed).
+#[inline(always)]
+fn pad_plane(p: &Plane, input: &[f32], dst: &mut [f32], row: &mut Vec<f32>) {
+    let (ph, rw, _) = padded_layout(p);
+    let (top, left) = (p.pad[0], p.pad[1]);
+    let (even, odd) = dst.split_at_mut(ph * rw);
     if p.stride == 2 {
-        padded.resize(2 * rw, 0.0);
+        row.clear();
+        row.resize(2 * rw, 0.0);
     }
-    for (y, row) in input.chunks_exact(p.w).enumerate() {
+    for (y, src) in input.chunks_exact(p.w).enumerate() {
         let r = (y + top) * rw;
         if p.stride == 1 {
-            even[r + left..r + left + p.w].copy_from_slice(row);
+            even[r + left..r + left + p.w].copy_from_slice(src);
         } else {
-            padded[left..left + p.w].copy_from_slice(row);
-            let pairs = padded.chunks_exact(2);
-            for ((e, o), pair) in even[r..r + rw].iter_mut().zip(&mut odd[r..r + rw]).zip(pairs) {
+            row[left..left + p.w].copy_from_slice(src);
+            for ((e, o), pair) in even[r..r + rw].iter_mut().zip(&mut odd[r..r + rw]).zip(row.chunks_exact(2)) {
                 *e = pair[0];
                 *o = pair[1];
             }
         }
     }
-    let (even, odd) = (&*even, &*odd);
+}
+
+/// Adds one padded input plane, weighted by its nine taps, to every output row: three passes of three taps.
+#[inline(always)]
+fn accumulate<const FMA: bool>(p: &Plane, taps: &[f32], padded: &[f32], out: &mut [f32]) {
+    let (ph, rw, _) = padded_layout(p);
+    let (even, odd) = padded.split_at(ph * rw);
     for (y, out_row) in out.chunks_exact_mut(p.ow).enumerate().take(p.oh) {
-        out_row.fill(k.bias);
         for ky in 0..3 {
             let r = (y * p.stride + ky) * rw;
             let (a, b, c) = if p.stride == 1 {
@@ -156,18 +163,126 @@ fn channel<const FMA: bool>(p: &Plane, k: &Channel, input: &[f32], scratch: &mut
             } else {
                 (&even[r..r + p.ow], &odd[r..r + p.ow], &even[r + 1..r + 1 + p.ow])
             };
-            let (w0, w1, w2) = (k.taps[ky * 3], k.taps[ky * 3 + 1], k.taps[ky * 3 + 2]);
-            row3::<FMA>(out_row, a, b, c, [w0, w1, w2]);
-        }
-        if let Some(slope) = k.slope {
-            // Branch-free so it vectorises.
-            for o in out_row.iter_mut() {
-                let scaled = *o * slope;
-                *o = if *o < 0.0 { scaled } else { *o };
-            }
+            row3::<FMA>(out_row, a, b, c, [taps[ky * 3], taps[ky * 3 + 1], taps[ky * 3 + 2]]);
         }
     }
 }
+
+/// `x < 0 ? x * slope : x`, branch-free so it vectorises.
+#[inline(always)]
+fn prelu(out: &mut [f32], slope: Option<f32>) {
+    if let Some(slope) = slope {
+        for o in out.iter_mut() {
+            let scaled = *o * slope;
+            *o = if *o < 0.0 { scaled } else { *o };
+        }
+    }
+}
+
+/// One channel of a depthwise convolution.
+#[inline(always)]
+fn channel<const FMA: bool>(p: &Plane, k: &Channel, input: &[f32], scratch: &mut Vec<f32>, out: &mut [f32]) {
+    let (ph, rw, planes) = padded_layout(p);
+    scratch.clear();
+    scratch.resize(ph * rw * planes, 0.0);
+    let mut row = Vec::new();
+    pad_plane(p, input, scratch, &mut row);
+    out.fill(k.bias);
+    accumulate::<FMA>(p, &k.taps, scratch, out);
+    prelu(out, k.slope);
+}
+
+/// A dense convolution: every input plane padded once, then each output plane summed over them.
+#[inline(always)]
+fn dense<const FMA: bool>(k: &Dense3x3, p: &Plane, input: &[f32], out: &mut [f32]) {
+    let (ph, rw, planes) = padded_layout(p);
+    let len = ph * rw * planes;
+    let mut padded = vec![0.0; len * k.in_channels];
+    let mut row = Vec::new();
+    for (src, dst) in input.chunks_exact(p.h * p.w).zip(padded.chunks_exact_mut(len)) {
+        pad_plane(p, src, dst, &mut row);
+    }
+    let per_out = k.in_channels * 9;
+    for (co, plane) in out.chunks_exact_mut(p.oh * p.ow).enumerate() {
+        plane.fill(k.bias[co]);
+        for (ci, src) in padded.chunks_exact(len).enumerate() {
+            accumulate::<FMA>(p, &k.taps[co * per_out + ci * 9..co * per_out + ci * 9 + 9], src, plane);
+        }
+        prelu(plane, k.slopes.map(|s| s[co]));
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn dense_avx2(k: &Dense3x3, p: &Plane, input: &[f32], out: &mut [f32]) {
+    dense::<true>(k, p, input, out)
+}
+
+/// A dense 3x3 convolution of one image over few input channels (a network's first layer, on the colour planes),
+/// with a bias and optionally a PReLU per output channel.
+#[derive(Clone, Copy, Debug)]
+pub struct Dense3x3<'a> {
+    /// 1 or 2, the same along both axes.
+    pub stride: usize,
+    /// Zero padding: top, left, bottom, right.
+    pub pad: [usize; 4],
+    /// Input channels.
+    pub in_channels: usize,
+    /// Per output channel, per input channel, nine taps row by row.
+    pub taps: &'a [f32],
+    /// One bias per output channel.
+    pub bias: &'a [f32],
+    /// A PReLU applied after the bias, one slope per output channel.
+    pub slopes: Option<&'a [f32]>,
+}
+
+impl Dense3x3<'_> {
+    /// The output's height and width for an input of `h` x `w`.
+    pub fn output_size(&self, h: usize, w: usize) -> (usize, usize) {
+        let [t, l, b, r] = self.pad;
+        (out_len(h, t, b, self.stride), out_len(w, l, r, self.stride))
+    }
+
+    /// Whether `run` takes these parameters and sizes.
+    pub fn fits(&self, h: usize, w: usize) -> bool {
+        let [t, l, b, r] = self.pad;
+        let out_channels = self.bias.len();
+        matches!(self.stride, 1 | 2)
+            && self.pad.iter().all(|&p| p <= 2)
+            && (1..=DENSE_MAX_IN).contains(&self.in_channels)
+            && h >= 1
+            && w >= 1
+            && h + t + b >= 3
+            && w + l + r >= 3
+            && self.taps.len() == out_channels * self.in_channels * 9
+            && self.slopes.is_none_or(|s| s.len() == out_channels)
+    }
+
+    /// Convolves `in_channels` planes of `h` x `w` in `input` into `out` (one plane of `output_size` per bias).
+    ///
+    /// # Panics
+    /// If the parameters do not `fit` or the slices are not of those sizes.
+    pub fn run(&self, input: &[f32], h: usize, w: usize, out: &mut [f32]) {
+        assert!(self.fits(h, w), "dense parameters that do not fit {}x{h}x{w}", self.in_channels);
+        let (oh, ow) = self.output_size(h, w);
+        assert!(input.len() == self.in_channels * h * w && out.len() == self.bias.len() * oh * ow, "slice sizes");
+        let p = Plane { h, w, oh, ow, stride: self.stride, pad: self.pad };
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has AVX2 and FMA (checked just above), the only requirement of a target_feature fn.
+            #[allow(unsafe_code)]
+            unsafe {
+                dense_avx2(self, &p, input, out)
+            };
+            return;
+        }
+        dense::<{ cfg!(target_arch = "aarch64") }>(self, &p, input, out)
+    }
+}
+
+/// Input channels a [`Dense3x3`] takes: beyond a few, every output plane re-reads too many input planes, and a
+/// matrix product is the better way.
+pub const DENSE_MAX_IN: usize = 4;
 
 /// `out[i] += a[i] * w0 + b[i] * w1 + c[i] * w2`. Counted over slices cut to one length, so the compiler sees
 /// no bounds to check and vectorises it (a zip of four iterators it did not).
@@ -269,6 +384,53 @@ mod tests {
             }
         }
         assert!(checked >= 50, "only {checked} geometries checked");
+    }
+
+    #[test]
+    fn a_dense_convolution_matches_the_definition() {
+        let (cin, cout) = (3, 4);
+        let (taps, bias, slopes) = (values(cout * cin * 9, 21), values(cout, 23), [0.5, -1.0, 0.1, 2.0]);
+        for (h, w) in [(7, 9), (12, 12), (3, 4)] {
+            for stride in [1, 2] {
+                for pad in [[1, 1, 1, 1], [0, 0, 0, 0], [0, 1, 1, 0]] {
+                    let k = Dense3x3 { stride, pad, in_channels: cin, taps: &taps, bias: &bias, slopes: Some(&slopes) };
+                    if !k.fits(h, w) {
+                        continue;
+                    }
+                    let input = values(cin * h * w, 29);
+                    let (oh, ow) = k.output_size(h, w);
+                    let mut out = vec![f32::NAN; cout * oh * ow];
+                    k.run(&input, h, w, &mut out);
+                    for co in 0..cout {
+                        for y in 0..oh {
+                            for x in 0..ow {
+                                let mut want = bias[co] as f64;
+                                for ci in 0..cin {
+                                    for ky in 0..3 {
+                                        for kx in 0..3 {
+                                            let iy = (y * stride + ky) as isize - pad[0] as isize;
+                                            let ix = (x * stride + kx) as isize - pad[1] as isize;
+                                            if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                                                let v = input[ci * h * w + iy as usize * w + ix as usize] as f64;
+                                                want += v * taps[(co * cin + ci) * 9 + ky * 3 + kx] as f64;
+                                            }
+                                        }
+                                    }
+                                }
+                                if want < 0.0 {
+                                    want *= slopes[co] as f64;
+                                }
+                                let got = out[co * oh * ow + y * ow + x] as f64;
+                                assert!(
+                                    (got - want).abs() < 1e-4,
+                                    "{h}x{w} s{stride} {pad:?} at {co},{y},{x}: {got} vs {want}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -180,6 +180,10 @@ impl DecodeError {
 /// keeps its high byte, float is clamped to 0..1.
 fn to_rgb8(raw: &[u8], color: ColorType, width: u32, height: u32) -> Result<Vec<u8>, DecodeError> {
     let n_pixels = width as usize * height as usize;
+    // What every camera frame is: one copy, not a per-pixel conversion.
+    if color == ColorType::Rgb8 && raw.len() >= n_pixels * 3 {
+        return Ok(raw[..n_pixels * 3].to_vec());
+    }
     let mut rgb = Vec::with_capacity(n_pixels * 3);
     let u16_at = |i: usize| u16::from_ne_bytes([raw[2 * i], raw[2 * i + 1]]);
     let f32_at = |i: usize| f32::from_ne_bytes([raw[4 * i], raw[4 * i + 1], raw[4 * i + 2], raw[4 * i + 3]]);

@@ -242,6 +242,18 @@ pub fn preprocess(frame: &Frame, geometry: &WorkingGeometry) -> Array4<f32> {
         }
         return input;
     }
+    if exact_half(frame, geometry) {
+        half_size_into(rgb, fw, geometry, plane);
+    } else {
+        area_into(rgb, (fw, fh), geometry, plane);
+    }
+    input
+}
+
+/// The area filter: each working pixel is the mean of the source pixels under it. BGR planes into `plane`.
+fn area_into(rgb: &[u8], (fw, fh): (usize, usize), geometry: &WorkingGeometry, plane: &mut [f32]) {
+    let (ph, pw) = (geometry.padded_height, geometry.padded_width);
+    let plane_len = ph * pw;
     // Source columns covered by each working column, computed once.
     #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let span = |out: usize, src_len: usize, scaled_len: usize| {
@@ -276,7 +288,38 @@ pub fn preprocess(frame: &Frame, geometry: &WorkingGeometry) -> Array4<f32> {
             }
         }
     }
-    input
+}
+
+/// True when the working picture is the frame halved exactly (a 640x480 camera detected at 320): each working
+/// pixel is then the mean of one 2x2 block, the general area filter's answer, computed without its spans.
+fn exact_half(frame: &Frame, geometry: &WorkingGeometry) -> bool {
+    let (fw, fh) = (frame.width() as usize, frame.height() as usize);
+    fw % 2 == 0
+        && fh % 2 == 0
+        && geometry.scaled_width * 2 == fw
+        && geometry.scaled_height * 2 == fh
+        && geometry.scaled_width <= geometry.padded_width
+        && geometry.scaled_height <= geometry.padded_height
+}
+
+/// The 2x2 block means of `rgb` (`fw` wide), BGR planes into `plane` (YuNet's input, `padded_width` wide).
+fn half_size_into(rgb: &[u8], fw: usize, geometry: &WorkingGeometry, plane: &mut [f32]) {
+    let (sw, pw) = (geometry.scaled_width, geometry.padded_width);
+    let plane_len = geometry.padded_height * pw;
+    let (blue, rest) = plane.split_at_mut(plane_len);
+    let (green, red) = rest.split_at_mut(plane_len);
+    for y in 0..geometry.scaled_height {
+        let top = &rgb[2 * y * fw * 3..(2 * y + 1) * fw * 3];
+        let bottom = &rgb[(2 * y + 1) * fw * 3..(2 * y + 2) * fw * 3];
+        let row = y * pw..y * pw + sw;
+        let (b, g, r) = (&mut blue[row.clone()], &mut green[row.clone()], &mut red[row]);
+        for ((t, u), ((b, g), r)) in top.chunks_exact(6).zip(bottom.chunks_exact(6)).zip(b.iter_mut().zip(g).zip(r)) {
+            let sum = |c: usize| u16::from(t[c]) + u16::from(t[c + 3]) + u16::from(u[c]) + u16::from(u[c + 3]);
+            *r = f32::from(sum(0)) / 4.0;
+            *g = f32::from(sum(1)) / 4.0;
+            *b = f32::from(sum(2)) / 4.0;
+        }
+    }
 }
 
 /// YuNet's outputs, by head and stride (index 0, 1, 2 = stride 8, 16, 32), flattened.
@@ -465,5 +508,20 @@ mod tests {
         assert_eq!(input[[0, 2, 0, 0]], 200.0); // red lands in channel 2 (BGR)
         assert_eq!(input[[0, 0, 0, 1]], 100.0); // blue in channel 0
         assert_eq!(input[[0, 0, 0, 2]], 0.0); // padding
+    }
+
+    #[test]
+    fn halving_exactly_gives_what_the_area_filter_gives() {
+        let (w, h) = (80, 60);
+        let rgb: Vec<u8> = (0..w * h * 3).map(|i| ((i * 97 + i / 7) % 256) as u8).collect();
+        let frame = Frame::from_rgb(w as u32, h as u32, rgb.clone()).unwrap();
+        let g = WorkingGeometry::for_frame(w as u32, h as u32, 40);
+        assert!(exact_half(&frame, &g), "{g:?}");
+        let (mut fast, mut general) =
+            (vec![0.0; 3 * g.padded_height * g.padded_width], vec![0.0; 3 * g.padded_height * g.padded_width]);
+        half_size_into(&rgb, w, &g, &mut fast);
+        area_into(&rgb, (w, h), &g, &mut general);
+        assert_eq!(fast, general);
+        assert!(fast.iter().any(|&v| v > 0.0));
     }
 }

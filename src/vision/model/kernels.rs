@@ -1,5 +1,5 @@
-//! Depthwise 3x3 convolutions and 2x2 max-pools as plain row loops the compiler vectorises, in place of tract's
-//! generic kernels for them (issue 21).
+//! Depthwise 3x3 convolutions, dense 3x3 ones over a few input channels (first layers, on the colour planes) and
+//! 2x2 max-pools as plain row loops the compiler vectorises, in place of tract's generic kernels (issue 21).
 //!
 //! The profile (`cargo bench --bench profile`) showed tract's `DepthWiseConv` at 2.7 GFLOP/s and its `OptMaxPool`
 //! at about 3 ns an element: 13 ms of SFace's 63 and 9 ms of YuNet's 22 at 320x256. Both walk a patch geometry
@@ -20,7 +20,7 @@ use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, MaxPool, PaddingSpec,
 use tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_onnx::tract_hir::internal::*;
 
-use facegate_kernels::{max_pool_2x2, out_len, Depthwise};
+use facegate_kernels::{max_pool_2x2, out_len, Dense3x3, Depthwise, DENSE_MAX_IN};
 
 use super::prelu::ChannelPrelu;
 
@@ -74,10 +74,12 @@ fn depthwise_of(model: &TypedModel, node: &TypedNode, conv: &Conv) -> TractResul
         PaddingSpec::Valid => [0; 4],
         _ => return Ok(None),
     };
+    let out_channels = spec.output_channels;
+    // Depthwise, or dense over a few input channels (a first layer on the colour planes).
+    let dense = conv.group == 1 && c <= DENSE_MAX_IN;
     let covered = conv.q_params.is_none()
-        && conv.group == c
+        && (dense || (conv.group == c && out_channels == c))
         && spec.input_channels == c
-        && spec.output_channels == c
         && spec.data_format == DataFormat::NCHW
         && conv.kernel_fmt == KernelFormat::OIHW
         && *spec.kernel_shape == [3, 3]
@@ -97,17 +99,18 @@ fn depthwise_of(model: &TypedModel, node: &TypedNode, conv: &Conv) -> TractResul
     };
     let kernel = kernel.cast_to::<f32>()?;
     let taps = kernel.try_as_plain_ram()?.as_slice::<f32>()?.to_vec();
-    if taps.len() != c * 9 {
+    if taps.len() != out_channels * if dense { c } else { 1 } * 9 {
         return Ok(None);
     }
     let bias = bias.cast_to::<f32>()?;
     let bias = bias.try_as_plain_ram()?.as_slice::<f32>()?;
     let bias = match bias.len() {
-        1 => vec![bias[0]; c],
-        n if n == c => bias.to_vec(),
+        1 => vec![bias[0]; out_channels],
+        n if n == out_channels => bias.to_vec(),
         _ => return Ok(None),
     };
-    Ok(Some(Depthwise3x3 { stride, pad, taps: Arc::new(taps), bias: Arc::new(bias), slopes: None }))
+    let dense_in = dense.then_some(c);
+    Ok(Some(Depthwise3x3 { stride, pad, dense_in, taps: Arc::new(taps), bias: Arc::new(bias), slopes: None }))
 }
 
 fn pool_of(model: &TypedModel, node: &TypedNode, pool: &MaxPool) -> TractResult<Option<MaxPool2x2>> {
@@ -143,13 +146,16 @@ fn per_channel(fact: &TypedFact, channels: usize) -> TractResult<Option<Vec<f32>
     Ok(per_c.then_some(values))
 }
 
-/// A depthwise 3x3 convolution with its bias, then (absorbed) per-channel scaling and PReLU.
+/// A depthwise 3x3 convolution (or a dense one over a few input channels) with its bias, then (absorbed)
+/// per-channel scaling and PReLU.
 #[derive(Debug, Clone)]
 pub struct Depthwise3x3 {
     stride: usize,
     /// Top, left, bottom, right.
     pad: [usize; 4],
-    /// Nine taps per channel, row by row.
+    /// For a dense convolution, its input channels.
+    dense_in: Option<usize>,
+    /// Nine taps per channel, row by row (dense: per output channel, per input channel).
     taps: Arc<Vec<f32>>,
     bias: Arc<Vec<f32>>,
     /// A PReLU applied to the result, one slope per channel.
@@ -164,6 +170,7 @@ impl PartialEq for Depthwise3x3 {
     fn eq(&self, other: &Self) -> bool {
         self.stride == other.stride
             && self.pad == other.pad
+            && self.dense_in == other.dense_in
             && bits(&self.taps).eq(bits(&other.taps))
             && bits(&self.bias).eq(bits(&other.bias))
             && match (&self.slopes, &other.slopes) {
@@ -178,7 +185,7 @@ impl Eq for Depthwise3x3 {}
 
 impl std::hash::Hash for Depthwise3x3 {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        (self.stride, self.pad).hash(state);
+        (self.stride, self.pad, self.dense_in).hash(state);
         bits(&self.taps).for_each(|b| b.hash(state));
         bits(&self.bias).for_each(|b| b.hash(state));
         self.slopes.iter().for_each(|s| bits(s).for_each(|b| b.hash(state)));
@@ -190,9 +197,9 @@ impl Depthwise3x3 {
         self.bias.len()
     }
 
-    fn output_shape(&self, [n, c, h, w]: [usize; 4]) -> [usize; 4] {
+    fn output_shape(&self, [n, _, h, w]: [usize; 4]) -> [usize; 4] {
         let [t, l, b, r] = self.pad;
-        [n, c, out_len(h, t, b, self.stride), out_len(w, l, r, self.stride)]
+        [n, self.channels(), out_len(h, t, b, self.stride), out_len(w, l, r, self.stride)]
     }
 
     /// This op followed by `x * k` (`scale`) or `x + k` per channel, if no PReLU came in between.
@@ -202,8 +209,9 @@ impl Depthwise3x3 {
         }
         let mut next = self.clone();
         if scale {
+            let per_out = 9 * self.dense_in.unwrap_or(1);
             let taps = Arc::make_mut(&mut next.taps);
-            for (c, chunk) in taps.chunks_mut(9).enumerate() {
+            for (c, chunk) in taps.chunks_mut(per_out).enumerate() {
                 chunk.iter_mut().for_each(|t| *t *= k[c]);
             }
             Arc::make_mut(&mut next.bias).iter_mut().zip(k).for_each(|(b, k)| *b *= k);
@@ -240,15 +248,23 @@ impl Depthwise3x3 {
     }
 
     fn run(&self, input: &[f32], [_, c, h, w]: [usize; 4], out: &mut [f32]) -> TractResult<()> {
-        let kernel = Depthwise {
-            stride: self.stride,
-            pad: self.pad,
-            taps: &self.taps,
-            bias: &self.bias,
-            slopes: self.slopes.as_deref().map(|s| &s[..]),
-        };
-        ensure!(kernel.fits(c, h, w), "Depthwise3x3 built for {} channels, given {c}x{h}x{w}", self.channels());
-        kernel.run(input, c, h, w, out);
+        let (stride, pad, taps, bias) = (self.stride, self.pad, &self.taps[..], &self.bias[..]);
+        let slopes = self.slopes.as_deref().map(|s| &s[..]);
+        match self.dense_in {
+            None => {
+                let kernel = Depthwise { stride, pad, taps, bias, slopes };
+                ensure!(kernel.fits(c, h, w), "Depthwise3x3 built for {} channels, given {c}x{h}x{w}", self.channels());
+                kernel.run(input, c, h, w, out);
+            }
+            Some(in_channels) => {
+                let kernel = Dense3x3 { stride, pad, in_channels, taps, bias, slopes };
+                ensure!(
+                    c == in_channels && kernel.fits(h, w),
+                    "Conv3x3 built for {in_channels} channels, given {c}x{h}x{w}"
+                );
+                kernel.run(input, h, w, out);
+            }
+        }
         Ok(())
     }
 }
@@ -269,7 +285,7 @@ fn shape4(x: &TValue) -> TractResult<[usize; 4]> {
 
 impl Op for Depthwise3x3 {
     fn name(&self) -> StaticName {
-        "Depthwise3x3".into()
+        if self.dense_in.is_some() { "Conv3x3" } else { "Depthwise3x3" }.into()
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
@@ -364,6 +380,7 @@ mod tests {
         let op = Depthwise3x3 {
             stride: 1,
             pad: [1; 4],
+            dense_in: None,
             taps: Arc::new(values(18)),
             bias: Arc::new(vec![0.5, -0.25]),
             slopes: None,
@@ -385,8 +402,14 @@ mod tests {
 
     #[test]
     fn a_channels_mismatch_is_an_error_not_a_panic() {
-        let op =
-            Depthwise3x3 { stride: 1, pad: [1; 4], taps: Arc::new(values(9)), bias: Arc::new(vec![0.0]), slopes: None };
+        let op = Depthwise3x3 {
+            stride: 1,
+            pad: [1; 4],
+            dense_in: None,
+            taps: Arc::new(values(9)),
+            bias: Arc::new(vec![0.0]),
+            slopes: None,
+        };
         let mut out = vec![0.0; 2 * 16];
         assert!(op.run(&values(2 * 16), [1, 2, 4, 4], &mut out).is_err());
     }
