@@ -14,6 +14,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[path = "support/daemon.rs"]
+mod daemon;
+
 const FPS: usize = 15;
 const GAP: usize = 70;
 const APPROACH: usize = 6;
@@ -30,15 +33,6 @@ fn facegate(config: &Path, args: &[&str]) -> std::process::Output {
         .args(args)
         .output()
         .expect("facegate runs")
-}
-
-/// The `Environment=` settings of the systemd unit, so the daemon is measured as deployed.
-fn unit_environment() -> Vec<(String, String)> {
-    let unit = std::fs::read_to_string(manifest().join("deploy/facegate.service")).expect("deploy/facegate.service");
-    unit.lines()
-        .filter_map(|l| l.strip_prefix("Environment="))
-        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
-        .collect()
 }
 
 fn main() {
@@ -70,7 +64,7 @@ fn main() {
     let files = facegate::capture::replay::list_images(&live);
     let mut starts = Vec::new();
     let mut index = 0;
-    let mut place = |from: &Path, index: &mut usize| {
+    let place = |from: &Path, index: &mut usize| {
         let ext = from.extension().and_then(|e| e.to_str()).unwrap_or("jpg");
         std::fs::copy(from, replay.join(format!("{:05}.{ext}", *index))).expect("copy frame");
         *index += 1;
@@ -110,7 +104,7 @@ fn main() {
         .arg(manifest().join("models"))
         .args(["run", "--duration", &seconds.to_string()])
         .env_remove("GLIBC_TUNABLES")
-        .envs(unit_environment())
+        .envs(daemon::unit_environment())
         .output()
         .expect("facegate run");
     let report = String::from_utf8_lossy(&out.stdout);

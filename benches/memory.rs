@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 #[path = "support/mod.rs"]
 mod support;
 
+#[path = "support/daemon.rs"]
+mod daemon;
+
 const RESIDENTS: usize = 10_000;
 const WARM_UP: Duration = Duration::from_secs(10);
 
@@ -33,15 +36,6 @@ fn status_kib(pid: u32, field: &str) -> Option<u64> {
 fn median(mut v: Vec<u64>) -> u64 {
     v.sort_unstable();
     v.get(v.len() / 2).copied().unwrap_or(0)
-}
-
-/// The `Environment=` settings of the systemd unit, so the daemon is measured as deployed.
-fn unit_environment() -> Vec<(String, String)> {
-    let unit = std::fs::read_to_string(manifest().join("deploy/facegate.service")).expect("deploy/facegate.service");
-    unit.lines()
-        .filter_map(|l| l.strip_prefix("Environment="))
-        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
-        .collect()
 }
 
 fn daemon_rss(dir: &Path, seconds: u64, env: &[(String, String)]) -> (u64, u64, u64, String) {
@@ -125,7 +119,7 @@ fn main() {
     support::enrol_residents(dir.path(), RESIDENTS);
     println!("enrolled {RESIDENTS} residents in {:.1} s", started.elapsed().as_secs_f64());
     let mib = |kib: u64| kib as f64 / 1024.0;
-    let unit_env = unit_environment();
+    let unit_env = daemon::unit_environment();
     let (steady, max, peak, report) = daemon_rss(dir.path(), seconds, &unit_env);
     println!(
         "facegate run, {RESIDENTS} residents, face matching always on, {seconds} s after a {} s warm-up:",
