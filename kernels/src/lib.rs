@@ -56,7 +56,7 @@ impl Depthwise<'_> {
         let (oh, ow) = self.output_size(h, w);
         assert!(input.len() == channels * h * w && out.len() == channels * oh * ow, "slice sizes");
         let plane = Plane { h, w, oh, ow, stride: self.stride, pad: self.pad };
-        let mut scratch = Vec::new();
+        let (mut scratch, mut row) = (Vec::new(), Vec::new());
         for ch in 0..channels {
             let mut taps = [0f32; 9];
             taps.copy_from_slice(&self.taps[ch * 9..ch * 9 + 9]);
@@ -65,7 +65,7 @@ impl Depthwise<'_> {
                 &plane,
                 &one,
                 &input[ch * h * w..(ch + 1) * h * w],
-                &mut scratch,
+                (&mut scratch, &mut row),
                 &mut out[ch * oh * ow..(ch + 1) * oh * ow],
             );
         }
@@ -81,6 +81,9 @@ struct Plane {
     pad: [usize; 4],
 }
 
+/// Buffers reused for every channel of one call: the padded plane and one padded row.
+type Scratch<'a> = (&'a mut Vec<f32>, &'a mut Vec<f32>);
+
 struct Channel {
     taps: [f32; 9],
     bias: f32,
@@ -88,7 +91,7 @@ struct Channel {
 }
 
 /// Picks the widest vector code the CPU runs.
-fn dispatch(p: &Plane, k: &Channel, input: &[f32], scratch: &mut Vec<f32>, out: &mut [f32]) {
+fn dispatch(p: &Plane, k: &Channel, input: &[f32], scratch: Scratch<'_>, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has AVX2 and FMA (checked just above), the only requirement of a target_feature fn.
@@ -104,7 +107,7 @@ fn dispatch(p: &Plane, k: &Channel, input: &[f32], scratch: &mut Vec<f32>, out: 
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn channel_avx2(p: &Plane, k: &Channel, input: &[f32], scratch: &mut Vec<f32>, out: &mut [f32]) {
+fn channel_avx2(p: &Plane, k: &Channel, input: &[f32], scratch: Scratch<'_>, out: &mut [f32]) {
     channel::<true>(p, k, input, scratch, out)
 }
 
@@ -181,12 +184,11 @@ fn prelu(out: &mut [f32], slope: Option<f32>) {
 
 /// One channel of a depthwise convolution.
 #[inline(always)]
-fn channel<const FMA: bool>(p: &Plane, k: &Channel, input: &[f32], scratch: &mut Vec<f32>, out: &mut [f32]) {
+fn channel<const FMA: bool>(p: &Plane, k: &Channel, input: &[f32], (scratch, row): Scratch<'_>, out: &mut [f32]) {
     let (ph, rw, planes) = padded_layout(p);
     scratch.clear();
     scratch.resize(ph * rw * planes, 0.0);
-    let mut row = Vec::new();
-    pad_plane(p, input, scratch, &mut row);
+    pad_plane(p, input, scratch, row);
     out.fill(k.bias);
     accumulate::<FMA>(p, &k.taps, scratch, out);
     prelu(out, k.slope);

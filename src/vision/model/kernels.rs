@@ -32,7 +32,7 @@ pub fn replace(mut model: TypedModel) -> TractResult<TypedModel> {
     for id in model.eval_order()? {
         let node = model.node(id);
         let op: Option<Box<dyn TypedOp>> = if let Some(conv) = node.op_as::<Conv>() {
-            depthwise_of(&model, node, conv)?.map(|op| Box::new(op) as _)
+            conv3x3_of(&model, node, conv)?.map(|op| Box::new(op) as _)
         } else if let Some(pool) = node.op_as::<MaxPool>() {
             pool_of(&model, node, pool)?.map(|op| Box::new(op) as _)
         } else {
@@ -59,7 +59,7 @@ fn all_ones(v: &Option<TVec<usize>>) -> bool {
     v.as_ref().is_none_or(|v| v.iter().all(|&d| d == 1))
 }
 
-fn depthwise_of(model: &TypedModel, node: &TypedNode, conv: &Conv) -> TractResult<Option<Depthwise3x3>> {
+fn conv3x3_of(model: &TypedModel, node: &TypedNode, conv: &Conv) -> TractResult<Option<Conv3x3>> {
     let spec: &PoolSpec = &conv.pool_spec;
     let Some([_, c, h, w]) = nchw(model, node)? else { return Ok(None) };
     let stride = match spec.strides.as_deref() {
@@ -83,12 +83,7 @@ fn depthwise_of(model: &TypedModel, node: &TypedNode, conv: &Conv) -> TractResul
         && spec.data_format == DataFormat::NCHW
         && conv.kernel_fmt == KernelFormat::OIHW
         && *spec.kernel_shape == [3, 3]
-        && all_ones(&spec.dilations)
-        && pad.iter().all(|&p| p <= 2)
-        && h >= 1
-        && w >= 1
-        && h + pad[0] + pad[2] >= 3
-        && w + pad[1] + pad[3] >= 3;
+        && all_ones(&spec.dilations);
     if !covered || node.inputs.len() != 3 {
         return Ok(None);
     }
@@ -110,7 +105,9 @@ fn depthwise_of(model: &TypedModel, node: &TypedNode, conv: &Conv) -> TractResul
         _ => return Ok(None),
     };
     let dense_in = dense.then_some(c);
-    Ok(Some(Depthwise3x3 { stride, pad, dense_in, taps: Arc::new(taps), bias: Arc::new(bias), slopes: None }))
+    let op = Conv3x3 { stride, pad, dense_in, taps: Arc::new(taps), bias: Arc::new(bias), slopes: None };
+    // The kernels say which sizes they take.
+    Ok(op.kernel_fits(c, h, w).then_some(op))
 }
 
 fn pool_of(model: &TypedModel, node: &TypedNode, pool: &MaxPool) -> TractResult<Option<MaxPool2x2>> {
@@ -149,7 +146,7 @@ fn per_channel(fact: &TypedFact, channels: usize) -> TractResult<Option<Vec<f32>
 /// A depthwise 3x3 convolution (or a dense one over a few input channels) with its bias, then (absorbed)
 /// per-channel scaling and PReLU.
 #[derive(Debug, Clone)]
-pub struct Depthwise3x3 {
+pub struct Conv3x3 {
     stride: usize,
     /// Top, left, bottom, right.
     pad: [usize; 4],
@@ -166,7 +163,7 @@ fn bits(v: &[f32]) -> impl Iterator<Item = u32> + '_ {
     v.iter().map(|x| x.to_bits())
 }
 
-impl PartialEq for Depthwise3x3 {
+impl PartialEq for Conv3x3 {
     fn eq(&self, other: &Self) -> bool {
         self.stride == other.stride
             && self.pad == other.pad
@@ -181,9 +178,9 @@ impl PartialEq for Depthwise3x3 {
     }
 }
 
-impl Eq for Depthwise3x3 {}
+impl Eq for Conv3x3 {}
 
-impl std::hash::Hash for Depthwise3x3 {
+impl std::hash::Hash for Conv3x3 {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         (self.stride, self.pad, self.dense_in).hash(state);
         bits(&self.taps).for_each(|b| b.hash(state));
@@ -192,7 +189,7 @@ impl std::hash::Hash for Depthwise3x3 {
     }
 }
 
-impl Depthwise3x3 {
+impl Conv3x3 {
     fn channels(&self) -> usize {
         self.bias.len()
     }
@@ -247,43 +244,55 @@ impl Depthwise3x3 {
         Ok(None)
     }
 
-    fn run(&self, input: &[f32], [_, c, h, w]: [usize; 4], out: &mut [f32]) -> TractResult<()> {
+    /// Whether the kernel takes an input of `c` planes of `h` x `w`.
+    fn kernel_fits(&self, c: usize, h: usize, w: usize) -> bool {
         let (stride, pad, taps, bias) = (self.stride, self.pad, &self.taps[..], &self.bias[..]);
         let slopes = self.slopes.as_deref().map(|s| &s[..]);
         match self.dense_in {
-            None => {
-                let kernel = Depthwise { stride, pad, taps, bias, slopes };
-                ensure!(kernel.fits(c, h, w), "Depthwise3x3 built for {} channels, given {c}x{h}x{w}", self.channels());
-                kernel.run(input, c, h, w, out);
-            }
+            None => Depthwise { stride, pad, taps, bias, slopes }.fits(c, h, w),
             Some(in_channels) => {
-                let kernel = Dense3x3 { stride, pad, in_channels, taps, bias, slopes };
-                ensure!(
-                    c == in_channels && kernel.fits(h, w),
-                    "Conv3x3 built for {in_channels} channels, given {c}x{h}x{w}"
-                );
-                kernel.run(input, h, w, out);
+                c == in_channels && Dense3x3 { stride, pad, in_channels, taps, bias, slopes }.fits(h, w)
             }
+        }
+    }
+
+    fn run(&self, input: &[f32], [_, c, h, w]: [usize; 4], out: &mut [f32]) -> TractResult<()> {
+        ensure!(self.kernel_fits(c, h, w), "{} built for other sizes, given {c}x{h}x{w}", self.name());
+        let (stride, pad, taps, bias) = (self.stride, self.pad, &self.taps[..], &self.bias[..]);
+        let slopes = self.slopes.as_deref().map(|s| &s[..]);
+        match self.dense_in {
+            None => Depthwise { stride, pad, taps, bias, slopes }.run(input, c, h, w, out),
+            Some(in_channels) => Dense3x3 { stride, pad, in_channels, taps, bias, slopes }.run(input, h, w, out),
         }
         Ok(())
     }
 }
 
+/// True when the tensor's values lie in row-major order with no gaps (what a slice of them assumes).
+pub(super) fn natural_layout(x: &Tensor) -> bool {
+    x.len() == x.shape().iter().product::<usize>() && x.strides() == &*Tensor::natural_strides(x.shape())
+}
+
 /// Reads an f32 NCHW input as one contiguous slice, copying it only if it is not laid out that way.
 fn contiguous(x: &TValue) -> TractResult<std::borrow::Cow<'_, [f32]>> {
-    let natural = x.len() == x.shape().iter().product::<usize>() && x.strides() == &*Tensor::natural_strides(x.shape());
-    if natural {
+    if natural_layout(x) {
         Ok(std::borrow::Cow::Borrowed(x.try_as_plain_ram()?.as_slice::<f32>()?))
     } else {
         Ok(std::borrow::Cow::Owned(x.deep_clone().try_as_plain_ram()?.as_slice::<f32>()?.to_vec()))
     }
 }
 
+/// The concrete NCHW shape of an op's input fact.
+fn fact_shape4(fact: &TypedFact, op: &str) -> TractResult<[usize; 4]> {
+    let shape = fact.shape.as_concrete().and_then(|s| <[usize; 4]>::try_from(s).ok());
+    shape.ok_or_else(|| format_err!("{op} needs a concrete NCHW input"))
+}
+
 fn shape4(x: &TValue) -> TractResult<[usize; 4]> {
     <[usize; 4]>::try_from(x.shape()).map_err(|_| format_err!("expected an NCHW input, got shape {:?}", x.shape()))
 }
 
-impl Op for Depthwise3x3 {
+impl Op for Conv3x3 {
     fn name(&self) -> StaticName {
         if self.dense_in.is_some() { "Conv3x3" } else { "Depthwise3x3" }.into()
     }
@@ -295,13 +304,13 @@ impl Op for Depthwise3x3 {
     op_as_typed_op!();
 }
 
-impl EvalOp for Depthwise3x3 {
+impl EvalOp for Conv3x3 {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let x = args_1!(inputs);
         let shape = shape4(&x)?;
-        ensure!(shape[0] == 1, "Depthwise3x3 takes one image");
+        ensure!(shape[0] == 1, "{} takes one image", self.name());
         let mut out = Tensor::zero::<f32>(&self.output_shape(shape))?;
         let input = contiguous(&x)?;
         self.run(&input, shape, out.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?)?;
@@ -309,12 +318,11 @@ impl EvalOp for Depthwise3x3 {
     }
 }
 
-impl TypedOp for Depthwise3x3 {
+impl TypedOp for Conv3x3 {
     as_op!();
 
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        let shape = inputs[0].shape.as_concrete().and_then(|s| <[usize; 4]>::try_from(s).ok());
-        let shape = shape.ok_or_else(|| format_err!("Depthwise3x3 needs a concrete NCHW input"))?;
+        let shape = fact_shape4(inputs[0], &self.name())?;
         Ok(tvec!(f32::fact(self.output_shape(shape))))
     }
 
@@ -361,8 +369,7 @@ impl TypedOp for MaxPool2x2 {
     as_op!();
 
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        let shape = inputs[0].shape.as_concrete().and_then(|s| <[usize; 4]>::try_from(s).ok());
-        let [n, c, h, w] = shape.ok_or_else(|| format_err!("MaxPool2x2 needs a concrete NCHW input"))?;
+        let [n, c, h, w] = fact_shape4(inputs[0], "MaxPool2x2")?;
         Ok(tvec!(f32::fact([n, c, h / 2, w / 2])))
     }
 }
@@ -377,7 +384,7 @@ mod tests {
 
     #[test]
     fn a_following_scale_and_shift_fold_into_the_taps_and_bias() {
-        let op = Depthwise3x3 {
+        let op = Conv3x3 {
             stride: 1,
             pad: [1; 4],
             dense_in: None,
@@ -396,13 +403,13 @@ mod tests {
             assert!((p * k + b - f).abs() < 1e-5, "at {i}: {p} * {k} + {b} vs {f}");
         }
         // Nothing is absorbed past a PReLU: the scale would change which values are negative.
-        let with_prelu = Depthwise3x3 { slopes: Some(Arc::new(vec![0.1, 0.1])), ..op };
+        let with_prelu = Conv3x3 { slopes: Some(Arc::new(vec![0.1, 0.1])), ..op };
         assert!(with_prelu.then_affine(&[2.0, 2.0], true).is_none());
     }
 
     #[test]
     fn a_channels_mismatch_is_an_error_not_a_panic() {
-        let op = Depthwise3x3 {
+        let op = Conv3x3 {
             stride: 1,
             pad: [1; 4],
             dense_in: None,

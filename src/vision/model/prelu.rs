@@ -150,9 +150,7 @@ impl EvalOp for ChannelPrelu {
         let x = args_1!(inputs);
         // Owned when nothing else reads the activation (the usual case): then no copy is made.
         let mut x = x.into_tensor();
-        let natural =
-            x.len() == x.shape().iter().product::<usize>() && x.strides() == &*Tensor::natural_strides(x.shape());
-        if !natural {
+        if !super::kernels::natural_layout(&x) {
             x = x.deep_clone();
         }
         self.apply(x.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?);
