@@ -26,10 +26,11 @@ use facegate::policy::passage::{EntryMethod, PassageOutcome};
 use facegate::registry::owner::{OwnerSettings, RegistryOwner};
 use facegate::registry::{MasterKeySource, Registry, RegistryPolicy};
 use facegate::store::Store;
+use facegate::vision::detect::FaceDetection;
 use facegate::vision::embed::{Embedding, EMBEDDING_DIM};
 use facegate::vision::enrol::{EnrolmentSession, QualityGate};
 use facegate::vision::liveness::DEFAULT_LIVE_THRESHOLD;
-use facegate::vision::pipeline::{FacePipeline, FaceReader, FaceReading, PipelineConfig, PipelineError};
+use facegate::vision::pipeline::{FacePipeline, FaceReader, FoundFace, PipelineConfig, PipelineError};
 
 struct ScriptedCamera(mpsc::Receiver<Frame>);
 
@@ -165,12 +166,15 @@ struct PanicsOnFrame {
 }
 
 impl FaceReader for PanicsOnFrame {
-    fn read(&self, frame: &Frame) -> Result<FaceReading, PipelineError> {
+    fn find(&self, frame: &Frame) -> Result<FoundFace, PipelineError> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         assert!(n != self.panic_on, "injected fault in the frame worker (frame {n})");
-        self.real.read(frame)
+        self.real.find(frame)
     }
-    fn detect(&self, frame: &Frame) -> Result<Vec<facegate::vision::detect::FaceDetection>, PipelineError> {
+    fn embed(&self, frame: &Frame, face: &FaceDetection) -> Result<Embedding, PipelineError> {
+        FaceReader::embed(self.real.as_ref(), frame, face)
+    }
+    fn detect(&self, frame: &Frame) -> Result<Vec<FaceDetection>, PipelineError> {
         self.real.detect(frame)
     }
 }

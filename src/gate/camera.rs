@@ -1,6 +1,7 @@
 //! The camera reader and its frame workers: QR search on every frame; face detection, embedding and liveness
-//! only while a resident has shown intent; readings handed on in camera order, where the approach's frames are
-//! fused and identified, then to the event loop.
+//! only while a resident has shown intent (on such a frame the QR search and the liveness models run on helper
+//! threads beside detection and embedding, so a frame takes about as long as those two); readings handed on in
+//! camera order, where the approach's frames are fused and identified, then to the event loop.
 //!
 //! The ordered stage owns the approach ([`Approach`]): each frame's embedding joins the mean of the approach's
 //! recent frames and that fused probe is matched against the gallery snapshot the registry's owner last
@@ -170,15 +171,6 @@ struct FrameWork {
 
 impl FrameWork {
     fn read(&self, n: u64, started: Instant, frame: Frame, shared: &Shared) -> FrameReading {
-        let codes = if self.passes {
-            // Any other code in view (a poster, a T-shirt) is none of the gate's business.
-            crate::vision::qr::read_codes(&frame, 1)
-                .into_iter()
-                .filter(|text| crate::protect::pass::looks_like_pass(text))
-                .collect()
-        } else {
-            Vec::new()
-        };
         // An enrolment asked for by the portal takes the camera's faces while it runs (never both), under the
         // gate's own intent rule: with `intent = "button"` no face is captured until someone presses it, so a
         // running capture cannot take a passer-by who never asked.
@@ -190,18 +182,36 @@ impl FrameWork {
             }
             _ => false,
         };
-        let face = match &self.models {
-            _ if enrolling => FaceWork::Enrolment,
+        let (codes, face) = match &self.models {
+            _ if enrolling => (self.codes(&frame), FaceWork::Enrolment),
             Some((reader, liveness))
                 if self.compound.as_ref().is_none_or(|link| link.face_matching_allowed()) && face_allowed =>
             {
-                FaceWork::Read(read_face(&frame, reader.as_ref(), liveness.as_deref()))
+                // A resident waits for this frame: its work is spread over the cores. The QR search and the
+                // liveness models run beside detection and embedding, which alone set the frame's time.
+                std::thread::scope(|scope| {
+                    let codes = scope.spawn(|| self.codes(&frame));
+                    let face = read_face(scope, &frame, reader.as_ref(), liveness.as_deref());
+                    (joined(codes), FaceWork::Read(face))
+                })
             }
-            _ => FaceWork::Off,
+            _ => (self.codes(&frame), FaceWork::Off),
         };
         self.describe_for_aiming(&frame);
         drop(frame);
         FrameReading { n, started, codes, face }
+    }
+
+    /// The visitor passes in view (none when the camera does not read passes).
+    fn codes(&self, frame: &Frame) -> Vec<zeroize::Zeroizing<String>> {
+        if !self.passes {
+            return Vec::new();
+        }
+        // Any other code in view (a poster, a T-shirt) is none of the gate's business.
+        crate::vision::qr::read_codes(frame, 1)
+            .into_iter()
+            .filter(|text| crate::protect::pass::looks_like_pass(text))
+            .collect()
     }
 
     /// While an installer watches the aiming page: the frame's figures and its faces' boxes and poses, never a
@@ -277,11 +287,26 @@ impl Readings {
     }
 }
 
-/// Reads the largest face of a frame: its embedding and, with the liveness models, its live score.
-fn read_face(frame: &Frame, reader: &dyn FaceReader, liveness: Option<&LivenessModel>) -> Option<FaceRead> {
-    let reading = reader.read(frame).ok()?;
-    let live = liveness.and_then(|model| model.score(frame, &reading.face.bbox).ok());
-    Some(FaceRead { embedding: reading.embedding, live })
+/// Reads the largest face of a frame: its embedding and, with the liveness models, its live score, scored on
+/// another thread of `scope` while the face is embedded.
+fn read_face<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    frame: &'scope Frame,
+    reader: &dyn FaceReader,
+    liveness: Option<&'scope LivenessModel>,
+) -> Option<FaceRead> {
+    let found = reader.find(frame).ok()?;
+    let bbox = found.face.bbox;
+    let live = liveness.map(|model| scope.spawn(move || model.score(frame, &bbox).ok()));
+    let embedding = reader.embed(frame, &found.face);
+    let live = live.and_then(joined);
+    Some(FaceRead { embedding: embedding.ok()?, live })
+}
+
+/// A helper thread's result; its panic goes on in the frame's worker, which costs that frame only
+/// ([`crate::vision::pipeline::ordered_parallel`]).
+fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 /// The approach in front of the camera, in camera order: each face joins the mean of the approach's recent

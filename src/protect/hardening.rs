@@ -8,20 +8,36 @@ use nix::sys::mman::{mlockall, MlockAllFlags};
 use nix::sys::prctl;
 use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
 
-/// Sets glibc's mmap threshold to 8 MiB, fixed. Left dynamic, glibc raises the threshold after each large free
-/// and keeps ever larger buffers in its per-thread arenas: with 10,000 residents and two frame workers the daemon
-/// held 193 MiB resident instead of 100 MiB (`cargo bench --bench memory`); under `mlockall` that memory is also
-/// locked. Fixed at 1 MiB (until issue 21), every activation of tract's plans over 1 MiB was mapped and unmapped
-/// each frame: 7,000 page faults and 15 % of the frame in the kernel (`cargo bench --bench frame_path`). At 8 MiB
-/// the activations of YuNet at 320 and of SFace come back from the arena frame after frame (no page fault),
-/// and only buffers larger than any activation (model loading) go back to the kernel when freed. Called first
-/// thing in `main`, before any large allocation. Returns whether glibc accepted it.
+/// Fixes glibc's allocator for a process that runs the same models frame after frame: the mmap threshold at
+/// 8 MiB, the trim threshold at 32 MiB and one arena per core. Called first thing in `main`, before any large
+/// allocation or other thread. Returns whether glibc accepted all three. Each was measured on this project's
+/// benches (`cargo bench --bench memory` for the daemon's RSS with 10,000 residents, `--bench frame_path` for
+/// page faults):
+/// - mmap threshold: left dynamic, glibc raises it after each large free and keeps ever larger buffers in its
+///   arenas (193 MiB resident instead of 100 MiB; under `mlockall` that memory is also locked). Fixed at 1 MiB
+///   (until issue 21), every activation over 1 MiB was mapped and unmapped each frame: 7,000 page faults and
+///   15 % of the frame in the kernel. At 8 MiB tract's activations come from the arena; only buffers larger than
+///   any activation (model loading) go back to the kernel when freed.
+/// - trim threshold: fixing the mmap threshold also pins it at 128 KiB, so an arena whose free top grew past
+///   that was handed back after a frame and faulted in again by the next (about 700 page faults a frame in one
+///   run in two). At 32 MiB an arena keeps what a frame's activations take (0-1 fault a frame; about 11 MiB more
+///   resident).
+/// - arenas: glibc's default is 8 a core. A face frame's QR search and liveness run on helper threads beside
+///   its models, and each new thread's arena kept its own copy of the activations: 173 MiB resident, against
+///   138-140 MiB with one arena a core (no more threads allocate at once than there are cores to run them).
 #[allow(unsafe_code)]
 pub fn return_large_buffers_at_once() -> bool {
     const EIGHT_MIB: libc::c_int = 8 << 20;
+    const THIRTY_TWO_MIB: libc::c_int = 32 << 20;
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let arenas = libc::c_int::try_from(cores).unwrap_or(libc::c_int::MAX);
     // SAFETY: mallopt only sets an allocator parameter; it reads no pointer and is called before other threads
     // exist. It returns 1 on success, 0 for a parameter glibc does not accept.
-    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, EIGHT_MIB) == 1 }
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, EIGHT_MIB) == 1
+            && libc::mallopt(libc::M_TRIM_THRESHOLD, THIRTY_TWO_MIB) == 1
+            && libc::mallopt(libc::M_ARENA_MAX, arenas) == 1
+    }
 }
 
 /// What hardening achieved (logged at start; the daemon runs either way).

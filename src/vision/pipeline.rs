@@ -77,18 +77,40 @@ pub enum ReadFileError {
     Face(#[from] PipelineError),
 }
 
+/// The face a frame is read for: the largest the detector found, big enough to recognise; not yet embedded.
+#[derive(Clone, Debug)]
+pub struct FoundFace {
+    /// How many faces the detector found.
+    pub n_faces: usize,
+    /// The largest.
+    pub face: FaceDetection,
+}
+
 /// What reads a face from a frame: [`FacePipeline`] in production. A trait so the gate and enrolment can be
-/// driven through a reader that wraps the real one (fault injection: a reader that panics on one frame).
+/// driven through a reader that wraps the real one (fault injection: a reader that panics on one frame). Finding
+/// and embedding are apart so a caller can score the face's liveness on another core while it is embedded.
 pub trait FaceReader: Send + Sync {
-    /// Detects, picks the largest face, checks its size, aligns and embeds it.
-    fn read(&self, frame: &Frame) -> Result<FaceReading, PipelineError>;
+    /// Detects, picks the largest face and checks its size.
+    fn find(&self, frame: &Frame) -> Result<FoundFace, PipelineError>;
+    /// Aligns and embeds a face found in `frame`.
+    fn embed(&self, frame: &Frame, face: &FaceDetection) -> Result<Embedding, PipelineError>;
     /// Detects every face (boxes and landmarks only: nothing is aligned or embedded).
     fn detect(&self, frame: &Frame) -> Result<Vec<FaceDetection>, PipelineError>;
+    /// Finds and embeds the frame's face.
+    fn read(&self, frame: &Frame) -> Result<FaceReading, PipelineError> {
+        let FoundFace { n_faces, face } = self.find(frame)?;
+        let embedding = self.embed(frame, &face)?;
+        Ok(FaceReading { n_faces, face, embedding })
+    }
 }
 
 impl FaceReader for FacePipeline {
-    fn read(&self, frame: &Frame) -> Result<FaceReading, PipelineError> {
-        FacePipeline::read(self, frame)
+    fn find(&self, frame: &Frame) -> Result<FoundFace, PipelineError> {
+        FacePipeline::find(self, frame)
+    }
+    fn embed(&self, frame: &Frame, face: &FaceDetection) -> Result<Embedding, PipelineError> {
+        let aligned = align::align(frame, &face.landmarks).ok_or(PipelineError::Unalignable)?;
+        Ok(self.embedder.embed(&aligned)?)
     }
     fn detect(&self, frame: &Frame) -> Result<Vec<FaceDetection>, PipelineError> {
         Ok(self.detector.detect(frame)?)
@@ -96,11 +118,17 @@ impl FaceReader for FacePipeline {
 }
 
 impl<T: FaceReader + ?Sized> FaceReader for std::sync::Arc<T> {
-    fn read(&self, frame: &Frame) -> Result<FaceReading, PipelineError> {
-        (**self).read(frame)
+    fn find(&self, frame: &Frame) -> Result<FoundFace, PipelineError> {
+        (**self).find(frame)
+    }
+    fn embed(&self, frame: &Frame, face: &FaceDetection) -> Result<Embedding, PipelineError> {
+        (**self).embed(frame, face)
     }
     fn detect(&self, frame: &Frame) -> Result<Vec<FaceDetection>, PipelineError> {
         (**self).detect(frame)
+    }
+    fn read(&self, frame: &Frame) -> Result<FaceReading, PipelineError> {
+        (**self).read(frame)
     }
 }
 
@@ -142,17 +170,23 @@ impl FacePipeline {
         self.read_with_crop(frame).map(|(reading, _)| reading)
     }
 
-    /// Like [`FacePipeline::read`], also handing back the aligned crop (for the enrolment quality gate). The
-    /// crop wipes itself on drop.
-    pub fn read_with_crop(&self, frame: &Frame) -> Result<(FaceReading, align::AlignedFace), PipelineError> {
+    /// Detects, picks the largest face and checks its size.
+    pub fn find(&self, frame: &Frame) -> Result<FoundFace, PipelineError> {
         let faces = self.detector.detect(frame)?;
         let face = detect::largest(&faces).ok_or(PipelineError::NoFace)?.clone();
         if face.bbox.width < self.config.min_face_px {
             return Err(PipelineError::FaceTooSmall { width_px: face.bbox.width, min_px: self.config.min_face_px });
         }
+        Ok(FoundFace { n_faces: faces.len(), face })
+    }
+
+    /// Like [`FacePipeline::read`], also handing back the aligned crop (for the enrolment quality gate). The
+    /// crop wipes itself on drop.
+    pub fn read_with_crop(&self, frame: &Frame) -> Result<(FaceReading, align::AlignedFace), PipelineError> {
+        let FoundFace { n_faces, face } = self.find(frame)?;
         let aligned = align::align(frame, &face.landmarks).ok_or(PipelineError::Unalignable)?;
         let embedding = self.embedder.embed(&aligned)?;
-        Ok((FaceReading { n_faces: faces.len(), face, embedding }, aligned))
+        Ok((FaceReading { n_faces, face, embedding }, aligned))
     }
 
     /// Decodes an image file and reads the face in it.
