@@ -388,6 +388,17 @@ mod tests {
     }
 
     #[test]
+    fn a_helper_threads_panic_goes_on_in_the_frames_worker_and_its_result_comes_back() {
+        // The worker's catch_unwind (`ordered_parallel`) must see a helper's panic, or the frame would be
+        // decided without its liveness or its passes.
+        let panicked = std::panic::catch_unwind(|| {
+            std::thread::scope(|scope| joined(scope.spawn(|| -> u8 { panic!("an injected fault") })))
+        });
+        assert!(panicked.is_err());
+        assert_eq!(std::thread::scope(|scope| joined(scope.spawn(|| 7))), 7);
+    }
+
+    #[test]
     fn the_fused_approach_matches_where_no_frame_matches_alone() {
         let gallery = gallery();
         let mut alone = Approach::new(1);
