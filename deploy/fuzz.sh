@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Runs every fuzz target of fuzz/ (issue 20) for SECONDS each (default 900, the acceptance run; CI runs 30),
+# seeded from the project's own fixtures, and prints one line per target: executions, seconds, crashes.
+#
+#     bash deploy/fuzz.sh [SECONDS] [TARGET...]
+#
+# Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). libFuzzer's limits are the issue's:
+# an input taking over 1 s is a timeout, over 512 MB outstanding is out of memory. Findings land in
+# fuzz/artifacts/<target>/; each one becomes a regression test before it is fixed.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+seconds=${1:-900}
+shift || true
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+    mapfile -t targets < <(cargo +nightly fuzz list)
+fi
+
+# Seeds: real inputs of each surface, copied (never generated from photos at run time).
+seed() {
+    local dir="fuzz/corpus/$1"
+    shift
+    mkdir -p "$dir"
+    for f in "$@"; do
+        if [ -f "$f" ]; then cp -n "$f" "$dir/" || true; fi
+    done
+}
+# Images: the public-domain reference photo the model fetch verifies, and small synthetic PNGs; never the
+# labelled photos of ../shared (libFuzzer writes mutated copies of its seeds into the corpus folder).
+seed decode_image models/fixtures/astronaut.png
+python3 - fuzz/corpus/decode_image <<'PY'
+import struct, sys, zlib
+def png(path, w, h, colour):
+    rows = b"".join(b"\0" + bytes(((x * 7 + y * 3) % 256 for x in range(w * colour))) for y in range(h))
+    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+    kind = {1: 0, 3: 2, 4: 6}[colour]
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, kind, 0, 0, 0))
+    open(path, "wb").write(data + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+for w, h, c in [(1, 1, 3), (16, 9, 1), (64, 48, 3), (33, 17, 4)]:
+    png(f"{sys.argv[1]}/synthetic_{w}x{h}x{c}.png", w, h, c)
+PY
+seed qr_frame
+seed config_toml deploy/facegate.toml
+mkdir -p fuzz/corpus/pass_text fuzz/corpus/audit_report
+printf 'FGP1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' > fuzz/corpus/pass_text/prefix
+printf '{"report":{"passed":true,"device":"gate-1"},"public_key":"00","signature":"00"}' > fuzz/corpus/audit_report/shape
+
+cargo +nightly fuzz build -O
+status=0
+for target in "${targets[@]}"; do
+    log="fuzz/artifacts/${target}.log"
+    mkdir -p "fuzz/artifacts/${target}"
+    if cargo +nightly fuzz run -O "$target" -- -max_total_time="$seconds" -timeout=1 -rss_limit_mb=2048 \
+        -malloc_limit_mb=512 -print_final_stats=1 >"$log" 2>&1; then
+        result=ok
+    else
+        result=FAILED
+        status=1
+    fi
+    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')
+    took=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$log" | grep -o 'in [0-9]*' | grep -o '[0-9]*' || echo '?')
+    echo "fuzz: ${target}: ${result}, ${execs} executions in ${took} s (log ${log})"
+done
+exit "$status"
