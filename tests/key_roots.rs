@@ -480,6 +480,26 @@ fn a_revocation_renews_the_compound_key_so_an_earlier_copy_opens_and_forges_noth
         gate.wait_for("epoch=2", rekeyed, Duration::from_secs(10));
         assert_eq!(compound_status(gate)["key_epoch"], 2, "{}", gate.name);
     }
+
+    // A replay of gate B's echo of r-1's tombstone (sealed under an epoch replaced since) makes gate B
+    // announce its word again. That is no revocation: it renews nothing. Before, each such replay (or an echo
+    // that crossed a renewal) made gate B renew the compound key, so a replayer could force renewals at will.
+    let echo = thief.captured_on(&old.resident_subject("gate-b", "r-1"));
+    assert!(!echo.is_empty(), "gate B did not echo r-1's tombstone");
+    let as_b = Thief::connect(&compound.join("gates/gate-b"), port, &inbox_prefix(COMPOUND, "gate-b"));
+    let replayed = Instant::now();
+    let seq = as_b.publish(&old.resident_subject("gate-b", "r-1"), echo[0].clone()).unwrap();
+    wait_applied(&gates[1], seq);
+    gates[1].wait_for("announced to the compound kind=revoked", replayed, Duration::from_secs(10));
+    // Several heartbeats (0.3 s each here): a renewal owed would have been announced by then.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        gates[1].lines_since("renewal of the compound key announced", replayed).is_empty(),
+        "a re-announcement renewed"
+    );
+    for gate in &gates {
+        assert_eq!(compound_status(gate)["key_epoch"], 2, "{}", gate.name);
+    }
     for gate in &mut gates {
         gate.stop();
     }

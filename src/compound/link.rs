@@ -20,6 +20,7 @@ use futures_util::StreamExt;
 use super::envelope::{inbox_prefix, Announcement, CompoundKeys, EnvelopeError};
 use super::epoch::Epoch;
 pub use super::health::LinkHealth;
+use super::outbox::Queued;
 use super::renewal::CompoundSecrets;
 use super::stream::{stream_config, JunkTally, StreamWatch};
 use crate::policy::consent::{ShredReason, Standing};
@@ -98,9 +99,6 @@ pub(super) struct Link {
     pub(super) left_out: Option<Epoch>,
     /// When this gate's member key was last announced (stored by the broker) since the link started.
     pub(super) member_announced: Option<std::time::Instant>,
-    /// Tombstones received from other gates, whose echo under this gate's name renews nothing (the gate
-    /// where the revocation happened renews).
-    echoes: std::collections::HashSet<(String, crate::policy::consent::Stamp)>,
     pub(super) registry: RegistryHandle,
     /// Raised by the registry's owner after every change: the outbox may hold something new.
     changes: tokio::sync::watch::Receiver<u64>,
@@ -156,7 +154,6 @@ pub async fn run(
         grants_due: Vec::new(),
         left_out: None,
         member_announced: None,
-        echoes: Default::default(),
         registry,
         changes,
         health,
@@ -508,9 +505,6 @@ impl Link {
                     .await
                     .map_err(owner_gone)?;
                 let why = if reason == ShredReason::MovedOut { "moved out" } else { "revoked" };
-                if matches!(shredded, Ok(FromCompound::Applied(_))) && !own {
-                    self.echoes.insert((id.clone(), stamp));
-                }
                 match shredded {
                     Ok(FromCompound::Applied(Some(_))) => tracing::info!(
                         from = %origin,
@@ -624,17 +618,17 @@ impl Link {
             }
         };
         let drained = entries.len() < BATCH;
-        for (seq, kind, announcement) in entries {
+        for Queued { seq, kind, announcement, renews } in entries {
             if let Some(announcement) = announcement {
                 if !self.publish(js, &announcement).await {
                     return;
                 }
                 tracing::info!(kind = %kind, "announced to the compound");
-                if let Announcement::Shred { resident, stamp, .. } = announcement {
-                    // Whoever held the compound key before this revocation must not read what follows it.
-                    if !self.echoes.remove(&(resident, stamp)) {
-                        self.renewal_due().await;
-                    }
+                // Whoever held the compound key before a revocation made here must not read what follows it.
+                // The store says which entries are such revocations: an echo of another gate's, or a word
+                // announced again, renews nothing (the outbox survives a restart; a set in memory did not).
+                if renews {
+                    self.renewal_due().await;
                 }
             }
             self.done(seq).await;

@@ -8,9 +8,17 @@ use crate::policy::consent::{ShredReason, Standing};
 use crate::registry::{Registry, RegistryError};
 use crate::store::OutboxKind;
 
-/// One queued change: its outbox sequence, its kind, and what to announce (`None`: nothing any more, e.g. a
-/// template revoked since, whose tombstone follows).
-pub(super) type Queued = (i64, OutboxKind, Option<Announcement>);
+/// One queued change.
+pub(super) struct Queued {
+    /// Its outbox sequence.
+    pub seq: i64,
+    /// Its kind.
+    pub kind: OutboxKind,
+    /// What to announce (`None`: nothing any more, e.g. a template revoked since, whose tombstone follows).
+    pub announcement: Option<Announcement>,
+    /// Whether announcing it makes this gate renew the compound key (a revocation made here).
+    pub renews: bool,
+}
 
 /// The oldest `limit` entries of the outbox, as announcements of gate `gate`.
 pub(super) fn announcements(
@@ -55,7 +63,7 @@ pub(super) fn announcements(
                     stamp: entry.stamp,
                 }),
             };
-            (entry.seq, entry.kind, announcement)
+            Queued { seq: entry.seq, kind: entry.kind, announcement, renews: entry.renews }
         })
         .collect())
 }

@@ -87,6 +87,9 @@ pub struct OutboxEntry {
     pub at: i64,
     /// The change's place in the resident's order (for a template, the state current when it is sent).
     pub stamp: Stamp,
+    /// Whether announcing it makes this gate renew the compound key: a revocation made here (not an echo of
+    /// another gate's, nor a word announced again).
+    pub renews: bool,
 }
 
 /// Queues a change for the compound inside the transaction that makes it, so the two happen together or not at
@@ -97,10 +100,12 @@ pub(super) fn queue_for_compound(
     resident_id: &str,
     at: i64,
     stamp: Stamp,
+    renews: bool,
 ) -> rusqlite::Result<()> {
     tx.execute(
-        "INSERT INTO compound_outbox (kind, resident_id, at, generation, version) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![kind, resident_id, at, stamp.generation, stamp.version],
+        "INSERT INTO compound_outbox (kind, resident_id, at, generation, version, renews) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![kind, resident_id, at, stamp.generation, stamp.version, renews],
     )
     .map(|_| ())
 }
@@ -156,7 +161,8 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT seq, kind, resident_id, at, generation, version FROM compound_outbox ORDER BY seq LIMIT ?1",
+                "SELECT seq, kind, resident_id, at, generation, version, renews FROM compound_outbox \
+                 ORDER BY seq LIMIT ?1",
             )
             .in_db(&self.path)?;
         let rows = stmt
@@ -167,6 +173,7 @@ impl Store {
                     resident_id: r.get(2)?,
                     at: r.get(3)?,
                     stamp: Stamp { generation: r.get(4)?, version: r.get(5)? },
+                    renews: r.get(6)?,
                 })
             })
             .in_db(&self.path)?;
@@ -193,7 +200,7 @@ impl Store {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).in_db(&path)?;
         set_standing_in(&tx, resident_id, Standing { stamp, ended: Some(reason) }).in_db(&path)?;
         if let (true, Some(kind)) = (self.replicated, OutboxKind::for_shred(reason)) {
-            queue_for_compound(&tx, kind, resident_id, now, stamp).in_db(&path)?;
+            queue_for_compound(&tx, kind, resident_id, now, stamp, false).in_db(&path)?;
         }
         tx.commit().in_db(&path)
     }
@@ -215,7 +222,7 @@ impl Store {
             None => OutboxKind::Template,
             Some(reason) => OutboxKind::for_shred(reason).unwrap_or(OutboxKind::Revoked),
         };
-        queue_for_compound(&tx, kind, resident_id, now, standing.stamp).in_db(&path)?;
+        queue_for_compound(&tx, kind, resident_id, now, standing.stamp, false).in_db(&path)?;
         tx.commit().in_db(&path)?;
         Ok(true)
     }

@@ -198,6 +198,15 @@ SELECT name, role, password_hash, failed_attempts, locked_until, created_at FROM
 DROP TABLE portal_accounts;
 ALTER TABLE portal_accounts_next RENAME TO portal_accounts;
 ",
+    // Whether announcing an outbox entry makes this gate owe the compound a renewal of its key: only a
+    // revocation made here does. An echo of another gate's tombstone, or a word announced again after a
+    // replay or a crossing, does not (else every replay would force a compound-wide renewal). Tombstones
+    // queued by an older version are taken as this gate's own: one renewal too many is safe, one too few
+    // is not.
+    r"
+ALTER TABLE compound_outbox ADD COLUMN renews INTEGER NOT NULL DEFAULT 0 CHECK (renews IN (0, 1));
+UPDATE compound_outbox SET renews = 1 WHERE kind <> 'template';
+",
 ];
 
 /// An index, view or trigger of the database: (type, name).

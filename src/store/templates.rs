@@ -342,7 +342,7 @@ impl Store {
         };
         append_audit(&tx, now, event, resident_id).in_db(&path)?;
         if self.replicated && origin == ChangeOrigin::Local {
-            queue_for_compound(&tx, OutboxKind::Template, resident_id, now, stamp).in_db(&path)?;
+            queue_for_compound(&tx, OutboxKind::Template, resident_id, now, stamp, false).in_db(&path)?;
         }
         tx.commit().in_db(&path)?;
         Ok(version)
@@ -477,7 +477,8 @@ impl Store {
                 };
                 outbox::set_standing_in(&tx, resident_id, Standing { stamp, ended: Some(reason) }).in_db(&path)?;
                 if self.replicated {
-                    queue_for_compound(&tx, kind, resident_id, now, stamp).in_db(&path)?;
+                    let renews = origin == ChangeOrigin::Local;
+                    queue_for_compound(&tx, kind, resident_id, now, stamp, renews).in_db(&path)?;
                 }
             }
             receipts.push(RevocationReceipt {

@@ -141,6 +141,9 @@ fn replicated_changes_are_queued_in_their_transaction_and_received_tombstones_ec
             (OutboxKind::Revoked, "local".into(), Stamp { generation: 1, version: 2 })
         ]
     );
+    // Only the revocation made here makes the gate renew the compound key when it is announced.
+    let renews: Vec<bool> = store.outbox(10).unwrap().iter().map(|e| e.renews).collect();
+    assert_eq!(renews, [false, true]);
     let ended = |stamp, reason| Some(Standing { stamp, ended: Some(reason) });
     assert_eq!(store.standing("local").unwrap(), ended(Stamp { generation: 1, version: 2 }, ShredReason::Revoked));
     assert_eq!(
@@ -169,6 +172,7 @@ fn replicated_changes_are_queued_in_their_transaction_and_received_tombstones_ec
         (echo.kind, echo.resident_id.as_str(), echo.stamp),
         (OutboxKind::MovedOut, "received", Stamp { generation: 4, version: 2 })
     );
+    assert!(!echo.renews, "an echo of another gate's tombstone renewed the compound key");
     assert_eq!(store.standing("received").unwrap(), ended(Stamp { generation: 4, version: 2 }, ShredReason::MovedOut));
     assert_eq!(store.last_revocation("received").unwrap(), Some(103));
     let first = store.outbox(1).unwrap()[0].seq;
@@ -184,6 +188,17 @@ fn replicated_changes_are_queued_in_their_transaction_and_received_tombstones_ec
         store.audit_events(&["enrol (from the compound)", "expire (moved out) (from the compound)"]).unwrap().len()
             == 2
     );
+    // A word announced again (a replay displaced it, or it crossed a renewal) renews nothing either, and the
+    // outbox says so after a restart: the link kept this in memory before, and a re-announced echo renewed
+    // (tests/key_roots.rs shows it end to end).
+    for entry in store.outbox(10).unwrap() {
+        store.outbox_done(entry.seq).unwrap();
+    }
+    assert!(store.announce_again("received", 105).unwrap());
+    drop(store);
+    let store = Store::open(&dir.path().join("facegate.sqlite")).unwrap();
+    let again: Vec<(OutboxKind, bool)> = store.outbox(10).unwrap().iter().map(|e| (e.kind, e.renews)).collect();
+    assert_eq!(again, [(OutboxKind::MovedOut, false)]);
 }
 
 #[test]
