@@ -1,10 +1,11 @@
 //! The real camera: a USB UVC webcam, or the Pi camera through libcamera's V4L2 compatibility layer, read
 //! with nokhwa.
 //!
-//! Owns opening the device, asking for 640x480 and converting its buffers (MJPEG, YUYV, grey, raw RGB/BGR)
-//! to a [`Frame`] without keeping a copy: every buffer it fills is wiped. It never writes a frame anywhere.
+//! Owns opening the device, asking for 640x480 and handing each buffer to [`super::buffer`], which converts
+//! it to a [`Frame`] without keeping a copy. It never writes a frame anywhere.
 
-use super::{decode_bytes, CaptureError, DecodeLimits, Frame, FrameSource};
+use super::buffer::{frame_from_buffer, PixelLayout};
+use super::{CaptureError, Frame, FrameSource};
 use nokhwa::pixel_format::RgbFormat;
 use nokhwa::utils::{CameraFormat, CameraIndex, FrameFormat, RequestedFormat, RequestedFormatType};
 use nokhwa::Camera;
@@ -46,7 +47,7 @@ impl CameraSource {
                     let frame = camera.frame().map_err(|e| CaptureError::Camera(e.to_string())).and_then(|buffer| {
                         let resolution = buffer.resolution();
                         frame_from_buffer(
-                            buffer.source_frame_format(),
+                            layout(buffer.source_frame_format()),
                             resolution.width(),
                             resolution.height(),
                             buffer.buffer(),
@@ -87,78 +88,14 @@ impl FrameSource for CameraSource {
     }
 }
 
-/// Converts one camera buffer to an RGB frame. YUYV uses BT.601 limited range, as UVC cameras send.
-pub fn frame_from_buffer(format: FrameFormat, width: u32, height: u32, data: &[u8]) -> Result<Frame, CaptureError> {
-    let n_pixels = width as usize * height as usize;
-    let need = |bytes: usize| {
-        if data.len() < bytes {
-            Err(CaptureError::BadBuffer { width, height, got: data.len() })
-        } else {
-            Ok(())
-        }
-    };
-    let mut rgb = Vec::with_capacity(n_pixels * 3);
+/// nokhwa's name for a layout, as ours ([`super::buffer`] converts without the driver).
+fn layout(format: FrameFormat) -> PixelLayout {
     match format {
-        FrameFormat::MJPEG => return Ok(decode_bytes(data, DecodeLimits::default())?),
-        FrameFormat::RAWRGB => {
-            need(n_pixels * 3)?;
-            rgb.extend_from_slice(&data[..n_pixels * 3]);
-        }
-        FrameFormat::RAWBGR => {
-            need(n_pixels * 3)?;
-            for px in data[..n_pixels * 3].chunks_exact(3) {
-                rgb.extend_from_slice(&[px[2], px[1], px[0]]);
-            }
-        }
-        FrameFormat::GRAY => {
-            need(n_pixels)?;
-            for &g in &data[..n_pixels] {
-                rgb.extend_from_slice(&[g, g, g]);
-            }
-        }
-        FrameFormat::YUYV => {
-            need(n_pixels * 2)?;
-            for quad in data[..n_pixels * 2].chunks_exact(4) {
-                let (y0, u, y1, v) = (quad[0], quad[1], quad[2], quad[3]);
-                rgb.extend_from_slice(&yuv_to_rgb(y0, u, v));
-                rgb.extend_from_slice(&yuv_to_rgb(y1, u, v));
-            }
-        }
-        FrameFormat::NV12 => {
-            need(n_pixels * 3 / 2)?;
-            let (luma, chroma) = data.split_at(n_pixels);
-            for y in 0..height as usize {
-                for x in 0..width as usize {
-                    let c = (y / 2) * width as usize + (x / 2) * 2;
-                    rgb.extend_from_slice(&yuv_to_rgb(luma[y * width as usize + x], chroma[c], chroma[c + 1]));
-                }
-            }
-        }
-    }
-    Frame::from_rgb(width, height, rgb)
-}
-
-#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-fn yuv_to_rgb(y: u8, u: u8, v: u8) -> [u8; 3] {
-    let c = f32::from(y) - 16.0;
-    let d = f32::from(u) - 128.0;
-    let e = f32::from(v) - 128.0;
-    let clamp = |x: f32| x.round().clamp(0.0, 255.0) as u8;
-    [clamp(1.164 * c + 1.596 * e), clamp(1.164 * c - 0.392 * d - 0.813 * e), clamp(1.164 * c + 2.017 * d)]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn yuyv_grey_and_short_buffers() {
-        // Y=235 with neutral chroma is white; Y=16 black.
-        let frame = frame_from_buffer(FrameFormat::YUYV, 2, 1, &[235, 128, 16, 128]).unwrap();
-        assert_eq!(frame.pixel(0, 0), [255, 255, 255]);
-        assert_eq!(frame.pixel(1, 0), [0, 0, 0]);
-        assert!(matches!(frame_from_buffer(FrameFormat::YUYV, 4, 4, &[0; 8]), Err(CaptureError::BadBuffer { .. })));
-        let frame = frame_from_buffer(FrameFormat::RAWBGR, 1, 1, &[1, 2, 3]).unwrap();
-        assert_eq!(frame.pixel(0, 0), [3, 2, 1]);
+        FrameFormat::MJPEG => PixelLayout::Mjpeg,
+        FrameFormat::YUYV => PixelLayout::Yuyv,
+        FrameFormat::NV12 => PixelLayout::Nv12,
+        FrameFormat::GRAY => PixelLayout::Grey,
+        FrameFormat::RAWRGB => PixelLayout::Rgb,
+        FrameFormat::RAWBGR => PixelLayout::Bgr,
     }
 }

@@ -29,6 +29,15 @@ impl Default for DecodeLimits {
     }
 }
 
+impl DecodeLimits {
+    /// What a decode may hold for the decoded picture: 4 bytes a pixel of `max_pixels` (8-bit RGBA at the
+    /// cap). Deeper pictures (16-bit or float samples) are refused when they would pass it, so a decode holds
+    /// at most this plus its RGB copy (280 MB at the default cap), never what a header announces.
+    pub fn max_decoded_bytes(&self) -> u64 {
+        self.max_pixels.saturating_mul(4).max(1 << 20)
+    }
+}
+
 /// Why an image could not be turned into a frame.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -69,6 +78,25 @@ pub enum DecodeError {
         height: u32,
         /// The cap.
         max_pixels: u64,
+    },
+    /// The picture fits the pixel cap, but its samples are so deep (16-bit, float) that decoding it would hold
+    /// more than [`DecodeLimits::max_decoded_bytes`].
+    #[error(
+        "the image is {width}x{height} pixels of {} bytes each: decoding it needs {} MB, over the {} MB limit; \
+         save it as an 8-bit JPEG or PNG, or downscale it",
+        bytes / (u64::from(*width) * u64::from(*height)).max(1),
+        bytes / 1_000_000,
+        max_bytes / 1_000_000
+    )]
+    TooManyBytes {
+        /// Announced width.
+        width: u32,
+        /// Announced height.
+        height: u32,
+        /// What the decoded picture would hold.
+        bytes: u64,
+        /// The cap.
+        max_bytes: u64,
     },
     /// A zero width or height.
     #[error("the image has no pixels ({width}x{height})")]
@@ -133,7 +161,7 @@ pub fn decode_bytes(bytes: &[u8], limits: DecodeLimits) -> Result<Frame, DecodeE
     let mut decoder_limits = Limits::default();
     decoder_limits.max_image_width = Some(1 << 16);
     decoder_limits.max_image_height = Some(1 << 16);
-    decoder_limits.max_alloc = Some(limits.max_pixels.saturating_mul(16).max(1 << 20));
+    decoder_limits.max_alloc = Some(limits.max_decoded_bytes());
     reader.limits(decoder_limits);
     let mut decoder = reader.into_decoder().map_err(map_image_error)?;
 
@@ -147,11 +175,13 @@ pub fn decode_bytes(bytes: &[u8], limits: DecodeLimits) -> Result<Frame, DecodeE
     // A broken EXIF block should not cost the picture: treat it as upright.
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let color = decoder.color_type();
-    let total = usize::try_from(decoder.total_bytes()).map_err(|_| DecodeError::TooManyPixels {
-        width,
-        height,
-        max_pixels: limits.max_pixels,
-    })?;
+    let bytes = decoder.total_bytes();
+    let max_bytes = limits.max_decoded_bytes();
+    let too_deep = || DecodeError::TooManyBytes { width, height, bytes, max_bytes };
+    if bytes > max_bytes {
+        return Err(too_deep());
+    }
+    let total = usize::try_from(bytes).map_err(|_| too_deep())?;
     let mut raw = Zeroizing::new(vec![0u8; total]);
     decoder.read_image(&mut raw).map_err(map_image_error)?;
     let rgb = to_rgb8(&raw, color, width, height)?;
@@ -162,7 +192,8 @@ pub fn decode_bytes(bytes: &[u8], limits: DecodeLimits) -> Result<Frame, DecodeE
 fn map_image_error(e: ImageError) -> DecodeError {
     match &e {
         ImageError::Limits(l) => {
-            DecodeError::Unsupported { detail: format!("over the decoder's limits: {l}"), source: Some(e) }
+            let detail = format!("it needs more memory to decode than allowed ({l}); save it as an 8-bit JPEG or PNG");
+            DecodeError::Unsupported { detail, source: Some(e) }
         }
         ImageError::Unsupported(u) => DecodeError::Unsupported { detail: u.to_string(), source: Some(e) },
         _ => DecodeError::Corrupt { detail: e.to_string(), source: Some(e) },
@@ -255,6 +286,61 @@ mod tests {
 
     fn gradient(w: u32, h: u32) -> RgbImage {
         RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 40) as u8, (y * 40) as u8, ((x + y) * 7) as u8]))
+    }
+
+    /// A TIFF header announcing `side` x `side` RGBA pixels of `bits` bits per sample (`float`: IEEE), with no
+    /// pixel data: what the decoder would have to hold is known before a byte of it is read.
+    fn deep_tiff_header(side: u32, bits: u16, float: bool) -> Vec<u8> {
+        let mut out = b"II*\0\x08\0\0\0".to_vec();
+        let extra = 8 + 2 + 12 * 12 + 4;
+        let (bits_at, format_at) = (extra, extra + 8);
+        let entries: [(u16, u16, u32, u32); 12] = [
+            (256, 4, 1, side),
+            (257, 4, 1, side),
+            (258, 3, 4, bits_at),
+            (259, 3, 1, 1),
+            (262, 3, 1, 2),
+            (273, 4, 1, extra + 16),
+            (277, 3, 1, 4),
+            (278, 4, 1, side),
+            (279, 4, 1, side * side * u32::from(bits) / 2),
+            (284, 3, 1, 1),
+            (338, 3, 1, 2),
+            (339, 3, 4, format_at),
+        ];
+        out.extend_from_slice(&12u16.to_le_bytes());
+        for (tag, kind, count, value) in entries {
+            out.extend_from_slice(&tag.to_le_bytes());
+            out.extend_from_slice(&kind.to_le_bytes());
+            out.extend_from_slice(&count.to_le_bytes());
+            out.extend_from_slice(&value.to_le_bytes());
+        }
+        out.extend_from_slice(&0u32.to_le_bytes());
+        for _ in 0..4 {
+            out.extend_from_slice(&bits.to_le_bytes());
+        }
+        for _ in 0..4 {
+            out.extend_from_slice(&(if float { 3u16 } else { 1u16 }).to_le_bytes());
+        }
+        out.extend_from_slice(&[0; 64]);
+        out
+    }
+
+    /// Found while bounding what the decode fuzz target may hold (issue 20): within the 40 MP cap, a 200-byte
+    /// TIFF announcing 6000 x 6000 pixels of 16-bit RGBA made the decoder allocate and fill 288 MB before
+    /// finding no data (the test process peaked at 573 MB resident), and float RGBA up to the decoder's
+    /// 640 MB allocation limit passed the same way. What a decode may hold is now bounded by 4 bytes a pixel
+    /// of the cap, checked from the header.
+    #[test]
+    fn a_deep_picture_within_the_pixel_cap_is_refused_before_its_buffer_is_made() {
+        for (side, bits, float) in [(6000, 16, false), (5000, 32, true)] {
+            let err = decode_bytes(&deep_tiff_header(side, bits, float), DecodeLimits::default()).unwrap_err();
+            assert!(matches!(err, DecodeError::TooManyBytes { .. }), "{side} {bits}-bit: {err:?}");
+            assert!(err.to_string().contains("8-bit"), "{err}");
+        }
+        // The same depth at a size a camera or phone gives decodes as before (here: is read, and is short).
+        let err = decode_bytes(&deep_tiff_header(64, 16, false), DecodeLimits::default()).unwrap_err();
+        assert!(matches!(err, DecodeError::Corrupt { .. }), "{err:?}");
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //!
 //! Owns the [`Frame`] type (RGB pixels that are zeroized when dropped), the [`FrameSource`] trait with its
 //! real camera ([`camera`], behind the `camera` feature) and the replay source ([`replay`]) used off the Pi,
-//! and safe decoding of image files and camera buffers ([`decode`]). It must never write a frame anywhere:
+//! and safe decoding of image files and camera buffers ([`decode`], [`buffer`]). It must never write a frame anywhere:
 //! no file, no log line, no network.
 
+pub mod buffer;
 pub mod decode;
 pub mod replay;
 
@@ -91,6 +92,28 @@ pub enum CaptureError {
         height: u32,
         /// Bytes received.
         got: usize,
+    },
+    /// A camera buffer shorter than its layout and size need.
+    #[error("a {layout} camera buffer needs {need} bytes, got {got}; the camera or its driver misreports its format")]
+    ShortBuffer {
+        /// The layout the camera reported.
+        layout: buffer::PixelLayout,
+        /// Bytes needed.
+        need: usize,
+        /// Bytes received.
+        got: usize,
+    },
+    /// A size a camera reported that its layout cannot have, or larger than any camera's.
+    #[error("the camera reports a {width}x{height} {layout} frame, which {why}; set it to 640x480")]
+    BadSize {
+        /// Reported width.
+        width: u32,
+        /// Reported height.
+        height: u32,
+        /// The layout.
+        layout: buffer::PixelLayout,
+        /// What is wrong.
+        why: &'static str,
     },
     /// An image that could not be decoded.
     #[error(transparent)]

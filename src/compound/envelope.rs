@@ -361,6 +361,20 @@ impl CompoundKeys {
         Ok((subject, payload))
     }
 
+    /// Seals `plaintext` as a gate holding `epoch` would send it on `subject`: how the fuzz target reaches the
+    /// JSON behind the seal (anyone holding the compound key can send any). Only in fuzzing builds.
+    #[cfg(fuzzing)]
+    pub fn seal_plaintext(&self, subject: &str, epoch: Epoch, plaintext: &[u8]) -> Option<Vec<u8>> {
+        let key = self.seals.get(&epoch)?;
+        let sealed = protect::seal_message(key, plaintext, &self.aad(subject, Some(epoch))).ok()?;
+        let mut payload = Vec::with_capacity(MAGIC.len() + 4 + NONCE_LEN + sealed.ciphertext.len());
+        payload.extend_from_slice(MAGIC);
+        payload.extend_from_slice(&epoch.to_be_bytes());
+        payload.extend_from_slice(&sealed.nonce);
+        payload.extend_from_slice(&sealed.ciphertext);
+        Some(payload)
+    }
+
     /// The epoch a payload says it is sealed under (before opening it).
     pub fn epoch_of(payload: &[u8]) -> Result<Epoch, EnvelopeError> {
         if payload.starts_with(MAGIC_V2) {
