@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Runs every fuzz target of fuzz/ (issue 20) for SECONDS each (default 900, the acceptance run; CI runs 30),
-# seeded from the project's own fixtures, and prints one line per target: executions, seconds, crashes.
+# Runs every fuzz target of fuzz/ (issue 20) until 1,000,000 executions or SECONDS (default 900, the acceptance
+# run; CI runs 30), whichever comes first, seeded from the project's own fixtures, and prints one line per
+# target: executions, seconds, result. The lines also go to fuzz/artifacts/summary.tsv for docs/reliability.md.
 #
 #     bash deploy/fuzz.sh [SECONDS] [TARGET...]
+#     RUNS=... bash deploy/fuzz.sh ...   # another execution bound (default 1000000)
 #
 # Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). libFuzzer's limits are the issue's:
 # an input taking over 1 s is a timeout, over 512 MB outstanding is out of memory. Findings land in
@@ -11,6 +13,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 seconds=${1:-900}
 shift || true
+runs=${RUNS:-1000000}
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
@@ -45,14 +48,46 @@ seed config_toml deploy/facegate.toml
 mkdir -p fuzz/corpus/pass_text fuzz/corpus/audit_report
 printf 'FGP1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' > fuzz/corpus/pass_text/prefix
 printf '{"report":{"passed":true,"device":"gate-1"},"public_key":"00","signature":"00"}' > fuzz/corpus/audit_report/shape
+# Compound envelopes: a mode byte (odd: sealed with the compound key), a subject byte, then the JSON a gate
+# sends (one of each kind).
+mkdir -p fuzz/corpus/compound_envelope
+i=0
+for json in \
+    '{"kind":"revoked","origin":"gate-a","resident":"r-1","generation":1,"version":2}' \
+    '{"kind":"moved_out","origin":"gate-a","resident":"r-1","generation":1,"version":3}' \
+    '{"kind":"counts","origin":"gate-a","serial":7,"cells":[[1780000000,"face","opened",12],[1780000000,"pin","refused",3]]}' \
+    '{"kind":"member","origin":"gate-a","public":"0000000000000000000000000000000000000000000000000000000000000000"}' \
+    '{"kind":"renewal","origin":"gate-a","epoch":1,"shares":[{"gate":"gate-b","enc":"AAAA","sealed":"AAAA"}]}' \
+    '{"kind":"grant","origin":"gate-a","gate":"gate-b","epoch":1,"share":{"gate":"gate-b","enc":"AAAA","sealed":"AAAA"}}' \
+    '{"kind":"template","origin":"gate-a","resident":"r-1","notice_version":"1","notice_sha256":"ab","purpose":"p","channel":"kiosk","granted_at":1780000000,"generation":1,"version":1,"template":"AAAA"}'; do
+    printf "\\001\\00${i}%s" "$json" >"fuzz/corpus/compound_envelope/kind-$i"
+    i=$((i + 1))
+done
+mkdir -p fuzz/corpus/portal_requests fuzz/corpus/store_file
+# Camera buffers: a layout byte, width and height (little-endian u16), then the bytes: one small frame of each.
+mkdir -p fuzz/corpus/camera_buffer
+python3 - fuzz/corpus/camera_buffer <<'PY'
+import struct, sys
+for kind, per_pixel in [(1, 2), (2, 1.5), (3, 1), (4, 3), (5, 3)]:
+    w, h = 8, 6
+    body = bytes((i * 37) % 256 for i in range(int(w * h * per_pixel)))
+    open(f"{sys.argv[1]}/layout-{kind}", "wb").write(bytes([kind]) + struct.pack("<HH", w, h) + body)
+PY
+{ printf '\000\020\000\011\000'; cat fuzz/corpus/decode_image/synthetic_16x9x1.png; } >fuzz/corpus/camera_buffer/mjpeg
 
 cargo +nightly fuzz build -O
 status=0
+mkdir -p fuzz/artifacts
+summary=fuzz/artifacts/summary.tsv
+printf 'target\texecutions\tseconds\tresult\n' >"$summary"
 for target in "${targets[@]}"; do
+    dict=()
+    if [ -f "fuzz/dicts/${target%%_*}.dict" ]; then dict=(-dict="fuzz/dicts/${target%%_*}.dict"); fi
+    if [ -f "fuzz/dicts/${target}.dict" ]; then dict=(-dict="fuzz/dicts/${target}.dict"); fi
     log="fuzz/artifacts/${target}.log"
     mkdir -p "fuzz/artifacts/${target}"
-    if cargo +nightly fuzz run -O "$target" -- -max_total_time="$seconds" -timeout=1 -rss_limit_mb=2048 \
-        -malloc_limit_mb=512 -print_final_stats=1 >"$log" 2>&1; then
+    if cargo +nightly fuzz run -O "$target" -- "${dict[@]}" -runs="$runs" -max_total_time="$seconds" -timeout=1 \
+        -rss_limit_mb=2048 -malloc_limit_mb=512 -print_final_stats=1 >"$log" 2>&1; then
         result=ok
     else
         result=FAILED
@@ -61,5 +96,6 @@ for target in "${targets[@]}"; do
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')
     took=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$log" | grep -o 'in [0-9]*' | grep -o '[0-9]*' || echo '?')
     echo "fuzz: ${target}: ${result}, ${execs} executions in ${took} s (log ${log})"
+    printf '%s\t%s\t%s\t%s\n' "$target" "$execs" "$took" "$result" >>"$summary"
 done
 exit "$status"
