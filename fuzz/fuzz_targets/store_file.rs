@@ -45,7 +45,14 @@ static SEED: LazyLock<Seed> = LazyLock::new(|| {
             granted_at: NOW,
         };
         registry.record_consent(id, Some("unit 1"), &consent, NOW).expect("consent");
-        let raw: Vec<f32> = (0..EMBEDDING_DIM).map(|k| if (k + i * 7) % (i + 2) == 0 { 1.0 } else { -0.5 }).collect();
+        // Pseudo-random directions: unrelated faces, far below the match threshold from one another.
+        let mut state = 0x9E37_79B9_u32.wrapping_mul(i as u32 + 1);
+        let raw: Vec<f32> = (0..EMBEDDING_DIM)
+            .map(|_| {
+                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (state >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+            })
+            .collect();
         let embedding = Embedding::from_raw(&raw).expect("a unit vector");
         registry.enrol(id, &embedding, NOW).expect("enrolment");
         registry.set_pin(id, None, &Pin::parse("482913").expect("a PIN"), NOW).expect("PIN");

@@ -61,8 +61,8 @@ pub fn frame_from_buffer(layout: PixelLayout, width: u32, height: u32, data: &[u
     }
     // Chroma is shared by two pixels of a row (YUYV) or a 2x2 block (NV12).
     let odd = match layout {
-        PixelLayout::Yuyv => width % 2 != 0,
-        PixelLayout::Nv12 => width % 2 != 0 || height % 2 != 0,
+        PixelLayout::Yuyv => !width.is_multiple_of(2),
+        PixelLayout::Nv12 => !width.is_multiple_of(2) || !height.is_multiple_of(2),
         _ => false,
     };
     if odd {

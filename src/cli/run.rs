@@ -117,6 +117,14 @@ fn print_report(report: &GateReport) {
     if !frames.is_empty() {
         println!("face admissions (frame numbers, the approach's first -> the agreement's last): {}", frames.join(" "));
     }
+    // For the soak (`benches/soak.rs`): when in the run each wait happened, by frame number, never by clock.
+    let waits: Vec<String> = admissions
+        .iter()
+        .filter_map(|a| Some(format!("{}:{:.1}", a.first_frame?, a.from_first_frame?.as_secs_f64() * 1e3)))
+        .collect();
+    if !waits.is_empty() {
+        println!("face admission waits (the approach's first frame: ms to the relay): {}", waits.join(" "));
+    }
     for (what, latencies) in [
         ("first-frame-to-relay", admissions.iter().filter_map(|a| a.from_first_frame).collect::<Vec<_>>()),
         (
