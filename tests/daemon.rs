@@ -10,9 +10,9 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -179,25 +179,31 @@ impl FaceReader for PanicsOnFrame {
     }
 }
 
+/// A registry owner on a new store in `dir` with one resident, "r-1", enrolled from the first five photos of
+/// the first person with eight; returns the owner, the face pipeline and that person's photos (the last three
+/// were not used at enrolment).
+fn enrolled_from_five_photos(dir: &Path) -> (RegistryOwner, Arc<FacePipeline>, Vec<PathBuf>) {
+    let key = MasterKeySource::file(dir.join("keys/master.key"));
+    let mut registry = Registry::open(&dir.join("data/facegate.sqlite"), &key, RegistryPolicy::default(), 1).unwrap();
+    let resident = common::people_with(8)[0].1.clone();
+    let pipeline = Arc::new(FacePipeline::load(&common::models_dir(), PipelineConfig::default()).unwrap());
+    let mut session = EnrolmentSession::new(3, QualityGate::default(), DEFAULT_LIVE_THRESHOLD);
+    for path in &resident[..5] {
+        let _ =
+            session.offer_frame(&pipeline, common::liveness(), &decode_file(path, DecodeLimits::default()).unwrap());
+    }
+    registry.record_consent("r-1", None, &consent(1), 1).unwrap();
+    registry.enrol("r-1", &session.finish().unwrap(), facegate::store::unix_now()).unwrap();
+    (RegistryOwner::spawn(registry, OwnerSettings::default()).unwrap(), pipeline, resident)
+}
+
 /// Issue 16: a panic in a frame worker lost its sequence number in `ordered_parallel`, which then waited for
 /// it forever: no frame after it was ever decided. Now it costs that frame and shows as a fault.
 #[test]
 fn a_frame_worker_that_panics_costs_one_frame_and_the_status_shows_it() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("data/facegate.sqlite");
-    let key = MasterKeySource::file(dir.path().join("keys/master.key"));
-    let mut registry = Registry::open(&db, &key, RegistryPolicy::default(), 1).unwrap();
-    let resident = &common::people_with(8)[0].1;
-    let pipeline = Arc::new(FacePipeline::load(&common::models_dir(), PipelineConfig::default()).unwrap());
+    let (owner, pipeline, resident) = enrolled_from_five_photos(dir.path());
     let photo = |p: &Path| decode_file(p, DecodeLimits::default()).unwrap();
-    let mut session = EnrolmentSession::new(3, QualityGate::default(), DEFAULT_LIVE_THRESHOLD);
-    for path in &resident[..5] {
-        let _ = session.offer_frame(&pipeline, common::liveness(), &photo(path));
-    }
-    registry.record_consent("r-1", None, &consent(1), 1).unwrap();
-    registry.enrol("r-1", &session.finish().unwrap(), facegate::store::unix_now()).unwrap();
-    let owner = RegistryOwner::spawn(registry, OwnerSettings::default()).unwrap();
-
     let (frames, camera) = mpsc::channel();
     let relay_log = RelayLog::default();
     let mut hardware = GateHardware::new(Box::new(SimulatedRelay::new(relay_log.clone())));
@@ -235,6 +241,97 @@ fn a_frame_worker_that_panics_costs_one_frame_and_the_status_shows_it() {
     runtime.block_on(gate).unwrap().unwrap();
     owner.stop().unwrap();
     assert!(relay_log.pulses() >= 1);
+}
+
+/// Holds frames in the workers so that some are read before an admission and decided after it: the first two
+/// finds go on, but their embeddings wait until two more frames have begun; those wait in `find` until the test
+/// releases them.
+struct HeldFrames {
+    real: Arc<FacePipeline>,
+    finds: AtomicU64,
+    released: AtomicBool,
+}
+
+impl HeldFrames {
+    fn wait_for(&self, what: &str, ready: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ready() {
+            assert!(Instant::now() < deadline, "held frames: timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl FaceReader for HeldFrames {
+    fn find(&self, frame: &Frame) -> Result<FoundFace, PipelineError> {
+        if self.finds.fetch_add(1, Ordering::SeqCst) >= 2 {
+            self.wait_for("the release", || self.released.load(Ordering::SeqCst));
+        }
+        self.real.find(frame)
+    }
+    fn embed(&self, frame: &Frame, face: &FaceDetection) -> Result<Embedding, PipelineError> {
+        self.wait_for("the later frames to begin", || self.finds.load(Ordering::SeqCst) >= 4);
+        FaceReader::embed(self.real.as_ref(), frame, face)
+    }
+    fn detect(&self, frame: &Frame) -> Result<Vec<FaceDetection>, PipelineError> {
+        self.real.detect(frame)
+    }
+}
+
+/// Issue 20 (found by the soak's trial run: one approach admitted at frames 5848 and 5850): frames read before
+/// a face admission but decided after it matched the same resident again, past the cooldown's check, which was
+/// made only when a frame's work began. Two of them admitted a second time and counted a second passage. Now
+/// a face frame is judged by the time it was read.
+#[test]
+fn frames_read_before_a_face_admission_and_decided_after_it_admit_no_one_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (owner, pipeline, resident) = enrolled_from_five_photos(dir.path());
+    let photo = |p: &Path| decode_file(p, DecodeLimits::default()).unwrap();
+    let (frames, camera) = mpsc::channel();
+    let relay_log = RelayLog::default();
+    let mut hardware = GateHardware::new(Box::new(SimulatedRelay::new(relay_log.clone())));
+    hardware.camera = Some(Box::new(ScriptedCamera(camera)));
+    let held = Arc::new(HeldFrames { real: pipeline, finds: AtomicU64::new(0), released: AtomicBool::new(false) });
+    hardware.pipeline = Some(held.clone());
+    let settings = GateSettings {
+        intent: FaceIntent::Always,
+        face_workers: 4,
+        fps: 60.0,
+        pulse: Duration::from_millis(50),
+        max_open: Duration::from_millis(200),
+        ..GateSettings::default()
+    };
+    let status = Arc::new(GateStatus::default());
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let gate = runtime.spawn(gate::run(owner.handle(), settings, hardware, status.clone(), async {
+        let _ = stopped.await;
+    }));
+    // Four frames of the resident, all read before the first two are decided.
+    for path in [&resident[5], &resident[6], &resident[7], &resident[5]] {
+        frames.send(photo(path)).unwrap();
+    }
+    wait_until("the admission", Duration::from_secs(60), || status.admissions() == 1);
+    assert_eq!(held.finds.load(Ordering::SeqCst), 4, "the later frames were not read before the admission");
+    held.released.store(true, Ordering::SeqCst);
+    wait_until("four frames", Duration::from_secs(60), || status.frames() == 4);
+    // Give the event loop the time to act on the last two.
+    std::thread::sleep(Duration::from_millis(300));
+    stop.send(()).unwrap();
+    runtime.block_on(gate).unwrap().unwrap();
+    let handle = owner.handle();
+    wait_until("the counts written", Duration::from_secs(10), || handle.tally().pending() == 0);
+    owner.stop().unwrap();
+    assert_eq!(status.admissions(), 1, "an approach was admitted twice");
+    assert_eq!(relay_log.pulses(), 1, "the relay opened twice for one approach");
+    let db = dir.path().join("data/facegate.sqlite");
+    let counts = Store::open(&db).unwrap().passage_counts(0, i64::MAX).unwrap();
+    let face_opened: i64 = counts
+        .iter()
+        .filter(|c| c.method == EntryMethod::Face && c.outcome == PassageOutcome::Opened)
+        .map(|c| c.count)
+        .sum();
+    assert_eq!(face_opened, 1, "one approach counted as {face_opened} passages");
 }
 
 fn unit_vector(seed: usize) -> Embedding {

@@ -164,6 +164,15 @@ impl EventLoop<'_> {
     }
 
     fn event(&mut self, mut event: GateEvent, frame: Option<FrameClock>) {
+        if let (GateEvent::FaceFrame(_), Some(clock)) = (&event, &frame) {
+            // Workers decide frames in parallel: one read before a face admission may arrive after it, when
+            // the decider has been reset. Judged by when it was read, it falls in the cooldown (or the closed
+            // window) and must not admit the same approach a second time.
+            let read_at = clock.read_at.saturating_duration_since(self.shared.origin);
+            if !lock(&self.shared.intent).face_allowed(read_at) {
+                return;
+            }
+        }
         let gallery = self.shared.registry.gallery();
         if let GateEvent::FaceFrame(seen) = &mut event {
             // A frame matched against an older gallery may name a resident revoked since: no match now.
