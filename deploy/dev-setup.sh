@@ -21,6 +21,8 @@ command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need+=
 # The `tpm` key root: tss-esapi links Debian's libtss2; tests/key_roots.rs seals keys in software TPMs (swtpm).
 dpkg -s libtss2-dev >/dev/null 2>&1 || need+=(libtss2-dev)
 command -v swtpm >/dev/null 2>&1 || need+=(swtpm swtpm-tools)
+# tests/faults.rs steps the daemon's wall clock an hour back and forward with libfaketime.
+dpkg -s libfaketime >/dev/null 2>&1 || need+=(libfaketime faketime)
 if [ ${#need[@]} -gt 0 ]; then
   echo "dev-setup: installing ${need[*]}"
   sudo_cmd=""

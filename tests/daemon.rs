@@ -11,7 +11,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -72,28 +71,6 @@ fn guard_opened(db: &Path) -> i64 {
         .sum()
 }
 
-/// Another process (Python's sqlite3, as a backup tool or a curious administrator would) takes the database's
-/// exclusive lock (in WAL mode: no other connection can write; readers go on) and holds it for `secs`; returns
-/// once the lock is held.
-fn hold_exclusive_lock(db: &Path, secs: f64) -> std::process::Child {
-    let script = format!(
-        "import sqlite3, sys, time\n\
-         c = sqlite3.connect({db:?}, isolation_level=None, timeout=30)\n\
-         c.execute('BEGIN EXCLUSIVE')\n\
-         c.execute('INSERT OR REPLACE INTO compound_state (name, value) VALUES (\"lock-test\", 1)')\n\
-         print('locked', flush=True)\n\
-         time.sleep({secs})\n\
-         c.execute('COMMIT')\n\
-         c.close()\n",
-        db = db.to_str().unwrap()
-    );
-    let mut child = Command::new("python3").args(["-c", &script]).stdout(Stdio::piped()).spawn().unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut line).unwrap();
-    assert_eq!(line.trim(), "locked");
-    child
-}
-
 /// Issue 16: the event loop used to count passages and note template uses with blocking SQLite writes
 /// (`busy_timeout` 5 s) on the task that also ended the relay's pulse, so a locked database held the door open
 /// past `max_open`. Now the door task owns the relay and never waits on the store; counts wait in the tally.
@@ -121,7 +98,7 @@ fn a_locked_database_never_holds_the_door_and_the_passage_is_counted_once_afterw
     }));
     std::thread::sleep(Duration::from_millis(300));
 
-    let mut locker = hold_exclusive_lock(&db, 8.0);
+    let mut locker = common::hold_exclusive_lock(&db, 8.0);
     let held_from = Instant::now();
     // Something for the owner to write while the lock is held: a passage counted before the guard's.
     std::thread::sleep(Duration::from_millis(1_500));

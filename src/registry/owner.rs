@@ -138,7 +138,7 @@ impl PassageTally {
 
     /// Writes what is pending in one transaction; on success removes exactly what was written (passages
     /// counted meanwhile stay), on failure keeps everything.
-    fn flush(&self, registry: &mut Registry) -> crate::store::Result<()> {
+    fn flush(&self, registry: &mut Registry, wait: Duration) -> crate::store::Result<()> {
         let (counts, used) = {
             let inner = self.lock();
             let counts: Vec<_> = inner.counts.iter().map(|(&(h, m, o), &n)| (h, m, o, n)).collect();
@@ -148,7 +148,7 @@ impl PassageTally {
         if counts.is_empty() && used.is_empty() {
             return Ok(());
         }
-        registry.store_mut().record_tally(&counts, &used)?;
+        registry.store_mut().record_tally(&counts, &used, wait)?;
         let mut inner = self.lock();
         for (h, m, o, n) in counts {
             if let Some(left) = inner.counts.get_mut(&(h, m, o)) {
@@ -394,7 +394,8 @@ impl Owner {
         if self.tally.is_empty() {
             return;
         }
-        if let Err(e) = self.tally.flush(&mut self.registry) {
+        // A short wait: the owner also answers the keypad, and the next flush comes within a second.
+        if let Err(e) = self.tally.flush(&mut self.registry, Duration::from_millis(50)) {
             if self.status.flush_failures.fetch_add(1, Ordering::Relaxed) == 0 {
                 tracing::warn!(pending = self.tally.pending(), "passage counts kept in memory for now: {e}");
             }
@@ -405,7 +406,7 @@ impl Owner {
     fn drain(&mut self) {
         let deadline = Instant::now() + self.settings.drain_within;
         while !self.tally.is_empty() {
-            match self.tally.flush(&mut self.registry) {
+            match self.tally.flush(&mut self.registry, Duration::from_millis(200)) {
                 Ok(()) => break,
                 Err(e) if Instant::now() >= deadline => {
                     tracing::error!(pending = self.tally.pending(), "passage counts lost at shutdown: {e}");

@@ -48,7 +48,23 @@ impl Store {
     /// Adds several passages at once, and notes template uses (coarsely, as [`Store::note_used`]), in one
     /// transaction: the daemon's tally of what happened while the database was busy. All or nothing, so a
     /// passage is never counted twice or lost: on an error nothing was written and the caller keeps its tally.
+    /// Waits at most `wait` for another process's lock (not [`BUSY_TIMEOUT`]): the daemon retries soon anyway,
+    /// and its registry's owner, which answers the keypad, must not sit in SQLite's busy handler meanwhile.
     pub fn record_tally(
+        &mut self,
+        counts: &[(i64, EntryMethod, PassageOutcome, u64)],
+        used: &[(String, i64)],
+        wait: std::time::Duration,
+    ) -> Result<()> {
+        self.conn.busy_timeout(wait).in_db(&self.path)?;
+        let written = self.write_tally(counts, used);
+        if let Err(e) = self.conn.busy_timeout(BUSY_TIMEOUT) {
+            tracing::warn!("cannot restore the database's busy timeout: {e}");
+        }
+        written
+    }
+
+    fn write_tally(
         &mut self,
         counts: &[(i64, EntryMethod, PassageOutcome, u64)],
         used: &[(String, i64)],

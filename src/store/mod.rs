@@ -19,6 +19,9 @@ use crate::protect::{
 use audit_log::append_audit;
 use outbox::queue_for_compound;
 
+/// How long a write waits for another process's lock (the CLI beside the daemon, a backup) before it fails.
+pub const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 use crate::policy::consent::{ConsentRecord, ShredReason, Standing};
 use crate::policy::passage::{EntryMethod, PassageCount, PassageOutcome};
 
@@ -170,10 +173,11 @@ impl Store {
         store
             .conn
             .execute_batch(
-                "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                 PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;",
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+                 PRAGMA secure_delete = ON;",
             )
             .in_db(&store.path)?;
+        store.conn.busy_timeout(BUSY_TIMEOUT).in_db(&store.path)?;
         store.migrate()?;
         Ok(store)
     }

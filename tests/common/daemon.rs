@@ -77,6 +77,19 @@ impl Gate {
         stdin.flush().unwrap();
     }
 
+    /// Stops the daemon as systemd does (SIGTERM) and waits for it to exit; returns how it ended.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the daemon did not stop within 20 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The last log line holding `needle`.
     pub fn last_log(&self, needle: &str) -> Option<String> {
         self.log.lock().unwrap().iter().rev().find(|(_, l)| l.contains(needle)).map(|(_, l)| l.clone())
@@ -85,6 +98,9 @@ impl Gate {
 
 impl Drop for Gate {
     fn drop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
@@ -133,16 +149,21 @@ pub fn start_gate(frames: &[PathBuf]) -> Gate {
 /// [`start_gate`], with more config: `extra` gets the device's folder (to put files there) and returns TOML
 /// appended to the config (e.g. a `[compound]` section).
 pub fn start_gate_with(frames: &[PathBuf], extra: impl FnOnce(&Path) -> String) -> Gate {
-    launch(frames, extra, false)
+    launch(frames, extra, false, &[])
 }
 
 /// [`start_gate`], with the keypad, the scanner and the bench's buttons on standard input
 /// ([`Gate::type_line`]).
 pub fn start_gate_typed(frames: &[PathBuf], extra: impl FnOnce(&Path) -> String) -> Gate {
-    launch(frames, extra, true)
+    launch(frames, extra, true, &[])
 }
 
-fn launch(frames: &[PathBuf], extra: impl FnOnce(&Path) -> String, typed: bool) -> Gate {
+/// [`start_gate_typed`], with more environment for the daemon (e.g. libfaketime's).
+pub fn start_gate_typed_env(frames: &[PathBuf], env: &[(&str, &str)]) -> Gate {
+    launch(frames, |_| String::new(), true, env)
+}
+
+fn launch(frames: &[PathBuf], extra: impl FnOnce(&Path) -> String, typed: bool, env: &[(&str, &str)]) -> Gate {
     let dir = tempfile::tempdir().unwrap();
     let replay = dir.path().join("replay");
     std::fs::create_dir_all(&replay).unwrap();
@@ -172,6 +193,7 @@ fn launch(frames: &[PathBuf], extra: impl FnOnce(&Path) -> String, typed: bool) 
     let mut child = Command::new(BIN)
         .args(["--config", config.to_str().unwrap(), "--models", super::models_dir().to_str().unwrap(), "run"])
         .env("FACEGATE_LOG", "info")
+        .envs(env.iter().copied())
         .stdin(if typed { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

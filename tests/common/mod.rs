@@ -143,3 +143,29 @@ pub fn show_in_replay(replay: &std::path::Path, round: usize, photos: &[PathBuf]
         std::fs::remove_file(path).unwrap();
     }
 }
+
+/// Another process (Python's sqlite3, as a backup tool or a curious administrator would) takes the database's
+/// exclusive lock (in WAL mode: no other connection can write; readers go on) and holds it for `secs`; returns
+/// once the lock is held.
+pub fn hold_exclusive_lock(db: &std::path::Path, secs: f64) -> std::process::Child {
+    let script = format!(
+        "import sqlite3, sys, time\n\
+         c = sqlite3.connect({db:?}, isolation_level=None, timeout=30)\n\
+         c.execute('BEGIN EXCLUSIVE')\n\
+         c.execute('INSERT OR REPLACE INTO compound_state (name, value) VALUES (\"lock-test\", 1)')\n\
+         print('locked', flush=True)\n\
+         time.sleep({secs})\n\
+         c.execute('COMMIT')\n\
+         c.close()\n",
+        db = db.to_str().unwrap()
+    );
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut line).unwrap();
+    assert_eq!(line.trim(), "locked");
+    child
+}

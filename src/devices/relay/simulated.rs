@@ -46,6 +46,8 @@ impl Relay for SimulatedRelay {
         if unlocked != self.unlocked {
             self.unlocked = unlocked;
             self.log.push(unlocked);
+            // On a bench the log is the only view of the door (tests of the real binary read it too).
+            tracing::info!("simulated relay: {}", if unlocked { "unlocked" } else { "locked" });
         }
         Ok(())
     }
@@ -65,6 +67,7 @@ impl Drop for SimulatedRelay {
         if self.unlocked {
             self.unlocked = false;
             self.log.push(false);
+            tracing::info!("simulated relay: locked");
         }
     }
 }
