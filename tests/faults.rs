@@ -8,7 +8,8 @@
 //! - the disk full while passages are counted and while a revocation commits (a tmpfs; needs root, as CI has);
 //! - the camera gone and back (the replay folder removed and restored);
 //! - the wall clock stepped an hour back and two forward (libfaketime, as an NTP step does);
-//! - SIGTERM at random moments of `facegate enroll` and `facegate revoke`.
+//! - SIGTERM at random moments of `facegate enroll` and `facegate revoke`;
+//! - the compound's broker killed in the middle of a burst of revocations, and restarted on its store.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -445,4 +446,141 @@ fn sigterm_at_random_moments_of_enrolment_and_revocation_leaves_no_half_state() 
         assert_revoked(&db, id);
     }
     assert_eq!(opened(&db, EntryMethod::Guard), 1);
+}
+
+/// The compound's residents, their revocations and what each gate holds after the broker was killed.
+fn template_at(gate: &common::compound::Gate, id: &str) -> Option<u32> {
+    resident(&gate.dir.join("data/facegate.sqlite"), id).and_then(|r| r.template_version)
+}
+
+/// Two gates over a real nats-server; the broker is killed (SIGKILL) while gate A announces a burst of
+/// revocations, and comes back on its store 2 s later.
+#[test]
+fn the_broker_killed_mid_publish_loses_no_revocation() {
+    use common::compound::{facegate as ok, Broker, Gate as CompoundGate};
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let compound = root.join("compound");
+    let port = common::daemon::free_port();
+    let (dir, listen) = (compound.to_str().unwrap().to_owned(), format!("127.0.0.1:{port}"));
+    let (install, store) =
+        (compound.join("broker").display().to_string(), root.join("broker-store").display().to_string());
+    ok(
+        &[
+            "compound",
+            "init",
+            "--dir",
+            &dir,
+            "--name",
+            common::compound::COMPOUND,
+            "--listen",
+            &listen,
+            "--install-dir",
+            &install,
+            "--store-dir",
+            &store,
+        ],
+        None,
+    );
+    for gate in ["gate-a", "gate-b"] {
+        ok(&["compound", "add-gate", "--dir", &dir, "--gate", gate], None);
+    }
+    let mut broker = Broker { conf: compound.join("broker/nats-server.conf"), port, child: None };
+    broker.start();
+    let mut a = CompoundGate::new(root, "gate-a", &compound, port);
+    let mut b = CompoundGate::new(root, "gate-b", &compound, port);
+    let notice = root.join("notice.txt");
+    std::fs::write(&notice, "Face entry at the gates of Maple Court (gates A and B hold your template).").unwrap();
+    let notice = notice.display().to_string();
+    a.cli(&["consent", "--resident", "r-pin", "--notice", &notice, "--notice-version", "1"], None);
+    a.cli(&["pin", "--resident", "r-pin", "--code", "340112"], Some("4071\n"));
+    let started = Instant::now();
+    for gate in [&mut a, &mut b] {
+        gate.show(&[common::astronaut()]);
+        gate.start();
+    }
+    for gate in [&a, &b] {
+        gate.wait_for("face matching on", started, Duration::from_secs(60));
+    }
+    let ids: Vec<String> = (0..4).map(|i| format!("r-{i}")).collect();
+    let enrolled = Instant::now();
+    for (i, id) in ids.iter().enumerate() {
+        a.cli(&["consent", "--resident", id, "--notice", &notice, "--notice-version", "1"], None);
+        let photos = paths(&common::nuaa_frames("live", &format!("{:04}", i + 1))[..5]);
+        a.cli(&enroll_args(id, &photos), None);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while b.lines_since("enrolment from the compound stored", enrolled).len() < ids.len() {
+        assert!(Instant::now() < deadline, "gate B did not store the four enrolments");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The burst: each revocation renews the compound key and queues a tombstone that the link publishes.
+    let config = a.config();
+    let burst_at = Instant::now();
+    let burst = {
+        let ids = ids.clone();
+        std::thread::spawn(move || {
+            ids.iter()
+                .map(|id| facegate(None, &["--config", &config, "revoke", "--resident", id, "--json"], None))
+                .collect::<Vec<Output>>()
+        })
+    };
+    // Killed as soon as the broker has acknowledged the first announcement: the rest of the burst (the first
+    // revocation's key renewal, the next tombstones) is in flight or still queued.
+    a.wait_for("announced to the compound", burst_at, Duration::from_secs(20));
+    broker.kill();
+    let killed = Instant::now();
+    let outs = burst.join().unwrap();
+    let mut receipts = 0;
+    for (id, out) in ids.iter().zip(&outs) {
+        assert!(has_receipt_json(out), "revoke {id} with the broker killed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(template_at(&a, id).is_none(), "{id} revoked at A but its template is still there");
+        receipts += 1;
+    }
+    eprintln!(
+        "broker killed; {receipts} receipts: {:?}",
+        outs.iter().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).collect::<Vec<_>>()
+    );
+    // Past the offline limit, faces are off at both gates; the keypad still opens.
+    for gate in [&a, &b] {
+        gate.wait_for("face matching off", killed, Duration::from_secs(15));
+    }
+    a.pin_opens();
+
+    broker.start();
+    let back = Instant::now();
+    for id in &ids {
+        let deadline = back + BACK_WITHIN;
+        while template_at(&b, id).is_some() {
+            assert!(Instant::now() < deadline, "gate B still holds {id}'s template 10 s after the broker came back");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let shredded = back.elapsed();
+    for gate in [&a, &b] {
+        gate.wait_for("face matching on", back, BACK_WITHIN);
+    }
+    a.pin_opens();
+    eprintln!("broker back: gate B shredded all four {shredded:?} after; both gates matching faces again");
+    let status: serde_json::Value =
+        serde_json::from_slice(&a.cli(&["compound", "status", "--json"], None).stdout).unwrap();
+    assert_eq!(status["outbox"], 0, "gate A still has something to send: {status}");
+
+    for gate in [&mut a, &mut b] {
+        gate.stop();
+        let log = gate.log.lock().unwrap();
+        assert!(log.iter().any(|(_, l)| l.contains("gate stopped, door locked")), "{} did not stop cleanly", gate.name);
+        let relay = log.iter().rev().find(|(_, l)| l.contains("simulated relay:")).map(|(_, l)| l.clone());
+        assert!(!relay.unwrap_or_default().ends_with("unlocked"), "{} left the door unlocked", gate.name);
+    }
+    for id in &ids {
+        assert_revoked(&a.dir.join("data/facegate.sqlite"), id);
+        assert!(template_at(&b, id).is_none());
+    }
+}
+
+fn has_receipt_json(out: &Output) -> bool {
+    out.status.success()
+        && serde_json::from_slice::<serde_json::Value>(&out.stdout).is_ok_and(|v| v["verification_code"].is_string())
 }

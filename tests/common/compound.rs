@@ -70,6 +70,14 @@ impl Broker {
         }
     }
 
+    /// Kills the broker at once (SIGKILL: a power cut, the OOM killer), whatever it was doing.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Where the broker logs.
     pub fn log(&self) -> PathBuf {
         self.conf.with_file_name("nats-server.log")
