@@ -9,7 +9,8 @@
 //! - the camera gone and back (the replay folder removed and restored);
 //! - the wall clock stepped an hour back and two forward (libfaketime, as an NTP step does);
 //! - SIGTERM at random moments of `facegate enroll` and `facegate revoke`;
-//! - the compound's broker killed in the middle of a burst of revocations, and restarted on its store.
+//! - the compound's broker killed in the middle of a burst of revocations, and restarted on its store;
+//! - the models folder missing at start, and put in place while the daemon runs.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -18,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::daemon::{facegate, start_gate_typed, start_gate_typed_env, Gate};
+use common::daemon::{facegate, start_gate_typed, start_gate_typed_env, start_gate_typed_models, Gate};
 use facegate::policy::passage::{EntryMethod, PassageOutcome};
 use facegate::store::{ResidentSummary, Store};
 
@@ -583,4 +584,32 @@ fn the_broker_killed_mid_publish_loses_no_revocation() {
 fn has_receipt_json(out: &Output) -> bool {
     out.status.success()
         && serde_json::from_slice::<serde_json::Value>(&out.stdout).is_ok_and(|v| v["verification_code"].is_string())
+}
+
+/// The models folder is missing when the daemon starts (a card imaged without it, a mount that came up late):
+/// the other ways in work; once the folder is in place face entry begins, without a restart.
+#[test]
+fn models_missing_at_start_are_loaded_once_they_appear() {
+    let place = tempfile::tempdir().unwrap();
+    let models = place.path().join("models");
+    let frames = common::nuaa_frames("live", "0003");
+    let mut gate = start_gate_typed_models(&frames[5..10], &models);
+    let db = gate.dir.path().join("data/facegate.sqlite");
+    gate.wait_for_log("models unavailable", Instant::now() - Duration::from_secs(60), Duration::from_secs(10));
+    consent(&gate, "r-3");
+    gate.cli(&enroll_args("r-3", &paths(&frames[..5])), None);
+    let guard = guard_release(&mut gate, Duration::from_secs(2));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(gate.last_log(FACE_OPENED).is_none(), "a face opened the door without models");
+
+    std::os::unix::fs::symlink(common::models_dir(), &models).unwrap();
+    let ended = Instant::now();
+    let loaded = gate.wait_for_log("face models loaded: face entry on", ended, BACK_WITHIN) - ended;
+    let face = gate.wait_for_log(FACE_OPENED, ended, BACK_WITHIN) - ended;
+    eprintln!("models missing: a release opened in {guard:?}; in place: loaded after {loaded:?}, a face admitted after {face:?}");
+
+    stop_locked(&mut gate);
+    let faces = gate.log.lock().unwrap().iter().filter(|(_, l)| l.contains(FACE_OPENED)).count();
+    assert_eq!(opened(&db, EntryMethod::Face), i64::try_from(faces).unwrap(), "face passages lost or doubled");
+    assert_eq!(opened(&db, EntryMethod::Guard), 1);
 }

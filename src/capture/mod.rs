@@ -1,12 +1,14 @@
 //! Capture: where frames enter facegate.
 //!
 //! Owns the [`Frame`] type (RGB pixels that are zeroized when dropped), the [`FrameSource`] trait with its
-//! real camera ([`camera`], behind the `camera` feature) and the replay source ([`replay`]) used off the Pi,
+//! real camera ([`camera`], behind the `camera` feature, opened again after it is lost: [`reopen`]) and the
+//! replay source ([`replay`]) used off the Pi,
 //! and safe decoding of image files and camera buffers ([`decode`], [`buffer`]). It must never write a frame anywhere:
 //! no file, no log line, no network.
 
 pub mod buffer;
 pub mod decode;
+pub mod reopen;
 pub mod replay;
 
 #[cfg(feature = "camera")]

@@ -11,7 +11,7 @@
 //! crop or an embedding.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -54,8 +54,40 @@ struct FaceRead {
     live: Option<f32>,
 }
 
-/// The models a camera needs for faces (none: passes only).
-pub(super) type FaceModels = Option<(Arc<dyn FaceReader>, Option<Arc<LivenessModel>>)>;
+/// The detector-and-embedder and the liveness models a camera needs for faces.
+type FaceModels = (Arc<dyn FaceReader>, Option<Arc<LivenessModel>>);
+
+/// The face models the camera uses, set once: at start, or later, when the daemon's retries read models that
+/// were missing or damaged at start. Empty, the camera reads passes only (or nothing); never emptied while
+/// frames are read.
+#[derive(Default)]
+pub struct FaceModelSlot(OnceLock<FaceModels>);
+
+impl FaceModelSlot {
+    /// Sets the models, unless set already. Without the liveness models when `needs_liveness` (a liveness
+    /// threshold is set), face entry stays off: a face must match and be live, or a photo would open the door.
+    /// Returns whether these models are now the camera's.
+    pub fn fill(
+        &self,
+        pipeline: Arc<dyn FaceReader>,
+        liveness: Option<Arc<LivenessModel>>,
+        needs_liveness: bool,
+    ) -> bool {
+        if needs_liveness && liveness.is_none() {
+            return false;
+        }
+        self.0.set((pipeline, liveness)).is_ok()
+    }
+
+    /// Whether face entry has its models.
+    pub fn is_set(&self) -> bool {
+        self.0.get().is_some()
+    }
+
+    fn get(&self) -> Option<&FaceModels> {
+        self.0.get()
+    }
+}
 
 /// Where the portal asks the camera for something other than matching: an enrolment, the aiming figures.
 pub(super) struct Desks {
@@ -68,7 +100,7 @@ pub(super) struct Desks {
 /// in camera order, so the decision sees frames as they were taken.
 pub(super) fn camera_loop(
     camera: Box<dyn FrameSource>,
-    models: FaceModels,
+    models: Arc<FaceModelSlot>,
     desks: Desks,
     compound: Option<Arc<crate::compound::LinkHealth>>,
     shared: &Shared,
@@ -94,7 +126,7 @@ pub(super) fn camera_loop(
         Readings { face_was_on: false, recent: RecentCodes::default(), approach: Approach::new(settings.agreement.1) };
     crate::vision::pipeline::ordered_parallel(
         settings.face_workers.max(1),
-        || frames.next(shared, &events),
+        || frames.next(shared, &events, &|| work.passes || work.models.is_set()),
         |(n, started, frame)| work.read(n, started, frame, shared),
         |reading| readings.deliver(reading, shared, &events),
     );
@@ -125,11 +157,21 @@ struct Frames {
 }
 
 impl Frames {
-    /// The next frame with its number and when it was read; `None` once the gate stops.
-    fn next(&mut self, shared: &Shared, events: &Events<'_>) -> Option<(u64, Instant, Frame)> {
+    /// The next frame with its number and when it was read; `None` once the gate stops. While no frame is
+    /// `wanted` (no face models yet and no passes to read) the camera is not read at all.
+    fn next(
+        &mut self,
+        shared: &Shared,
+        events: &Events<'_>,
+        wanted: &dyn Fn() -> bool,
+    ) -> Option<(u64, Instant, Frame)> {
         loop {
             if shared.stop.load(Ordering::Relaxed) || events.closed.load(Ordering::Relaxed) {
                 return None;
+            }
+            if !wanted() {
+                std::thread::sleep(Duration::from_millis(250));
+                continue;
             }
             if let Some(last) = self.last_read {
                 std::thread::sleep(self.period.saturating_sub(last.elapsed()));
@@ -162,7 +204,7 @@ impl Frames {
 
 /// What a frame worker does with a frame: look for passes, feed an enrolment, or match the face.
 struct FrameWork {
-    models: FaceModels,
+    models: Arc<FaceModelSlot>,
     desk: Option<Arc<EnrolmentDesk>>,
     aiming: Option<Arc<AimingDesk>>,
     compound: Option<Arc<crate::compound::LinkHealth>>,
@@ -175,14 +217,14 @@ impl FrameWork {
         // gate's own intent rule: with `intent = "button"` no face is captured until someone presses it, so a
         // running capture cannot take a passer-by who never asked.
         let face_allowed = super::lock(&shared.intent).face_allowed(shared.now());
-        let enrolling = match (&self.desk, &self.models) {
+        let enrolling = match (&self.desk, self.models.get()) {
             (Some(desk), Some((reader, Some(liveness)))) if desk.wants_frames() && face_allowed => {
                 desk.offer_frame(reader.as_ref(), liveness, &frame);
                 true
             }
             _ => false,
         };
-        let (codes, face) = match &self.models {
+        let (codes, face) = match self.models.get() {
             _ if enrolling => (self.codes(&frame), FaceWork::Enrolment),
             Some((reader, liveness))
                 if self.compound.as_ref().is_none_or(|link| link.face_matching_allowed()) && face_allowed =>
@@ -218,7 +260,7 @@ impl FrameWork {
     /// pixel and never a match (nobody is identified for aiming).
     fn describe_for_aiming(&self, frame: &Frame) {
         let Some(desk) = self.aiming.as_ref().filter(|desk| desk.wants_frames()) else { return };
-        let faces = self.models.as_ref().map(|(reader, _)| reader.detect(frame));
+        let faces = self.models.get().map(|(reader, _)| reader.detect(frame));
         let faces = match &faces {
             Some(Ok(faces)) => Some(&faces[..]),
             Some(Err(_)) | None => None,

@@ -182,6 +182,13 @@ async fn run_with(
     };
     let mut services = Vec::new();
     let status = options.status.clone().unwrap_or_default();
+    let needs_liveness = settings.live_threshold.is_some();
+    if hardware.pipeline.is_none() || (needs_liveness && hardware.liveness.is_none()) {
+        let slot = Arc::new(gate::FaceModelSlot::default());
+        hardware.later_models = Some(slot.clone());
+        let later = LaterModels { dir: config.models_dir.clone(), config: config.pipeline, slot, needs_liveness };
+        services.push(tokio::spawn(later.retry(status.clone(), stopped(stop_watch.clone()))));
+    }
     let link_health =
         config.compound.as_ref().map(|c| Arc::new(crate::compound::LinkHealth::new(c.link.offline_limit)));
     if let Some(health) = &link_health {
@@ -249,6 +256,51 @@ async fn load_models(config: &Config) -> (Option<Arc<FacePipeline>>, Option<Arc<
     (pipeline, liveness)
 }
 
+/// How often models that were missing or damaged at start are tried again.
+const MODEL_RETRY: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Face models that could not be read at start (a folder not yet copied, a damaged file, a card that came up
+/// late): read again every [`MODEL_RETRY`] until they load, when face entry begins without a restart.
+struct LaterModels {
+    dir: PathBuf,
+    config: crate::vision::pipeline::PipelineConfig,
+    slot: Arc<gate::FaceModelSlot>,
+    needs_liveness: bool,
+}
+
+impl LaterModels {
+    async fn retry(self, status: Arc<GateStatus>, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        let mut tick = tokio::time::interval(MODEL_RETRY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is at once, and the models were tried just now.
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                () = &mut stop => return,
+                _ = tick.tick() => {}
+            }
+            let (dir, config, needs_liveness) = (self.dir.clone(), self.config, self.needs_liveness);
+            let loaded = tokio::task::spawn_blocking(move || {
+                // Liveness first: without it (when needed) the larger face models are not worth reading.
+                let liveness = LivenessModel::load(&dir).ok();
+                if needs_liveness && liveness.is_none() {
+                    return None;
+                }
+                Some((FacePipeline::load(&dir, config).ok()?, liveness))
+            })
+            .await;
+            if let Ok(Some((pipeline, liveness))) = loaded {
+                if self.slot.fill(Arc::new(pipeline), liveness.map(Arc::new), self.needs_liveness) {
+                    status.models_up.store(true, std::sync::atomic::Ordering::Relaxed);
+                    tracing::info!(dir = %self.dir.display(), "face models loaded: face entry on");
+                    return;
+                }
+            }
+        }
+    }
+}
+
 async fn load_off_workers<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
     what: &str,
     load: impl FnOnce() -> Result<T, E> + Send + 'static,
@@ -278,13 +330,15 @@ fn open_camera(config: &Config, options: &DaemonOptions, fps: f32) -> Option<Box
             }
         }
         (None, Some(index), _) | (None, None, &CaptureConfig::Camera { index }) => {
-            match crate::capture::open_camera(index, fps) {
-                Ok(camera) => Some(camera),
-                Err(e) => {
-                    tracing::error!("{e}; face entry off until restart");
-                    None
-                }
+            // A camera lost (or missing at start) is opened again while the gate runs.
+            let (camera, opened) =
+                crate::capture::reopen::Reopening::new(format!("camera /dev/video{index}"), move || {
+                    crate::capture::open_camera(index, fps)
+                });
+            if let Err(e) = opened {
+                tracing::error!("{e}; face entry off until the camera can be opened (the gate keeps trying)");
             }
+            Some(Box::new(camera))
         }
     }
 }

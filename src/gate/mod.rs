@@ -45,6 +45,7 @@ use crate::vision::aim::AimingDesk;
 use crate::vision::enrol::EnrolmentDesk;
 use crate::vision::liveness::LivenessModel;
 use crate::vision::pipeline::FaceReader;
+pub use camera::FaceModelSlot;
 pub use guard::GuardDesk;
 pub use status::GateStatus;
 
@@ -122,6 +123,9 @@ pub struct GateHardware {
     pub pipeline: Option<Arc<dyn FaceReader>>,
     /// The liveness models; without them (and a `live_threshold`) face entry is off.
     pub liveness: Option<Arc<LivenessModel>>,
+    /// Where face models loaded after start arrive when `pipeline` (or a needed `liveness`) is `None`: the
+    /// daemon retries models that were missing or damaged at start, and face entry begins once they load.
+    pub later_models: Option<Arc<FaceModelSlot>>,
     /// The door relay.
     pub relay: Box<dyn Relay>,
     /// The keypad; `None` runs without PIN entry.
@@ -152,6 +156,7 @@ impl GateHardware {
             camera: None,
             pipeline: None,
             liveness: None,
+            later_models: None,
             relay,
             keypad: None,
             scanner: None,
@@ -283,6 +288,7 @@ pub async fn run(
         camera,
         pipeline,
         liveness,
+        later_models,
         relay,
         keypad,
         scanner,
@@ -304,17 +310,20 @@ pub async fn run(
     }
 
     let mut threads = Threads::default();
-    let models = face_models(pipeline, liveness, &settings);
-    shared.status.models_up.store(models.is_some(), Ordering::Relaxed);
+    let models = later_models.unwrap_or_default();
+    if let Some((pipeline, liveness)) = face_models(pipeline, liveness, &settings) {
+        models.fill(pipeline, liveness, false);
+    }
+    shared.status.models_up.store(models.is_set(), Ordering::Relaxed);
     match camera {
-        Some(camera) if models.is_some() || settings.passes_from_camera => {
+        Some(camera) => {
             let (shared, tx) = (shared.clone(), tx.clone());
             threads.spawn("camera", move || {
                 let desks = camera::Desks { enrolment: enrolment_desk, aiming: aiming_desk };
                 camera::camera_loop(camera, models, desks, compound, &shared, &tx, settings);
             });
         }
-        _ => tracing::warn!("no camera: face entry and camera-read passes are off; the other ways in keep working"),
+        None => tracing::warn!("no camera: face entry and camera-read passes are off; the other ways in keep working"),
     }
     threads.readers(Readers { keypad, scanner, contacts }, &shared, &tx, settings);
     let wiegand = wiegand.map(|(output, cards)| (threads.wiegand(output), cards));
@@ -364,7 +373,7 @@ fn face_models(
     pipeline: Option<Arc<dyn FaceReader>>,
     liveness: Option<Arc<LivenessModel>>,
     settings: &GateSettings,
-) -> camera::FaceModels {
+) -> Option<(Arc<dyn FaceReader>, Option<Arc<LivenessModel>>)> {
     let Some(pipeline) = pipeline else {
         tracing::warn!("face models unavailable: face entry is off; PIN, visitor pass and guard entry keep working");
         return None;

@@ -149,21 +149,32 @@ pub fn start_gate(frames: &[PathBuf]) -> Gate {
 /// [`start_gate`], with more config: `extra` gets the device's folder (to put files there) and returns TOML
 /// appended to the config (e.g. a `[compound]` section).
 pub fn start_gate_with(frames: &[PathBuf], extra: impl FnOnce(&Path) -> String) -> Gate {
-    launch(frames, extra, false, &[])
+    launch(frames, extra, false, &[], None)
 }
 
 /// [`start_gate`], with the keypad, the scanner and the bench's buttons on standard input
 /// ([`Gate::type_line`]).
 pub fn start_gate_typed(frames: &[PathBuf], extra: impl FnOnce(&Path) -> String) -> Gate {
-    launch(frames, extra, true, &[])
+    launch(frames, extra, true, &[], None)
 }
 
 /// [`start_gate_typed`], with more environment for the daemon (e.g. libfaketime's).
 pub fn start_gate_typed_env(frames: &[PathBuf], env: &[(&str, &str)]) -> Gate {
-    launch(frames, |_| String::new(), true, env)
+    launch(frames, |_| String::new(), true, env, None)
 }
 
-fn launch(frames: &[PathBuf], extra: impl FnOnce(&Path) -> String, typed: bool, env: &[(&str, &str)]) -> Gate {
+/// [`start_gate_typed`], with the daemon's models read from `models` (the commands still use the test models).
+pub fn start_gate_typed_models(frames: &[PathBuf], models: &Path) -> Gate {
+    launch(frames, |_| String::new(), true, &[], Some(models))
+}
+
+fn launch(
+    frames: &[PathBuf],
+    extra: impl FnOnce(&Path) -> String,
+    typed: bool,
+    env: &[(&str, &str)],
+    models: Option<&Path>,
+) -> Gate {
     let dir = tempfile::tempdir().unwrap();
     let replay = dir.path().join("replay");
     std::fs::create_dir_all(&replay).unwrap();
@@ -191,7 +202,9 @@ fn launch(frames: &[PathBuf], extra: impl FnOnce(&Path) -> String, typed: bool, 
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
     let mut child = Command::new(BIN)
-        .args(["--config", config.to_str().unwrap(), "--models", super::models_dir().to_str().unwrap(), "run"])
+        .args(["--config", config.to_str().unwrap(), "--models"])
+        .arg(models.map_or_else(super::models_dir, Path::to_path_buf))
+        .arg("run")
         .env("FACEGATE_LOG", "info")
         .envs(env.iter().copied())
         .stdin(if typed { Stdio::piped() } else { Stdio::null() })
