@@ -154,7 +154,7 @@ mod tests {
         impl FrameSource for Flaky {
             fn next_frame(&mut self) -> Result<Frame, CaptureError> {
                 self.0 += 1;
-                if self.0 % 2 == 0 {
+                if self.0.is_multiple_of(2) {
                     Err(CaptureError::Camera("a damaged frame".into()))
                 } else {
                     Frame::from_rgb(1, 1, vec![0, 0, 0])

@@ -55,7 +55,7 @@ struct FaceRead {
 }
 
 /// The detector-and-embedder and the liveness models a camera needs for faces.
-type FaceModels = (Arc<dyn FaceReader>, Option<Arc<LivenessModel>>);
+pub(super) type FaceModels = (Arc<dyn FaceReader>, Option<Arc<LivenessModel>>);
 
 /// The face models the camera uses, set once: at start, or later, when the daemon's retries read models that
 /// were missing or damaged at start. Empty, the camera reads passes only (or nothing); never emptied while

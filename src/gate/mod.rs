@@ -373,7 +373,7 @@ fn face_models(
     pipeline: Option<Arc<dyn FaceReader>>,
     liveness: Option<Arc<LivenessModel>>,
     settings: &GateSettings,
-) -> Option<(Arc<dyn FaceReader>, Option<Arc<LivenessModel>>)> {
+) -> Option<camera::FaceModels> {
     let Some(pipeline) = pipeline else {
         tracing::warn!("face models unavailable: face entry is off; PIN, visitor pass and guard entry keep working");
         return None;
