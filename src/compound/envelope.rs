@@ -353,12 +353,7 @@ impl CompoundKeys {
         let mut plaintext = Zeroizing::new(Vec::with_capacity(PLAINTEXT_ROOM));
         serde_json::to_writer(&mut *plaintext, &wire).map_err(|_| EnvelopeError::Content("encoding"))?;
         let sealed = protect::seal_message(key, &plaintext, &self.aad(&subject, Some(epoch)))?;
-        let mut payload = Vec::with_capacity(MAGIC.len() + 4 + NONCE_LEN + sealed.ciphertext.len());
-        payload.extend_from_slice(MAGIC);
-        payload.extend_from_slice(&epoch.to_be_bytes());
-        payload.extend_from_slice(&sealed.nonce);
-        payload.extend_from_slice(&sealed.ciphertext);
-        Ok((subject, payload))
+        Ok((subject, framed(epoch, &sealed)))
     }
 
     /// Seals `plaintext` as a gate holding `epoch` would send it on `subject`: how the fuzz target reaches the
@@ -367,12 +362,7 @@ impl CompoundKeys {
     pub fn seal_plaintext(&self, subject: &str, epoch: Epoch, plaintext: &[u8]) -> Option<Vec<u8>> {
         let key = self.seals.get(&epoch)?;
         let sealed = protect::seal_message(key, plaintext, &self.aad(subject, Some(epoch))).ok()?;
-        let mut payload = Vec::with_capacity(MAGIC.len() + 4 + NONCE_LEN + sealed.ciphertext.len());
-        payload.extend_from_slice(MAGIC);
-        payload.extend_from_slice(&epoch.to_be_bytes());
-        payload.extend_from_slice(&sealed.nonce);
-        payload.extend_from_slice(&sealed.ciphertext);
-        Some(payload)
+        Some(framed(epoch, &sealed))
     }
 
     /// The epoch a payload says it is sealed under (before opening it).
@@ -533,6 +523,16 @@ pub fn valid_name(name: &str) -> bool {
     (1..=32).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-')
+}
+
+/// A sealed message as it goes on the wire: the magic, the epoch it is sealed under, the nonce, the ciphertext.
+fn framed(epoch: Epoch, sealed: &protect::Sealed) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(MAGIC.len() + 4 + NONCE_LEN + sealed.ciphertext.len());
+    payload.extend_from_slice(MAGIC);
+    payload.extend_from_slice(&epoch.to_be_bytes());
+    payload.extend_from_slice(&sealed.nonce);
+    payload.extend_from_slice(&sealed.ciphertext);
+    payload
 }
 
 #[cfg(test)]
