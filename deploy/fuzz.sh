@@ -5,6 +5,12 @@
 #
 #     bash deploy/fuzz.sh [SECONDS] [TARGET...]
 #     RUNS=... bash deploy/fuzz.sh ...   # another execution bound (default 1000000)
+#     FUZZ_BUILD="--dev --sanitizer none" TIMEOUT=10 JOBS=2 bash deploy/fuzz.sh 30   # CI's short run
+#
+# The acceptance runs use optimised builds with AddressSanitizer (the default FUZZ_BUILD, "-O"; about 36 min
+# to build on 2 cores). CI's short run builds unoptimised and without ASan (about 6 min): it still runs every
+# target's own checks on mutated inputs, and a panic or an abort is still a crash; an input is allowed
+# TIMEOUT seconds there, for unoptimised argon2id and models.
 #
 # Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). libFuzzer's limits are the issue's:
 # an input taking over 1 s is a timeout, over 512 MB outstanding is out of memory. Findings land in
@@ -14,6 +20,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 seconds=${1:-900}
 shift || true
 runs=${RUNS:-1000000}
+read -r -a build <<<"${FUZZ_BUILD:--O}"
+timeout=${TIMEOUT:-1}
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
@@ -75,27 +83,43 @@ for kind, per_pixel in [(1, 2), (2, 1.5), (3, 1), (4, 3), (5, 3)]:
 PY
 { printf '\000\020\000\011\000'; cat fuzz/corpus/decode_image/synthetic_16x9x1.png; } >fuzz/corpus/camera_buffer/mjpeg
 
-cargo +nightly fuzz build -O
-status=0
+cargo +nightly fuzz build "${build[@]}"
 mkdir -p fuzz/artifacts
 summary=fuzz/artifacts/summary.tsv
 printf 'target\texecutions\tseconds\tresult\n' >"$summary"
-for target in "${targets[@]}"; do
-    dict=()
+# One target's run; its line goes to the summary. JOBS targets run at a time (default 1: the acceptance runs
+# want a core each; CI runs two on its two cores).
+run_one() {
+    local target=$1 dict=() log result execs took
     if [ -f "fuzz/dicts/${target%%_*}.dict" ]; then dict=(-dict="fuzz/dicts/${target%%_*}.dict"); fi
     if [ -f "fuzz/dicts/${target}.dict" ]; then dict=(-dict="fuzz/dicts/${target}.dict"); fi
     log="fuzz/artifacts/${target}.log"
     mkdir -p "fuzz/artifacts/${target}"
-    if cargo +nightly fuzz run -O "$target" -- "${dict[@]}" -runs="$runs" -max_total_time="$seconds" -timeout=1 \
-        -rss_limit_mb=2048 -malloc_limit_mb=512 -print_final_stats=1 >"$log" 2>&1; then
+    if cargo +nightly fuzz run "${build[@]}" "$target" -- "${dict[@]}" -runs="$runs" -max_total_time="$seconds" \
+        -timeout="$timeout" -rss_limit_mb=2048 -malloc_limit_mb=512 -print_final_stats=1 >"$log" 2>&1; then
         result=ok
     else
         result=FAILED
-        status=1
     fi
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')
     took=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$log" | grep -o 'in [0-9]*' | grep -o '[0-9]*' || echo '?')
     echo "fuzz: ${target}: ${result}, ${execs} executions in ${took} s (log ${log})"
     printf '%s\t%s\t%s\t%s\n' "$target" "$execs" "$took" "$result" >>"$summary"
+    [ "$result" = ok ]
+}
+jobs_at_once=${JOBS:-1}
+status=0
+running=0
+for target in "${targets[@]}"; do
+    if [ "$running" -ge "$jobs_at_once" ]; then
+        wait -n || status=1
+        running=$((running - 1))
+    fi
+    run_one "$target" &
+    running=$((running + 1))
+done
+while [ "$running" -gt 0 ]; do
+    wait -n || status=1
+    running=$((running - 1))
 done
 exit "$status"
