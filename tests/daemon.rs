@@ -174,6 +174,42 @@ fn enrolled_from_five_photos(dir: &Path) -> (RegistryOwner, Arc<FacePipeline>, V
     (RegistryOwner::spawn(registry, OwnerSettings::default()).unwrap(), pipeline, resident)
 }
 
+/// A gate run in this process on a scripted camera (frames sent by the test) with `reader` for faces, matching
+/// always, a short pulse.
+struct ScriptedGate {
+    frames: mpsc::Sender<Frame>,
+    relay_log: RelayLog,
+    status: Arc<GateStatus>,
+    runtime: tokio::runtime::Runtime,
+    stop: tokio::sync::oneshot::Sender<()>,
+    gate: tokio::task::JoinHandle<Result<facegate::gate::GateReport, facegate::gate::GateError>>,
+}
+
+impl ScriptedGate {
+    fn start(owner: &RegistryOwner, reader: Arc<dyn FaceReader>, face_workers: usize) -> Self {
+        let (frames, camera) = mpsc::channel();
+        let relay_log = RelayLog::default();
+        let mut hardware = GateHardware::new(Box::new(SimulatedRelay::new(relay_log.clone())));
+        hardware.camera = Some(Box::new(ScriptedCamera(camera)));
+        hardware.pipeline = Some(reader);
+        let settings = GateSettings {
+            intent: FaceIntent::Always,
+            face_workers,
+            fps: 60.0,
+            pulse: Duration::from_millis(50),
+            max_open: Duration::from_millis(200),
+            ..GateSettings::default()
+        };
+        let status = Arc::new(GateStatus::default());
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let gate = runtime.spawn(gate::run(owner.handle(), settings, hardware, status.clone(), async {
+            let _ = stopped.await;
+        }));
+        Self { frames, relay_log, status, runtime, stop, gate }
+    }
+}
+
 /// Issue 16: a panic in a frame worker lost its sequence number in `ordered_parallel`, which then waited for
 /// it forever: no frame after it was ever decided. Now it costs that frame and shows as a fault.
 #[test]
@@ -181,25 +217,8 @@ fn a_frame_worker_that_panics_costs_one_frame_and_the_status_shows_it() {
     let dir = tempfile::tempdir().unwrap();
     let (owner, pipeline, resident) = enrolled_from_five_photos(dir.path());
     let photo = |p: &Path| decode_file(p, DecodeLimits::default()).unwrap();
-    let (frames, camera) = mpsc::channel();
-    let relay_log = RelayLog::default();
-    let mut hardware = GateHardware::new(Box::new(SimulatedRelay::new(relay_log.clone())));
-    hardware.camera = Some(Box::new(ScriptedCamera(camera)));
-    hardware.pipeline = Some(Arc::new(PanicsOnFrame { real: pipeline, calls: AtomicU64::new(0), panic_on: 2 }));
-    let settings = GateSettings {
-        intent: FaceIntent::Always,
-        face_workers: 2,
-        fps: 60.0,
-        pulse: Duration::from_millis(50),
-        max_open: Duration::from_millis(200),
-        ..GateSettings::default()
-    };
-    let status = Arc::new(GateStatus::default());
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let gate = runtime.spawn(gate::run(owner.handle(), settings, hardware, status.clone(), async {
-        let _ = stopped.await;
-    }));
+    let reader = Arc::new(PanicsOnFrame { real: pipeline, calls: AtomicU64::new(0), panic_on: 2 });
+    let ScriptedGate { frames, relay_log, status, runtime, stop, gate } = ScriptedGate::start(&owner, reader, 2);
     // Frame 2 panics; frames 3 and 4 (the resident, photos not used at enrolment) still open the door.
     for path in &resident[5..8] {
         frames.send(photo(path)).unwrap();
@@ -264,26 +283,8 @@ fn frames_read_before_a_face_admission_and_decided_after_it_admit_no_one_again()
     let dir = tempfile::tempdir().unwrap();
     let (owner, pipeline, resident) = enrolled_from_five_photos(dir.path());
     let photo = |p: &Path| decode_file(p, DecodeLimits::default()).unwrap();
-    let (frames, camera) = mpsc::channel();
-    let relay_log = RelayLog::default();
-    let mut hardware = GateHardware::new(Box::new(SimulatedRelay::new(relay_log.clone())));
-    hardware.camera = Some(Box::new(ScriptedCamera(camera)));
     let held = Arc::new(HeldFrames { real: pipeline, finds: AtomicU64::new(0), released: AtomicBool::new(false) });
-    hardware.pipeline = Some(held.clone());
-    let settings = GateSettings {
-        intent: FaceIntent::Always,
-        face_workers: 4,
-        fps: 60.0,
-        pulse: Duration::from_millis(50),
-        max_open: Duration::from_millis(200),
-        ..GateSettings::default()
-    };
-    let status = Arc::new(GateStatus::default());
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let gate = runtime.spawn(gate::run(owner.handle(), settings, hardware, status.clone(), async {
-        let _ = stopped.await;
-    }));
+    let ScriptedGate { frames, relay_log, status, runtime, stop, gate } = ScriptedGate::start(&owner, held.clone(), 4);
     // Four frames of the resident, all read before the first two are decided.
     for path in [&resident[5], &resident[6], &resident[7], &resident[5]] {
         frames.send(photo(path)).unwrap();
