@@ -6,7 +6,7 @@
 //!
 //! - the database locked by another process for 30 s;
 //! - the disk full while passages are counted and while a revocation commits (a tmpfs; needs root, as CI has);
-//! - the camera gone and back (the replay folder removed and restored);
+//! - the camera missing at start, then gone and back (the replay folder empty, filled, removed and restored);
 //! - the wall clock stepped an hour back and two forward (libfaketime, as an NTP step does);
 //! - SIGTERM at random moments of `facegate enroll` and `facegate revoke`;
 //! - the compound's broker killed in the middle of a burst of revocations, and restarted on its store;
@@ -266,19 +266,27 @@ fn a_full_disk_keeps_the_counts_in_memory_and_a_revocation_gives_a_receipt_or_an
     drop(gate);
 }
 
-/// The camera goes (the replay folder is removed) and comes back: the other ways in work meanwhile, face entry
-/// resumes on its own.
+/// The camera is missing at start (an empty replay folder, as a camera not yet plugged in), appears, goes (the
+/// folder is removed) and comes back: the other ways in work meanwhile, face entry begins and resumes on its own.
 #[test]
-fn the_camera_gone_and_back_pauses_face_entry_only() {
+fn the_camera_missing_at_start_or_gone_and_back_pauses_face_entry_only() {
     let frames = common::nuaa_frames("live", "0003");
-    let mut gate = start_gate_typed(&frames[5..10], |_| String::new());
+    let mut gate = start_gate_typed(&[], |_| String::new());
     let db = gate.dir.path().join("data/facegate.sqlite");
+    gate.wait_for_log("face entry off", Instant::now() - Duration::from_secs(60), Duration::from_secs(10));
     consent(&gate, "r-3");
-    let enrolled = Instant::now();
     gate.cli(&enroll_args("r-3", &paths(&frames[..5])), None);
-    gate.wait_for_log(FACE_OPENED, enrolled, Duration::from_secs(60));
+    let missing = guard_release(&mut gate, Duration::from_secs(2));
+    assert!(gate.last_log(FACE_OPENED).is_none(), "a face opened the door without a camera");
 
     let replay = gate.dir.path().join("replay");
+    for (i, f) in frames[5..10].iter().enumerate() {
+        std::fs::copy(f, replay.join(format!("{i:03}.jpg"))).unwrap();
+    }
+    let appeared = Instant::now();
+    let first = gate.wait_for_log(FACE_OPENED, appeared, BACK_WITHIN) - appeared;
+    eprintln!("camera missing at start: a release opened in {missing:?}; it appeared: a face admitted in {first:?}");
+
     let away = gate.dir.path().join("replay-away");
     std::fs::rename(&replay, &away).unwrap();
     let gone = Instant::now();
@@ -295,7 +303,7 @@ fn the_camera_gone_and_back_pauses_face_entry_only() {
     stop_locked(&mut gate);
     let faces = gate.log.lock().unwrap().iter().filter(|(_, l)| l.contains(FACE_OPENED)).count();
     assert_eq!(opened(&db, EntryMethod::Face), i64::try_from(faces).unwrap(), "face passages lost or doubled");
-    assert_eq!(opened(&db, EntryMethod::Guard), 2);
+    assert_eq!(opened(&db, EntryMethod::Guard), 3);
 }
 
 /// The hour that `unix` falls in.

@@ -1,6 +1,7 @@
 //! A camera that comes back: wraps the way a source is opened and opens it again once it has failed several
 //! reads in a row (a USB webcam unplugged and plugged back, a ribbon cable that lost contact, a V4L2 device
-//! that vanished and reappeared), so face entry resumes without restarting the daemon.
+//! that vanished and reappeared, a replay folder emptied or not yet there at start), so face entry resumes
+//! without restarting the daemon.
 //!
 //! Owns only the open source and a count of failed reads; it must never keep, copy or write a frame.
 
@@ -75,6 +76,10 @@ where
         self.source
             .as_ref()
             .map_or_else(|| format!("{} (closed, opened at the next read)", self.what), |s| s.describe())
+    }
+
+    fn last_file(&self) -> Option<&std::path::Path> {
+        self.source.as_ref().and_then(|s| s.last_file())
     }
 }
 

@@ -13,6 +13,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::capture::reopen::Reopening;
 use crate::capture::{DecodeLimits, FrameSource, ReplaySource};
 use crate::config::{Backend, BcmPin, CaptureConfig, Config, KeypadConfig, LightPins, ScannerConfig};
 use crate::devices::contacts::{Contact, ContactFeeder, GpioContacts, SimulatedContacts};
@@ -163,7 +164,7 @@ async fn run_with(
 ) -> Result<GateReport, DaemonError> {
     let (pipeline, liveness) = load_models(config).await;
     let fps = options.fps.unwrap_or(config.fps()).clamp(0.1, 120.0);
-    let camera = open_camera(config, options, fps);
+    let camera = Some(open_camera(config, options, fps));
     let hw = &config.hardware;
     let relay: Box<dyn Relay> = match hw.backend {
         Backend::Gpio => Box::new(GpioRelay::open(hw.relay_bcm.get(), hw.relay_active_high)?),
@@ -318,29 +319,28 @@ async fn load_off_workers<T: Send + 'static, E: std::fmt::Display + Send + 'stat
     }
 }
 
-fn open_camera(config: &Config, options: &DaemonOptions, fps: f32) -> Option<Box<dyn FrameSource>> {
-    match (&options.replay, options.camera, &config.capture) {
+fn open_camera(config: &Config, options: &DaemonOptions, fps: f32) -> Box<dyn FrameSource> {
+    // A camera lost, or missing at start, is opened again while the gate runs: a V4L2 device unplugged or not
+    // yet enumerated, a replay folder empty or not yet mounted.
+    let (camera, opened) = match (&options.replay, options.camera, &config.capture) {
         (Some(dir), _, _) | (None, None, CaptureConfig::Replay { dir }) => {
-            match ReplaySource::open(dir, DecodeLimits::default()) {
-                Ok(source) => Some(Box::new(source)),
-                Err(e) => {
-                    tracing::error!("replay {}: {e}; face entry off", dir.display());
-                    None
-                }
-            }
+            let dir = dir.clone();
+            let what = format!("replay of {}", dir.display());
+            let (source, opened) = Reopening::new(what, move || {
+                ReplaySource::open(&dir, DecodeLimits::default()).map(|s| Box::new(s) as Box<dyn FrameSource>)
+            });
+            (Box::new(source) as Box<dyn FrameSource>, opened)
         }
         (None, Some(index), _) | (None, None, &CaptureConfig::Camera { index }) => {
-            // A camera lost (or missing at start) is opened again while the gate runs.
-            let (camera, opened) =
-                crate::capture::reopen::Reopening::new(format!("camera /dev/video{index}"), move || {
-                    crate::capture::open_camera(index, fps)
-                });
-            if let Err(e) = opened {
-                tracing::error!("{e}; face entry off until the camera can be opened (the gate keeps trying)");
-            }
-            Some(Box::new(camera))
+            let what = format!("camera /dev/video{index}");
+            let (source, opened) = Reopening::new(what, move || crate::capture::open_camera(index, fps));
+            (Box::new(source) as Box<dyn FrameSource>, opened)
         }
+    };
+    if let Err(e) = opened {
+        tracing::error!("{e}; face entry off until the camera can be opened (the gate keeps trying)");
     }
+    camera
 }
 
 /// The portal's settings from the config (and the command line's store paths).
