@@ -51,7 +51,13 @@ def png(path, w, h, colour):
 for w, h, c in [(1, 1, 3), (16, 9, 1), (64, 48, 3), (33, 17, 4)]:
     png(f"{sys.argv[1]}/synthetic_{w}x{h}x{c}.png", w, h, c)
 PY
-seed qr_frame
+# QR frames: a visitor pass drawn as a code (low bit of the first byte set: level M, 4 px a module, black on
+# white), the same with three modules flipped, and a grey pattern; see fuzz/fuzz_targets/qr_frame.rs.
+mkdir -p fuzz/corpus/qr_frame
+printf '\003\023\002FGP1:ABCDEFGHIJKLMNOPQRSTUVWXYZ234567ABCDEFGHIJKLMNOPQRST' >fuzz/corpus/qr_frame/pass
+printf '\033\023\102FGP1:ABCDEFGHIJKLMNOPQRSTUVWXYZ234567ABCDEFGHIJKLMNOPQRST\001\002\011\012\020\003' \
+    >fuzz/corpus/qr_frame/pass-damaged
+printf '\000\040\030\000\377\000\377\377\000' >fuzz/corpus/qr_frame/pattern
 seed config_toml deploy/facegate.toml
 mkdir -p fuzz/corpus/pass_text fuzz/corpus/audit_report
 printf 'FGP1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' > fuzz/corpus/pass_text/prefix
