@@ -6,6 +6,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     facegate::protect::hardening::return_large_buffers_at_once();
+    facegate::vision::qr::quiet_decoder_panics();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FACEGATE_LOG")

@@ -2,11 +2,17 @@
 //! resident looks into. Needs no model: it keeps working when the face models are missing.
 //!
 //! Owns the grey copy of the frame that the decoder reads; that copy (and the decoder's thresholded version
-//! of it) is wiped when dropped, like every frame buffer. It must never call rqrr's debugging helpers that
+//! of it) is wiped when dropped, like every frame buffer. Also owns the containment of the decoder's panics:
+//! rqrr 0.11 asserts on some damaged codes (upstream issue WanzenBug/rqrr#54, found here by fuzzing), and such a
+//! panic costs the frame's QR read, is counted, and is summarised in the log at most once a minute. It must never call rqrr's debugging helpers that
 //! write images to disk, never run face detection, and never keep or log what it read: the text goes to the
 //! caller in zeroizing memory.
 
+use std::cell::Cell;
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, Once, PoisonError};
+use std::time::{Duration, Instant};
 
 use zeroize::{Zeroize, Zeroizing};
 
@@ -39,24 +45,81 @@ impl Drop for WipedGrey {
     }
 }
 
+thread_local! {
+    /// Set while this thread runs the decoder: a panic then is the decoder's, and [`read_codes`] contains it.
+    static IN_DECODER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Frames whose QR read a decoder panic cost, since start.
+static DECODER_PANICS: AtomicU64 = AtomicU64::new(0);
+
+/// The least time between two warnings about decoder panics: a damaged code held to the camera panics the
+/// decoder on every frame, 15 times a second.
+const PANIC_WARNING_EVERY: Duration = Duration::from_secs(60);
+
+/// Keeps the decoder's panics out of standard error (the journal): installed once, at start, it hands every
+/// other panic to the hook it replaces. Without it each such panic prints its message, once a frame.
+pub fn quiet_decoder_panics() {
+    static INSTALLED: Once = Once::new();
+    INSTALLED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_DECODER.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// How many frames' QR reads a decoder panic has cost since start.
+pub fn decoder_panics() -> u64 {
+    DECODER_PANICS.load(Ordering::Relaxed)
+}
+
 /// Reads the QR codes in a frame, up to `max` of them, largest image first is not guaranteed. Texts longer
 /// than [`MAX_QR_TEXT`] or not valid UTF-8 are skipped. A frame with no code costs one threshold pass and a
 /// search; nothing is allocated per code but the decoded text.
 pub fn read_codes(frame: &Frame, max: usize) -> Vec<Zeroizing<String>> {
-    // The code shown is untrusted input to a third-party decoder: a panic in it must cost one frame, not the
-    // face thread.
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode_frame(frame, max))).unwrap_or_default()
+    let grey = grey_of(frame);
+    // The code shown is untrusted input to a third-party decoder: a panic in it must cost one frame's read,
+    // not the face thread.
+    IN_DECODER.with(|d| d.set(true));
+    let read =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode(frame.width(), frame.height(), grey, max)));
+    IN_DECODER.with(|d| d.set(false));
+    read.unwrap_or_else(|_| {
+        decoder_panicked();
+        Vec::new()
+    })
 }
 
-fn decode_frame(frame: &Frame, max: usize) -> Vec<Zeroizing<String>> {
-    let (w, h) = (frame.width(), frame.height());
+fn decoder_panicked() {
+    static LAST_WARNING: Mutex<Option<Instant>> = Mutex::new(None);
+    let total = DECODER_PANICS.fetch_add(1, Ordering::Relaxed) + 1;
+    let mut last = LAST_WARNING.lock().unwrap_or_else(PoisonError::into_inner);
+    if last.is_none_or(|at| at.elapsed() >= PANIC_WARNING_EVERY) {
+        *last = Some(Instant::now());
+        tracing::warn!(
+            "the QR decoder failed on a damaged or unusual code ({total} frames since start, at most one warning \
+             a minute); those frames' codes were not read, the other ways in are unaffected"
+        );
+    }
+}
+
+fn grey_of(frame: &Frame) -> WipedGrey {
     // Integer luma (BT.601): a QR code needs contrast, not colour accuracy.
-    let grey: Vec<u8> = frame
-        .rgb()
-        .chunks_exact(3)
-        .map(|p| ((u32::from(p[0]) * 77 + u32::from(p[1]) * 150 + u32::from(p[2]) * 29) >> 8) as u8)
-        .collect();
-    let Some(image) = image::ImageBuffer::<image::Luma<u8>, WipedGrey>::from_raw(w, h, WipedGrey(grey)) else {
+    WipedGrey(
+        frame
+            .rgb()
+            .chunks_exact(3)
+            .map(|p| ((u32::from(p[0]) * 77 + u32::from(p[1]) * 150 + u32::from(p[2]) * 29) >> 8) as u8)
+            .collect(),
+    )
+}
+
+/// The decoder's part: rqrr's threshold, grid search and decoding, on the frame's grey copy.
+fn decode(w: u32, h: u32, grey: WipedGrey, max: usize) -> Vec<Zeroizing<String>> {
+    let Some(image) = image::ImageBuffer::<image::Luma<u8>, WipedGrey>::from_raw(w, h, grey) else {
         return Vec::new();
     };
     let mut prepared = rqrr::PreparedImage::prepare(image);
@@ -131,5 +194,17 @@ mod tests {
         assert!(read_codes(&Frame::from_rgb(640, 480, rgb).unwrap(), 1).is_empty());
         let flat = Frame::from_rgb(2, 2, vec![0; 12]).unwrap();
         assert!(read_codes(&flat, 1).is_empty());
+    }
+
+    /// A damaged code (version 1, 1 px a module, five modules flipped) on which rqrr 0.11 asserts in
+    /// `Perspective::map`; found by `fuzz/fuzz_targets/qr_frame.rs`. The read is lost and counted.
+    #[test]
+    fn a_code_that_panics_the_decoder_costs_its_read_and_is_counted() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qr-decoder-panic.png");
+        let frame = crate::capture::decode_file(&path, crate::capture::DecodeLimits::default()).unwrap();
+        let before = decoder_panics();
+        assert!(read_codes(&frame, 2).is_empty());
+        assert!(decoder_panics() > before, "the fixture no longer panics the decoder: is rqrr#54 fixed?");
+        assert!(!IN_DECODER.with(Cell::get), "the thread is still marked as in the decoder");
     }
 }
