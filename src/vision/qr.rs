@@ -3,10 +3,11 @@
 //!
 //! Owns the grey copy of the frame that the decoder reads; that copy (and the decoder's thresholded version
 //! of it) is wiped when dropped, like every frame buffer. Also owns the containment of the decoder's panics:
-//! rqrr 0.11 asserts on some damaged codes (upstream issue WanzenBug/rqrr#54, found here by fuzzing), and such a
-//! panic costs the frame's QR read, is counted, and is summarised in the log at most once a minute. It must never call rqrr's debugging helpers that
-//! write images to disk, never run face detection, and never keep or log what it read: the text goes to the
-//! caller in zeroizing memory.
+//! rqrr 0.11 asserts on some damaged codes (upstream issue WanzenBug/rqrr#54, found here by fuzzing), and such
+//! a panic costs the frame's QR read, is counted, and is summarised in the log at most once a minute.
+//!
+//! It must never call rqrr's debugging helpers that write images to disk, never run face detection, and never
+//! keep or log what it read: the text goes to the caller in zeroizing memory.
 
 use std::cell::Cell;
 use std::ops::{Deref, DerefMut};
@@ -69,11 +70,6 @@ pub fn quiet_decoder_panics() {
             }
         }));
     });
-}
-
-/// How many frames' QR reads a decoder panic has cost since start.
-pub fn decoder_panics() -> u64 {
-    DECODER_PANICS.load(Ordering::Relaxed)
 }
 
 /// Reads the QR codes in a frame, up to `max` of them, largest image first is not guaranteed. Texts longer
@@ -202,9 +198,12 @@ mod tests {
     fn a_code_that_panics_the_decoder_costs_its_read_and_is_counted() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qr-decoder-panic.png");
         let frame = crate::capture::decode_file(&path, crate::capture::DecodeLimits::default()).unwrap();
-        let before = decoder_panics();
+        let before = DECODER_PANICS.load(Ordering::Relaxed);
         assert!(read_codes(&frame, 2).is_empty());
-        assert!(decoder_panics() > before, "the fixture no longer panics the decoder: is rqrr#54 fixed?");
+        assert!(
+            DECODER_PANICS.load(Ordering::Relaxed) > before,
+            "the fixture no longer panics the decoder: is rqrr#54 fixed?"
+        );
         assert!(!IN_DECODER.with(Cell::get), "the thread is still marked as in the decoder");
     }
 }
