@@ -2,15 +2,16 @@
 //! resident looks into. Needs no model: it keeps working when the face models are missing.
 //!
 //! Owns the grey copy of the frame that the decoder reads; that copy (and the decoder's thresholded version
-//! of it) is wiped when dropped, like every frame buffer. Also owns the containment of the decoder's panics:
-//! rqrr 0.11 asserts on some damaged codes (upstream issue WanzenBug/rqrr#54, found here by fuzzing), and such
-//! a panic costs the frame's QR read, is counted, and is summarised in the log at most once a minute.
+//! of it, and its copies) is wiped when dropped, like every frame buffer. Also owns what the decoder may cost:
+//! its work on a frame is metered and a search past the budget is given up (a damaged code can send rqrr's
+//! alignment search round in circles), and its panics are contained (rqrr 0.11 asserts on some damaged codes,
+//! upstream issue WanzenBug/rqrr#54). Both were found here by fuzzing; either costs the frame's QR read, is
+//! counted, and is summarised in the log at most once a minute.
 //!
 //! It must never call rqrr's debugging helpers that write images to disk, never run face detection, and never
 //! keep or log what it read: the text goes to the caller in zeroizing memory.
 
 use std::cell::Cell;
-use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, Once, PoisonError};
 use std::time::{Duration, Instant};
@@ -22,27 +23,87 @@ use crate::capture::Frame;
 /// The longest text kept from a code; a visitor pass is 57 characters.
 pub const MAX_QR_TEXT: usize = 512;
 
-/// A grey pixel buffer that wipes itself on drop (rqrr keeps and thresholds its own copy of the image; this
-/// type is that copy).
-#[derive(Clone, Default)]
-struct WipedGrey(Vec<u8>);
+/// The pixel reads and writes the decoder may spend on a frame, per pixel of the frame. rqrr's work on most
+/// frames is a few passes over the image (thresholding alone reads each pixel three times and writes it once),
+/// but a damaged code can send its alignment search flood-filling the same regions again and again (fuzzing
+/// finding: 818 accesses a pixel, 120 ms on a 223 x 223 frame); a search past this budget is given up. Readable
+/// codes and the 2,306 photos of `shared/faces` cost 10 a pixel at most (`docs/reliability.md`, fuzz finding 5).
+const WORK_PER_PIXEL: u64 = 64;
 
-impl Deref for WipedGrey {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        &self.0
+/// The grey copy of a frame that rqrr reads and thresholds in place: wiped on drop, and metered: each pixel
+/// read or write is counted, and past the budget the search is given up by unwinding with [`OverBudget`]
+/// (rqrr offers no way to stop a search, and a fork was not worth carrying for one loop).
+struct MeteredGrey<'a> {
+    width: usize,
+    height: usize,
+    pixels: Vec<u8>,
+    spent: &'a Cell<u64>,
+    budget: u64,
+}
+
+/// The unwinding payload that gives up a search past its budget; [`read_codes`] catches it.
+struct OverBudget;
+
+impl MeteredGrey<'_> {
+    #[inline]
+    fn spend(&self) {
+        self.spend_many(1);
+    }
+
+    #[inline]
+    fn spend_many(&self, accesses: u64) {
+        let spent = self.spent.get().saturating_add(accesses);
+        self.spent.set(spent);
+        if spent > self.budget {
+            std::panic::panic_any(OverBudget);
+        }
     }
 }
 
-impl DerefMut for WipedGrey {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        &mut self.0
+// rqrr copies the whole image for each group of finder patterns it tries (`find_groupings`): a copy is charged
+// as a pass over the image, and the copy spends from the same budget.
+impl Clone for MeteredGrey<'_> {
+    fn clone(&self) -> Self {
+        self.spend_many(self.pixels.len() as u64);
+        Self { pixels: self.pixels.clone(), ..*self }
     }
 }
 
-impl Drop for WipedGrey {
+// rqrr reads and writes its image through `image`'s traits (its own buffer trait is private).
+impl image::GenericImageView for MeteredGrey<'_> {
+    type Pixel = image::Luma<u8>;
+
+    fn dimensions(&self) -> (u32, u32) {
+        (self.width as u32, self.height as u32)
+    }
+
+    fn get_pixel(&self, x: u32, y: u32) -> image::Luma<u8> {
+        self.spend();
+        image::Luma([self.pixels[y as usize * self.width + x as usize]])
+    }
+}
+
+impl image::GenericImage for MeteredGrey<'_> {
+    fn get_pixel_mut(&mut self, x: u32, y: u32) -> &mut image::Luma<u8> {
+        use image::Pixel;
+        self.spend();
+        let i = y as usize * self.width + x as usize;
+        image::Luma::from_slice_mut(&mut self.pixels[i..=i])
+    }
+
+    fn put_pixel(&mut self, x: u32, y: u32, pixel: image::Luma<u8>) {
+        self.spend();
+        self.pixels[y as usize * self.width + x as usize] = pixel.0[0];
+    }
+
+    fn blend_pixel(&mut self, x: u32, y: u32, pixel: image::Luma<u8>) {
+        self.put_pixel(x, y, pixel);
+    }
+}
+
+impl Drop for MeteredGrey<'_> {
     fn drop(&mut self) {
-        self.0.zeroize();
+        self.pixels.zeroize();
     }
 }
 
@@ -54,9 +115,12 @@ thread_local! {
 /// Frames whose QR read a decoder panic cost, since start.
 static DECODER_PANICS: AtomicU64 = AtomicU64::new(0);
 
-/// The least time between two warnings about decoder panics: a damaged code held to the camera panics the
-/// decoder on every frame, 15 times a second.
-const PANIC_WARNING_EVERY: Duration = Duration::from_secs(60);
+/// Frames whose QR search was given up past its work budget, since start.
+static SEARCHES_GIVEN_UP: AtomicU64 = AtomicU64::new(0);
+
+/// The least time between two warnings about lost QR reads: a damaged code held to the camera costs the read
+/// of every frame, 15 times a second.
+const WARNING_EVERY: Duration = Duration::from_secs(60);
 
 /// Keeps the decoder's panics out of standard error (the journal): installed once, at start, it hands every
 /// other panic to the hook it replaces. Without it each such panic prints its message, once a frame.
@@ -74,68 +138,99 @@ pub fn quiet_decoder_panics() {
 
 /// Reads the QR codes in a frame, up to `max` of them, largest image first is not guaranteed. Texts longer
 /// than [`MAX_QR_TEXT`] or not valid UTF-8 are skipped. A frame with no code costs one threshold pass and a
-/// search; nothing is allocated per code but the decoded text.
+/// search; nothing is allocated per code but the decoded text. The search is bounded: past [`WORK_PER_PIXEL`]
+/// pixel accesses a pixel it is given up, keeping the codes read by then.
 pub fn read_codes(frame: &Frame, max: usize) -> Vec<Zeroizing<String>> {
-    let grey = grey_of(frame);
-    // The code shown is untrusted input to a third-party decoder: a panic in it must cost one frame's read,
-    // not the face thread.
-    IN_DECODER.with(|d| d.set(true));
-    let read =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode(frame.width(), frame.height(), grey, max)));
-    IN_DECODER.with(|d| d.set(false));
-    read.unwrap_or_else(|_| {
-        decoder_panicked();
-        Vec::new()
-    })
+    search(frame, max, WORK_PER_PIXEL).codes
 }
 
-fn decoder_panicked() {
+/// How a frame's search ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    Done,
+    /// Given up past its budget ([`OverBudget`]).
+    OverBudget,
+    /// The decoder panicked (rqrr#54).
+    DecoderPanicked,
+}
+
+/// One frame's search: the codes read, the pixel accesses spent and how it ended.
+struct Search {
+    codes: Vec<Zeroizing<String>>,
+    spent: u64,
+    ending: Ending,
+}
+
+fn search(frame: &Frame, max: usize, work_per_pixel: u64) -> Search {
+    let (width, height) = (frame.width() as usize, frame.height() as usize);
+    let spent = Cell::new(0);
+    let grey = MeteredGrey {
+        width,
+        height,
+        pixels: grey_of(frame),
+        spent: &spent,
+        budget: work_per_pixel.saturating_mul((width * height) as u64),
+    };
+    let mut codes = Vec::new();
+    // The code shown is untrusted input to a third-party decoder: a panic in it, or a search that would not
+    // end in time, must cost one frame's read, not the thread.
+    IN_DECODER.with(|d| d.set(true));
+    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode(grey, max, &mut codes)));
+    IN_DECODER.with(|d| d.set(false));
+    let ending = match read {
+        Ok(()) => Ending::Done,
+        Err(payload) if payload.is::<OverBudget>() => {
+            search_failed(&SEARCHES_GIVEN_UP, "a QR search was given up past its work budget");
+            Ending::OverBudget
+        }
+        Err(_) => {
+            search_failed(&DECODER_PANICS, "the QR decoder failed");
+            Ending::DecoderPanicked
+        }
+    };
+    Search { codes, spent: spent.get(), ending }
+}
+
+fn search_failed(counter: &AtomicU64, what: &str) {
     static LAST_WARNING: Mutex<Option<Instant>> = Mutex::new(None);
-    let total = DECODER_PANICS.fetch_add(1, Ordering::Relaxed) + 1;
+    let total = counter.fetch_add(1, Ordering::Relaxed) + 1;
     let mut last = LAST_WARNING.lock().unwrap_or_else(PoisonError::into_inner);
-    if last.is_none_or(|at| at.elapsed() >= PANIC_WARNING_EVERY) {
+    if last.is_none_or(|at| at.elapsed() >= WARNING_EVERY) {
         *last = Some(Instant::now());
         tracing::warn!(
-            "the QR decoder failed on a damaged or unusual code ({total} frames since start, at most one warning \
-             a minute); those frames' codes were not read, the other ways in are unaffected"
+            "{what} on a damaged or unusual code ({total} frames since start, at most one warning a minute); \
+             those frames' codes were not read, the other ways in are unaffected"
         );
     }
 }
 
-fn grey_of(frame: &Frame) -> WipedGrey {
+fn grey_of(frame: &Frame) -> Vec<u8> {
     // Integer luma (BT.601): a QR code needs contrast, not colour accuracy.
-    WipedGrey(
-        frame
-            .rgb()
-            .chunks_exact(3)
-            .map(|p| ((u32::from(p[0]) * 77 + u32::from(p[1]) * 150 + u32::from(p[2]) * 29) >> 8) as u8)
-            .collect(),
-    )
+    frame
+        .rgb()
+        .chunks_exact(3)
+        .map(|p| ((u32::from(p[0]) * 77 + u32::from(p[1]) * 150 + u32::from(p[2]) * 29) >> 8) as u8)
+        .collect()
 }
 
-/// The decoder's part: rqrr's threshold, grid search and decoding, on the frame's grey copy.
-fn decode(w: u32, h: u32, grey: WipedGrey, max: usize) -> Vec<Zeroizing<String>> {
-    let Some(image) = image::ImageBuffer::<image::Luma<u8>, WipedGrey>::from_raw(w, h, grey) else {
-        return Vec::new();
-    };
-    let mut prepared = rqrr::PreparedImage::prepare(image);
-    let mut found = Vec::new();
-    for grid in prepared.detect_grids().into_iter().take(max.max(1) * 4) {
+/// The decoder's part: rqrr's threshold, grid search and decoding, on the frame's grey copy. The codes read
+/// go into `found` as they are read, so that a search given up part way keeps what it read.
+fn decode(grey: MeteredGrey<'_>, max: usize, found: &mut Vec<Zeroizing<String>>) {
+    let mut prepared = rqrr::PreparedImage::prepare(grey);
+    let grids = prepared.detect_grids();
+    for grid in grids.iter().take(max.max(1) * 4) {
         if found.len() >= max {
             break;
         }
-        let mut text = Vec::new();
+        // Wiped however the read ends, an unwinding included: a pass is a bearer token.
+        let mut text = Zeroizing::new(Vec::new());
         // A damaged or partial code is simply not read; the visitor holds it steadier.
-        if grid.decode_to(&mut text).is_ok() && text.len() <= MAX_QR_TEXT {
-            match String::from_utf8(text) {
-                Ok(s) => found.push(Zeroizing::new(s)),
-                Err(e) => e.into_bytes().zeroize(),
+        if grid.decode_to(&mut *text).is_ok() && text.len() <= MAX_QR_TEXT {
+            if let Ok(s) = std::str::from_utf8(&text) {
+                found.push(Zeroizing::new(s.to_owned()));
             }
-        } else {
-            text.zeroize();
         }
     }
-    found
 }
 
 #[cfg(test)]
@@ -205,5 +300,64 @@ mod tests {
             "the fixture no longer panics the decoder: is rqrr#54 fixed?"
         );
         assert!(!IN_DECODER.with(Cell::get), "the thread is still marked as in the decoder");
+    }
+
+    fn fixture(name: &str) -> Frame {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+        crate::capture::decode_file(&path, crate::capture::DecodeLimits::default()).unwrap()
+    }
+
+    /// A damaged code (version 1, 7 px a module, low contrast, nine modules flipped; drawn by
+    /// `fuzz/fuzz_targets/qr_frame.rs` from `fuzz/regressions/qr_frame/slow-alignment-search`) on which rqrr's
+    /// alignment search flood-fills the same regions again and again: thousands of pixel accesses a pixel,
+    /// 120 ms on this 223 x 223 frame before the budget. Given up at the budget, counted.
+    #[test]
+    fn a_code_that_sends_the_search_round_in_circles_is_given_up_at_the_budget() {
+        let frame = fixture("qr-slow-alignment-search.png");
+        let unbounded = search(&frame, 2, u64::MAX);
+        assert_eq!(unbounded.ending, Ending::Done);
+        let pixels = u64::from(frame.width() * frame.height());
+        assert!(
+            unbounded.spent > 10 * WORK_PER_PIXEL * pixels,
+            "the fixture no longer costs the decoder much ({} accesses a pixel): is the alignment search fixed?",
+            unbounded.spent / pixels
+        );
+        let before = SEARCHES_GIVEN_UP.load(Ordering::Relaxed);
+        let bounded = search(&frame, 2, WORK_PER_PIXEL);
+        assert_eq!(bounded.ending, Ending::OverBudget);
+        assert!(bounded.codes.is_empty() && bounded.spent == WORK_PER_PIXEL * pixels + 1);
+        assert!(SEARCHES_GIVEN_UP.load(Ordering::Relaxed) > before);
+        assert!(!IN_DECODER.with(Cell::get), "the thread is still marked as in the decoder");
+    }
+
+    /// The budget is far above what readable codes and ordinary scenes cost: codes of every size the camera
+    /// reads, at 1 to 8 px a module, each level, on the noisy scene and in a faces' photo; a busy frame.
+    #[test]
+    fn readable_codes_and_busy_scenes_cost_a_fraction_of_the_budget() {
+        let long = "FGP1:".to_owned() + &"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567".repeat(16);
+        let mut worst = (0, String::new());
+        let mut read_back = 0;
+        for text in ["FGP1:ABCDEFGHIJKLMNOPQRSTUVWXYZ234567ABCDEFGHIJKLMNOPQRST", "x", &long[..MAX_QR_TEXT - 10]] {
+            let side = qrcode::QrCode::with_error_correction_level(text, qrcode::EcLevel::M).unwrap().width() as u32;
+            for module in (2..=8).filter(|m| (side + 8) * m + 9 <= 480) {
+                let frame = frame_with_code(text, module, 17, 9);
+                let read = search(&frame, 2, WORK_PER_PIXEL);
+                assert_eq!(read.ending, Ending::Done, "{} chars at {module} px", text.len());
+                if read.codes.first().is_some_and(|code| code.as_str() == text) {
+                    read_back += 1;
+                }
+                let per_pixel = read.spent / u64::from(frame.width() * frame.height());
+                if per_pixel > worst.0 {
+                    worst = (per_pixel, format!("{} chars at {module} px a module", text.len()));
+                }
+            }
+        }
+        assert!(read_back >= 12, "only {read_back} codes read back");
+        let noise: Vec<u8> = (0..640 * 480 * 3).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        let read = search(&Frame::from_rgb(640, 480, noise).unwrap(), 2, WORK_PER_PIXEL);
+        assert_eq!(read.ending, Ending::Done);
+        let noise = read.spent / (640 * 480);
+        eprintln!("accesses a pixel: worst code {} ({}), noise {noise}", worst.0, worst.1);
+        assert!(worst.0 * 4 <= WORK_PER_PIXEL && noise * 4 <= WORK_PER_PIXEL, "{worst:?}, noise {noise}");
     }
 }
