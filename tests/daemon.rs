@@ -30,6 +30,7 @@ use facegate::vision::embed::{Embedding, EMBEDDING_DIM};
 use facegate::vision::enrol::{EnrolmentSession, QualityGate};
 use facegate::vision::liveness::DEFAULT_LIVE_THRESHOLD;
 use facegate::vision::pipeline::{FacePipeline, FaceReader, FoundFace, PipelineConfig, PipelineError};
+use facegate::vision::qr::{CodeReader, QrDecoder};
 
 struct ScriptedCamera(mpsc::Receiver<Frame>);
 
@@ -187,11 +188,21 @@ struct ScriptedGate {
 
 impl ScriptedGate {
     fn start(owner: &RegistryOwner, reader: Arc<dyn FaceReader>, face_workers: usize) -> Self {
+        Self::start_with(owner, reader, face_workers, Arc::new(QrDecoder))
+    }
+
+    fn start_with(
+        owner: &RegistryOwner,
+        reader: Arc<dyn FaceReader>,
+        face_workers: usize,
+        qr: Arc<dyn CodeReader>,
+    ) -> Self {
         let (frames, camera) = mpsc::channel();
         let relay_log = RelayLog::default();
         let mut hardware = GateHardware::new(Box::new(SimulatedRelay::new(relay_log.clone())));
         hardware.camera = Some(Box::new(ScriptedCamera(camera)));
         hardware.pipeline = Some(reader);
+        hardware.qr = qr;
         let settings = GateSettings {
             intent: FaceIntent::Always,
             face_workers,
@@ -310,6 +321,61 @@ fn frames_read_before_a_face_admission_and_decided_after_it_admit_no_one_again()
         .map(|c| c.count)
         .sum();
     assert_eq!(face_opened, 1, "one approach counted as {face_opened} passages");
+}
+
+/// A QR search that takes as long as the test wants: each search waits until the test releases it (or the
+/// reader is dropped: a failing test must not leave the gate's threads waiting).
+#[derive(Default)]
+struct StuckSearch {
+    searches: AtomicU64,
+    released: AtomicBool,
+}
+
+impl CodeReader for StuckSearch {
+    fn read_codes(&self, _frame: &Frame, _max: usize) -> Vec<zeroize::Zeroizing<String>> {
+        self.searches.fetch_add(1, Ordering::SeqCst);
+        while !self.released.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Vec::new()
+    }
+}
+
+struct ReleaseOnDrop(Arc<StuckSearch>);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        self.0.released.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Issue 20 (fuzzing found a damaged code that costs rqrr's search 120 ms on a small frame; a camera frame could
+/// cost more): the QR search ran beside each face frame's detection and the frame's result waited for it, so
+/// a code held to the camera delayed or stopped face entry. Now the search has its own thread and reads the
+/// newest frame only: a search that never ends costs pass reads, not face decisions.
+#[test]
+fn a_qr_search_that_never_ends_delays_no_face_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let (owner, pipeline, resident) = enrolled_from_five_photos(dir.path());
+    let photo = |p: &Path| decode_file(p, DecodeLimits::default()).unwrap();
+    let stuck = Arc::new(StuckSearch::default());
+    let ScriptedGate { frames, relay_log, status, runtime, stop, gate } =
+        ScriptedGate::start_with(&owner, pipeline, 2, stuck.clone());
+    let release = ReleaseOnDrop(stuck.clone());
+    for path in &resident[5..8] {
+        frames.send(photo(path)).unwrap();
+    }
+    wait_until("the resident's admission while the QR search is stuck", Duration::from_secs(60), || {
+        status.admissions() == 1
+    });
+    wait_until("three frames decided", Duration::from_secs(30), || status.frames() == 3);
+    let searches = stuck.searches.load(Ordering::SeqCst);
+    assert!((1..=2).contains(&searches), "{searches} searches begun: frames queued for the QR search, or none searched");
+    drop(release);
+    stop.send(()).unwrap();
+    runtime.block_on(gate).unwrap().unwrap();
+    owner.stop().unwrap();
+    assert_eq!(relay_log.pulses(), 1);
 }
 
 fn unit_vector(seed: usize) -> Embedding {

@@ -27,6 +27,7 @@ use crate::vision::enrol::{EnrolmentDesk, QualityGate};
 use crate::vision::fuse::ApproachFusion;
 use crate::vision::liveness::LivenessModel;
 use crate::vision::pipeline::{FaceReader, WorkerPanicked};
+use crate::vision::qr::CodeReader;
 
 /// What a worker read from one frame; the frame itself is gone (wiped) by the time this is delivered.
 struct FrameReading {
@@ -89,6 +90,12 @@ impl FaceModelSlot {
     }
 }
 
+/// What reads the camera's frames: the face models (once they are loaded) and the QR search.
+pub(super) struct Readers {
+    pub(super) models: Arc<FaceModelSlot>,
+    pub(super) qr: Arc<dyn CodeReader>,
+}
+
 /// Where the portal asks the camera for something other than matching: an enrolment, the aiming figures.
 pub(super) struct Desks {
     pub(super) enrolment: Option<Arc<EnrolmentDesk>>,
@@ -100,7 +107,7 @@ pub(super) struct Desks {
 /// in camera order, so the decision sees frames as they were taken.
 pub(super) fn camera_loop(
     camera: Box<dyn FrameSource>,
-    models: Arc<FaceModelSlot>,
+    Readers { models, qr }: Readers,
     desks: Desks,
     compound: Option<Arc<crate::compound::LinkHealth>>,
     shared: &Shared,
@@ -120,13 +127,13 @@ pub(super) fn camera_loop(
         desk: desks.enrolment,
         aiming: desks.aiming,
         compound,
-        passes: settings.passes_from_camera,
+        passes: settings.passes_from_camera.then_some(qr),
     };
     let mut readings =
         Readings { face_was_on: false, recent: RecentCodes::default(), approach: Approach::new(settings.agreement.1) };
     crate::vision::pipeline::ordered_parallel(
         settings.face_workers.max(1),
-        || frames.next(shared, &events, &|| work.passes || work.models.is_set()),
+        || frames.next(shared, &events, &|| work.passes.is_some() || work.models.is_set()),
         |(n, started, frame)| work.read(n, started, frame, shared),
         |reading| readings.deliver(reading, shared, &events),
     );
@@ -208,7 +215,8 @@ struct FrameWork {
     desk: Option<Arc<EnrolmentDesk>>,
     aiming: Option<Arc<AimingDesk>>,
     compound: Option<Arc<crate::compound::LinkHealth>>,
-    passes: bool,
+    /// The QR search, when the camera reads passes.
+    passes: Option<Arc<dyn CodeReader>>,
 }
 
 impl FrameWork {
@@ -246,11 +254,9 @@ impl FrameWork {
 
     /// The visitor passes in view (none when the camera does not read passes).
     fn codes(&self, frame: &Frame) -> Vec<zeroize::Zeroizing<String>> {
-        if !self.passes {
-            return Vec::new();
-        }
+        let Some(qr) = &self.passes else { return Vec::new() };
         // Any other code in view (a poster, a T-shirt) is none of the gate's business.
-        crate::vision::qr::read_codes(frame, 1)
+        qr.read_codes(frame, 1)
             .into_iter()
             .filter(|text| crate::protect::pass::looks_like_pass(text))
             .collect()

@@ -123,6 +123,8 @@ pub struct GateHardware {
     pub pipeline: Option<Arc<dyn FaceReader>>,
     /// The liveness models; without them (and a `live_threshold`) face entry is off.
     pub liveness: Option<Arc<LivenessModel>>,
+    /// What searches the camera's frames for visitor passes' QR codes (rqrr: [`crate::vision::qr::QrDecoder`]).
+    pub qr: Arc<dyn crate::vision::qr::CodeReader>,
     /// Where face models loaded after start arrive when `pipeline` (or a needed `liveness`) is `None`: the
     /// daemon retries models that were missing or damaged at start, and face entry begins once they load.
     pub later_models: Option<Arc<FaceModelSlot>>,
@@ -156,6 +158,7 @@ impl GateHardware {
             camera: None,
             pipeline: None,
             liveness: None,
+            qr: Arc::new(crate::vision::qr::QrDecoder),
             later_models: None,
             relay,
             keypad: None,
@@ -288,6 +291,7 @@ pub async fn run(
         camera,
         pipeline,
         liveness,
+        qr,
         later_models,
         relay,
         keypad,
@@ -320,7 +324,7 @@ pub async fn run(
             let (shared, tx) = (shared.clone(), tx.clone());
             threads.spawn("camera", move || {
                 let desks = camera::Desks { enrolment: enrolment_desk, aiming: aiming_desk };
-                camera::camera_loop(camera, models, desks, compound, &shared, &tx, settings);
+                camera::camera_loop(camera, camera::Readers { models, qr }, desks, compound, &shared, &tx, settings);
             });
         }
         None => tracing::warn!("no camera: face entry and camera-read passes are off; the other ways in keep working"),

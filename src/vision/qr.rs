@@ -136,6 +136,22 @@ pub fn quiet_decoder_panics() {
     });
 }
 
+/// What searches a frame for QR codes: [`QrDecoder`] in the gate; tests put a slow or scripted one in its place.
+pub trait CodeReader: Send + Sync {
+    /// The codes in view, up to `max` of them (see [`read_codes`]).
+    fn read_codes(&self, frame: &Frame, max: usize) -> Vec<Zeroizing<String>>;
+}
+
+/// rqrr, metered and contained: [`read_codes`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QrDecoder;
+
+impl CodeReader for QrDecoder {
+    fn read_codes(&self, frame: &Frame, max: usize) -> Vec<Zeroizing<String>> {
+        read_codes(frame, max)
+    }
+}
+
 /// Reads the QR codes in a frame, up to `max` of them, largest image first is not guaranteed. Texts longer
 /// than [`MAX_QR_TEXT`] or not valid UTF-8 are skipped. A frame with no code costs one threshold pass and a
 /// search; nothing is allocated per code but the decoded text. The search is bounded: past [`WORK_PER_PIXEL`]
@@ -155,6 +171,7 @@ enum Ending {
 }
 
 /// One frame's search: the codes read, the pixel accesses spent and how it ended.
+#[cfg_attr(not(test), allow(dead_code, reason = "the cost and the ending are the tests' measurements"))]
 struct Search {
     codes: Vec<Zeroizing<String>>,
     spent: u64,
