@@ -370,7 +370,10 @@ fn a_qr_search_that_never_ends_delays_no_face_decision() {
     });
     wait_until("three frames decided", Duration::from_secs(30), || status.frames() == 3);
     let searches = stuck.searches.load(Ordering::SeqCst);
-    assert!((1..=2).contains(&searches), "{searches} searches begun: frames queued for the QR search, or none searched");
+    assert!(
+        (1..=2).contains(&searches),
+        "{searches} searches begun: frames queued for the QR search, or none searched"
+    );
     drop(release);
     stop.send(()).unwrap();
     runtime.block_on(gate).unwrap().unwrap();

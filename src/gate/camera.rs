@@ -256,10 +256,7 @@ impl FrameWork {
     fn codes(&self, frame: &Frame) -> Vec<zeroize::Zeroizing<String>> {
         let Some(qr) = &self.passes else { return Vec::new() };
         // Any other code in view (a poster, a T-shirt) is none of the gate's business.
-        qr.read_codes(frame, 1)
-            .into_iter()
-            .filter(|text| crate::protect::pass::looks_like_pass(text))
-            .collect()
+        qr.read_codes(frame, 1).into_iter().filter(|text| crate::protect::pass::looks_like_pass(text)).collect()
     }
 
     /// While an installer watches the aiming page: the frame's figures and its faces' boxes and poses, never a

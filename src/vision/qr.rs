@@ -26,9 +26,16 @@ pub const MAX_QR_TEXT: usize = 512;
 /// The pixel reads and writes the decoder may spend on a frame, per pixel of the frame. rqrr's work on most
 /// frames is a few passes over the image (thresholding alone reads each pixel three times and writes it once),
 /// but a damaged code can send its alignment search flood-filling the same regions again and again (fuzzing
-/// finding: 818 accesses a pixel, 120 ms on a 223 x 223 frame); a search past this budget is given up. Readable
-/// codes and the 2,306 photos of `shared/faces` cost 10 a pixel at most (`docs/reliability.md`, fuzz finding 5).
-const WORK_PER_PIXEL: u64 = 64;
+/// finding: 817 accesses a pixel, 120 ms on a 223 x 223 frame); a search past this budget is given up.
+/// Readable codes, 2 to 8 px a module, and the 2,628 photos of `shared/faces` and `shared/spoof` cost 10 a
+/// pixel at most (`docs/reliability.md`, fuzz finding 5): the budget is three times that, and keeps a 640 x
+/// 480 frame's search under a second in the fuzzer's instrumented build.
+const WORK_PER_PIXEL: u64 = 32;
+
+/// How many pixels rqrr copies for the cost of one pixel access. rqrr copies the whole image for each group of
+/// finder patterns it tries; a copy is a memcpy, far cheaper than accesses through the image traits, but a
+/// frame full of candidate groups must not copy without end.
+const COPY_PER_ACCESS: u64 = 8;
 
 /// The grey copy of a frame that rqrr reads and thresholds in place: wiped on drop, and metered: each pixel
 /// read or write is counted, and past the budget the search is given up by unwinding with [`OverBudget`]
@@ -64,7 +71,7 @@ impl MeteredGrey<'_> {
 // as a pass over the image, and the copy spends from the same budget.
 impl Clone for MeteredGrey<'_> {
     fn clone(&self) -> Self {
-        self.spend_many(self.pixels.len() as u64);
+        self.spend_many(self.pixels.len() as u64 / COPY_PER_ACCESS);
         Self { pixels: self.pixels.clone(), ..*self }
     }
 }
