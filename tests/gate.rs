@@ -200,6 +200,9 @@ async fn every_way_in_end_to_end_and_the_alternatives_without_a_camera() {
         frames.send(common::photo_with_qr(visitor_face, &camera_pass)).unwrap();
     }
     wait_for("the pass frames", || status.frames() == 48).await;
+    // The QR search has its own thread: the pass can be read after the frames are decided.
+    wait_for("the pass's admission", || status.admissions() == 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!((status.admissions(), status.passes_read(), status.refusals()), (2, 1, 0));
     wait_for("the pulse to end", || pulses_done(2)).await;
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::readers::{check_pass, RecentCodes};
+use super::pass_search::{CloseOnDrop, PassSearch};
 use super::{FrameClock, GateSettings, Input, Shared};
 use crate::capture::{Frame, FrameSource};
 use crate::policy::decide::{FaceObservation, GateEvent};
@@ -33,8 +33,6 @@ use crate::vision::qr::CodeReader;
 struct FrameReading {
     n: u64,
     started: Instant,
-    /// Visitor-pass texts the QR search found (wiped on drop: a pass is a bearer token).
-    codes: Vec<zeroize::Zeroizing<String>>,
     face: FaceWork,
 }
 
@@ -122,21 +120,34 @@ pub(super) fn camera_loop(
         n: 0,
         down: false,
     };
-    let work = FrameWork {
-        models,
-        desk: desks.enrolment,
-        aiming: desks.aiming,
-        compound,
-        passes: settings.passes_from_camera.then_some(qr),
-    };
-    let mut readings =
-        Readings { face_was_on: false, recent: RecentCodes::default(), approach: Approach::new(settings.agreement.1) };
-    crate::vision::pipeline::ordered_parallel(
-        settings.face_workers.max(1),
-        || frames.next(shared, &events, &|| work.passes.is_some() || work.models.is_set()),
-        |(n, started, frame)| work.read(n, started, frame, shared),
-        |reading| readings.deliver(reading, shared, &events),
-    );
+    let work = FrameWork { models, desk: desks.enrolment, aiming: desks.aiming, compound };
+    let mut readings = Readings { face_was_on: false, approach: Approach::new(settings.agreement.1) };
+    let passes = settings.passes_from_camera.then(PassSearch::default);
+    std::thread::scope(|scope| {
+        let _close = passes.as_ref().map(CloseOnDrop);
+        if let Some(search) = &passes {
+            let started = std::thread::Builder::new()
+                .name("qr".into())
+                .spawn_scoped(scope, || search.run(qr.as_ref(), shared, tx));
+            if let Err(e) = started {
+                tracing::error!("cannot start the QR search thread, camera-read passes are off: {e}");
+            }
+        }
+        let wanted = || passes.is_some() || work.models.is_set();
+        crate::vision::pipeline::ordered_parallel(
+            settings.face_workers.max(1),
+            || {
+                let (n, started, frame) = frames.next(shared, &events, &wanted)?;
+                let frame = Arc::new(frame);
+                if let Some(search) = &passes {
+                    search.offer(&frame);
+                }
+                Some((n, started, frame))
+            },
+            |(n, started, frame)| work.read(n, started, frame, shared),
+            |reading| readings.deliver(reading, shared, &events),
+        );
+    });
 }
 
 /// The event loop's channel, as the camera thread sees it: once it is closed, the camera stops reading.
@@ -209,18 +220,17 @@ impl Frames {
     }
 }
 
-/// What a frame worker does with a frame: look for passes, feed an enrolment, or match the face.
+/// What a frame worker does with a frame: feed an enrolment or match the face (the passes in it are the
+/// [`PassSearch`]'s).
 struct FrameWork {
     models: Arc<FaceModelSlot>,
     desk: Option<Arc<EnrolmentDesk>>,
     aiming: Option<Arc<AimingDesk>>,
     compound: Option<Arc<crate::compound::LinkHealth>>,
-    /// The QR search, when the camera reads passes.
-    passes: Option<Arc<dyn CodeReader>>,
 }
 
 impl FrameWork {
-    fn read(&self, n: u64, started: Instant, frame: Frame, shared: &Shared) -> FrameReading {
+    fn read(&self, n: u64, started: Instant, frame: Arc<Frame>, shared: &Shared) -> FrameReading {
         // An enrolment asked for by the portal takes the camera's faces while it runs (never both), under the
         // gate's own intent rule: with `intent = "button"` no face is captured until someone presses it, so a
         // running capture cannot take a passer-by who never asked.
@@ -232,31 +242,22 @@ impl FrameWork {
             }
             _ => false,
         };
-        let (codes, face) = match self.models.get() {
-            _ if enrolling => (self.codes(&frame), FaceWork::Enrolment),
+        let face = match self.models.get() {
+            _ if enrolling => FaceWork::Enrolment,
             Some((reader, liveness))
                 if self.compound.as_ref().is_none_or(|link| link.face_matching_allowed()) && face_allowed =>
             {
-                // A resident waits for this frame: its work is spread over the cores. The QR search and the
-                // liveness models run beside detection and embedding, which alone set the frame's time.
-                std::thread::scope(|scope| {
-                    let codes = scope.spawn(|| self.codes(&frame));
-                    let face = read_face(scope, &frame, reader.as_ref(), liveness.as_deref());
-                    (joined(codes), FaceWork::Read(face))
-                })
+                // A resident waits for this frame: the liveness models run beside detection and embedding,
+                // which alone set the frame's time.
+                FaceWork::Read(std::thread::scope(|scope| {
+                    read_face(scope, &frame, reader.as_ref(), liveness.as_deref())
+                }))
             }
-            _ => (self.codes(&frame), FaceWork::Off),
+            _ => FaceWork::Off,
         };
         self.describe_for_aiming(&frame);
         drop(frame);
-        FrameReading { n, started, codes, face }
-    }
-
-    /// The visitor passes in view (none when the camera does not read passes).
-    fn codes(&self, frame: &Frame) -> Vec<zeroize::Zeroizing<String>> {
-        let Some(qr) = &self.passes else { return Vec::new() };
-        // Any other code in view (a poster, a T-shirt) is none of the gate's business.
-        qr.read_codes(frame, 1).into_iter().filter(|text| crate::protect::pass::looks_like_pass(text)).collect()
+        FrameReading { n, started, face }
     }
 
     /// While an installer watches the aiming page: the frame's figures and its faces' boxes and poses, never a
@@ -275,7 +276,6 @@ impl FrameWork {
 /// Turns readings into events, in camera order.
 struct Readings {
     face_was_on: bool,
-    recent: RecentCodes,
     approach: Approach,
 }
 
@@ -294,11 +294,6 @@ impl Readings {
                 return;
             }
         };
-        for text in reading.codes {
-            if self.recent.first_sighting(&text) {
-                check_pass(shared, text, "camera", events.tx);
-            }
-        }
         // Permission was checked when the frame's work began; the link may have gone past its offline limit
         // while the models ran (long under load). A match decided now must still be allowed now.
         let enrolment = matches!(reading.face, FaceWork::Enrolment);

@@ -22,6 +22,7 @@ pub mod daemon;
 pub mod door;
 mod events;
 pub mod guard;
+mod pass_search;
 mod readers;
 pub mod status;
 
