@@ -625,9 +625,10 @@ fn models_missing_at_start_are_loaded_once_they_appear() {
 }
 
 /// A damaged QR code held to the camera (the fixture: rqrr 0.11 asserts on it, upstream issue #54; found by
-/// fuzzing) panics the decoder on every frame. Each panic costs that frame's QR read only; the log gets one
-/// warning a minute, not a panic message a frame (which would fill the journal on the SD card), and the other
-/// ways in work.
+/// fuzzing) panicked the decoder on every frame; since the search's work budget, it is given up before the
+/// assertion (`vision::qr`'s unit test still shows the panic contained, without the budget). Either way each
+/// frame costs its QR read only; the log gets one warning a minute, not a panic message a frame (which would
+/// fill the journal on the SD card), and the other ways in work.
 #[test]
 fn a_code_that_panics_the_qr_decoder_costs_its_reads_not_the_log() {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qr-decoder-panic.png");
@@ -640,7 +641,7 @@ fn a_code_that_panics_the_qr_decoder_costs_its_reads_not_the_log() {
     let log = gate.log.lock().unwrap();
     let panics: Vec<&String> = log.iter().map(|(_, l)| l).filter(|l| l.contains("panicked")).collect();
     assert!(panics.is_empty(), "{} panic messages in the log, the first: {}", panics.len(), panics[0]);
-    let warnings = log.iter().filter(|(_, l)| l.contains("the QR decoder failed")).count();
+    let warnings = log.iter().filter(|(_, l)| l.contains("on a damaged or unusual code")).count();
     assert_eq!(warnings, 1, "not one warning a minute");
     drop(log);
     eprintln!("a code that panics the decoder: one warning; a release opened in {release:?}");
