@@ -58,6 +58,8 @@ printf '\003\023\002FGP1:ABCDEFGHIJKLMNOPQRSTUVWXYZ234567ABCDEFGHIJKLMNOPQRST' >
 printf '\033\023\102FGP1:ABCDEFGHIJKLMNOPQRSTUVWXYZ234567ABCDEFGHIJKLMNOPQRST\001\002\011\012\020\003' \
     >fuzz/corpus/qr_frame/pass-damaged
 printf '\000\040\030\000\377\000\377\377\000' >fuzz/corpus/qr_frame/pattern
+# And the inputs that found slow searches: the runs explore around them.
+seed qr_frame fuzz/regressions/qr_frame/*
 seed config_toml deploy/facegate.toml
 mkdir -p fuzz/corpus/pass_text fuzz/corpus/audit_report
 printf 'FGP1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' > fuzz/corpus/pass_text/prefix
