@@ -1,14 +1,15 @@
-//! The camera reader and its frame workers: QR search on every frame; face detection, embedding and liveness
-//! only while a resident has shown intent (on such a frame the QR search and the liveness models run on helper
-//! threads beside detection and embedding, so a frame takes about as long as those two); readings handed on in
-//! camera order, where the approach's frames are fused and identified, then to the event loop.
+//! The camera reader and its frame workers: every frame goes to the QR search's own thread
+//! ([`PassSearch`], which takes the newest frame and never holds the others up); face detection, embedding
+//! and liveness run only while a resident has shown intent (the liveness models on a helper thread beside
+//! detection and embedding, so a frame takes about as long as those two); readings handed on in camera order,
+//! where the approach's frames are fused and identified, then to the event loop.
 //!
 //! The ordered stage owns the approach ([`Approach`]): each frame's embedding joins the mean of the approach's
 //! recent frames and that fused probe is matched against the gallery snapshot the registry's owner last
 //! published (an `Arc`, no lock), so no frame waits on an enrolment, a revocation or the database. A worker
 //! that panics costs one frame: the fault is logged and counted and the next frames are decided. Frames are
-//! dropped (and wiped) as soon as they are read, embeddings once fused; nothing here writes or logs a frame, a
-//! crop or an embedding.
+//! dropped (and wiped) as soon as the worker and the QR search are done with them, embeddings once fused;
+//! nothing here writes or logs a frame, a crop or an embedding.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -131,6 +132,8 @@ pub(super) fn camera_loop(
                 .spawn_scoped(scope, || search.run(qr.as_ref(), shared, tx));
             if let Err(e) = started {
                 tracing::error!("cannot start the QR search thread, camera-read passes are off: {e}");
+                // Closed, it takes no frame: none is held for a search that will never come.
+                search.close();
             }
         }
         let wanted = || passes.is_some() || work.models.is_set();

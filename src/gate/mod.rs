@@ -72,8 +72,8 @@ pub struct GateSettings {
     pub agreement: (usize, usize),
     /// Frames per second the face thread reads at most.
     pub fps: f32,
-    /// Threads reading frames (QR search, detect, align, embed, match); frames are still decided in camera
-    /// order. One per core lets a slow core keep up with the camera.
+    /// Threads reading frames for faces (detect, align, embed, liveness); frames are still decided in camera
+    /// order. One per core lets a slow core keep up with the camera. The QR search has a thread of its own.
     pub face_workers: usize,
     /// A half-typed keypad entry is cleared after this idle time.
     pub keypad_idle: Duration,
