@@ -302,3 +302,63 @@ fn a_plan_is_optimised_once_per_input_size() {
     let other = detector.plan_for(480, 640).unwrap();
     assert!(!std::sync::Arc::ptr_eq(&first, &other), "two sizes shared one plan");
 }
+
+/// Issue 20: the QR search's work budget (`vision::qr::work_budget`) must sit far above what real frames cost:
+/// every photo of the labelled set and the spoof set, and a sample of them with a visitor's pass held up (each
+/// read back). The figures go in `docs/reliability.md` (fuzz finding 5).
+#[test]
+fn the_qr_searchs_budget_is_far_above_what_real_photos_and_passes_cost() {
+    use facegate::vision::qr::{read_codes, search_work, work_budget};
+    fn photos(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())).flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                photos(&path, out);
+            } else if path.extension().is_some_and(|x| ["jpg", "jpeg", "png"].contains(&&*x.to_string_lossy())) {
+                out.push(path);
+            }
+        }
+    }
+    let mut all = Vec::new();
+    photos(&common::shared_faces(), &mut all);
+    photos(&common::spoof_dir(), &mut all);
+    assert!(all.len() >= 2000, "only {} photos found", all.len());
+    // The highest share of its budget a frame used, and the most work a pixel.
+    let share = |frame: &facegate::capture::Frame| {
+        let work = search_work(frame);
+        (
+            work as f64 / work_budget(frame.width(), frame.height()) as f64,
+            work as f64 / f64::from(frame.width() * frame.height()),
+        )
+    };
+    let (mut worst, mut per_pixel, mut read) = ((0.0f64, String::new()), (0.0f64, 0.0f64), 0);
+    for path in &all {
+        let frame = decode_file(path, DecodeLimits::default()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let (used, work) = share(&frame);
+        per_pixel = (per_pixel.0.max(work), per_pixel.1 + work / all.len() as f64);
+        if used > worst.0 {
+            worst = (used, path.display().to_string());
+        }
+    }
+    let pass = "FGP1:ABCDEFGHIJKLMNOPQRSTUVWXYZ234567ABCDEFGHIJKLMNOPQRST";
+    let mut worst_pass = 0.0f64;
+    let sample: Vec<_> = all.iter().step_by(all.len() / 100).collect();
+    for path in &sample {
+        let frame = common::photo_with_qr(path, pass);
+        worst_pass = worst_pass.max(share(&frame).0);
+        read += usize::from(read_codes(&frame, 1).first().is_some_and(|t| t.as_str() == pass));
+    }
+    eprintln!(
+        "QR search: {} photos, {:.1} a pixel at most (mean {:.1}), {:.0} % of the budget at most ({}); {} with a \
+         pass held up: {:.0} % at most, {read} read",
+        all.len(),
+        per_pixel.0,
+        per_pixel.1,
+        worst.0 * 100.0,
+        worst.1,
+        sample.len(),
+        worst_pass * 100.0
+    );
+    assert!(worst.0 <= 0.34 && worst_pass <= 0.34, "the budget is under three times what real frames cost");
+    assert!(read == sample.len(), "only {read} of {} passes held up were read", sample.len());
+}
