@@ -333,8 +333,7 @@ mod tests {
     #[test]
     fn a_code_that_panics_the_decoder_costs_its_read_and_is_counted() {
         quiet_decoder_panics();
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qr-decoder-panic.png");
-        let frame = crate::capture::decode_file(&path, crate::capture::DecodeLimits::default()).unwrap();
+        let frame = fixture("qr-decoder-panic.png");
         let before = DECODER_PANICS.load(Ordering::Relaxed);
         // Without the budget: within it, the search is given up before the decoder reaches its assertion.
         let read = search(&frame, 2, u64::MAX);
